@@ -1,0 +1,16 @@
+// Package influence scores training examples by their influence on a model's
+// output on query examples:
+//
+//	score(q, t) = Σ_layers ⟨P(∇L(q)), ∇L(t)⟩,   P ≈ (H + δI)⁻¹
+//
+// Sign convention: positive = helpful. A positive score means that
+// up-weighting training example t lowers the loss on query q; removing t from
+// a training set of N examples raises the query loss by about score/N. There
+// is no 1/N and no minus sign in the score itself. Negative scores mark
+// harmful examples.
+//
+// An Analyzer pairs a Method (how P is formed: Exact, Identity, and later the
+// Kronecker-factored methods) with a linalg.Backend, and computes pairwise
+// scores, self-influence ⟨P(∇L(t)), ∇L(t)⟩ and per-query top-k lists of the
+// most helpful and most harmful training examples.
+package influence

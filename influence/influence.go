@@ -1,0 +1,112 @@
+package influence
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/linalg"
+)
+
+// Method turns query gradients into preconditioned gradients P(∇L(q)).
+type Method interface {
+	// Name identifies the method ("exact", "identity", …).
+	Name() string
+	// Precondition returns P(G) for every example of g, flattened: an
+	// N × Dim matrix with layers concatenated in the batch's order.
+	Precondition(ctx context.Context, be linalg.Backend, g *gradients.Batch) (*linalg.Dense64, error)
+}
+
+// Analyzer computes influence scores with a Method on a Backend.
+// The zero Backend means linalg.Default().
+type Analyzer struct {
+	Method  Method
+	Backend linalg.Backend
+}
+
+// NewAnalyzer returns an Analyzer for m on the best available backend.
+func NewAnalyzer(m Method) *Analyzer {
+	return &Analyzer{Method: m, Backend: linalg.Default()}
+}
+
+func (a *Analyzer) backend() linalg.Backend {
+	if a.Backend == nil {
+		return linalg.Default()
+	}
+	return a.Backend
+}
+
+// Scores returns the n_query × n_train matrix of score(q, t). Positive means
+// helpful (see the package documentation for the sign convention).
+func (a *Analyzer) Scores(ctx context.Context, query, train *gradients.Batch) (*linalg.Dense64, error) {
+	if err := compatible(query, train); err != nil {
+		return nil, err
+	}
+	if err := train.Validate(); err != nil {
+		return nil, fmt.Errorf("influence: training gradients: %w", err)
+	}
+	pq, err := a.precondition(ctx, query, "query")
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	gt := train.Flatten()
+	s := linalg.NewDense64(query.N, train.N, nil)
+	a.backend().Dgemm(linalg.NoTrans, linalg.Trans, 1, pq, gt, 0, s)
+	return s, nil
+}
+
+// SelfInfluence returns ⟨P(∇L(t)), ∇L(t)⟩ for every example of train. Large
+// values mark examples the model finds hard or mislabelled.
+func (a *Analyzer) SelfInfluence(ctx context.Context, train *gradients.Batch) ([]float64, error) {
+	pt, err := a.precondition(ctx, train, "training")
+	if err != nil {
+		return nil, err
+	}
+	gt := train.Flatten()
+	out := make([]float64, train.N)
+	for i := range out {
+		var s float64
+		g := gt.Row(i)
+		for j, v := range pt.Row(i) {
+			s += v * g[j]
+		}
+		out[i] = s
+	}
+	return out, nil
+}
+
+func (a *Analyzer) precondition(ctx context.Context, g *gradients.Batch, what string) (*linalg.Dense64, error) {
+	if a.Method == nil {
+		return nil, fmt.Errorf("influence: Analyzer has no Method")
+	}
+	if err := g.Validate(); err != nil {
+		return nil, fmt.Errorf("influence: %s gradients: %w", what, err)
+	}
+	p, err := a.Method.Precondition(ctx, a.backend(), g)
+	if err != nil {
+		return nil, fmt.Errorf("influence: %s: %w", a.Method.Name(), err)
+	}
+	return p, nil
+}
+
+// compatible checks that two batches have the same layers in the same order
+// with the same shapes, so that their flattened gradients line up.
+func compatible(q, t *gradients.Batch) error {
+	if len(q.Layers) != len(t.Layers) {
+		return fmt.Errorf("influence: query has %d layers, training set %d", len(q.Layers), len(t.Layers))
+	}
+	for i := range q.Layers {
+		lq, lt := &q.Layers[i], &t.Layers[i]
+		if lq.Name != lt.Name {
+			return fmt.Errorf("influence: layer %d is %q in the query, %q in the training set", i, lq.Name, lt.Name)
+		}
+		if lq.Dim() != lt.Dim() || lq.DIn != lt.DIn || lq.DOut != lt.DOut {
+			return fmt.Errorf("influence: layer %q: query gradient is %d×%d (dim %d), training %d×%d (dim %d)",
+				lq.Name, lq.DOut, lq.DIn, lq.Dim(), lt.DOut, lt.DIn, lt.Dim())
+		}
+	}
+	return nil
+}

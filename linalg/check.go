@@ -1,0 +1,153 @@
+package linalg
+
+import (
+	"fmt"
+	"math"
+)
+
+// checkDense64 panics unless m is a well-formed matrix: a stride that can
+// hold a row and enough data for the last row.
+func checkDense64(op, name string, m *Dense64) {
+	if m == nil {
+		panic(fmt.Sprintf("linalg: %s: %s is nil", op, name))
+	}
+	checkLayout(op, name, m.Rows, m.Cols, m.Stride, len(m.Data))
+}
+
+// checkDense32 is checkDense64 for float32.
+func checkDense32(op, name string, m *Dense32) {
+	if m == nil {
+		panic(fmt.Sprintf("linalg: %s: %s is nil", op, name))
+	}
+	checkLayout(op, name, m.Rows, m.Cols, m.Stride, len(m.Data))
+}
+
+func checkLayout(op, name string, r, c, stride, n int) {
+	if r < 0 || c < 0 {
+		panic(fmt.Sprintf("linalg: %s: %s has negative dimension %d×%d", op, name, r, c))
+	}
+	if r == 0 || c == 0 {
+		return
+	}
+	if stride < c {
+		panic(fmt.Sprintf("linalg: %s: %s is %d×%d with stride %d", op, name, r, c, stride))
+	}
+	if need := (r-1)*stride + c; n < need {
+		panic(fmt.Sprintf("linalg: %s: %s is %d×%d (stride %d) but has %d elements, need %d", op, name, r, c, stride, n, need))
+	}
+}
+
+// gemmDims checks the shapes of a GEMM and returns its m, n and k.
+func gemmDims(op string, tA, tB Transpose, ar, ac, br, bc, cr, cc int) (m, n, k int) {
+	m, k = ar, ac
+	if tA {
+		m, k = ac, ar
+	}
+	kb, n := br, bc
+	if tB {
+		kb, n = bc, br
+	}
+	if k != kb {
+		panic(fmt.Sprintf("linalg: %s: op(A) is %d×%d but op(B) is %d×%d", op, m, k, kb, n))
+	}
+	if cr != m || cc != n {
+		panic(fmt.Sprintf("linalg: %s: op(A)·op(B) is %d×%d but C is %d×%d", op, m, n, cr, cc))
+	}
+	return m, n, k
+}
+
+// covDims checks that c is n×n for an m×n x and returns n.
+func covDims(op string, cr, cc, xr, xc int) int {
+	if cr != cc || cc != xc {
+		panic(fmt.Sprintf("linalg: %s: C is %d×%d but X is %d×%d; want C %d×%d", op, cr, cc, xr, xc, xc, xc))
+	}
+	return xc
+}
+
+// solveDims checks that a is square and b has as many rows.
+func solveDims(op string, a, b *Dense64) int {
+	checkDense64(op, "A", a)
+	checkDense64(op, "B", b)
+	if a.Rows != a.Cols {
+		panic(fmt.Sprintf("linalg: %s: A is %d×%d, not square", op, a.Rows, a.Cols))
+	}
+	if b.Rows != a.Rows {
+		panic(fmt.Sprintf("linalg: %s: A is %d×%d but B is %d×%d", op, a.Rows, a.Cols, b.Rows, b.Cols))
+	}
+	return a.Rows
+}
+
+// scale64 sets c = beta·c. As in BLAS, beta == 0 ignores the old contents
+// of c, NaNs included.
+func scale64(c *Dense64, beta float64) {
+	if beta == 1 {
+		return
+	}
+	for i := 0; i < c.Rows; i++ {
+		row := c.Row(i)
+		if beta == 0 {
+			clear(row)
+			continue
+		}
+		for j := range row {
+			row[j] *= beta
+		}
+	}
+}
+
+// scale32 is scale64 for float32.
+func scale32(c *Dense32, beta float32) {
+	if beta == 1 {
+		return
+	}
+	for i := 0; i < c.Rows; i++ {
+		row := c.Row(i)
+		if beta == 0 {
+			clear(row)
+			continue
+		}
+		for j := range row {
+			row[j] *= beta
+		}
+	}
+}
+
+// lowerCopy returns a compact n×n copy of the lower triangle of a with the
+// strict upper triangle zero, so that only the lower triangle is ever read.
+// It returns an error wrapping ErrNotFinite if that triangle holds a NaN or
+// an infinity.
+func lowerCopy(op string, a *Dense64) (*Dense64, error) {
+	n := a.Rows
+	l := NewDense64(n, n, nil)
+	for i := 0; i < n; i++ {
+		src := a.Data[i*a.Stride : i*a.Stride+i+1]
+		for j, v := range src {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return nil, fmt.Errorf("linalg: %s: %w: A[%d,%d] = %v", op, ErrNotFinite, i, j, v)
+			}
+		}
+		copy(l.Data[i*n:], src)
+	}
+	return l, nil
+}
+
+// mirrorUpper copies the strict upper triangle of the square c to its lower.
+func mirrorUpper(c *Dense64) {
+	for i := 1; i < c.Rows; i++ {
+		row := c.Data[i*c.Stride : i*c.Stride+i]
+		for j := range row {
+			row[j] = c.Data[j*c.Stride+i]
+		}
+	}
+}
+
+// transposeInto writes the transpose of the row-major r×c src (leading
+// dimension lds) into dst (leading dimension ldd).
+func transposeInto(dst []float64, ldd int, src []float64, lds, r, c int) {
+	for i := 0; i < r; i++ {
+		row := src[i*lds : i*lds+c]
+		for j, v := range row {
+			dst[j*ldd+i] = v
+		}
+	}
+}

@@ -1,0 +1,111 @@
+package linalg
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+
+	"github.com/x448/float16"
+)
+
+// Half-precision formats are carried as raw bits in uint16: IEEE 754
+// binary16 (F16) and bfloat16 (BF16), the upper half of a float32.
+
+// F16Float32 returns the float32 value of the binary16 bits h. The
+// conversion is exact; a NaN comes back quiet with its payload kept.
+func F16Float32(h uint16) float32 { return float16.Frombits(h).Float32() }
+
+// F16Bits returns f rounded to binary16, to nearest with ties to even.
+// Values too large become ±Inf and NaNs stay NaN.
+func F16Bits(f float32) uint16 { return float16.Fromfloat32(f).Bits() }
+
+// BF16Float32 returns the float32 value of the bfloat16 bits h. The
+// conversion is exact, NaN payloads included.
+func BF16Float32(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+
+// BF16Bits returns f rounded to bfloat16, to nearest with ties to even.
+// Values too large become ±Inf and a NaN becomes a quiet NaN of the same
+// sign.
+func BF16Bits(f float32) uint16 {
+	u := math.Float32bits(f)
+	if u&0x7fffffff > 0x7f800000 {
+		// Truncating could clear every payload bit left and make an Inf,
+		// so set the quiet bit.
+		return uint16(u>>16) | 0x0040
+	}
+	// Adding just under half an ulp, plus one when the kept part is odd,
+	// carries into the kept bits exactly when rounding to nearest even goes
+	// up. A carry out of the largest finite value gives the Inf bits.
+	u += 0x7fff + (u>>16)&1
+	return uint16(u >> 16)
+}
+
+// F16ToF32 converts binary16 values to float32; see F16Float32.
+func F16ToF32(dst []float32, src []uint16) {
+	checkConv("F16ToF32", len(dst), len(src))
+	parallelChunks(len(src), func(lo, hi int) {
+		for i, h := range src[lo:hi] {
+			dst[lo+i] = F16Float32(h)
+		}
+	})
+}
+
+// BF16ToF32 converts bfloat16 values to float32; see BF16Float32.
+func BF16ToF32(dst []float32, src []uint16) {
+	checkConv("BF16ToF32", len(dst), len(src))
+	parallelChunks(len(src), func(lo, hi int) {
+		for i, h := range src[lo:hi] {
+			dst[lo+i] = BF16Float32(h)
+		}
+	})
+}
+
+// F32ToF16 rounds float32 values to binary16; see F16Bits.
+func F32ToF16(dst []uint16, src []float32) {
+	checkConv("F32ToF16", len(dst), len(src))
+	parallelChunks(len(src), func(lo, hi int) {
+		for i, f := range src[lo:hi] {
+			dst[lo+i] = F16Bits(f)
+		}
+	})
+}
+
+// F32ToBF16 rounds float32 values to bfloat16; see BF16Bits.
+func F32ToBF16(dst []uint16, src []float32) {
+	checkConv("F32ToBF16", len(dst), len(src))
+	parallelChunks(len(src), func(lo, hi int) {
+		for i, f := range src[lo:hi] {
+			dst[lo+i] = BF16Bits(f)
+		}
+	})
+}
+
+func checkConv(op string, nd, ns int) {
+	if nd != ns {
+		panic(fmt.Sprintf("linalg: %s: len(dst) = %d, len(src) = %d", op, nd, ns))
+	}
+}
+
+// convChunk is the least number of elements worth a goroutine of its own.
+const convChunk = 1 << 16
+
+// parallelChunks calls f on consecutive pieces of [0, n), concurrently when
+// n is large. Conversions are element-wise, so the split does not matter.
+func parallelChunks(n int, f func(lo, hi int)) {
+	p := min(runtime.GOMAXPROCS(0), n/convChunk)
+	if p <= 1 {
+		f(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	size := (n + p - 1) / p
+	for lo := 0; lo < n; lo += size {
+		wg.Add(1)
+		go func(lo, hi int) {
+			defer wg.Done()
+			f(lo, hi)
+		}(lo, min(lo+size, n))
+	}
+	wg.Wait()
+}
