@@ -77,9 +77,9 @@ func solveDims(op string, a, b *Dense64) int {
 	return a.Rows
 }
 
-// scale64 sets c = beta·c. As in BLAS, beta == 0 ignores the old contents
-// of c, NaNs included.
-func scale64(c *Dense64, beta float64) {
+// scale sets c = beta·c. As in BLAS, beta == 0 ignores the old contents of
+// c, NaNs included.
+func scale[T Float](c *Dense[T], beta T) {
 	if beta == 1 {
 		return
 	}
@@ -95,21 +95,14 @@ func scale64(c *Dense64, beta float64) {
 	}
 }
 
-// scale32 is scale64 for float32.
-func scale32(c *Dense32, beta float32) {
-	if beta == 1 {
-		return
+// eighInput validates the argument of Eigh and returns its lower-triangle
+// copy (see lowerCopy).
+func eighInput(a *Dense64) (*Dense64, error) {
+	checkDense64("Eigh", "A", a)
+	if a.Rows != a.Cols {
+		panic(fmt.Sprintf("linalg: Eigh: A is %d×%d, not square", a.Rows, a.Cols))
 	}
-	for i := 0; i < c.Rows; i++ {
-		row := c.Row(i)
-		if beta == 0 {
-			clear(row)
-			continue
-		}
-		for j := range row {
-			row[j] *= beta
-		}
-	}
+	return lowerCopy("Eigh", a)
 }
 
 // lowerCopy returns a compact n×n copy of the lower triangle of a with the

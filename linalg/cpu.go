@@ -19,7 +19,9 @@ func init() {
 //
 // GEMM runs on gonum's kernels, which compute the blocks of C on up to
 // GOMAXPROCS goroutines but always sum along k in the same order on one
-// goroutine, so results do not depend on GOMAXPROCS.
+// goroutine, so results do not depend on GOMAXPROCS. Eigh uses gonum's
+// QR-iteration Dsyev, which is serial and slow beyond a few hundred rows;
+// prefer openblas there.
 func CPU() Backend { return cpuBackend{} }
 
 type cpuBackend struct{}
@@ -47,7 +49,7 @@ func (cpuBackend) Sgemm(tA, tB Transpose, alpha float32, a, b *Dense32, beta flo
 		return
 	}
 	if k == 0 || alpha == 0 {
-		scale32(c, beta)
+		scale(c, beta)
 		return
 	}
 	gblas.Sgemm(blasTrans(tA), blasTrans(tB), m, n, k, alpha, a.Data, a.Stride, b.Data, b.Stride, beta, c.Data, c.Stride)
@@ -62,7 +64,7 @@ func (cpuBackend) Dgemm(tA, tB Transpose, alpha float64, a, b *Dense64, beta flo
 		return
 	}
 	if k == 0 || alpha == 0 {
-		scale64(c, beta)
+		scale(c, beta)
 		return
 	}
 	gblas.Dgemm(blasTrans(tA), blasTrans(tB), m, n, k, alpha, a.Data, a.Stride, b.Data, b.Stride, beta, c.Data, c.Stride)
@@ -151,17 +153,13 @@ var errNoConvergence = errors.New("linalg: Eigh: eigenvalue iteration did not co
 
 // Eigh reads only the lower triangle of a.
 func (cpuBackend) Eigh(a *Dense64) ([]float64, *Dense64, error) {
-	checkDense64("Eigh", "A", a)
-	if a.Rows != a.Cols {
-		panic(fmt.Sprintf("linalg: Eigh: A is %d×%d, not square", a.Rows, a.Cols))
+	v, err := eighInput(a)
+	if err != nil {
+		return nil, nil, err
 	}
 	n := a.Rows
 	if n == 0 {
 		return []float64{}, NewDense64(0, 0, nil), nil
-	}
-	v, err := lowerCopy("Eigh", a)
-	if err != nil {
-		return nil, nil, err
 	}
 	w := make([]float64, n)
 	work := make([]float64, 1)

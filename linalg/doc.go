@@ -31,6 +31,9 @@
 //	cuda      NVIDIA GPUs; registered by another package when imported
 //	          (priority 30)
 //
+// The openblas backend needs no C toolchain at build time and works with
+// CGO_ENABLED=0; OpenBLAS runs its own threads, set by OPENBLAS_NUM_THREADS.
+//
 // Backends register themselves with Register in an init function, as
 // database/sql drivers do, and are opened (their libraries loaded) on first
 // use by Open.

@@ -129,7 +129,7 @@ func (o *openBLAS) Sgemm(tA, tB Transpose, alpha float32, a, b *Dense32, beta fl
 		return
 	}
 	if k == 0 || alpha == 0 {
-		scale32(c, beta)
+		scale(c, beta)
 		return
 	}
 	o.sgemm(cblasRowMajor, cblasOp(tA), cblasOp(tB), i32("Sgemm", m), i32("Sgemm", n), i32("Sgemm", k),
@@ -149,7 +149,7 @@ func (o *openBLAS) Dgemm(tA, tB Transpose, alpha float64, a, b *Dense64, beta fl
 		return
 	}
 	if k == 0 || alpha == 0 {
-		scale64(c, beta)
+		scale(c, beta)
 		return
 	}
 	o.dgemm(cblasRowMajor, cblasOp(tA), cblasOp(tB), i32("Dgemm", m), i32("Dgemm", n), i32("Dgemm", k),
@@ -235,17 +235,13 @@ func (o *openBLAS) CholeskySolve(a *Dense64, b *Dense64) error {
 
 // Eigh reads only the lower triangle of a.
 func (o *openBLAS) Eigh(a *Dense64) ([]float64, *Dense64, error) {
-	checkDense64("Eigh", "A", a)
-	if a.Rows != a.Cols {
-		panic(fmt.Sprintf("linalg: Eigh: A is %d×%d, not square", a.Rows, a.Cols))
+	s, err := eighInput(a)
+	if err != nil {
+		return nil, nil, err
 	}
 	n := a.Rows
 	if n == 0 {
 		return []float64{}, NewDense64(0, 0, nil), nil
-	}
-	s, err := lowerCopy("Eigh", a)
-	if err != nil {
-		return nil, nil, err
 	}
 	jobz, uplo := byte('V'), byte('U')
 	nn := i32("Eigh", n)

@@ -386,7 +386,8 @@ func (m *MLP) Gradients(x *linalg.Dense64, labels []int) *gradients.Batch {
 }
 
 // ggnBlockFloats bounds the stacked Jacobian rows Curvature holds at once
-// (32 MiB of float64). It is a variable so that tests can force many blocks.
+// (32 MiB of float64, and as much again for their packed copy). It is a
+// variable so that tests can force many blocks.
 var ggnBlockFloats = 1 << 22
 
 // ggnTile is the side of the tiles of the upper triangle that Curvature
@@ -402,6 +403,9 @@ const ggnTile = 256
 // diag(p) − ppᵀ = B Bᵀ with column c of B equal to √p_c (e_c − p), the rows of
 // Bᵀ J_n are √p_c times the gradient of ℓ_n at label c, so G = Σ Mᵀ M over
 // stacked rows M that one backward pass per class produces.
+//
+// The cost is about N·C·P² multiply-adds and 8P² bytes for the result;
+// examples of zero weight are skipped.
 func (m *MLP) Curvature(x *linalg.Dense64, y []int, w []float64) *linalg.Dense64 {
 	P := len(m.theta)
 	C := m.Classes()
@@ -426,11 +430,18 @@ func (m *MLP) Curvature(x *linalg.Dense64, y []int, w []float64) *linalg.Dense64
 		}
 	}
 	flush()
-	// Mirror the upper triangle and add the penalty.
-	for i := 0; i < P; i++ {
-		for j := i + 1; j < P; j++ {
-			g.Data[j*P+i] = g.Data[i*P+j]
+	// Mirror the upper triangle tile by tile, which keeps the strided
+	// writes in cache, and add the penalty.
+	for i0 := 0; i0 < P; i0 += 64 {
+		for j0 := i0; j0 < P; j0 += 64 {
+			for i := i0; i < min(i0+64, P); i++ {
+				for j := max(j0, i+1); j < min(j0+64, P); j++ {
+					g.Data[j*P+i] = g.Data[i*P+j]
+				}
+			}
 		}
+	}
+	for i := 0; i < P; i++ {
 		g.Data[i*P+i] += m.l2
 	}
 	return g
@@ -492,17 +503,26 @@ func (m *MLP) ggnAccumulate(g, x *linalg.Dense64, rows []int, w []float64, N int
 // the diagonal inside diagonal tiles, which the caller overwrites). Tiles
 // above the diagonal are skipped, halving the work of a full product, and
 // each tile is one Gemm so that it runs in parallel with results that do not
-// depend on scheduling.
+// depend on scheduling. M's column panels are first packed contiguously: a
+// panel of a wide M spans a page per row, which costs more than the copy.
 func syrkUpper(g, M *linalg.Dense64) {
-	P := g.Rows
-	mg := general(M)
-	for i0 := 0; i0 < P; i0 += ggnTile {
-		i1 := min(i0+ggnTile, P)
-		a := blas64.General{Rows: mg.Rows, Cols: i1 - i0, Stride: mg.Stride, Data: mg.Data[i0:]}
-		for j0 := i0; j0 < P; j0 += ggnTile {
-			j1 := min(j0+ggnTile, P)
-			b := blas64.General{Rows: mg.Rows, Cols: j1 - j0, Stride: mg.Stride, Data: mg.Data[j0:]}
-			c := blas64.General{Rows: i1 - i0, Cols: j1 - j0, Stride: g.Stride, Data: g.Data[i0*g.Stride+j0:]}
+	P, R := g.Rows, M.Rows
+	panels := make([]blas64.General, 0, (P+ggnTile-1)/ggnTile)
+	buf := make([]float64, R*P)
+	for c0 := 0; c0 < P; c0 += ggnTile {
+		w := min(ggnTile, P-c0)
+		p := blas64.General{Rows: R, Cols: w, Stride: w, Data: buf[c0*R : c0*R+R*w]}
+		for r := 0; r < R; r++ {
+			copy(p.Data[r*w:(r+1)*w], M.Row(r)[c0:c0+w])
+		}
+		panels = append(panels, p)
+	}
+	for i, a := range panels {
+		i0 := i * ggnTile
+		for j := i; j < len(panels); j++ {
+			b := panels[j]
+			j0 := j * ggnTile
+			c := blas64.General{Rows: a.Cols, Cols: b.Cols, Stride: g.Stride, Data: g.Data[i0*g.Stride+j0:]}
 			blas64.Gemm(blas.Trans, blas.NoTrans, 1, a, b, 1, c)
 		}
 	}

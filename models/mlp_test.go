@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -284,6 +285,26 @@ func TestMLPCurvatureWeights(t *testing.T) {
 		}
 		if q < m.L2()*vv*(1-1e-12) {
 			t.Errorf("vᵀGv = %v < λ‖v‖² = %v", q, m.L2()*vv)
+		}
+	}
+}
+
+// TestMLPCurvatureThreads checks that the parallel products give the same
+// bits whatever the number of threads.
+func TestMLPCurvatureThreads(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	m := mustMLP([]int{20, 12, 5}, ReLU, 1e-3, 1) // 317 parameters: several tiles
+	x := linalg.NewDense64(30, 20, nil)
+	for i := range x.Data {
+		x.Data[i] = rng.NormFloat64()
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	one := m.Curvature(x, nil, nil)
+	runtime.GOMAXPROCS(8)
+	many := m.Curvature(x, nil, nil)
+	for i := range one.Data {
+		if math.Float64bits(one.Data[i]) != math.Float64bits(many.Data[i]) {
+			t.Fatalf("entry %d: %v with one thread, %v with eight", i, one.Data[i], many.Data[i])
 		}
 	}
 }

@@ -38,7 +38,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *queries > test.Len() {
 		return fmt.Errorf("%w: demo: %d queries but only %d test digits", errUsage, *queries, test.Len())
 	}
-	be := linalg.Default()
+	be, err := linalg.Auto()
+	if err != nil {
+		return err
+	}
 	m := models.NewSoftmax(train.X.Cols, train.Classes, *l2)
 	fit, err := models.FitNewton(ctx, m, train.X, train.Y, nil, models.NewtonOptions{Backend: be})
 	if err != nil {

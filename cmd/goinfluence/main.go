@@ -22,6 +22,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+
+	"github.com/goinfluence/goinfluence/linalg"
 )
 
 const usage = `goinfluence: which training examples made a model produce an output.
@@ -65,6 +67,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("%w: no command given", errUsage)
+	}
+	// A backend forced through the environment that cannot open is an
+	// error, not a silent fallback to another backend.
+	if _, err := linalg.Auto(); err != nil {
+		return err
 	}
 	switch args[0] {
 	case "demo":

@@ -71,7 +71,12 @@ func TestUsageErrors(t *testing.T) {
 			}
 		})
 	}
+	t.Setenv("GOINFLUENCE_BACKEND", "nope")
 	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"demo"}, &out, &errOut); err == nil || !strings.Contains(err.Error(), `unknown backend "nope"`) {
+		t.Errorf("forced unknown backend: %v", err)
+	}
+	t.Setenv("GOINFLUENCE_BACKEND", "")
 	if err := run(context.Background(), []string{"demo", "-h"}, &out, &errOut); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v", err)
 	}
