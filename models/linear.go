@@ -192,13 +192,13 @@ func (m *linear) Curvature(x *linalg.Dense64, y []int, w []float64) *linalg.Dens
 			}
 			blk := h.Slice(c*m.din, (c+1)*m.din, c2*m.din, (c2+1)*m.din)
 			be.Dgemm(linalg.Trans, linalg.NoTrans, 1, a, scaled, 0, blk)
-			if c2 != c {
-				for i := 0; i < m.din; i++ {
-					for j := 0; j < m.din; j++ {
-						h.Set(c2*m.din+j, c*m.din+i, blk.At(i, j))
-					}
-				}
-			}
+		}
+	}
+	// Rounding leaves the diagonal blocks asymmetric in the last bit; copy
+	// the upper triangle down so H is exactly symmetric.
+	for i := 1; i < dim; i++ {
+		for j := 0; j < i; j++ {
+			h.Data[i*dim+j] = h.Data[j*dim+i]
 		}
 	}
 	for i := 0; i < dim; i++ {

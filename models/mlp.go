@@ -390,10 +390,6 @@ func (m *MLP) Gradients(x *linalg.Dense64, labels []int) *gradients.Batch {
 // variable so that tests can force many blocks.
 var ggnBlockFloats = 1 << 22
 
-// ggnTile is the side of the tiles of the upper triangle that Curvature
-// updates with one matrix product each.
-const ggnTile = 256
-
 // Curvature returns the P × P Gauss–Newton matrix of R,
 //
 //	G = (1/N) Σ_n w_n J_nᵀ (diag(p_n) − p_n p_nᵀ) J_n + λI,
@@ -430,24 +426,13 @@ func (m *MLP) Curvature(x *linalg.Dense64, y []int, w []float64) *linalg.Dense64
 		}
 	}
 	flush()
-	// Mirror the upper triangle tile by tile, which keeps the strided
-	// writes in cache, and add the penalty.
-	for i0 := 0; i0 < P; i0 += 64 {
-		for j0 := i0; j0 < P; j0 += 64 {
-			for i := i0; i < min(i0+64, P); i++ {
-				for j := max(j0, i+1); j < min(j0+64, P); j++ {
-					g.Data[j*P+i] = g.Data[i*P+j]
-				}
-			}
-		}
-	}
 	for i := 0; i < P; i++ {
 		g.Data[i*P+i] += m.l2
 	}
 	return g
 }
 
-// ggnAccumulate adds Mᵀ M for the examples in rows to the upper triangle of g.
+// ggnAccumulate adds Mᵀ M for the examples in rows to g.
 func (m *MLP) ggnAccumulate(g, x *linalg.Dense64, rows []int, w []float64, N int) {
 	P := len(m.theta)
 	C := m.Classes()
@@ -496,34 +481,5 @@ func (m *MLP) ggnAccumulate(g, x *linalg.Dense64, rows []int, w []float64, N int
 			}
 		}
 	}
-	syrkUpper(g, M)
-}
-
-// syrkUpper adds Mᵀ M to the upper triangle of g (and to some entries below
-// the diagonal inside diagonal tiles, which the caller overwrites). Tiles
-// above the diagonal are skipped, halving the work of a full product, and
-// each tile is one Gemm so that it runs in parallel with results that do not
-// depend on scheduling. M's column panels are first packed contiguously: a
-// panel of a wide M spans a page per row, which costs more than the copy.
-func syrkUpper(g, M *linalg.Dense64) {
-	P, R := g.Rows, M.Rows
-	panels := make([]blas64.General, 0, (P+ggnTile-1)/ggnTile)
-	buf := make([]float64, R*P)
-	for c0 := 0; c0 < P; c0 += ggnTile {
-		w := min(ggnTile, P-c0)
-		p := blas64.General{Rows: R, Cols: w, Stride: w, Data: buf[c0*R : c0*R+R*w]}
-		for r := 0; r < R; r++ {
-			copy(p.Data[r*w:(r+1)*w], M.Row(r)[c0:c0+w])
-		}
-		panels = append(panels, p)
-	}
-	for i, a := range panels {
-		i0 := i * ggnTile
-		for j := i; j < len(panels); j++ {
-			b := panels[j]
-			j0 := j * ggnTile
-			c := blas64.General{Rows: a.Cols, Cols: b.Cols, Stride: g.Stride, Data: g.Data[i0*g.Stride+j0:]}
-			blas64.Gemm(blas.Trans, blas.NoTrans, 1, a, b, 1, c)
-		}
-	}
+	linalg.Default().CovAccumulate(g, M)
 }

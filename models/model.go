@@ -1,7 +1,6 @@
 package models
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -113,9 +112,11 @@ func Accuracy(m Model, x *linalg.Dense64, y []int) float64 {
 	return float64(ok) / float64(p.Rows)
 }
 
-// checkData validates a training set against a model: shapes, label range,
-// finite features and weights. Errors name the example.
-func checkData(m Model, x *linalg.Dense64, y []int, w []float64) error {
+// CheckData validates examples against a model: feature count, label range,
+// finite features, finite non-negative weights (w may be nil). Errors name
+// the example. The trainers call it; Model methods do not, so call it on
+// data from outside before Gradients, Losses or Curvature.
+func CheckData(m Model, x *linalg.Dense64, y []int, w []float64) error {
 	ls := m.Layers()
 	if want := ls[0].DIn - 1; x.Cols != want {
 		return fmt.Errorf("models: %s: %d features, model expects %d", m.Kind(), x.Cols, want)
@@ -144,5 +145,3 @@ func checkData(m Model, x *linalg.Dense64, y []int, w []float64) error {
 
 // Progress receives training progress; it may be nil.
 type Progress func(iter int, objective, gradNorm float64)
-
-var _ = context.Background

@@ -41,7 +41,7 @@ var ErrNotConverged = errors.New("models: optimiser did not converge")
 // For a non-convex model Curvature is a Gauss–Newton matrix and the method
 // becomes damped Gauss–Newton, without a guarantee.
 func FitNewton(ctx context.Context, m Model, x *linalg.Dense64, y []int, w []float64, opt NewtonOptions) (NewtonResult, error) {
-	if err := checkData(m, x, y, w); err != nil {
+	if err := CheckData(m, x, y, w); err != nil {
 		return NewtonResult{}, err
 	}
 	if opt.Tol == 0 {

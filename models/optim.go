@@ -143,7 +143,7 @@ func checkTrain(name string, m Model, x *linalg.Dense64, y []int, w []float64) e
 	if m == nil || x == nil {
 		return errors.New("models: " + name + ": nil model or data")
 	}
-	if err := checkData(m, x, y, w); err != nil {
+	if err := CheckData(m, x, y, w); err != nil {
 		return err
 	}
 	if x.Rows == 0 {
