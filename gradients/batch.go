@@ -160,3 +160,24 @@ func checkFinite(layer, field string, v []float64, per int) error {
 	}
 	return nil
 }
+
+// Slice returns the examples [lo, hi) as a batch sharing b's storage.
+func (b *Batch) Slice(lo, hi int) *Batch {
+	if lo < 0 || hi > b.N || lo > hi {
+		panic(fmt.Sprintf("gradients: slice [%d:%d] of %d examples", lo, hi, b.N))
+	}
+	s := &Batch{N: hi - lo, Layers: make([]Layer, len(b.Layers))}
+	if b.IDs != nil {
+		s.IDs = b.IDs[lo:hi]
+	}
+	for i, l := range b.Layers {
+		if l.Factored() {
+			l.A = l.A[lo*l.Tokens*l.DIn : hi*l.Tokens*l.DIn]
+			l.S = l.S[lo*l.Tokens*l.DOut : hi*l.Tokens*l.DOut]
+		} else {
+			l.Grad = l.Grad[lo*l.D : hi*l.D]
+		}
+		s.Layers[i] = l
+	}
+	return s
+}

@@ -45,18 +45,60 @@ func (a *Analyzer) Scores(ctx context.Context, query, train *gradients.Batch) (*
 	if err := train.Validate(); err != nil {
 		return nil, fmt.Errorf("influence: training gradients: %w", err)
 	}
+	layers, err := a.LayerScores(ctx, query, train)
+	if err != nil {
+		return nil, err
+	}
+	total := layers[0]
+	for _, l := range layers[1:] {
+		for i, v := range l.Data {
+			total.Data[i] += v
+		}
+	}
+	return total, nil
+}
+
+// LayerScores returns the scores broken down by layer, one n_query × n_train
+// matrix per layer in batch order; they sum to Scores.
+func (a *Analyzer) LayerScores(ctx context.Context, query, train *gradients.Batch) ([]*linalg.Dense64, error) {
+	if err := compatible(query, train); err != nil {
+		return nil, err
+	}
+	if err := train.Validate(); err != nil {
+		return nil, fmt.Errorf("influence: training gradients: %w", err)
+	}
 	pq, err := a.precondition(ctx, query, "query")
 	if err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	out := make([]*linalg.Dense64, len(train.Layers))
+	for i := range out {
+		out[i] = linalg.NewDense64(query.N, train.N, nil)
 	}
-	gt := train.Flatten()
-	s := linalg.NewDense64(query.N, train.N, nil)
-	a.backend().Dgemm(linalg.NoTrans, linalg.Trans, 1, pq, gt, 0, s)
-	return s, nil
+	// Training gradients are flattened a chunk of examples at a time so
+	// that memory is bounded by the chunk, not the training set.
+	dim := train.Dim()
+	chunk := max(1, min(train.N, trainChunkFloats/max(dim, 1)))
+	be := a.backend()
+	for lo := 0; lo < train.N; lo += chunk {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		hi := min(lo+chunk, train.N)
+		gt := train.Slice(lo, hi).Flatten()
+		off := 0
+		for li := range train.Layers {
+			d := train.Layers[li].Dim()
+			be.Dgemm(linalg.NoTrans, linalg.Trans, 1, pq.Slice(0, query.N, off, off+d), gt.Slice(0, hi-lo, off, off+d),
+				0, out[li].Slice(0, query.N, lo, hi))
+			off += d
+		}
+	}
+	return out, nil
 }
+
+// trainChunkFloats bounds the flattened training gradients held at once.
+const trainChunkFloats = 1 << 24
 
 // SelfInfluence returns ⟨P(∇L(t)), ∇L(t)⟩ for every example of train. Large
 // values mark examples the model finds hard or mislabelled.

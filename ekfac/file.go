@@ -1,0 +1,263 @@
+package ekfac
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/goinfluence/goinfluence/internal/safetensors"
+	"github.com/goinfluence/goinfluence/linalg"
+)
+
+// Format is the metadata "format" of a factors file.
+const Format = "goinfluence.factors/v1"
+
+// Save writes the factors as safetensors, atomically: per layer
+// `<layer>.lambda` (DOut×DIn, or [D] for a dense layer), and for K-FAC and
+// EK-FAC `<layer>.qa`, `<layer>.qs`, `<layer>.lambda_a`, `<layer>.lambda_s`,
+// `<layer>.a_cov`, `<layer>.s_cov`, all F64. Metadata: format, method, layers,
+// n, per-layer shapes and token counts, and the caller's Meta (fit arguments).
+func (f *Factors) Save(path string) error {
+	meta := map[string]string{}
+	for k, v := range f.Meta {
+		meta[k] = v
+	}
+	meta["format"] = Format
+	meta["method"] = string(f.Method)
+	meta["n"] = strconv.Itoa(f.N)
+	var names, shapes []string
+	var ts []safetensors.Tensor
+	add := func(name string, shape []int, v []float64) error {
+		data, err := safetensors.EncodeFloat64s(safetensors.F64, v)
+		if err != nil {
+			return fmt.Errorf("ekfac: saving %s: %w", name, err)
+		}
+		ts = append(ts, safetensors.Tensor{Name: name, DType: safetensors.F64, Shape: shape, Data: data})
+		return nil
+	}
+	for _, lf := range f.Layers {
+		if strings.ContainsAny(lf.Name, ",;") || lf.Name == "" {
+			return fmt.Errorf("ekfac: layer name %q cannot be saved", lf.Name)
+		}
+		names = append(names, lf.Name)
+		if lf.D > 0 {
+			shapes = append(shapes, fmt.Sprintf("%s:dense:%d", lf.Name, lf.D))
+		} else {
+			shapes = append(shapes, fmt.Sprintf("%s:%dx%d:%d", lf.Name, lf.DOut, lf.DIn, lf.M))
+		}
+		if lf.Lambda != nil {
+			shape := []int{lf.DOut, lf.DIn}
+			if lf.D > 0 {
+				shape = []int{lf.D}
+			}
+			if err := add(lf.Name+".lambda", shape, lf.Lambda.Data); err != nil {
+				return err
+			}
+		}
+		if lf.QA == nil {
+			continue
+		}
+		for _, t := range []struct {
+			suffix string
+			m      *linalg.Dense64
+		}{{".qa", lf.QA}, {".qs", lf.QS}, {".a_cov", lf.ACov}, {".s_cov", lf.SCov}} {
+			if err := add(lf.Name+t.suffix, []int{t.m.Rows, t.m.Cols}, t.m.Data); err != nil {
+				return err
+			}
+		}
+		if err := add(lf.Name+".lambda_a", []int{lf.DIn}, lf.LambdaA); err != nil {
+			return err
+		}
+		if err := add(lf.Name+".lambda_s", []int{lf.DOut}, lf.LambdaS); err != nil {
+			return err
+		}
+	}
+	meta["layers"] = strings.Join(names, ",")
+	meta["shapes"] = strings.Join(shapes, ";")
+	return safetensors.WriteFile(path, ts, meta)
+}
+
+// Load reads factors written by Save, checking every tensor's presence and
+// shape, that values are finite, that covariances are symmetric and Λ is
+// non-negative up to rounding. Errors name the file and layer.
+func Load(path string) (*Factors, error) {
+	sf, err := safetensors.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("ekfac: %w", err)
+	}
+	defer sf.Close()
+	f, err := decode(sf)
+	if err != nil {
+		return nil, fmt.Errorf("ekfac: %s: %w", path, err)
+	}
+	return f, nil
+}
+
+func decode(sf *safetensors.File) (*Factors, error) {
+	md := sf.Metadata
+	if md["format"] != Format {
+		return nil, fmt.Errorf("metadata format %q, want %q", md["format"], Format)
+	}
+	method, err := ParseMethod(md["method"])
+	if err != nil {
+		return nil, err
+	}
+	n, err := strconv.Atoi(md["n"])
+	if err != nil || n < 1 {
+		return nil, fmt.Errorf("metadata n %q is not a positive count", md["n"])
+	}
+	f := &Factors{Method: method, N: n, Meta: map[string]string{}}
+	for k, v := range md {
+		switch k {
+		case "format", "method", "n", "layers", "shapes":
+		default:
+			f.Meta[k] = v
+		}
+	}
+	specs := strings.Split(md["shapes"], ";")
+	if md["shapes"] == "" || len(specs) != len(strings.Split(md["layers"], ",")) {
+		return nil, fmt.Errorf("metadata shapes %q does not match layers %q", md["shapes"], md["layers"])
+	}
+	used := map[string]bool{}
+	get := func(layer, suffix string, shape ...int) ([]float64, error) {
+		name := layer + suffix
+		info, ok := sf.Info(name)
+		if !ok {
+			return nil, fmt.Errorf("layer %q: tensor %s missing", layer, name)
+		}
+		if fmt.Sprint(info.Shape) != fmt.Sprint(shape) {
+			return nil, fmt.Errorf("layer %q: tensor %s has shape %v, want %v", layer, name, info.Shape, shape)
+		}
+		v, err := sf.Float64s(name)
+		if err != nil {
+			return nil, fmt.Errorf("layer %q: %w", layer, err)
+		}
+		for i, x := range v {
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				return nil, fmt.Errorf("layer %q: tensor %s: element %d is %v", layer, name, i, x)
+			}
+		}
+		used[name] = true
+		return v, nil
+	}
+	for _, spec := range specs {
+		lf, err := parseSpec(spec)
+		if err != nil {
+			return nil, err
+		}
+		if method != Identity {
+			shape := []int{lf.DOut, lf.DIn}
+			if lf.D > 0 {
+				shape = []int{lf.D}
+			}
+			lam, err := get(lf.Name, ".lambda", shape...)
+			if err != nil {
+				return nil, err
+			}
+			lf.Lambda = linalg.NewDense64(max(lf.DOut, 1), len(lam)/max(lf.DOut, 1), lam)
+			if lf.D > 0 {
+				lf.Lambda = linalg.NewDense64(1, lf.D, lam)
+			}
+			if err := checkNonNegative(lf.Name, "lambda", lam); err != nil {
+				return nil, err
+			}
+		}
+		if method.needsCovariance() {
+			if lf.D > 0 {
+				return nil, fmt.Errorf("layer %q is dense; %s factors need factored layers", lf.Name, method)
+			}
+			mats := []struct {
+				suffix string
+				dst    **linalg.Dense64
+				n      int
+			}{{".qa", &lf.QA, lf.DIn}, {".qs", &lf.QS, lf.DOut}, {".a_cov", &lf.ACov, lf.DIn}, {".s_cov", &lf.SCov, lf.DOut}}
+			for _, m := range mats {
+				v, err := get(lf.Name, m.suffix, m.n, m.n)
+				if err != nil {
+					return nil, err
+				}
+				*m.dst = linalg.NewDense64(m.n, m.n, v)
+			}
+			for _, c := range []struct {
+				what string
+				m    *linalg.Dense64
+			}{{"a_cov", lf.ACov}, {"s_cov", lf.SCov}} {
+				if err := checkSymmetric(lf.Name, c.what, c.m); err != nil {
+					return nil, err
+				}
+			}
+			if lf.LambdaA, err = get(lf.Name, ".lambda_a", lf.DIn); err != nil {
+				return nil, err
+			}
+			if lf.LambdaS, err = get(lf.Name, ".lambda_s", lf.DOut); err != nil {
+				return nil, err
+			}
+		}
+		f.Layers = append(f.Layers, lf)
+	}
+	for _, name := range sf.Names() {
+		if !used[name] {
+			return nil, fmt.Errorf("unexpected tensor %s", name)
+		}
+	}
+	return f, nil
+}
+
+// parseSpec parses "name:dense:D" or "name:DOUTxDIN:M".
+func parseSpec(spec string) (LayerFactors, error) {
+	i := strings.LastIndex(spec, ":")
+	j := strings.LastIndex(spec[:max(i, 0)], ":")
+	if i < 0 || j < 0 {
+		return LayerFactors{}, fmt.Errorf("metadata shapes: bad entry %q", spec)
+	}
+	lf := LayerFactors{Name: spec[:j]}
+	kind, last := spec[j+1:i], spec[i+1:]
+	v, err := strconv.Atoi(last)
+	if err != nil || v < 0 {
+		return lf, fmt.Errorf("metadata shapes: bad entry %q", spec)
+	}
+	if kind == "dense" {
+		if v < 1 {
+			return lf, fmt.Errorf("metadata shapes: bad entry %q", spec)
+		}
+		lf.D = v
+		return lf, nil
+	}
+	if _, err := fmt.Sscanf(kind, "%dx%d", &lf.DOut, &lf.DIn); err != nil || lf.DOut < 1 || lf.DIn < 1 {
+		return lf, fmt.Errorf("metadata shapes: bad entry %q", spec)
+	}
+	lf.M = v
+	return lf, nil
+}
+
+func checkSymmetric(layer, what string, m *linalg.Dense64) error {
+	scale := 0.0
+	for _, v := range m.Data {
+		scale = math.Max(scale, math.Abs(v))
+	}
+	for i := 0; i < m.Rows; i++ {
+		for j := 0; j < i; j++ {
+			if math.Abs(m.At(i, j)-m.At(j, i)) > 1e-12*scale {
+				return fmt.Errorf("layer %q: %s is not symmetric: (%d,%d) = %v but (%d,%d) = %v", layer, what, i, j, m.At(i, j), j, i, m.At(j, i))
+			}
+		}
+	}
+	return nil
+}
+
+// checkNonNegative allows rounding-level negatives (eigenvalue products of
+// a PSD matrix) but rejects factors that are not curvature at all.
+func checkNonNegative(layer, what string, v []float64) error {
+	if len(v) == 0 {
+		return nil
+	}
+	mx, lo := 0.0, math.Inf(1)
+	for _, x := range v {
+		mx, lo = math.Max(mx, math.Abs(x)), math.Min(lo, x)
+	}
+	if lo < -1e-8*mx {
+		return fmt.Errorf("layer %q: %s has a negative entry %v (largest magnitude %v)", layer, what, lo, mx)
+	}
+	return nil
+}

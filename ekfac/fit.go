@@ -1,0 +1,446 @@
+package ekfac
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/linalg"
+)
+
+// Covariance accumulates the unnormalised sums Σ a aᵀ and Σ s sᵀ of every
+// factored layer over token rows, in float64, so that batches, files and
+// shards add up in any split: Add any number of batches, then Eigen.
+type Covariance struct {
+	be     linalg.Backend
+	layers []covLayer
+	n      int
+}
+
+type covLayer struct {
+	shape
+	a, s *linalg.Dense64 // sums
+	m    int             // token rows seen
+}
+
+// shape is what must agree between batches for a layer.
+type shape struct {
+	name            string
+	din, dout, dim  int
+	factored, dense bool
+}
+
+// NewCovariance returns an empty accumulator computing on be.
+func NewCovariance(be linalg.Backend) *Covariance { return &Covariance{be: be} }
+
+// Add accumulates one batch. Every batch must have the same layers, in the
+// same order and with the same shapes; the number of token rows may differ.
+func (c *Covariance) Add(b *gradients.Batch) error {
+	if err := b.Validate(); err != nil {
+		return fmt.Errorf("ekfac: %w", err)
+	}
+	if c.layers == nil {
+		for i := range b.Layers {
+			l := &b.Layers[i]
+			if !l.Factored() {
+				return fmt.Errorf("ekfac: layer %q is dense (%d values an example); K-FAC and EK-FAC need factored a/s gradients", l.Name, l.D)
+			}
+			c.layers = append(c.layers, covLayer{
+				shape: shapeOf(l),
+				a:     linalg.NewDense64(l.DIn, l.DIn, nil),
+				s:     linalg.NewDense64(l.DOut, l.DOut, nil),
+			})
+		}
+	}
+	if err := checkShapes(shapesOf(c.layers), b); err != nil {
+		return err
+	}
+	for i := range b.Layers {
+		l, cl := &b.Layers[i], &c.layers[i]
+		rows := b.N * l.Tokens
+		c.be.CovAccumulate(cl.a, linalg.NewDense64(rows, l.DIn, l.A))
+		c.be.CovAccumulate(cl.s, linalg.NewDense64(rows, l.DOut, l.S))
+		cl.m += rows
+	}
+	c.n += b.N
+	return nil
+}
+
+// Eigen normalises the sums (A = Σaaᵀ/M, S = Σssᵀ/M with M the layer's
+// token rows), symmetrises them and eigendecomposes both in float64.
+func (c *Covariance) Eigen() (*Eigen, error) {
+	if c.n == 0 {
+		return nil, fmt.Errorf("ekfac: no examples were added")
+	}
+	e := &Eigen{N: c.n}
+	for i := range c.layers {
+		cl := &c.layers[i]
+		lf := LayerFactors{Name: cl.name, DIn: cl.din, DOut: cl.dout, M: cl.m}
+		var err error
+		if lf.ACov, lf.LambdaA, lf.QA, err = normEigh(c.be, cl.a, cl.m); err != nil {
+			return nil, fmt.Errorf("ekfac: layer %q: activation covariance A: %w", cl.name, err)
+		}
+		if lf.SCov, lf.LambdaS, lf.QS, err = normEigh(c.be, cl.s, cl.m); err != nil {
+			return nil, fmt.Errorf("ekfac: layer %q: output-gradient covariance S: %w", cl.name, err)
+		}
+		e.Layers = append(e.Layers, lf)
+	}
+	return e, nil
+}
+
+// normEigh returns sum/m symmetrised, and its eigendecomposition.
+func normEigh(be linalg.Backend, sum *linalg.Dense64, m int) (*linalg.Dense64, []float64, *linalg.Dense64, error) {
+	n := sum.Rows
+	cov := linalg.NewDense64(n, n, nil)
+	for i := 0; i < n; i++ {
+		for j := 0; j < n; j++ {
+			cov.Data[i*n+j] = 0.5 * (sum.At(i, j) + sum.At(j, i)) / float64(m)
+		}
+	}
+	w, q, err := be.Eigh(cov)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return cov, w, q, nil
+}
+
+// Eigen holds the eigenbases of A and S of every layer: K-FAC factors, and
+// the rotation in which EK-FAC fits Λ.
+type Eigen struct {
+	N      int
+	Layers []LayerFactors
+}
+
+// KFAC returns K-FAC factors, Λ_ij = λ_S[i]·λ_A[j].
+func (e *Eigen) KFAC() *Factors {
+	f := &Factors{Method: KFAC, N: e.N}
+	for _, lf := range e.Layers {
+		lf.Lambda = linalg.NewDense64(lf.DOut, lf.DIn, nil)
+		for i, ls := range lf.LambdaS {
+			row := lf.Lambda.Row(i)
+			for j, la := range lf.LambdaA {
+				row[j] = ls * la
+			}
+		}
+		f.Layers = append(f.Layers, lf)
+	}
+	return f
+}
+
+// Lambda accumulates Σ_n (Q_Sᵀ G_n Q_A)∘² (EK-FAC) or Σ_n G_n∘² (diagonal)
+// over examples: Add any number of batches, then Factors.
+type Lambda struct {
+	method Method
+	be     linalg.Backend
+	eig    *Eigen
+	layers []lamLayer
+	n      int
+}
+
+type lamLayer struct {
+	shape
+	sum *linalg.Dense64 // DOut × DIn, or 1 × D for dense layers
+}
+
+// NewLambda returns an empty Λ accumulator for EKFAC (eig from the same fit
+// set's Covariance) or Diagonal (eig nil).
+func NewLambda(method Method, be linalg.Backend, eig *Eigen) (*Lambda, error) {
+	switch method {
+	case EKFAC:
+		if eig == nil {
+			return nil, fmt.Errorf("ekfac: EK-FAC needs the eigenbases of a covariance pass")
+		}
+	case Diagonal:
+		eig = nil
+	default:
+		return nil, fmt.Errorf("ekfac: method %s fits no Λ", method)
+	}
+	return &Lambda{method: method, be: be, eig: eig}, nil
+}
+
+// Add accumulates one batch.
+func (l *Lambda) Add(b *gradients.Batch) error {
+	if err := b.Validate(); err != nil {
+		return fmt.Errorf("ekfac: %w", err)
+	}
+	if l.layers == nil {
+		for i := range b.Layers {
+			bl := &b.Layers[i]
+			sh := shapeOf(bl)
+			rows, cols := bl.DOut, bl.DIn
+			if !bl.Factored() {
+				if l.method == EKFAC {
+					return fmt.Errorf("ekfac: layer %q is dense; EK-FAC needs factored a/s gradients", bl.Name)
+				}
+				rows, cols = 1, bl.D
+			}
+			l.layers = append(l.layers, lamLayer{shape: sh, sum: linalg.NewDense64(rows, cols, nil)})
+		}
+		if l.eig != nil {
+			if err := l.matchEigen(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := checkShapes(shapesOf(l.layers), b); err != nil {
+		return err
+	}
+	for i := range b.Layers {
+		bl, ll := &b.Layers[i], &l.layers[i]
+		switch {
+		case !bl.Factored():
+			for n := 0; n < b.N; n++ {
+				for j, v := range bl.Grad[n*bl.D : (n+1)*bl.D] {
+					ll.sum.Data[j] += v * v
+				}
+			}
+		case l.method == Diagonal:
+			g := make([]float64, bl.DOut*bl.DIn)
+			for n := 0; n < b.N; n++ {
+				bl.Gradient(n, g)
+				for j, v := range g {
+					ll.sum.Data[j] += v * v
+				}
+			}
+		default:
+			lf := &l.eig.Layers[i]
+			rotated(l.be, bl, lf.QA, lf.QS, func(n int, gt *linalg.Dense64) {
+				for j, v := range gt.Data {
+					ll.sum.Data[j] += v * v
+				}
+			})
+		}
+	}
+	l.n += b.N
+	return nil
+}
+
+func (l *Lambda) matchEigen() error {
+	if len(l.eig.Layers) != len(l.layers) {
+		return fmt.Errorf("ekfac: Λ pass has %d layers, the covariance pass %d", len(l.layers), len(l.eig.Layers))
+	}
+	for i, e := range l.eig.Layers {
+		if e.Name != l.layers[i].name || e.DIn != l.layers[i].din || e.DOut != l.layers[i].dout {
+			return fmt.Errorf("ekfac: Λ pass layer %d is %q %d×%d, covariance pass %q %d×%d",
+				i, l.layers[i].name, l.layers[i].dout, l.layers[i].din, e.Name, e.DOut, e.DIn)
+		}
+	}
+	return nil
+}
+
+// Factors divides the sums by the number of examples N.
+func (l *Lambda) Factors() (*Factors, error) {
+	if l.n == 0 {
+		return nil, fmt.Errorf("ekfac: no examples were added to the Λ pass")
+	}
+	f := &Factors{Method: l.method, N: l.n}
+	for i := range l.layers {
+		ll := &l.layers[i]
+		var lf LayerFactors
+		if l.eig != nil {
+			lf = l.eig.Layers[i]
+		} else {
+			lf = LayerFactors{Name: ll.name, DIn: ll.din, DOut: ll.dout, D: ll.denseDim()}
+		}
+		lf.Lambda = ll.sum.Clone()
+		for j := range lf.Lambda.Data {
+			lf.Lambda.Data[j] /= float64(l.n)
+		}
+		f.Layers = append(f.Layers, lf)
+	}
+	return f, nil
+}
+
+// rotated calls fn with Q_Sᵀ G_n Q_A (DOut × DIn) for every example of the
+// layer, computed as (S_n Q_S)ᵀ (A_n Q_A) so that the rotations are two
+// GEMMs over all token rows of the batch instead of two per example.
+func rotated(be linalg.Backend, l *gradients.Layer, qa, qs *linalg.Dense64, fn func(n int, gt *linalg.Dense64)) {
+	n := len(l.A) / (l.Tokens * l.DIn)
+	rows := n * l.Tokens
+	ah := linalg.NewDense64(rows, l.DIn, nil)
+	sh := linalg.NewDense64(rows, l.DOut, nil)
+	be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, linalg.NewDense64(rows, l.DIn, l.A), qa, 0, ah)
+	be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, linalg.NewDense64(rows, l.DOut, l.S), qs, 0, sh)
+	gt := linalg.NewDense64(l.DOut, l.DIn, nil)
+	for i := 0; i < n; i++ {
+		be.Dgemm(linalg.Trans, linalg.NoTrans, 1,
+			sh.Slice(i*l.Tokens, (i+1)*l.Tokens, 0, l.DOut),
+			ah.Slice(i*l.Tokens, (i+1)*l.Tokens, 0, l.DIn), 0, gt)
+		fn(i, gt)
+	}
+}
+
+// IdentityFactors returns the factors of P = I for layers shaped like b.
+func IdentityFactors(b *gradients.Batch) *Factors {
+	f := &Factors{Method: Identity, N: b.N}
+	for i := range b.Layers {
+		sh := shapeOf(&b.Layers[i])
+		f.Layers = append(f.Layers, LayerFactors{Name: sh.name, DIn: sh.din, DOut: sh.dout, D: sh.denseDim()})
+	}
+	return f
+}
+
+// Source delivers a fit set batch by batch; it is called once per pass and
+// must deliver the same examples each time.
+type Source func(ctx context.Context, fn func(*gradients.Batch) error) error
+
+// Progress receives stage messages; it may be nil.
+type Progress func(stage string, examples int)
+
+// Fit fits factors of the given method over src: a covariance pass and
+// eigendecomposition (K-FAC, EK-FAC), then a Λ pass (EK-FAC, diagonal).
+func Fit(ctx context.Context, method Method, be linalg.Backend, src Source, progress Progress) (*Factors, error) {
+	if _, err := ParseMethod(string(method)); err != nil {
+		return nil, err
+	}
+	report := func(stage string, n int) {
+		if progress != nil {
+			progress(stage, n)
+		}
+	}
+	if method == Identity {
+		var f *Factors
+		err := src(ctx, func(b *gradients.Batch) error {
+			if err := b.Validate(); err != nil {
+				return fmt.Errorf("ekfac: %w", err)
+			}
+			if f == nil {
+				f = IdentityFactors(b)
+				f.N = 0
+			}
+			f.N += b.N
+			return nil
+		})
+		if err == nil && f == nil {
+			err = fmt.Errorf("ekfac: no examples were added")
+		}
+		return f, err
+	}
+	var eig *Eigen
+	if method.needsCovariance() {
+		cov := NewCovariance(be)
+		if err := src(ctx, func(b *gradients.Batch) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			err := cov.Add(b)
+			report("covariance", cov.n)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		report("eigendecomposition", cov.n)
+		var err error
+		if eig, err = cov.Eigen(); err != nil {
+			return nil, err
+		}
+		if method == KFAC {
+			return eig.KFAC(), nil
+		}
+	}
+	lam, err := NewLambda(method, be, eig)
+	if err != nil {
+		return nil, err
+	}
+	if err := src(ctx, func(b *gradients.Batch) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := lam.Add(b)
+		report("lambda", lam.n)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if eig != nil && lam.n != eig.N {
+		return nil, fmt.Errorf("ekfac: the Λ pass saw %d examples, the covariance pass %d: the source must deliver the same fit set twice", lam.n, eig.N)
+	}
+	return lam.Factors()
+}
+
+// BatchSource delivers in-memory batches as a Source.
+func BatchSource(batches ...*gradients.Batch) Source {
+	return func(ctx context.Context, fn func(*gradients.Batch) error) error {
+		for _, b := range batches {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := fn(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// FileSource delivers the examples of gradient files in chunks of at most
+// chunk examples, files in the order given, so memory is bounded by the
+// chunk and not by the files.
+func FileSource(chunk int, paths ...string) Source {
+	return func(ctx context.Context, fn func(*gradients.Batch) error) error {
+		for _, p := range paths {
+			if err := eachChunk(ctx, p, chunk, fn); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+func eachChunk(ctx context.Context, path string, chunk int, fn func(*gradients.Batch) error) error {
+	f, err := gradients.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	chunk = max(chunk, 1)
+	for lo := 0; lo < f.N(); lo += chunk {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		b, err := f.Read(lo, min(lo+chunk, f.N()))
+		if err != nil {
+			return err
+		}
+		if err := fn(b); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+func shapeOf(l *gradients.Layer) shape {
+	return shape{name: l.Name, din: l.DIn, dout: l.DOut, dim: l.Dim(), factored: l.Factored(), dense: !l.Factored()}
+}
+
+func (s shape) denseDim() int {
+	if s.dense {
+		return s.dim
+	}
+	return 0
+}
+
+func (s shape) get() shape { return s }
+
+func shapesOf[L interface{ get() shape }](ls []L) []shape {
+	out := make([]shape, len(ls))
+	for i := range ls {
+		out[i] = ls[i].get()
+	}
+	return out
+}
+
+// checkShapes checks that b has the layers of want, in order.
+func checkShapes(want []shape, b *gradients.Batch) error {
+	if len(b.Layers) != len(want) {
+		return fmt.Errorf("ekfac: batch has %d layers, earlier batches %d", len(b.Layers), len(want))
+	}
+	for i := range want {
+		got := shapeOf(&b.Layers[i])
+		if got != want[i] {
+			return fmt.Errorf("ekfac: layer %d: batch has %q (%d×%d, dim %d), earlier batches %q (%d×%d, dim %d)",
+				i, got.name, got.dout, got.din, got.dim, want[i].name, want[i].dout, want[i].din, want[i].dim)
+		}
+	}
+	return nil
+}

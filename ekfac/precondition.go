@@ -1,0 +1,175 @@
+package ekfac
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"gonum.org/v1/gonum/mat"
+
+	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/linalg"
+)
+
+// ScoreOptions are the choices made at score time, not fit time.
+type ScoreOptions struct {
+	Damping Damping
+	// Rank > 0 replaces each layer's P(G) by its rank-Rank truncated SVD
+	// (meant for query gradients, to cut memory and time).
+	Rank int
+}
+
+// LayerDamping returns the δ used for layer i: the absolute value, or
+// 0.1 × mean(Λ) of the layer for the heuristic (0 for Identity).
+func (f *Factors) LayerDamping(i int, d Damping) float64 {
+	if !d.Heuristic {
+		return d.Value
+	}
+	lam := f.Layers[i].Lambda
+	if lam == nil || len(lam.Data) == 0 {
+		return 0
+	}
+	var s float64
+	for _, v := range lam.Data {
+		s += v
+	}
+	return 0.1 * s / float64(len(lam.Data))
+}
+
+// Precondition returns P(G) for every example of g as an N × Dim matrix,
+// layers concatenated in order:
+//
+//	P(G) = Q_S [ (Q_Sᵀ G Q_A) ⊘ (Λ + δ) ] Q_Aᵀ
+//
+// for K-FAC and EK-FAC, G ⊘ (Λ + δ) for the diagonal method and G for
+// Identity, with the reciprocal taken in float64.
+func (f *Factors) Precondition(ctx context.Context, be linalg.Backend, g *gradients.Batch, opt ScoreOptions) (*linalg.Dense64, error) {
+	if err := f.Compatible(g); err != nil {
+		return nil, err
+	}
+	if err := g.Validate(); err != nil {
+		return nil, fmt.Errorf("ekfac: %w", err)
+	}
+	if opt.Rank < 0 {
+		return nil, fmt.Errorf("ekfac: rank %d < 0", opt.Rank)
+	}
+	out := linalg.NewDense64(g.N, g.Dim(), nil)
+	off := 0
+	for li := range g.Layers {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		l, lf := &g.Layers[li], &f.Layers[li]
+		d := l.Dim()
+		view := func(n int) []float64 { return out.Row(n)[off : off+d] }
+		inv, err := f.inverse(li, opt.Damping)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case f.Method == Identity:
+			for n := 0; n < g.N; n++ {
+				l.Gradient(n, view(n))
+			}
+		case f.Method == Diagonal:
+			for n := 0; n < g.N; n++ {
+				v := view(n)
+				l.Gradient(n, v)
+				for j := range v {
+					v[j] *= inv[j]
+				}
+			}
+		default:
+			tmp := linalg.NewDense64(l.DOut, l.DIn, nil)
+			rotated(be, l, lf.QA, lf.QS, func(n int, gt *linalg.Dense64) {
+				for j := range gt.Data {
+					gt.Data[j] *= inv[j]
+				}
+				be.Dgemm(linalg.NoTrans, linalg.Trans, 1, gt, lf.QA, 0, tmp)
+				be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, lf.QS, tmp, 0, linalg.NewDense64(l.DOut, l.DIn, view(n)))
+			})
+		}
+		if opt.Rank > 0 && l.Factored() && opt.Rank < min(l.DIn, l.DOut) {
+			for n := 0; n < g.N; n++ {
+				if err := truncate(view(n), l.DOut, l.DIn, opt.Rank); err != nil {
+					return nil, fmt.Errorf("ekfac: layer %q: example %d: %w", l.Name, n, err)
+				}
+			}
+		}
+		off += d
+	}
+	return out, nil
+}
+
+// inverse returns 1/(Λ+δ) of layer i, or an error naming the layer when an
+// entry is not positive (no damping on a singular factor) or not finite.
+func (f *Factors) inverse(i int, d Damping) ([]float64, error) {
+	lf := &f.Layers[i]
+	if f.Method == Identity {
+		return nil, nil
+	}
+	delta := f.LayerDamping(i, d)
+	inv := make([]float64, len(lf.Lambda.Data))
+	for j, v := range lf.Lambda.Data {
+		x := v + delta
+		if !(x > 0) || math.IsInf(x, 0) {
+			return nil, fmt.Errorf("ekfac: layer %q: Λ + δ = %v at entry %d (δ = %g); use a larger damping", lf.Name, x, j, delta)
+		}
+		inv[j] = 1 / x
+	}
+	return inv, nil
+}
+
+// truncate replaces the r×c matrix in v by its best rank-k approximation.
+func truncate(v []float64, r, c, k int) error {
+	var svd mat.SVD
+	if !svd.Factorize(mat.NewDense(r, c, v), mat.SVDThin) {
+		return fmt.Errorf("SVD did not converge")
+	}
+	var u, vt mat.Dense
+	svd.UTo(&u)
+	svd.VTo(&vt)
+	s := svd.Values(nil)
+	clear(v)
+	for t := 0; t < k; t++ {
+		for i := 0; i < r; i++ {
+			ui := u.At(i, t) * s[t]
+			row := v[i*c : (i+1)*c]
+			for j := range row {
+				row[j] += ui * vt.At(j, t)
+			}
+		}
+	}
+	return nil
+}
+
+// Compatible checks that the batch has the factors' layers, in order and
+// with the same shapes.
+func (f *Factors) Compatible(g *gradients.Batch) error {
+	if len(g.Layers) != len(f.Layers) {
+		return fmt.Errorf("ekfac: gradients have %d layers, the factors %d", len(g.Layers), len(f.Layers))
+	}
+	for i := range g.Layers {
+		l, lf := &g.Layers[i], &f.Layers[i]
+		if l.Name != lf.Name {
+			return fmt.Errorf("ekfac: layer %d is %q in the gradients, %q in the factors", i, l.Name, lf.Name)
+		}
+		if l.Factored() {
+			if l.DIn != lf.DIn || l.DOut != lf.DOut {
+				return fmt.Errorf("ekfac: layer %q: gradients are %d×%d, factors %d×%d", l.Name, l.DOut, l.DIn, lf.DOut, lf.DIn)
+			}
+			continue
+		}
+		if lf.D != l.D {
+			return fmt.Errorf("ekfac: layer %q: gradients are dense of dimension %d, factors are for %s", l.Name, l.D, lf.describe())
+		}
+	}
+	return nil
+}
+
+func (lf *LayerFactors) describe() string {
+	if lf.D > 0 {
+		return fmt.Sprintf("dense dimension %d", lf.D)
+	}
+	return fmt.Sprintf("factored %d×%d", lf.DOut, lf.DIn)
+}
