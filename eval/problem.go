@@ -31,44 +31,61 @@ const (
 	DigitsL2 = 1e-2
 )
 
-// NewProblem loads a built-in data set ("breast-cancer" or "digits"), splits
-// it 80/20 with a seeded shuffle, prepares the features (breast cancer
-// standardised with training statistics, digit pixels scaled to [0, 1]) and
-// trains the model by Newton's method: logistic regression for breast cancer,
-// softmax regression for digits. l2 ≤ 0 selects the default for the data set.
-func NewProblem(ctx context.Context, name string, l2 float64, seed uint64) (*Problem, error) {
+// LoadSplit loads a built-in data set ("breast-cancer" or "digits"), splits
+// it 80/20 with a shuffle seeded by seed and prepares the features: digit
+// pixels scaled to [0, 1], breast-cancer features standardised with the
+// statistics of the training part only, so that no test information leaks
+// into training. The same name and seed always give the same rows.
+func LoadSplit(name string, seed uint64) (train, test *datasets.Dataset, err error) {
 	d, err := datasets.ByName(name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	nTrain := d.Len() * 4 / 5
-	var m models.Model
 	switch d.Name {
 	case "breast-cancer":
-		if l2 <= 0 {
-			l2 = BreastCancerL2
-		}
-		m = models.NewLogistic(d.X.Cols, l2)
 	case "digits":
-		if l2 <= 0 {
-			l2 = DigitsL2
-		}
 		d = d.Scaled(1.0 / 16)
-		m = models.NewSoftmax(d.X.Cols, d.Classes, l2)
 	default:
-		return nil, fmt.Errorf("eval: no problem defined for data set %q", d.Name)
+		return nil, nil, fmt.Errorf("eval: no preparation defined for data set %q", d.Name)
 	}
-	train, test, err := d.Split(nTrain, seed)
+	train, test, err = d.Split(d.Len()*4/5, seed)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if d.Name == "breast-cancer" {
 		sc := datasets.FitScaler(train.X)
 		train.X, test.X = sc.Transform(train.X), sc.Transform(test.X)
 	}
+	return train, test, nil
+}
+
+// NewProblem loads and splits a built-in data set as LoadSplit does and
+// trains the model by Newton's method: logistic regression for breast
+// cancer, softmax regression for digits. l2 ≤ 0 selects the default for the
+// data set.
+func NewProblem(ctx context.Context, name string, l2 float64, seed uint64) (*Problem, error) {
+	train, test, err := LoadSplit(name, seed)
+	if err != nil {
+		return nil, err
+	}
+	var m models.Model
+	switch train.Name {
+	case "breast-cancer":
+		if l2 <= 0 {
+			l2 = BreastCancerL2
+		}
+		m = models.NewLogistic(train.X.Cols, l2)
+	case "digits":
+		if l2 <= 0 {
+			l2 = DigitsL2
+		}
+		m = models.NewSoftmax(train.X.Cols, train.Classes, l2)
+	default:
+		return nil, fmt.Errorf("eval: no problem defined for data set %q", train.Name)
+	}
 	res, err := models.FitNewton(ctx, m, train.X, train.Y, nil, models.NewtonOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("eval: training %s on %s: %w", m.Kind(), d.Name, err)
+		return nil, fmt.Errorf("eval: training %s on %s: %w", m.Kind(), train.Name, err)
 	}
-	return &Problem{Name: d.Name, Train: train, Test: test, Model: m, Fit: res}, nil
+	return &Problem{Name: train.Name, Train: train, Test: test, Model: m, Fit: res}, nil
 }

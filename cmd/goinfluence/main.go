@@ -38,7 +38,14 @@ Commands:
                        training digits
   validate loo         leave-one-out validation of exact influence on
                        breast-cancer or digits
+  fit                  fit curvature (ekfac, kfac, diagonal, identity) on a
+                       gradient file: goinfluence fit --grads F --method M --out FACTORS
+  score                score query against training gradients with fitted factors:
+                       goinfluence score --factors FACTORS --train F --query F
+                       [--damping X|heuristic] [--self] [--topk K] --out SCORES
   bench gemm           measure GEMM rates of the linear-algebra backends
+  train                train an mlp, softmax or logistic model and save a checkpoint
+  grads                write per-example gradients of a checkpoint on a data split
 
 Run 'goinfluence COMMAND -h' for a command's flags. Set GOINFLUENCE_BACKEND=
 cpu|openblas to force a backend.
@@ -85,8 +92,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runValidateLOO(ctx, args[2:], stdout, stderr)
 		}
 		return fmt.Errorf("%w: unknown validation protocol %q (have loo)", errUsage, args[1])
+	case "fit":
+		return runFit(ctx, args[1:], stdout, stderr)
+	case "score":
+		return runScore(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
+	case "train":
+		return runTrain(ctx, args[1:], stdout, stderr)
+	case "grads":
+		return runGrads(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

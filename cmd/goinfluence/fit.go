@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goinfluence/goinfluence/ekfac"
+	"github.com/goinfluence/goinfluence/linalg"
+)
+
+// pathList is a flag that may be repeated or given as a comma-separated list.
+type pathList []string
+
+func (p *pathList) String() string { return strings.Join(*p, ",") }
+
+func (p *pathList) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*p = append(*p, s)
+		}
+	}
+	return nil
+}
+
+func runFit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("fit", stderr)
+	var grads pathList
+	fs.Var(&grads, "grads", "gradient file(s) of the fit set (repeat the flag or separate with commas); sampled labels give the true Fisher")
+	method := fs.String("method", "ekfac", "curvature: ekfac, kfac, diagonal or identity")
+	out := fs.String("out", "", "factors file to write (safetensors)")
+	chunk := fs.Int("chunk", 256, "examples read at a time (bounds memory; results do not depend on it)")
+	backend := fs.String("backend", "auto", "linear-algebra backend: auto, cpu, openblas or cuda")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if len(grads) == 0 || *out == "" {
+		return fmt.Errorf("%w: fit needs --grads and --out", errUsage)
+	}
+	m, err := ekfac.ParseMethod(*method)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *chunk < 1 {
+		return fmt.Errorf("%w: fit: --chunk must be at least 1", errUsage)
+	}
+	be, err := openBackend(*backend)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	progress := newProgress(stderr)
+	last := ""
+	f, err := ekfac.Fit(ctx, m, be, ekfac.FileSource(*chunk, grads...), func(stage string, n int) {
+		if stage != last {
+			progress.stage(fmt.Sprintf("fit %s: %s", m, stage))
+			last = stage
+		}
+	})
+	if err != nil {
+		return err
+	}
+	f.Meta = map[string]string{
+		"grads":   grads.String(),
+		"backend": be.Name(),
+		"created": time.Now().UTC().Format(time.RFC3339),
+	}
+	if err := f.Save(*out); err != nil {
+		return err
+	}
+	progress.stage(fmt.Sprintf("fit %s: %d examples, %d layers, %.1f s on %s; wrote %s",
+		m, f.N, len(f.Layers), time.Since(start).Seconds(), be.Name(), *out))
+	return nil
+}
+
+// openBackend opens a backend by name; "auto" (or "") picks the best
+// present, honouring GOINFLUENCE_BACKEND.
+func openBackend(name string) (linalg.Backend, error) {
+	if name == "" || name == "auto" {
+		return linalg.Auto()
+	}
+	be, err := linalg.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("--backend %s: %w", name, err)
+	}
+	return be, nil
+}
+
+// itoa is strconv.Itoa, for metadata maps.
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/goinfluence/goinfluence/datasets"
+	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/models"
+)
+
+func runGrads(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("grads", stderr)
+	ckpt := fs.String("checkpoint", "", "model checkpoint written by 'goinfluence train' (required)")
+	dataset := fs.String("dataset", "", "data set the model was trained on: digits or breast-cancer (required)")
+	split := fs.String("split", "", "examples: train, test or all (training rows, then test rows) (required)")
+	labels := fs.String("labels", "true", "labels of the loss: true, or sampled from the model (for curvature fits)")
+	sampleSeed := fs.Uint64("sample-seed", 0, "seed of the sampled labels")
+	splitSeed := fs.Uint64("split-seed", 0, "seed of the 80/20 train/test split, as given to train")
+	first := fs.Int("first", 0, "only the first `N` examples of the split (default all)")
+	dtype := fs.String("dtype", "f32", "element type of the file: f32, f64, f16 or bf16")
+	out := fs.String("out", "", "write the gradients to this safetensors file (required)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *out == "":
+		return fmt.Errorf("%w: grads: --out is required", errUsage)
+	case *ckpt == "":
+		return fmt.Errorf("%w: grads: --checkpoint is required", errUsage)
+	case *split == "":
+		return fmt.Errorf("%w: grads: --split is required (train, test or all)", errUsage)
+	case *split != "train" && *split != "test" && *split != "all":
+		return fmt.Errorf("%w: grads: --split %q: want train, test or all", errUsage, *split)
+	case *labels != "true" && *labels != "sampled":
+		return fmt.Errorf("%w: grads: --labels %q: want true or sampled", errUsage, *labels)
+	}
+	dt := gradients.DType(strings.ToUpper(*dtype))
+	switch dt {
+	case gradients.F32, gradients.F64, gradients.F16, gradients.BF16:
+	default:
+		return fmt.Errorf("%w: grads: --dtype %q: want f32, f64, f16 or bf16", errUsage, *dtype)
+	}
+	limit := isSet(fs, "first")
+	if limit && *first < 1 {
+		return fmt.Errorf("%w: grads: --first %d must be at least 1", errUsage, *first)
+	}
+	train, test, err := prepareData(*dataset, *splitSeed)
+	if err != nil {
+		return err
+	}
+	progress := newProgress(stderr)
+	m, err := models.Load(*ckpt)
+	if err != nil {
+		return err
+	}
+	progress.stage(fmt.Sprintf("loaded %s from %s", describe(m), *ckpt))
+
+	var d *datasets.Dataset
+	switch *split {
+	case "train":
+		d = train
+	case "test":
+		d = test
+	case "all":
+		d = concat(train, test)
+	}
+	if limit {
+		if *first > d.Len() {
+			return fmt.Errorf("%w: grads: --first %d, but the %s split of %s has %d examples",
+				errUsage, *first, *split, d.Name, d.Len())
+		}
+		rows := make([]int, *first)
+		for i := range rows {
+			rows[i] = i
+		}
+		d = d.Subset(rows)
+	}
+	// A checkpoint of another data set, or a split of the wrong width, shows
+	// up here as a feature-count or label-range error.
+	if err := models.CheckData(m, d.X, d.Y, nil); err != nil {
+		return fmt.Errorf("grads: checkpoint %s does not fit --dataset %s: %w", *ckpt, d.Name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	meta := map[string]string{
+		"checkpoint": *ckpt,
+		"model":      m.Kind(),
+		"dataset":    d.Name,
+		"split":      *split,
+		"split_seed": strconv.FormatUint(*splitSeed, 10),
+		"labels":     *labels,
+	}
+	y := d.Y
+	if *labels == "sampled" {
+		// SampleLabels draws row by row, so the labels of the first N rows do
+		// not depend on --first.
+		y = models.SampleLabels(m, d.X, *sampleSeed)
+		meta["sample_seed"] = strconv.FormatUint(*sampleSeed, 10)
+	}
+	b := m.Gradients(d.X, y)
+	b.IDs = make([]int64, d.Len())
+	for i, r := range d.Index {
+		b.IDs[i] = int64(r)
+	}
+	if err := gradients.WriteFile(*out, b, dt, meta); err != nil {
+		return err
+	}
+	progress.stage(fmt.Sprintf("wrote %s: %d %s examples of %s, %s labels, %d parameters, %s",
+		*out, b.N, *split, d.Name, *labels, b.Dim(), dt))
+	return nil
+}
+
+// concat returns the examples of a followed by those of b.
+func concat(a, b *datasets.Dataset) *datasets.Dataset {
+	n := a.Len() + b.Len()
+	d := &datasets.Dataset{Name: a.Name, X: linalg.NewDense64(n, a.X.Cols, nil), Classes: a.Classes,
+		Y: make([]int, 0, n), Index: make([]int, 0, n)}
+	for i, part := range []*datasets.Dataset{a, b} {
+		off := i * a.Len()
+		for r := 0; r < part.Len(); r++ {
+			copy(d.X.Row(off+r), part.X.Row(r))
+		}
+		d.Y = append(d.Y, part.Y...)
+		d.Index = append(d.Index, part.Index...)
+	}
+	return d
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/goinfluence/goinfluence/ekfac"
+	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/influence"
+	"github.com/goinfluence/goinfluence/internal/safetensors"
+	"github.com/goinfluence/goinfluence/linalg"
+)
+
+// ScoresFormat is the metadata "format" of a scores file.
+const ScoresFormat = "goinfluence.scores/v1"
+
+func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("score", stderr)
+	factorsPath := fs.String("factors", "", "factors file from 'goinfluence fit'")
+	trainPath := fs.String("train", "", "gradient file of the training examples (true labels)")
+	queryPath := fs.String("query", "", "gradient file of the query examples (true labels)")
+	dampingFlag := fs.String("damping", "heuristic", "damping δ added to Λ: a number ≥ 0, or heuristic (0.1 × mean Λ per layer)")
+	self := fs.Bool("self", false, "also write self-influence of the training examples (tensor self)")
+	topk := fs.Int("topk", 0, "also write the K most helpful training examples per query (topk.indices, topk.scores) and the K most harmful (bottomk.*)")
+	rank := fs.Int("rank", 0, "replace each query's preconditioned gradient by its rank-R SVD per layer (0: exact)")
+	perLayer := fs.Bool("per-layer", false, "also write the per-layer breakdown (scores.<layer>)")
+	out := fs.String("out", "", "scores file to write (safetensors)")
+	backend := fs.String("backend", "auto", "linear-algebra backend: auto, cpu, openblas or cuda")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *factorsPath == "" || *trainPath == "" || *out == "" {
+		return fmt.Errorf("%w: score needs --factors, --train and --out", errUsage)
+	}
+	if *queryPath == "" && !*self {
+		return fmt.Errorf("%w: score needs --query, or --self for self-influence only", errUsage)
+	}
+	if *topk < 0 || *rank < 0 {
+		return fmt.Errorf("%w: score: --topk and --rank must be ≥ 0", errUsage)
+	}
+	if *topk > 0 && *queryPath == "" {
+		return fmt.Errorf("%w: score: --topk needs --query", errUsage)
+	}
+	damping, err := ekfac.ParseDamping(*dampingFlag)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	be, err := openBackend(*backend)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	progress := newProgress(stderr)
+	factors, err := ekfac.Load(*factorsPath)
+	if err != nil {
+		return err
+	}
+	progress.stage("score: reading " + *trainPath)
+	train, err := gradients.ReadFile(*trainPath)
+	if err != nil {
+		return err
+	}
+	if err := factors.Compatible(train); err != nil {
+		return fmt.Errorf("%s: %w", *trainPath, err)
+	}
+
+	meta := map[string]string{
+		"format":  ScoresFormat,
+		"method":  string(factors.Method),
+		"damping": damping.String(),
+		"factors": *factorsPath,
+		"train":   *trainPath,
+		"query":   *queryPath,
+		"backend": be.Name(),
+		"sign":    "positive = helpful: removing a training example raises the query loss by about score/N",
+		"rank":    itoa(*rank),
+	}
+	var ts []safetensors.Tensor
+	add := func(name string, shape []int, v []float64, dt safetensors.DType) error {
+		data, err := safetensors.EncodeFloat64s(dt, v)
+		if err != nil {
+			return fmt.Errorf("encoding %s: %w", name, err)
+		}
+		ts = append(ts, safetensors.Tensor{Name: name, DType: dt, Shape: shape, Data: data})
+		return nil
+	}
+
+	if *queryPath != "" {
+		query, err := gradients.ReadFile(*queryPath)
+		if err != nil {
+			return err
+		}
+		if err := factors.Compatible(query); err != nil {
+			return fmt.Errorf("%s: %w", *queryPath, err)
+		}
+		progress.stage(fmt.Sprintf("score: %d queries × %d training examples, %s, δ = %s", query.N, train.N, factors.Method, damping))
+		an := &influence.Analyzer{Method: influence.Factors(factors, ekfac.ScoreOptions{Damping: damping, Rank: *rank}), Backend: be}
+		layers, err := an.LayerScores(ctx, query, train)
+		if err != nil {
+			return err
+		}
+		total := linalg.NewDense64(query.N, train.N, nil)
+		for li, l := range layers {
+			for i, v := range l.Data {
+				total.Data[i] += v
+			}
+			if *perLayer {
+				if err := add("scores."+train.Layers[li].Name, []int{query.N, train.N}, l.Data, safetensors.F32); err != nil {
+					return err
+				}
+			}
+		}
+		if err := add("scores", []int{query.N, train.N}, total.Data, safetensors.F32); err != nil {
+			return err
+		}
+		if *topk > 0 {
+			k := min(*topk, train.N)
+			rank := influence.TopK(total, k)
+			for _, side := range []string{"topk", "bottomk"} {
+				idx := make([]int64, 0, query.N*k)
+				val := make([]float64, 0, query.N*k)
+				for _, r := range rank {
+					list := r.Helpful
+					if side == "bottomk" {
+						list = r.Harmful
+					}
+					for _, e := range list {
+						idx = append(idx, int64(e.Index))
+						val = append(val, e.Score)
+					}
+				}
+				data, err := safetensors.EncodeInt64s(safetensors.I64, idx)
+				if err != nil {
+					return err
+				}
+				ts = append(ts, safetensors.Tensor{Name: side + ".indices", DType: safetensors.I64, Shape: []int{query.N, k}, Data: data})
+				if err := add(side+".scores", []int{query.N, k}, val, safetensors.F32); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if *self {
+		progress.stage(fmt.Sprintf("score: self-influence of %d training examples", train.N))
+		an := &influence.Analyzer{Method: influence.Factors(factors, ekfac.ScoreOptions{Damping: damping}), Backend: be}
+		s, err := an.SelfInfluence(ctx, train)
+		if err != nil {
+			return err
+		}
+		if err := add("self", []int{train.N}, s, safetensors.F32); err != nil {
+			return err
+		}
+	}
+	if err := safetensors.WriteFile(*out, ts, meta); err != nil {
+		return err
+	}
+	progress.stage(fmt.Sprintf("score: wrote %s in %.1f s on %s", *out, time.Since(start).Seconds(), be.Name()))
+	return nil
+}

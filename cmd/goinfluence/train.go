@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/goinfluence/goinfluence/datasets"
+	"github.com/goinfluence/goinfluence/eval"
+	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/models"
+)
+
+func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("train", stderr)
+	dataset := fs.String("dataset", "", "data set: digits or breast-cancer (required)")
+	kind := fs.String("model", "", "model: mlp, softmax or logistic (required; logistic needs two classes)")
+	hidden := fs.String("hidden", "32", "mlp: comma-separated hidden-layer widths, e.g. 32,16 (empty: none)")
+	activation := fs.String("activation", "relu", "mlp: hidden-layer nonlinearity, relu or tanh")
+	l2 := fs.Float64("l2", 1e-3, "L2 strength λ on the mean loss")
+	epochs := fs.Int("epochs", 200, "mlp: passes of Adam over the training data")
+	batch := fs.Int("batch", 64, "mlp: examples per Adam step")
+	lr := fs.Float64("lr", 1e-2, "mlp: Adam step size")
+	seed := fs.Uint64("seed", 0, "mlp: seed of the initial weights and of the minibatch shuffle")
+	splitSeed := fs.Uint64("split-seed", 0, "seed of the 80/20 train/test split")
+	out := fs.String("out", "", "write the checkpoint to this safetensors file (required)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return fmt.Errorf("%w: train: --out is required", errUsage)
+	}
+	if math.IsNaN(*l2) || math.IsInf(*l2, 0) || *l2 < 0 {
+		return fmt.Errorf("%w: train: --l2 %v must be finite and non-negative", errUsage, *l2)
+	}
+	var (
+		sizes []int
+		act   models.Activation
+	)
+	switch *kind {
+	case "logistic", "softmax":
+		// Newton's method needs no epochs, step size or seed: the regressions
+		// are convex and it converges to their unique optimum.
+	case "mlp":
+		if *epochs < 1 || *batch < 1 {
+			return fmt.Errorf("%w: train: --epochs and --batch must be at least 1", errUsage)
+		}
+		if !(*lr > 0) || math.IsInf(*lr, 1) {
+			return fmt.Errorf("%w: train: --lr %v must be positive and finite", errUsage, *lr)
+		}
+		var err error
+		if sizes, err = parseWidths(*hidden); err != nil {
+			return fmt.Errorf("%w: train: --hidden: %v", errUsage, err)
+		}
+		if act, err = models.ParseActivation(*activation); err != nil {
+			return fmt.Errorf("%w: train: --activation %q: want relu or tanh", errUsage, *activation)
+		}
+	case "":
+		return fmt.Errorf("%w: train: --model is required (mlp, softmax or logistic)", errUsage)
+	default:
+		return fmt.Errorf("%w: train: --model %q: want mlp, softmax or logistic", errUsage, *kind)
+	}
+	train, test, err := prepareData(*dataset, *splitSeed)
+	if err != nil {
+		return err
+	}
+
+	progress := newProgress(stderr)
+	var m models.Model
+	switch *kind {
+	case "logistic":
+		if train.Classes != 2 {
+			return fmt.Errorf("%w: train: --model logistic is binary, but %s has %d classes (use softmax or mlp)",
+				errUsage, train.Name, train.Classes)
+		}
+		m = models.NewLogistic(train.X.Cols, *l2)
+	case "softmax":
+		m = models.NewSoftmax(train.X.Cols, train.Classes, *l2)
+	case "mlp":
+		sizes = append(append([]int{train.X.Cols}, sizes...), train.Classes)
+		if m, err = models.NewMLP(sizes, act, *l2, *seed); err != nil {
+			return err
+		}
+	}
+	if *kind == "mlp" {
+		tick := progress.counter(fmt.Sprintf("training %s on %d examples with Adam", describe(m), train.Len()))
+		err = models.TrainAdam(ctx, m, train.X, train.Y, nil, models.AdamOptions{
+			Epochs: *epochs, BatchSize: *batch, LR: *lr, Seed: *seed,
+			Progress: func(epoch int, _, _ float64) { tick(epoch, *epochs) },
+		})
+		progress.done()
+		if err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
+	} else {
+		be, err := linalg.Auto()
+		if err != nil {
+			return err
+		}
+		progress.stage(fmt.Sprintf("training %s on %d examples by Newton's method", describe(m), train.Len()))
+		res, err := models.FitNewton(ctx, m, train.X, train.Y, nil, models.NewtonOptions{Backend: be})
+		if err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
+		progress.stage(fmt.Sprintf("converged after %d Newton steps, ‖∇R‖ = %.2g", res.Iterations, res.GradNorm))
+	}
+	if err := models.Save(*out, m); err != nil {
+		return err
+	}
+	progress.stage("wrote " + *out)
+
+	// Checkpoints carry no data-set metadata, so say which data and split
+	// the grads command must be given to see the same rows.
+	fmt.Fprintf(stdout, "%s (λ = %g) on %s, split seed %d: %d training, %d test examples\n",
+		describe(m), m.L2(), train.Name, *splitSeed, train.Len(), test.Len())
+	fmt.Fprintf(stdout, "train accuracy %.2f%%, test accuracy %.2f%%, objective %.6g\n",
+		100*models.Accuracy(m, train.X, train.Y), 100*models.Accuracy(m, test.X, test.Y),
+		m.Objective(train.X, train.Y, nil, nil))
+	fmt.Fprintf(stdout, "checkpoint %s: use with --dataset %s --split-seed %d\n", *out, train.Name, *splitSeed)
+	return nil
+}
+
+// prepareData returns the training and test parts of a built-in data set,
+// prepared exactly as eval prepares them for validation, so that train, grads
+// and validate see the same rows for the same split seed.
+func prepareData(name string, splitSeed uint64) (train, test *datasets.Dataset, err error) {
+	switch name {
+	case "digits", "breast-cancer":
+	case "":
+		return nil, nil, fmt.Errorf("%w: --dataset is required (digits or breast-cancer)", errUsage)
+	default:
+		return nil, nil, fmt.Errorf("%w: --dataset: unknown dataset %q (have digits, breast-cancer)", errUsage, name)
+	}
+	return eval.LoadSplit(name, splitSeed)
+}
+
+// parseWidths parses comma-separated positive layer widths; "" means none.
+func parseWidths(s string) ([]int, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var v []int
+	for _, f := range strings.Split(s, ",") {
+		w, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || w < 1 || w > 1<<20 {
+			return nil, fmt.Errorf("%q is not a width in [1, %d]", f, 1<<20)
+		}
+		v = append(v, w)
+	}
+	return v, nil
+}
+
+// describe names a model with its shape, e.g. "mlp 64-32-10 relu".
+func describe(m models.Model) string {
+	if mlp, ok := m.(*models.MLP); ok {
+		w := make([]string, len(mlp.Sizes()))
+		for i, s := range mlp.Sizes() {
+			w[i] = strconv.Itoa(s)
+		}
+		return fmt.Sprintf("mlp %s %v", strings.Join(w, "-"), mlp.Activation())
+	}
+	return fmt.Sprintf("%s %d-%d", m.Kind(), m.Layers()[0].DIn-1, m.Classes())
+}
+
+// isSet reports whether the flag was given on the command line, to tell an
+// explicit value from the default.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
