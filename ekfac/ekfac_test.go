@@ -263,6 +263,28 @@ func TestAgainstReference(t *testing.T) {
 				if e := relErr(gotSelf, wantSelf); e > 1e-10 || math.IsNaN(e) {
 					t.Errorf("%s: self-influence relative error %.3g", name, e)
 				}
+				// The eigenbasis path must agree with the reference too.
+				opt := ScoreOptions{Damping: tc.damp}
+				layers, err := f.LayerScores(context.Background(), be, q, tr, opt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sum := make([]float64, q.N*tr.N)
+				for _, l := range layers {
+					for i, v := range l.Data {
+						sum[i] += v
+					}
+				}
+				if e := relErr(sum, want.RawMatrix().Data); e > 1e-10 || math.IsNaN(e) {
+					t.Errorf("%s: LayerScores relative error %.3g", name, e)
+				}
+				eself, err := f.SelfInfluence(context.Background(), be, tr, opt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e := relErr(eself, wantSelf); e > 1e-10 || math.IsNaN(e) {
+					t.Errorf("%s: SelfInfluence relative error %.3g", name, e)
+				}
 			}
 		})
 	}
@@ -424,6 +446,26 @@ func TestRank(t *testing.T) {
 		}
 		if e := relErr(low.Row(0)[:24], full.Row(0)[:24]); r < 4 && e == 0 {
 			t.Errorf("rank %d changed nothing", r)
+		}
+		// LayerScores with a rank limit scores the truncated P(G_q).
+		tr := randomBatch(rng, 3, false)
+		opt := ScoreOptions{Damping: Damping{Heuristic: true}, Rank: r}
+		layers, err := f.LayerScores(context.Background(), be, q, tr, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gt := tr.Flatten()
+		for i := 0; i < q.N; i++ {
+			for j := 0; j < tr.N; j++ {
+				var want float64
+				for k, v := range low.Row(i) {
+					want += v * gt.At(j, k)
+				}
+				got := layers[0].At(i, j) + layers[1].At(i, j)
+				if math.Abs(got-want) > 1e-9*(1+math.Abs(want)) {
+					t.Fatalf("rank %d: score(%d,%d) = %v, want %v", r, i, j, got, want)
+				}
+			}
 		}
 	}
 }

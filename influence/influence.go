@@ -17,6 +17,14 @@ type Method interface {
 	Precondition(ctx context.Context, be linalg.Backend, g *gradients.Batch) (*linalg.Dense64, error)
 }
 
+// LayerScorer is implemented by methods that score faster than
+// preconditioning queries and taking dot products (the Kronecker methods
+// score in their eigenbasis). The Analyzer uses it when present.
+type LayerScorer interface {
+	LayerScores(ctx context.Context, be linalg.Backend, query, train *gradients.Batch) ([]*linalg.Dense64, error)
+	SelfInfluence(ctx context.Context, be linalg.Backend, train *gradients.Batch) ([]float64, error)
+}
+
 // Analyzer computes influence scores with a Method on a Backend.
 // The zero Backend means linalg.Default().
 type Analyzer struct {
@@ -67,6 +75,16 @@ func (a *Analyzer) LayerScores(ctx context.Context, query, train *gradients.Batc
 	if err := train.Validate(); err != nil {
 		return nil, fmt.Errorf("influence: training gradients: %w", err)
 	}
+	if ls, ok := a.Method.(LayerScorer); ok {
+		if err := query.Validate(); err != nil {
+			return nil, fmt.Errorf("influence: query gradients: %w", err)
+		}
+		out, err := ls.LayerScores(ctx, a.backend(), query, train)
+		if err != nil {
+			return nil, fmt.Errorf("influence: %s: %w", a.Method.Name(), err)
+		}
+		return out, nil
+	}
 	pq, err := a.precondition(ctx, query, "query")
 	if err != nil {
 		return nil, err
@@ -103,6 +121,16 @@ const trainChunkFloats = 1 << 24
 // SelfInfluence returns ⟨P(∇L(t)), ∇L(t)⟩ for every example of train. Large
 // values mark examples the model finds hard or mislabelled.
 func (a *Analyzer) SelfInfluence(ctx context.Context, train *gradients.Batch) ([]float64, error) {
+	if ls, ok := a.Method.(LayerScorer); ok {
+		if err := train.Validate(); err != nil {
+			return nil, fmt.Errorf("influence: training gradients: %w", err)
+		}
+		s, err := ls.SelfInfluence(ctx, a.backend(), train)
+		if err != nil {
+			return nil, fmt.Errorf("influence: %s: %w", a.Method.Name(), err)
+		}
+		return s, nil
+	}
 	pt, err := a.precondition(ctx, train, "training")
 	if err != nil {
 		return nil, err

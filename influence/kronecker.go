@@ -33,11 +33,34 @@ type fitted struct {
 func (m fitted) Name() string { return string(m.want) }
 
 func (m fitted) Precondition(ctx context.Context, be linalg.Backend, g *gradients.Batch) (*linalg.Dense64, error) {
-	if m.f == nil {
-		return nil, fmt.Errorf("no factors")
-	}
-	if m.f.Method != m.want {
-		return nil, fmt.Errorf("factors were fitted as %s, not %s", m.f.Method, m.want)
+	if err := m.check(); err != nil {
+		return nil, err
 	}
 	return m.f.Precondition(ctx, be, g, m.opt)
+}
+
+// LayerScores and SelfInfluence let the Analyzer score in the Kronecker
+// eigenbasis instead of rotating every preconditioned query back.
+func (m fitted) LayerScores(ctx context.Context, be linalg.Backend, q, t *gradients.Batch) ([]*linalg.Dense64, error) {
+	if err := m.check(); err != nil {
+		return nil, err
+	}
+	return m.f.LayerScores(ctx, be, q, t, m.opt)
+}
+
+func (m fitted) SelfInfluence(ctx context.Context, be linalg.Backend, t *gradients.Batch) ([]float64, error) {
+	if err := m.check(); err != nil {
+		return nil, err
+	}
+	return m.f.SelfInfluence(ctx, be, t, m.opt)
+}
+
+func (m fitted) check() error {
+	if m.f == nil {
+		return fmt.Errorf("no factors")
+	}
+	if m.f.Method != m.want {
+		return fmt.Errorf("factors were fitted as %s, not %s", m.f.Method, m.want)
+	}
+	return nil
 }

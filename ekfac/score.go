@@ -1,0 +1,163 @@
+package ekfac
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/linalg"
+)
+
+// LayerScores returns score(q, t) per layer, one n_query × n_train matrix a
+// layer. It works in the Kronecker eigenbasis, where
+//
+//	⟨P(G_q), G_t⟩ = ⟨(Q_Sᵀ G_q Q_A) ⊘ (Λ + δ), Q_Sᵀ G_t Q_A⟩,
+//
+// so no gradient is rotated back: with T token rows per example a rotation
+// costs O(T·d²) from the factors instead of the O(d³) of rotating P(G) back.
+// Training examples are taken a chunk at a time, bounding memory.
+func (f *Factors) LayerScores(ctx context.Context, be linalg.Backend, q, t *gradients.Batch, opt ScoreOptions) ([]*linalg.Dense64, error) {
+	for _, b := range []*gradients.Batch{q, t} {
+		if err := f.Compatible(b); err != nil {
+			return nil, err
+		}
+		if err := b.Validate(); err != nil {
+			return nil, fmt.Errorf("ekfac: %w", err)
+		}
+	}
+	xq, err := f.queryTransform(ctx, be, q, opt)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*linalg.Dense64, len(f.Layers))
+	for li := range out {
+		out[li] = linalg.NewDense64(q.N, t.N, nil)
+	}
+	chunk := max(1, min(t.N, chunkFloats/max(t.Dim(), 1)))
+	for lo := 0; lo < t.N; lo += chunk {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		hi := min(lo+chunk, t.N)
+		tc := t.Slice(lo, hi)
+		for li := range f.Layers {
+			xt := f.transform(be, &tc.Layers[li], li)
+			be.Dgemm(linalg.NoTrans, linalg.Trans, 1, xq[li], xt, 0, out[li].Slice(0, q.N, lo, hi))
+		}
+	}
+	return out, nil
+}
+
+// SelfInfluence returns ⟨P(G_t), G_t⟩ for every example, summed over layers,
+// computed in the eigenbasis as Σ G̃²/(Λ+δ).
+func (f *Factors) SelfInfluence(ctx context.Context, be linalg.Backend, t *gradients.Batch, opt ScoreOptions) ([]float64, error) {
+	if err := f.Compatible(t); err != nil {
+		return nil, err
+	}
+	if err := t.Validate(); err != nil {
+		return nil, fmt.Errorf("ekfac: %w", err)
+	}
+	self := make([]float64, t.N)
+	chunk := max(1, min(t.N, chunkFloats/max(t.Dim(), 1)))
+	for li := range f.Layers {
+		inv, err := f.inverse(li, opt.Damping)
+		if err != nil {
+			return nil, err
+		}
+		for lo := 0; lo < t.N; lo += chunk {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			hi := min(lo+chunk, t.N)
+			xt := f.transform(be, &t.Slice(lo, hi).Layers[li], li)
+			for n := lo; n < hi; n++ {
+				var s float64
+				for j, v := range xt.Row(n - lo) {
+					if inv == nil {
+						s += v * v
+					} else {
+						s += v * v * inv[j]
+					}
+				}
+				self[n] += s
+			}
+		}
+	}
+	return self, nil
+}
+
+// chunkFloats bounds the transformed training gradients held at once.
+const chunkFloats = 1 << 24
+
+// queryTransform returns per layer the queries in the eigenbasis, already
+// divided by Λ + δ. With a rank limit it truncates P(G_q) in the original
+// basis first, as Precondition does, then rotates it.
+func (f *Factors) queryTransform(ctx context.Context, be linalg.Backend, q *gradients.Batch, opt ScoreOptions) ([]*linalg.Dense64, error) {
+	if opt.Rank < 0 {
+		return nil, fmt.Errorf("ekfac: rank %d < 0", opt.Rank)
+	}
+	out := make([]*linalg.Dense64, len(f.Layers))
+	if opt.Rank > 0 {
+		p, err := f.Precondition(ctx, be, q, opt)
+		if err != nil {
+			return nil, err
+		}
+		off := 0
+		for li := range f.Layers {
+			l, lf := &q.Layers[li], &f.Layers[li]
+			d := l.Dim()
+			out[li] = p.Slice(0, q.N, off, off+d).Clone()
+			if lf.QA != nil {
+				tmp := linalg.NewDense64(l.DOut, l.DIn, nil)
+				for n := 0; n < q.N; n++ {
+					g := linalg.NewDense64(l.DOut, l.DIn, out[li].Row(n))
+					be.Dgemm(linalg.Trans, linalg.NoTrans, 1, lf.QS, g, 0, tmp)
+					be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, tmp, lf.QA, 0, g)
+				}
+			}
+			off += d
+		}
+		return out, nil
+	}
+	for li := range f.Layers {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		inv, err := f.inverse(li, opt.Damping)
+		if err != nil {
+			return nil, err
+		}
+		x := f.transform(be, &q.Layers[li], li)
+		if inv != nil {
+			for n := 0; n < x.Rows; n++ {
+				row := x.Row(n)
+				for j := range row {
+					row[j] *= inv[j]
+				}
+			}
+		}
+		out[li] = x
+	}
+	return out, nil
+}
+
+// transform returns the n × Dim matrix of the layer's gradients in the
+// factors' basis: Q_Sᵀ G Q_A for K-FAC and EK-FAC, G itself otherwise.
+func (f *Factors) transform(be linalg.Backend, l *gradients.Layer, li int) *linalg.Dense64 {
+	lf := &f.Layers[li]
+	n := 0
+	if l.Factored() {
+		n = len(l.A) / (l.Tokens * l.DIn)
+	} else {
+		n = len(l.Grad) / l.D
+	}
+	x := linalg.NewDense64(n, l.Dim(), nil)
+	if lf.QA == nil {
+		for i := 0; i < n; i++ {
+			l.Gradient(i, x.Row(i))
+		}
+		return x
+	}
+	rotated(be, l, lf.QA, lf.QS, func(i int, gt *linalg.Dense64) { copy(x.Row(i), gt.Data) })
+	return x
+}
