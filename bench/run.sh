@@ -26,3 +26,19 @@ bench/out/goinfluence bench gemm --json > "$out/gemm-$day.json"
 	echo '```'
 } > "$out/gemm-$day.md"
 cat "$out/gemm-$day.md"
+
+# EK-FAC stages on a synthetic 2048×2048 layer with 64 tokens per example.
+bench/out/goinfluence bench ekfac --json > "$out/ekfac-$day.json"
+{
+	echo "# EK-FAC fit and score, $day"
+	echo
+	echo "Machine: $cpu, $(nproc) CPUs, $(go version | cut -d' ' -f3-)."
+	echo "Command: \`make bench\` (\`goinfluence bench ekfac\`). GEMM share: flops of the stage's GEMM-like calls"
+	echo "(Dgemm, covariance XᵀX counted as a full product) over the time inside them, as a ratio to the same"
+	echo "backend's Sgemm and Dgemm rates on 2048³ measured in the same run. All EK-FAC arithmetic is float64."
+	echo
+	echo '```'
+	bench/out/goinfluence bench ekfac 2>/dev/null
+	echo '```'
+} > "$out/ekfac-$day.md"
+cat "$out/ekfac-$day.md"

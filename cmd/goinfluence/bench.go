@@ -23,8 +23,11 @@ type gemmRate struct {
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "ekfac" {
+		return runBenchEKFAC(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "gemm" {
-		return fmt.Errorf("%w: bench needs a benchmark: gemm", errUsage)
+		return fmt.Errorf("%w: bench needs a benchmark: gemm or ekfac", errUsage)
 	}
 	fs := newFlags("bench gemm", stderr)
 	sizes := fs.String("sizes", "256,512,1024,2048", "comma-separated square sizes")

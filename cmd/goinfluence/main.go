@@ -90,6 +90,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		switch args[1] {
 		case "loo":
 			return runValidateLOO(ctx, args[2:], stdout, stderr)
+		case "curvature":
+			return runValidateCurvature(ctx, args[2:], stdout, stderr)
 		}
 		return fmt.Errorf("%w: unknown validation protocol %q (have loo)", errUsage, args[1])
 	case "fit":
