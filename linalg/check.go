@@ -5,21 +5,30 @@ import (
 	"math"
 )
 
-// checkDense64 panics unless m is a well-formed matrix: a stride that can
+// checkDense panics unless m is a well-formed matrix: a stride that can
 // hold a row and enough data for the last row.
-func checkDense64(op, name string, m *Dense64) {
+func checkDense[T Float](op, name string, m *Dense[T]) {
 	if m == nil {
 		panic(fmt.Sprintf("linalg: %s: %s is nil", op, name))
 	}
 	checkLayout(op, name, m.Rows, m.Cols, m.Stride, len(m.Data))
 }
 
-// checkDense32 is checkDense64 for float32.
-func checkDense32(op, name string, m *Dense32) {
-	if m == nil {
-		panic(fmt.Sprintf("linalg: %s: %s is nil", op, name))
+// gemmStart validates a GEMM and handles the cases with no product to
+// form; it returns m, n, k and whether a product remains to be computed.
+func gemmStart[T Float](op string, tA, tB Transpose, alpha T, a, b *Dense[T], beta T, c *Dense[T]) (m, n, k int, ok bool) {
+	checkDense(op, "A", a)
+	checkDense(op, "B", b)
+	checkDense(op, "C", c)
+	m, n, k = gemmDims(op, tA, tB, a.Rows, a.Cols, b.Rows, b.Cols, c.Rows, c.Cols)
+	if m == 0 || n == 0 {
+		return m, n, k, false
 	}
-	checkLayout(op, name, m.Rows, m.Cols, m.Stride, len(m.Data))
+	if k == 0 || alpha == 0 {
+		scale(c, beta)
+		return m, n, k, false
+	}
+	return m, n, k, true
 }
 
 func checkLayout(op, name string, r, c, stride, n int) {
@@ -66,8 +75,8 @@ func covDims(op string, cr, cc, xr, xc int) int {
 
 // solveDims checks that a is square and b has as many rows.
 func solveDims(op string, a, b *Dense64) int {
-	checkDense64(op, "A", a)
-	checkDense64(op, "B", b)
+	checkDense(op, "A", a)
+	checkDense(op, "B", b)
 	if a.Rows != a.Cols {
 		panic(fmt.Sprintf("linalg: %s: A is %d×%d, not square", op, a.Rows, a.Cols))
 	}
@@ -98,7 +107,7 @@ func scale[T Float](c *Dense[T], beta T) {
 // eighInput validates the argument of Eigh and returns its lower-triangle
 // copy (see lowerCopy).
 func eighInput(a *Dense64) (*Dense64, error) {
-	checkDense64("Eigh", "A", a)
+	checkDense("Eigh", "A", a)
 	if a.Rows != a.Cols {
 		panic(fmt.Sprintf("linalg: Eigh: A is %d×%d, not square", a.Rows, a.Cols))
 	}

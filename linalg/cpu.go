@@ -41,30 +41,16 @@ func blasTrans(t Transpose) blas.Transpose {
 }
 
 func (cpuBackend) Sgemm(tA, tB Transpose, alpha float32, a, b *Dense32, beta float32, c *Dense32) {
-	checkDense32("Sgemm", "A", a)
-	checkDense32("Sgemm", "B", b)
-	checkDense32("Sgemm", "C", c)
-	m, n, k := gemmDims("Sgemm", tA, tB, a.Rows, a.Cols, b.Rows, b.Cols, c.Rows, c.Cols)
-	if m == 0 || n == 0 {
-		return
-	}
-	if k == 0 || alpha == 0 {
-		scale(c, beta)
+	m, n, k, ok := gemmStart("Sgemm", tA, tB, alpha, a, b, beta, c)
+	if !ok {
 		return
 	}
 	gblas.Sgemm(blasTrans(tA), blasTrans(tB), m, n, k, alpha, a.Data, a.Stride, b.Data, b.Stride, beta, c.Data, c.Stride)
 }
 
 func (cpuBackend) Dgemm(tA, tB Transpose, alpha float64, a, b *Dense64, beta float64, c *Dense64) {
-	checkDense64("Dgemm", "A", a)
-	checkDense64("Dgemm", "B", b)
-	checkDense64("Dgemm", "C", c)
-	m, n, k := gemmDims("Dgemm", tA, tB, a.Rows, a.Cols, b.Rows, b.Cols, c.Rows, c.Cols)
-	if m == 0 || n == 0 {
-		return
-	}
-	if k == 0 || alpha == 0 {
-		scale(c, beta)
+	m, n, k, ok := gemmStart("Dgemm", tA, tB, alpha, a, b, beta, c)
+	if !ok {
 		return
 	}
 	gblas.Dgemm(blasTrans(tA), blasTrans(tB), m, n, k, alpha, a.Data, a.Stride, b.Data, b.Stride, beta, c.Data, c.Stride)
@@ -79,8 +65,8 @@ const covBlock = 64
 // which gonum runs in parallel (its Dsyrk is serial), then mirrors it so that
 // c stays exactly symmetric.
 func (cpuBackend) CovAccumulate(c *Dense64, x *Dense64) {
-	checkDense64("CovAccumulate", "C", c)
-	checkDense64("CovAccumulate", "X", x)
+	checkDense("CovAccumulate", "C", c)
+	checkDense("CovAccumulate", "X", x)
 	n := covDims("CovAccumulate", c.Rows, c.Cols, x.Rows, x.Cols)
 	m := x.Rows
 	if n == 0 || m == 0 {
@@ -100,8 +86,8 @@ func (cpuBackend) CovAccumulate(c *Dense64, x *Dense64) {
 // a scratch matrix and adds it to c in float64. Within one call the sums are
 // float32 sums over the m rows of x; across calls they are float64.
 func (cpuBackend) CovAccumulate32(c *Dense64, x *Dense32) {
-	checkDense64("CovAccumulate32", "C", c)
-	checkDense32("CovAccumulate32", "X", x)
+	checkDense("CovAccumulate32", "C", c)
+	checkDense("CovAccumulate32", "X", x)
 	n := covDims("CovAccumulate32", c.Rows, c.Cols, x.Rows, x.Cols)
 	m := x.Rows
 	if n == 0 || m == 0 {

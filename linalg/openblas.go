@@ -121,15 +121,8 @@ func cblasOp(t Transpose) int32 {
 }
 
 func (o *openBLAS) Sgemm(tA, tB Transpose, alpha float32, a, b *Dense32, beta float32, c *Dense32) {
-	checkDense32("Sgemm", "A", a)
-	checkDense32("Sgemm", "B", b)
-	checkDense32("Sgemm", "C", c)
-	m, n, k := gemmDims("Sgemm", tA, tB, a.Rows, a.Cols, b.Rows, b.Cols, c.Rows, c.Cols)
-	if m == 0 || n == 0 {
-		return
-	}
-	if k == 0 || alpha == 0 {
-		scale(c, beta)
+	m, n, k, ok := gemmStart("Sgemm", tA, tB, alpha, a, b, beta, c)
+	if !ok {
 		return
 	}
 	o.sgemm(cblasRowMajor, cblasOp(tA), cblasOp(tB), i32("Sgemm", m), i32("Sgemm", n), i32("Sgemm", k),
@@ -141,15 +134,8 @@ func (o *openBLAS) Sgemm(tA, tB Transpose, alpha float32, a, b *Dense32, beta fl
 }
 
 func (o *openBLAS) Dgemm(tA, tB Transpose, alpha float64, a, b *Dense64, beta float64, c *Dense64) {
-	checkDense64("Dgemm", "A", a)
-	checkDense64("Dgemm", "B", b)
-	checkDense64("Dgemm", "C", c)
-	m, n, k := gemmDims("Dgemm", tA, tB, a.Rows, a.Cols, b.Rows, b.Cols, c.Rows, c.Cols)
-	if m == 0 || n == 0 {
-		return
-	}
-	if k == 0 || alpha == 0 {
-		scale(c, beta)
+	m, n, k, ok := gemmStart("Dgemm", tA, tB, alpha, a, b, beta, c)
+	if !ok {
 		return
 	}
 	o.dgemm(cblasRowMajor, cblasOp(tA), cblasOp(tB), i32("Dgemm", m), i32("Dgemm", n), i32("Dgemm", k),
@@ -162,8 +148,8 @@ func (o *openBLAS) Dgemm(tA, tB Transpose, alpha float64, a, b *Dense64, beta fl
 
 // CovAccumulate updates the upper triangle with dsyrk and mirrors it.
 func (o *openBLAS) CovAccumulate(c *Dense64, x *Dense64) {
-	checkDense64("CovAccumulate", "C", c)
-	checkDense64("CovAccumulate", "X", x)
+	checkDense("CovAccumulate", "C", c)
+	checkDense("CovAccumulate", "X", x)
 	n := covDims("CovAccumulate", c.Rows, c.Cols, x.Rows, x.Cols)
 	if n == 0 || x.Rows == 0 {
 		return
@@ -178,8 +164,8 @@ func (o *openBLAS) CovAccumulate(c *Dense64, x *Dense64) {
 // CovAccumulate32 forms XᵀX in float32 with ssyrk into a scratch matrix and
 // adds it to c in float64.
 func (o *openBLAS) CovAccumulate32(c *Dense64, x *Dense32) {
-	checkDense64("CovAccumulate32", "C", c)
-	checkDense32("CovAccumulate32", "X", x)
+	checkDense("CovAccumulate32", "C", c)
+	checkDense("CovAccumulate32", "X", x)
 	n := covDims("CovAccumulate32", c.Rows, c.Cols, x.Rows, x.Cols)
 	if n == 0 || x.Rows == 0 {
 		return
