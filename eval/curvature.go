@@ -44,15 +44,15 @@ type CurvatureOptions struct {
 	Seed       uint64
 	TestPoints int       // test points explained; default CurvatureTestPoints
 	Dampings   []float64 // δ added to every curvature; default 1e-3, 1e-2, 1e-1
-	// Expected fits the approximate methods on the true Fisher in
-	// expectation over the model's predictive distribution (every class,
-	// weighted by its probability), which for softmax cross-entropy is
-	// exactly the Gauss–Newton matrix. Otherwise they are fitted on
-	// gradients at Samples labels drawn from the model per training
-	// example, the usual Monte Carlo estimate of the true Fisher.
-	Expected   bool
-	Samples    int    // labels drawn per training example; default 1
-	SampleSeed uint64 // seeds the label draws
+	// Samples selects the true Fisher the approximate methods are fitted
+	// on. With 0 it is the exact expectation over the model's predictive
+	// distribution (every class, weighted by its probability), which for
+	// softmax cross-entropy is the Gauss–Newton matrix itself, so that only
+	// the structure of each approximation is measured. With k > 0 they are
+	// fitted on gradients at k labels drawn from the model per training
+	// example, the usual Monte Carlo estimate, which adds sampling noise.
+	Samples    int
+	SampleSeed uint64 // draw k of every example uses SampleLabels with seed SampleSeed+k
 	// Progress, when set, receives a message at the start of each stage.
 	Progress func(stage string)
 }
@@ -113,7 +113,7 @@ var curvatureMethods = []ekfac.Method{ekfac.Identity, ekfac.Diagonal, ekfac.KFAC
 //     and with its layer-block-diagonal part, the curvature the Kronecker
 //     methods approximate;
 //   - EK-FAC, K-FAC, diagonal and identity preconditioners fitted on the true
-//     Fisher (see CurvatureOptions.Expected), whose expectation is G.
+//     Fisher (see CurvatureOptions.Samples), whose expectation is G.
 //
 // The training penalty is left out of G because the fitted methods see only
 // the per-example loss gradients; the same δ is added to every curvature.
@@ -166,7 +166,7 @@ func CurvatureAccuracy(ctx context.Context, opt CurvatureOptions) (*CurvatureRes
 	trainGrads := m.Gradients(train.X, train.Y)
 
 	var fit []*gradients.Batch
-	if opt.Expected {
+	if opt.Samples == 0 {
 		res.Fisher = "expected"
 		fit = []*gradients.Batch{expectedFisher(m, train.X)}
 	} else {
@@ -254,15 +254,14 @@ func (o *CurvatureOptions) defaults() error {
 	if o.Dampings == nil {
 		o.Dampings = []float64{1e-3, 1e-2, 1e-1}
 	}
-	if o.Samples == 0 {
-		o.Samples = 1
-	}
 	switch {
 	case !(o.L2 > 0) || math.IsInf(o.L2, 1):
 		return fmt.Errorf("eval: l2 %v must be positive and finite", o.L2)
-	case o.Epochs < 1 || o.BatchSize < 1 || o.TestPoints < 1 || o.Samples < 1:
-		return fmt.Errorf("eval: epochs (%d), batch size (%d), test points (%d) and samples (%d) must be at least 1",
-			o.Epochs, o.BatchSize, o.TestPoints, o.Samples)
+	case o.Epochs < 1 || o.BatchSize < 1 || o.TestPoints < 1:
+		return fmt.Errorf("eval: epochs (%d), batch size (%d) and test points (%d) must be at least 1",
+			o.Epochs, o.BatchSize, o.TestPoints)
+	case o.Samples < 0:
+		return fmt.Errorf("eval: %d samples per example", o.Samples)
 	case len(o.Dampings) == 0:
 		return fmt.Errorf("eval: no dampings given")
 	}
@@ -383,10 +382,10 @@ func (r *CurvatureResult) Markdown() string {
 		{"Pearson", func(x *CurvatureRow) float64 { return x.Pearson }},
 		{"Spearman", func(x *CurvatureRow) float64 { return x.Spearman }},
 	} {
-		fmt.Fprintf(&b, "\n| %s | ", t.name)
+		fmt.Fprintf(&b, "\n| %s |", t.name)
 		sep := "|---|"
 		for _, d := range r.Dampings {
-			fmt.Fprintf(&b, "δ = %g, block | δ = %g, full | ", d, d)
+			fmt.Fprintf(&b, " δ = %g, block | δ = %g, full |", d, d)
 			sep += "---:|---:|"
 		}
 		b.WriteString("\n" + sep + "\n")

@@ -13,25 +13,21 @@ func runValidateCurvature(ctx context.Context, args []string, stdout, stderr io.
 	fs := newFlags("validate curvature", stderr)
 	tests := fs.Int("test-points", eval.CurvatureTestPoints, "test points to explain")
 	seed := fs.Uint64("seed", 0, "seed for the train/test split, the initial weights, the minibatch shuffle and the choice of test points")
-	sampleSeed := fs.Uint64("sample-seed", 0, "seed for the labels sampled from the model (--fisher sampled)")
-	fisher := fs.String("fisher", "sampled", "curvature the approximations are fitted on: sampled (labels drawn from the model) or expected (exact expectation over labels)")
-	samples := fs.Int("samples", 1, "labels drawn per training example (--fisher sampled)")
+	samples := fs.Int("samples", 0, "fit the approximations on the true Fisher at this many labels drawn from the model per training example (0: its exact expectation over labels)")
+	sampleSeed := fs.Uint64("sample-seed", 0, "seed for the labels drawn with --samples")
 	epochs := fs.Int("epochs", eval.CurvatureEpochs, "passes of Adam over the training data")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	markdown := fs.Bool("markdown", false, "print Markdown tables")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *tests < 1 || *samples < 1 || *epochs < 1 {
-		return fmt.Errorf("%w: validate curvature: --test-points, --samples and --epochs must be at least 1", errUsage)
-	}
-	if *fisher != "sampled" && *fisher != "expected" {
-		return fmt.Errorf("%w: validate curvature: --fisher %q: want sampled or expected", errUsage, *fisher)
+	if *tests < 1 || *epochs < 1 || *samples < 0 {
+		return fmt.Errorf("%w: validate curvature: --test-points and --epochs must be at least 1, --samples at least 0", errUsage)
 	}
 	progress := newProgress(stderr)
 	res, err := eval.CurvatureAccuracy(ctx, eval.CurvatureOptions{
 		Seed: *seed, TestPoints: *tests, Epochs: *epochs,
-		Expected: *fisher == "expected", Samples: *samples, SampleSeed: *sampleSeed,
+		Samples: *samples, SampleSeed: *sampleSeed,
 		Progress: progress.stage,
 	})
 	progress.done()

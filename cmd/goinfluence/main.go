@@ -9,7 +9,11 @@
 //
 //	goinfluence demo [--queries N] [--k K] [--png FILE]
 //	goinfluence validate loo --dataset breast-cancer|digits [--test-points N] [--remove K] [--json] [--plot FILE.png]
-//	goinfluence bench gemm [--sizes 512,1024] [--json]
+//	goinfluence validate curvature [--test-points 20] [--json] [--markdown]
+//	goinfluence train|grads …                         (a checkpoint and its gradient files)
+//	goinfluence fit --grads F --method ekfac|kfac|diagonal|identity --out FACTORS
+//	goinfluence score --factors FACTORS --train F --query F [--damping X|heuristic] [--self] [--topk K] --out SCORES
+//	goinfluence bench gemm|ekfac [--json]
 //
 // Errors go to stderr with a non-zero exit status.
 package main
@@ -38,6 +42,8 @@ Commands:
                        training digits
   validate loo         leave-one-out validation of exact influence on
                        breast-cancer or digits
+  validate curvature   EK-FAC, K-FAC, diagonal and identity against exact
+                       influence with the GGN of a digits MLP
   fit                  fit curvature (ekfac, kfac, diagonal, identity) on a
                        gradient file: goinfluence fit --grads F --method M --out FACTORS
   score                score query against training gradients with fitted factors:
@@ -93,7 +99,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		case "curvature":
 			return runValidateCurvature(ctx, args[2:], stdout, stderr)
 		}
-		return fmt.Errorf("%w: unknown validation protocol %q (have loo)", errUsage, args[1])
+		return fmt.Errorf("%w: unknown validation protocol %q (have loo, curvature)", errUsage, args[1])
 	case "fit":
 		return runFit(ctx, args[1:], stdout, stderr)
 	case "score":
