@@ -23,6 +23,7 @@ bench:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/safetensors
 	$(GO) test -run '^$$' -fuzz '^FuzzParseGradients$$' -fuzztime $(FUZZTIME) ./gradients
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./ekfac
 
 # Leave-one-out validation on both built-in data sets, with plots.
 validate:

@@ -2,6 +2,7 @@ package ekfac
 
 import (
 	"context"
+	"encoding/binary"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/internal/safetensors"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -468,4 +470,94 @@ func TestRank(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestLoadGuards tampers with a saved factors file: every problem is an
+// error naming the layer or field, never a panic or silent garbage.
+func TestLoadGuards(t *testing.T) {
+	rng := rand.New(rand.NewPCG(61, 62))
+	f, err := Fit(context.Background(), EKFAC, linalg.CPU(), BatchSource(randomBatch(rng, 12, false)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good")
+	if err := f.Save(good); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		tamper func(ts []safetensors.Tensor, meta map[string]string) []safetensors.Tensor
+		want   string
+	}{
+		{"asymmetric covariance", func(ts []safetensors.Tensor, _ map[string]string) []safetensors.Tensor {
+			setF64(ts, "head.a_cov", 1, 1e3)
+			return ts
+		}, `layer "head": a_cov is not symmetric`},
+		{"NaN in lambda", func(ts []safetensors.Tensor, _ map[string]string) []safetensors.Tensor {
+			setF64(ts, "enc.fc1.lambda", 3, math.NaN())
+			return ts
+		}, `layer "enc.fc1": tensor enc.fc1.lambda: element 3 is NaN`},
+		{"negative lambda", func(ts []safetensors.Tensor, _ map[string]string) []safetensors.Tensor {
+			setF64(ts, "head.lambda", 0, -5)
+			return ts
+		}, `layer "head": lambda has a negative entry`},
+		{"missing tensor", func(ts []safetensors.Tensor, _ map[string]string) []safetensors.Tensor {
+			return drop(ts, "head.qs")
+		}, "tensor head.qs missing"},
+		{"unknown method", func(ts []safetensors.Tensor, meta map[string]string) []safetensors.Tensor {
+			meta["method"] = "lissa"
+			return ts
+		}, `unknown method "lissa"`},
+		{"not a factors file", func(ts []safetensors.Tensor, meta map[string]string) []safetensors.Tensor {
+			meta["format"] = "goinfluence.gradients/v1"
+			return ts
+		}, "metadata format"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sf, err := safetensors.Open(good)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ts []safetensors.Tensor
+			for _, name := range sf.Names() {
+				info, _ := sf.Info(name)
+				ts = append(ts, safetensors.Tensor{Name: name, DType: info.DType, Shape: info.Shape, Data: append([]byte(nil), sf.Bytes(name)...)})
+			}
+			meta := map[string]string{}
+			for k, v := range sf.Metadata {
+				meta[k] = v
+			}
+			sf.Close()
+			bad := filepath.Join(dir, "bad")
+			if err := safetensors.WriteFile(bad, tc.tamper(ts, meta), meta); err != nil {
+				t.Fatal(err)
+			}
+			_, err = Load(bad)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func setF64(ts []safetensors.Tensor, name string, i int, v float64) {
+	for _, t := range ts {
+		if t.Name == name {
+			binary.LittleEndian.PutUint64(t.Data[8*i:], math.Float64bits(v))
+			return
+		}
+	}
+	panic("no tensor " + name)
+}
+
+func drop(ts []safetensors.Tensor, name string) []safetensors.Tensor {
+	var out []safetensors.Tensor
+	for _, t := range ts {
+		if t.Name != name {
+			out = append(out, t)
+		}
+	}
+	return out
 }
