@@ -15,6 +15,8 @@ import (
 // Format is the value of the "format" metadata key of a gradient file.
 const Format = "goinfluence.gradients/v1"
 
+var frameworkTag = map[string]bool{"pt": true, "np": true, "tf": true, "flax": true, "mlx": true, "paddle": true}
+
 // DType is the element type of the values in a gradient file.
 type DType string
 
@@ -112,7 +114,9 @@ type group struct{ a, s, grad *safetensors.Info }
 
 func build(st *safetensors.File, path string) (*File, error) {
 	f := &File{path: path, st: st, n: -1, meta: st.Metadata}
-	if v, ok := f.meta["format"]; ok && v != Format {
+	// Frameworks' own safetensors writers tag files "pt", "np" and so on;
+	// those are gradient files too when their tensors say so.
+	if v, ok := f.meta["format"]; ok && v != Format && !frameworkTag[v] {
 		return nil, fileError(path, "", "metadata", ErrFormat, "format %q, want %q", v, Format)
 	}
 	groups := map[string]*group{}

@@ -169,6 +169,7 @@ func TestLayerOrder(t *testing.T) {
 	}{
 		{nil, []string{"a", "b", "c"}},
 		{map[string]string{"format": Format}, []string{"a", "b", "c"}},
+		{map[string]string{"format": "pt"}, []string{"a", "b", "c"}},
 		{map[string]string{"layers": "c,a,b"}, []string{"c", "a", "b"}},
 		{map[string]string{"layers": "b,c,a"}, []string{"b", "c", "a"}},
 	} {
@@ -229,7 +230,7 @@ func TestOpenErrors(t *testing.T) {
 		{"ids dtype", []safetensors.Tensor{zeros(t, "x.grad", 2, 4), i32}, nil, ErrDType, []string{"ids", "I32"}},
 		{"ids length", []safetensors.Tensor{zeros(t, "x.grad", 2, 4), i64("ids", []int64{1, 2, 3}, 3)}, nil, ErrShape, []string{"ids", "[3]"}},
 		{"ids rank", []safetensors.Tensor{zeros(t, "x.grad", 2, 4), i64("ids", []int64{1, 2}, 2, 1)}, nil, ErrShape, []string{"ids", "[2 1]"}},
-		{"format", []safetensors.Tensor{zeros(t, "x.grad", 2, 4)}, map[string]string{"format": "pt"}, ErrFormat, []string{"metadata", `"pt"`}},
+		{"format", []safetensors.Tensor{zeros(t, "x.grad", 2, 4)}, map[string]string{"format": "goinfluence.scores/v1"}, ErrFormat, []string{"metadata", `"goinfluence.scores/v1"`}},
 		{"layers missing", []safetensors.Tensor{zeros(t, "x.grad", 2, 4)}, map[string]string{"layers": "x,ghost"}, ErrFormat, []string{"metadata", `"ghost"`}},
 		{"layers extra", []safetensors.Tensor{zeros(t, "x.grad", 2, 4), zeros(t, "y.grad", 2, 4)}, map[string]string{"layers": "x"}, ErrFormat, []string{"metadata", `omits layers ["y"]`}},
 		{"layers empty", []safetensors.Tensor{zeros(t, "x.grad", 2, 4)}, map[string]string{"layers": ""}, ErrFormat, []string{"metadata", `["x"]`}},
