@@ -11,6 +11,7 @@
 //	goinfluence validate loo --dataset breast-cancer|digits [--test-points N] [--remove K] [--json] [--plot FILE.png]
 //	goinfluence validate curvature [--test-points 20] [--json] [--markdown]
 //	goinfluence train|grads …                         (a checkpoint and its gradient files)
+//	goinfluence project --grads F --kind rademacher|sjlt|gaussian|kronecker --k K [--k-in K --k-out K] --seed S --out F
 //	goinfluence fit --grads F --method ekfac|kfac|diagonal|identity --out FACTORS
 //	goinfluence score --factors FACTORS --train F --query F [--damping X|heuristic] [--self] [--topk K] --out SCORES
 //	goinfluence bench gemm|ekfac [--json]
@@ -52,6 +53,8 @@ Commands:
   bench gemm           measure GEMM rates of the linear-algebra backends
   train                train an mlp, softmax or logistic model and save a checkpoint
   grads                write per-example gradients of a checkpoint on a data split
+  project              randomly project a gradient file: goinfluence project --grads F
+                       --kind rademacher|sjlt|gaussian|kronecker --k K --seed S --out F
 
 Run 'goinfluence COMMAND -h' for a command's flags. Set GOINFLUENCE_BACKEND=
 cpu|openblas to force a backend.
@@ -100,6 +103,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runValidateCurvature(ctx, args[2:], stdout, stderr)
 		}
 		return fmt.Errorf("%w: unknown validation protocol %q (have loo, curvature)", errUsage, args[1])
+	case "project":
+		return runProject(ctx, args[1:], stdout, stderr)
 	case "fit":
 		return runFit(ctx, args[1:], stdout, stderr)
 	case "score":

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"strconv"
+	"strings"
+
+	"github.com/goinfluence/goinfluence/gradients"
+)
+
+func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("project", stderr)
+	grads := fs.String("grads", "", "gradient file to project (required)")
+	kindName := fs.String("kind", "", "projection: rademacher, sjlt, gaussian or kronecker (required)")
+	k := fs.Int("k", 0, "output dimension per layer; for kronecker the default of --k-in and --k-out")
+	kIn := fs.Int("k-in", 0, "kronecker: projected activation dimension per layer")
+	kOut := fs.Int("k-out", 0, "kronecker: projected output-gradient dimension per layer")
+	seed := fs.Uint64("seed", 0, "seed of the projection matrices")
+	out := fs.String("out", "", "write the projected gradients to this safetensors file (required)")
+	dtype := fs.String("dtype", "f32", "element type of the file: f32, f64, f16 or bf16")
+	chunk := fs.Int("chunk", 256, "examples read at a time (bounds memory; results do not depend on it)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *grads == "" || *out == "":
+		return fmt.Errorf("%w: project needs --grads and --out", errUsage)
+	case *grads == *out:
+		return fmt.Errorf("%w: project: --out must differ from --grads", errUsage)
+	case *kindName == "":
+		return fmt.Errorf("%w: project: --kind is required (rademacher, sjlt, gaussian or kronecker)", errUsage)
+	case *chunk < 1:
+		return fmt.Errorf("%w: project: --chunk must be at least 1", errUsage)
+	}
+	kind, err := gradients.ParseProjectionKind(*kindName)
+	if err != nil {
+		return fmt.Errorf("%w: project: --kind: %v", errUsage, err)
+	}
+	dt := gradients.DType(strings.ToUpper(*dtype))
+	switch dt {
+	case gradients.F32, gradients.F64, gradients.F16, gradients.BF16:
+	default:
+		return fmt.Errorf("%w: project: --dtype %q: want f32, f64, f16 or bf16", errUsage, *dtype)
+	}
+	p := gradients.Projection{Kind: kind, Seed: *seed}
+	meta := map[string]string{}
+	if kind == gradients.Kronecker {
+		p.KIn, p.KOut = *k, *k
+		if isSet(fs, "k-in") {
+			p.KIn = *kIn
+		}
+		if isSet(fs, "k-out") {
+			p.KOut = *kOut
+		}
+		if p.KIn < 1 || p.KOut < 1 {
+			return fmt.Errorf("%w: project: kronecker needs --k-in and --k-out (or --k for both) of at least 1, have %d and %d", errUsage, p.KIn, p.KOut)
+		}
+		meta["projection_k_in"], meta["projection_k_out"] = itoa(p.KIn), itoa(p.KOut)
+	} else {
+		if isSet(fs, "k-in") || isSet(fs, "k-out") {
+			return fmt.Errorf("%w: project: --k-in and --k-out are for kronecker; %s takes --k", errUsage, kind)
+		}
+		if *k < 1 {
+			return fmt.Errorf("%w: project: %s needs --k of at least 1", errUsage, kind)
+		}
+		p.K = *k
+		meta["projection_k"] = itoa(p.K)
+	}
+	if max(p.K, p.KIn, p.KOut) > gradients.MaxProjectionDim {
+		return fmt.Errorf("%w: project: output dimension above %d", errUsage, gradients.MaxProjectionDim)
+	}
+
+	f, err := gradients.Open(*grads)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if kind == gradients.Kronecker {
+		// Caught here from the header, before any value is read.
+		for _, l := range f.Layers() {
+			if !l.Factored {
+				return fmt.Errorf("project: %s: layer %q is dense (grad of dimension %d), but kronecker needs factored layers (a and s)", *grads, l.Name, l.D)
+			}
+		}
+	}
+	progress := newProgress(stderr)
+	n := f.N()
+	tick := progress.counter(fmt.Sprintf("project %s: %d examples of %s", kind, n, *grads))
+	var res *gradients.Batch
+	// One pass even with no examples, so that the layers are still written.
+	for lo := 0; lo == 0 || lo < n; lo += *chunk {
+		hi := min(n, lo+*chunk)
+		b, err := f.Read(lo, hi)
+		if err != nil {
+			return err
+		}
+		pb, err := p.Apply(ctx, b)
+		if err != nil {
+			return fmt.Errorf("project %s: %w", *grads, err)
+		}
+		res = appendBatch(res, pb, n)
+		tick(hi, n)
+	}
+	inDim := 0
+	for _, l := range f.Layers() {
+		inDim += l.D
+	}
+
+	// The source's provenance (checkpoint, dataset…) still describes the
+	// examples; format and layers are set by WriteFile.
+	md := f.Metadata()
+	maps.Copy(md, meta)
+	md["projection"] = kind.String()
+	md["projection_seed"] = strconv.FormatUint(*seed, 10)
+	md["projection_rng"] = "philox4x32-10, stream = layer<<2|role"
+	md["projection_source"] = *grads
+	if err := gradients.WriteFile(*out, res, dt, md); err != nil {
+		return err
+	}
+	progress.stage(fmt.Sprintf("wrote %s: %d examples, %d layers, %d → %d dimensions, %s projection, %s",
+		*out, res.N, len(res.Layers), inDim, res.Dim(), kind, dt))
+	return nil
+}
+
+// appendBatch appends the examples of b to acc (nil for the first), sizing
+// acc's slices for n examples in all.
+func appendBatch(acc, b *gradients.Batch, n int) *gradients.Batch {
+	grow := func(v []float64) []float64 {
+		if b.N == 0 {
+			return make([]float64, 0)
+		}
+		return make([]float64, 0, len(v)/b.N*n)
+	}
+	if acc == nil {
+		acc = &gradients.Batch{Layers: make([]gradients.Layer, len(b.Layers))}
+		if b.IDs != nil {
+			acc.IDs = make([]int64, 0, n)
+		}
+		for i, l := range b.Layers {
+			if l.Factored() {
+				l.A, l.S = grow(l.A), grow(l.S)
+			} else {
+				l.Grad = grow(l.Grad)
+			}
+			acc.Layers[i] = l
+		}
+	}
+	acc.N += b.N
+	if b.IDs != nil {
+		acc.IDs = append(acc.IDs, b.IDs...)
+	}
+	for i := range b.Layers {
+		dst, src := &acc.Layers[i], &b.Layers[i]
+		if src.Factored() {
+			dst.A = append(dst.A, src.A...)
+			dst.S = append(dst.S, src.S...)
+		} else {
+			dst.Grad = append(dst.Grad, src.Grad...)
+		}
+	}
+	return acc
+}
