@@ -24,6 +24,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/safetensors
 	$(GO) test -run '^$$' -fuzz '^FuzzParseGradients$$' -fuzztime $(FUZZTIME) ./gradients
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./ekfac
+	$(GO) test -run '^$$' -fuzz '^FuzzManifest$$' -fuzztime $(FUZZTIME) ./gradients/store
 
 # Leave-one-out validation on both built-in data sets, with plots.
 validate:

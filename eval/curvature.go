@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/goinfluence/goinfluence/datasets"
 	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/influence"
@@ -131,15 +132,7 @@ func CurvatureAccuracy(ctx context.Context, opt CurvatureOptions) (*CurvatureRes
 		}
 	}
 	be := linalg.Default()
-	train, test, err := LoadSplit("digits", opt.Seed)
-	if err != nil {
-		return nil, err
-	}
-	if opt.TestPoints > test.Len() {
-		return nil, fmt.Errorf("eval: %d test points requested, the test set has %d", opt.TestPoints, test.Len())
-	}
-	sizes := append(append([]int{train.X.Cols}, opt.Hidden...), train.Classes)
-	m, err := models.NewMLP(sizes, opt.Activation, opt.L2, opt.Seed)
+	m, train, test, err := trainDigitsMLP(ctx, &opt, stage)
 	if err != nil {
 		return nil, err
 	}
@@ -148,15 +141,8 @@ func CurvatureAccuracy(ctx context.Context, opt CurvatureOptions) (*CurvatureRes
 		L2: opt.L2, Epochs: opt.Epochs, BatchSize: opt.BatchSize, LR: opt.LR,
 		NTrain: train.Len(), NTest: test.Len(), Seed: opt.Seed, SampleSeed: opt.SampleSeed,
 		Dampings: opt.Dampings, Backend: be.Name(),
+		TrainAccuracy: models.Accuracy(m, train.X, train.Y), TestAccuracy: models.Accuracy(m, test.X, test.Y),
 	}
-	stage(fmt.Sprintf("training %s on %d examples with Adam (%d epochs)", res.Model, train.Len(), opt.Epochs))
-	if err := models.TrainAdam(ctx, m, train.X, train.Y, nil, models.AdamOptions{
-		Epochs: opt.Epochs, BatchSize: opt.BatchSize, LR: opt.LR, Seed: opt.Seed,
-	}); err != nil {
-		return nil, fmt.Errorf("eval: training %s: %w", res.Model, err)
-	}
-	res.TrainAccuracy = models.Accuracy(m, train.X, train.Y)
-	res.TestAccuracy = models.Accuracy(m, test.X, test.Y)
 
 	tests := rand.New(rand.NewPCG(opt.Seed, 0x63757276)).Perm(test.Len())[:opt.TestPoints] // "curv"
 	sort.Ints(tests)
@@ -230,6 +216,29 @@ func CurvatureAccuracy(ctx context.Context, opt CurvatureOptions) (*CurvatureRes
 	}
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil
+}
+
+// trainDigitsMLP trains the MLP of opt on the digits split of opt.Seed.
+func trainDigitsMLP(ctx context.Context, opt *CurvatureOptions, stage func(string)) (*models.MLP, *datasets.Dataset, *datasets.Dataset, error) {
+	train, test, err := LoadSplit("digits", opt.Seed)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if opt.TestPoints > test.Len() {
+		return nil, nil, nil, fmt.Errorf("eval: %d test points requested, the test set has %d", opt.TestPoints, test.Len())
+	}
+	sizes := append(append([]int{train.X.Cols}, opt.Hidden...), train.Classes)
+	m, err := models.NewMLP(sizes, opt.Activation, opt.L2, opt.Seed)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	stage(fmt.Sprintf("training %s on %d examples with Adam (%d epochs)", describeMLP(m), train.Len(), opt.Epochs))
+	if err := models.TrainAdam(ctx, m, train.X, train.Y, nil, models.AdamOptions{
+		Epochs: opt.Epochs, BatchSize: opt.BatchSize, LR: opt.LR, Seed: opt.Seed,
+	}); err != nil {
+		return nil, nil, nil, fmt.Errorf("eval: training %s: %w", describeMLP(m), err)
+	}
+	return m, train, test, nil
 }
 
 func (o *CurvatureOptions) defaults() error {

@@ -57,3 +57,26 @@ func runValidateCurvature(ctx context.Context, args []string, stdout, stderr io.
 	}
 	return nil
 }
+
+func runValidateProjection(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("validate projection", stderr)
+	tests := fs.Int("test-points", eval.CurvatureTestPoints, "test points to explain")
+	seed := fs.Uint64("seed", 0, "seed for the split, the model and the choice of test points")
+	projSeed := fs.Uint64("projection-seed", 0, "seed of the Kronecker projections")
+	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	progress := newProgress(stderr)
+	res, err := eval.ProjectionAccuracy(ctx, eval.CurvatureOptions{TestPoints: *tests, Seed: *seed, Progress: progress.stage},
+		[]int{16, 32, 64}, *projSeed)
+	progress.done()
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(res)
+	}
+	fmt.Fprint(stdout, res.Markdown())
+	return nil
+}

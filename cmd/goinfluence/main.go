@@ -45,6 +45,7 @@ Commands:
                        breast-cancer or digits
   validate curvature   EK-FAC, K-FAC, diagonal and identity against exact
                        influence with the GGN of a digits MLP
+  validate projection  EK-FAC in Kronecker-projected spaces against full EK-FAC
   fit                  fit curvature (ekfac, kfac, diagonal, identity) on a
                        gradient file: goinfluence fit --grads F --method M --out FACTORS
   score                score query against training gradients with fitted factors:
@@ -94,15 +95,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDemo(ctx, args[1:], stdout, stderr)
 	case "validate":
 		if len(args) < 2 {
-			return fmt.Errorf("%w: validate needs a protocol: loo", errUsage)
+			return fmt.Errorf("%w: validate needs a protocol: loo, curvature or projection", errUsage)
 		}
 		switch args[1] {
 		case "loo":
 			return runValidateLOO(ctx, args[2:], stdout, stderr)
 		case "curvature":
 			return runValidateCurvature(ctx, args[2:], stdout, stderr)
+		case "projection":
+			return runValidateProjection(ctx, args[2:], stdout, stderr)
 		}
-		return fmt.Errorf("%w: unknown validation protocol %q (have loo, curvature)", errUsage, args[1])
+		return fmt.Errorf("%w: unknown validation protocol %q (have loo, curvature, projection)", errUsage, args[1])
 	case "project":
 		return runProject(ctx, args[1:], stdout, stderr)
 	case "fit":

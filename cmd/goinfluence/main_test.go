@@ -55,7 +55,7 @@ func TestUsageErrors(t *testing.T) {
 		{nil, "no command"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
 		{[]string{"validate"}, "needs a protocol"},
-		{[]string{"validate", "lds"}, `unknown validation protocol "lds" (have loo, curvature)`},
+		{[]string{"validate", "lds"}, `unknown validation protocol "lds" (have loo, curvature, projection)`},
 		{[]string{"validate", "loo", "--dataset", "iris"}, `unknown dataset "iris"`},
 		{[]string{"validate", "loo", "--remove", "x"}, "invalid value"},
 		{[]string{"demo", "extra"}, `unexpected argument "extra"`},

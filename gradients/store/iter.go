@@ -1,0 +1,165 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io/fs"
+	"math"
+	"path/filepath"
+
+	"github.com/goinfluence/goinfluence/internal/safetensors"
+	"github.com/goinfluence/goinfluence/linalg"
+)
+
+// Chunk is a run of consecutive rows of a store.
+type Chunk struct {
+	Offset int             // index in the store of the first row
+	IDs    []int64         // the rows' ids
+	Rows   *linalg.Dense32 // len(IDs) × Dim, compact
+}
+
+// Iterator walks the rows of a store in chunks, in the manner of
+// bufio.Scanner:
+//
+//	it := s.Chunks(1024)
+//	for it.Next(ctx) {
+//		c := it.Chunk()
+//		…
+//	}
+//	if err := it.Err(); err != nil {
+//		…
+//	}
+//
+// Chunks may span shards, so every chunk but the last holds exactly the
+// requested number of rows. One shard is memory-mapped at a time.
+type Iterator struct {
+	s     *Store
+	size  int // rows per chunk
+	shard int // shard being read
+	pos   int // next row within the shard
+	off   int // index in the store of the next row
+	f     *safetensors.File
+
+	data  []float32
+	ids   []int64
+	half  []uint16
+	chunk Chunk
+	err   error
+	done  bool
+}
+
+// Chunks returns an iterator over the rows in chunks of the given number of
+// rows; a size below 1 means one.
+func (s *Store) Chunks(rows int) *Iterator {
+	return &Iterator{s: s, size: max(rows, 1)}
+}
+
+// Next reads the next chunk, reporting whether there is one. It returns false
+// at the end of the store or on an error, which Err then reports. The chunk's
+// slices are reused: they are valid until the next call of Next.
+func (it *Iterator) Next(ctx context.Context) bool {
+	if it.done {
+		return false
+	}
+	if err := ctx.Err(); err != nil {
+		return it.fail(err)
+	}
+	if it.s.closed.Load() {
+		return it.fail(&Error{Path: it.s.dir, Err: fs.ErrClosed})
+	}
+	m := &it.s.m
+	n := min(it.size, m.Count-it.off)
+	if n == 0 {
+		it.Close()
+		return false
+	}
+	dim := m.Dim
+	if it.data == nil {
+		// Sized for a full chunk once, and for no more than the store holds.
+		it.data = make([]float32, min(it.size, m.Count)*dim)
+		it.ids = make([]int64, min(it.size, m.Count))
+	}
+	rowBytes := dim * m.DType.Size()
+	for filled := 0; filled < n; {
+		if it.f == nil {
+			f, err := openShard(it.s.dir, m, it.shard)
+			if err != nil {
+				return it.fail(err)
+			}
+			it.f = f
+		}
+		k := min(n-filled, m.Shards[it.shard].Rows-it.pos)
+		grads := it.f.Bytes("grads")[it.pos*rowBytes : (it.pos+k)*rowBytes]
+		it.decode(it.data[filled*dim:(filled+k)*dim], grads)
+		raw := it.f.Bytes("ids")[it.pos*8 : (it.pos+k)*8]
+		if err := safetensors.DecodeInt64s(it.ids[filled:filled+k], safetensors.I64, raw); err != nil {
+			// Unreachable for a checked shard: kept to never return garbage.
+			return it.fail(&Error{Path: filepath.Join(it.s.dir, m.Shards[it.shard].File), Field: "ids", Err: fmt.Errorf("%w: %v", ErrFormat, err)})
+		}
+		filled += k
+		it.pos += k
+		if it.pos == m.Shards[it.shard].Rows {
+			it.f.Close()
+			it.f = nil
+			it.shard++
+			it.pos = 0
+		}
+	}
+	it.chunk = Chunk{
+		Offset: it.off,
+		IDs:    it.ids[:n],
+		Rows:   &linalg.Dense32{Rows: n, Cols: dim, Stride: dim, Data: it.data[:n*dim]},
+	}
+	it.off += n
+	return true
+}
+
+// decode widens the little-endian values in src to float32.
+func (it *Iterator) decode(dst []float32, src []byte) {
+	le := binary.LittleEndian
+	dt := it.s.m.DType
+	if dt == F32 {
+		for i := range dst {
+			dst[i] = math.Float32frombits(le.Uint32(src[4*i:]))
+		}
+		return
+	}
+	if cap(it.half) < len(dst) {
+		it.half = make([]uint16, len(dst))
+	}
+	h := it.half[:len(dst)]
+	for i := range h {
+		h[i] = le.Uint16(src[2*i:])
+	}
+	if dt == F16 {
+		linalg.F16ToF32(dst, h)
+	} else {
+		linalg.BF16ToF32(dst, h)
+	}
+}
+
+func (it *Iterator) fail(err error) bool {
+	it.err = err
+	it.Close()
+	return false
+}
+
+// Chunk returns the chunk read by the last successful call of Next.
+func (it *Iterator) Chunk() Chunk { return it.chunk }
+
+// Err returns the error that ended the iteration, or nil at the end of the
+// store.
+func (it *Iterator) Err() error { return it.err }
+
+// Close ends the iteration early, releasing the mapped shard. It is called
+// by Next at the end of the store and on an error.
+func (it *Iterator) Close() error {
+	it.done = true
+	if it.f == nil {
+		return nil
+	}
+	err := it.f.Close()
+	it.f = nil
+	return err
+}

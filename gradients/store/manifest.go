@@ -1,0 +1,318 @@
+package store
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/goinfluence/goinfluence/internal/safetensors"
+)
+
+// Format is the value of the manifest's "format" field.
+const Format = "goinfluence.store/v1"
+
+// ManifestName is the name of the manifest file in a store directory.
+const ManifestName = "manifest.json"
+
+// DefaultShardRows is the number of rows per shard when Options.ShardRows
+// is zero.
+const DefaultShardRows = 65536
+
+// maxManifest bounds the bytes read from a manifest, so that a hostile file
+// cannot claim unbounded memory; it allows millions of shards.
+const maxManifest = 256 << 20
+
+// DType is the element type of the stored gradients.
+type DType string
+
+// Element types a store may hold.
+const (
+	F16  DType = "f16"
+	BF16 DType = "bf16"
+	F32  DType = "f32"
+)
+
+// Size returns the size of one element in bytes, or 0 for an unknown dtype.
+func (d DType) Size() int {
+	switch d {
+	case F16, BF16:
+		return 2
+	case F32:
+		return 4
+	}
+	return 0
+}
+
+// tensor returns the safetensors dtype of the shards' grads tensor.
+func (d DType) tensor() safetensors.DType {
+	switch d {
+	case F16:
+		return safetensors.F16
+	case BF16:
+		return safetensors.BF16
+	}
+	return safetensors.F32
+}
+
+// LayerInfo places one layer's values in a row: values [Offset, Offset+Dim).
+type LayerInfo struct {
+	Name   string `json:"name"`
+	Offset int    `json:"offset"`
+	Dim    int    `json:"dim"`
+}
+
+// Projection describes the projection that produced the stored rows from the
+// full gradients. The store records it and checks only that the sizes are not
+// negative; Kind "none" means the rows are the full gradients.
+type Projection struct {
+	Kind string `json:"kind"`
+	K    int    `json:"k,omitempty"`     // output size of a dense projection
+	KIn  int    `json:"k_in,omitempty"`  // per-layer input-side size of a factored projection
+	KOut int    `json:"k_out,omitempty"` // per-layer output-side size of a factored projection
+}
+
+// ShardInfo is one committed shard.
+type ShardInfo struct {
+	File   string `json:"file"`
+	Rows   int    `json:"rows"`
+	SHA256 string `json:"sha256"` // lower-case hex digest of the whole file
+}
+
+// Manifest is the committed state of a store, as held in manifest.json.
+type Manifest struct {
+	Format     string      `json:"format"`
+	DType      DType       `json:"dtype"`
+	Dim        int         `json:"dim"`
+	Layers     []LayerInfo `json:"layers"`
+	Projection Projection  `json:"projection"`
+	Seed       int64       `json:"seed"`
+	Shards     []ShardInfo `json:"shards"`
+	Count      int         `json:"count"`
+}
+
+// clone returns a deep copy of m.
+func (m Manifest) clone() Manifest {
+	m.Layers = slices.Clone(m.Layers)
+	m.Shards = slices.Clone(m.Shards)
+	return m
+}
+
+// shardName returns the file name of shard i.
+func shardName(i int) string { return fmt.Sprintf("shard-%06d.safetensors", i) }
+
+// shardIndex returns i for the file name shardName(i).
+func shardIndex(name string) (int, bool) {
+	num, ok := strings.CutPrefix(name, "shard-")
+	if !ok {
+		return 0, false
+	}
+	if num, ok = strings.CutSuffix(num, ".safetensors"); !ok || len(num) < 6 {
+		return 0, false
+	}
+	i, err := strconv.Atoi(num)
+	if err != nil || i < 0 || shardName(i) != name {
+		return 0, false
+	}
+	return i, true
+}
+
+// manifestError returns an ErrFormat error naming a manifest field.
+func manifestError(field, format string, args ...any) error {
+	return &Error{Field: field, Err: fmt.Errorf("%w: "+format, append([]any{ErrFormat}, args...)...)}
+}
+
+// parseManifest decodes and validates a manifest. Errors are *Error values
+// naming the field at fault; the caller fills in the path.
+func parseManifest(buf []byte) (Manifest, error) {
+	var m Manifest
+	dec := json.NewDecoder(bytes.NewReader(buf))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return Manifest{}, &Error{Err: fmt.Errorf("%w: %v", ErrFormat, err)}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Manifest{}, &Error{Err: fmt.Errorf("%w: trailing data after the JSON object", ErrFormat)}
+	}
+	return m, m.validate()
+}
+
+// validate checks the manifest's internal consistency: everything but the
+// shard files themselves.
+func (m *Manifest) validate() error {
+	if m.Format != Format {
+		return manifestError("format", "%q, want %q", m.Format, Format)
+	}
+	if m.DType.Size() == 0 {
+		return &Error{Field: "dtype", Err: fmt.Errorf("%w: %q, want f16, bf16 or f32", ErrDType, m.DType)}
+	}
+	if m.Dim < 1 || m.Dim > math.MaxInt32 {
+		return manifestError("dim", "%d out of range", m.Dim)
+	}
+	if err := checkLayers(m.Layers, m.Dim, true); err != nil {
+		return err
+	}
+	if err := m.Projection.check(); err != nil {
+		return err
+	}
+	rowBytes := m.Dim * m.DType.Size()
+	total := 0
+	for i, s := range m.Shards {
+		field := fmt.Sprintf("shards[%d]", i)
+		if s.File != shardName(i) {
+			return manifestError(field+".file", "%q, want %q", s.File, shardName(i))
+		}
+		if s.Rows < 1 || s.Rows > math.MaxInt/(rowBytes+8) {
+			return manifestError(field+".rows", "%d out of range", s.Rows)
+		}
+		if len(s.SHA256) != 64 || strings.ToLower(s.SHA256) != s.SHA256 {
+			return manifestError(field+".sha256", "%q is not a lower-case hex SHA-256", s.SHA256)
+		}
+		if _, err := hex.DecodeString(s.SHA256); err != nil {
+			return manifestError(field+".sha256", "%q is not a lower-case hex SHA-256", s.SHA256)
+		}
+		if s.Rows > math.MaxInt-total {
+			return manifestError(field+".rows", "total row count overflows")
+		}
+		total += s.Rows
+	}
+	if m.Count != total {
+		return manifestError("count", "%d, but the shards hold %d rows", m.Count, total)
+	}
+	return nil
+}
+
+// checkLayers checks that layers tile [0, dim) in order. Offsets are checked
+// only when given, as in a manifest; options leave them to be computed.
+func checkLayers(layers []LayerInfo, dim int, offsets bool) error {
+	if len(layers) == 0 {
+		return manifestError("layers", "no layers")
+	}
+	seen := make(map[string]bool, len(layers))
+	off := 0
+	for i, l := range layers {
+		field := fmt.Sprintf("layers[%d]", i)
+		if l.Name == "" || seen[l.Name] {
+			return manifestError(field+".name", "%q is empty or listed twice", l.Name)
+		}
+		seen[l.Name] = true
+		if offsets && l.Offset != off {
+			return manifestError(field+".offset", "%d, want %d", l.Offset, off)
+		}
+		if l.Dim < 1 || l.Dim > math.MaxInt32-off {
+			return manifestError(field+".dim", "%d out of range", l.Dim)
+		}
+		off += l.Dim
+	}
+	if dim >= 0 && off != dim {
+		return manifestError("layers", "layer dims sum to %d, want dim %d", off, dim)
+	}
+	return nil
+}
+
+func (p Projection) check() error {
+	if p.Kind == "" {
+		return manifestError("projection.kind", "empty; use \"none\" for unprojected rows")
+	}
+	if p.K < 0 || p.KIn < 0 || p.KOut < 0 {
+		return manifestError("projection", "negative size in %+v", p)
+	}
+	return nil
+}
+
+// readManifest reads and validates the manifest of the store in dir.
+func readManifest(dir string) (Manifest, error) {
+	path := filepath.Join(dir, ManifestName)
+	f, err := os.Open(path)
+	if err != nil {
+		return Manifest{}, &Error{Path: path, Err: pathless(err)}
+	}
+	defer f.Close()
+	buf, err := io.ReadAll(io.LimitReader(f, maxManifest+1))
+	if err != nil {
+		return Manifest{}, &Error{Path: path, Err: err}
+	}
+	if len(buf) > maxManifest {
+		return Manifest{}, &Error{Path: path, Err: fmt.Errorf("%w: larger than %d bytes", ErrFormat, maxManifest)}
+	}
+	m, err := parseManifest(buf)
+	if err != nil {
+		err.(*Error).Path = path
+		return Manifest{}, err
+	}
+	return m, nil
+}
+
+// writeManifest replaces the manifest of the store in dir atomically: the
+// new one is written to a temporary file, synced and renamed over the old,
+// and the directory is synced so that the rename itself is durable.
+func writeManifest(dir string, m Manifest) (err error) {
+	path := filepath.Join(dir, ManifestName)
+	buf, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return &Error{Path: path, Err: err}
+	}
+	buf = append(buf, '\n')
+	tmp, err := os.CreateTemp(dir, "."+ManifestName+".tmp*")
+	if err != nil {
+		return &Error{Path: path, Err: err}
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+			err = &Error{Path: path, Err: err}
+		}
+	}()
+	if _, err = tmp.Write(buf); err != nil {
+		return err
+	}
+	if err = tmp.Chmod(0o644); err != nil {
+		return err
+	}
+	if err = tmp.Sync(); err != nil {
+		return err
+	}
+	if err = tmp.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	syncDir(dir)
+	return nil
+}
+
+// pathless strips the *fs.PathError from err, whose path an Error names.
+func pathless(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// syncDir makes renames in dir durable. Not every platform can sync a
+// directory, hence best effort.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
+// isTemp reports whether name is a temporary file of a store write: a shard
+// or a manifest that was never renamed into place.
+func isTemp(name string) bool {
+	return strings.HasPrefix(name, "."+ManifestName+".tmp") ||
+		(strings.HasPrefix(name, ".shard-") && strings.Contains(name, ".safetensors.tmp"))
+}
