@@ -9,6 +9,7 @@ import (
 // Entry is one training example in a ranking.
 type Entry struct {
 	Index int     // row of the training set
+	ID    int64   // the example's id: Index for in-memory scores, the store's id when streamed
 	Score float64 // score(q, t); positive = helpful
 }
 
@@ -43,7 +44,7 @@ func selectK(row []float64, k int, better func(a, b Entry) bool) []Entry {
 	}
 	h := &entryHeap{worse: func(a, b Entry) bool { return better(b, a) }}
 	for i, s := range row {
-		e := Entry{Index: i, Score: s}
+		e := Entry{Index: i, ID: int64(i), Score: s}
 		if h.Len() < k {
 			heap.Push(h, e)
 		} else if better(e, h.e[0]) {

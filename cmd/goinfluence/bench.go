@@ -26,8 +26,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 && args[0] == "ekfac" {
 		return runBenchEKFAC(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "stream" {
+		return runBenchStream(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "gemm" {
-		return fmt.Errorf("%w: bench needs a benchmark: gemm or ekfac", errUsage)
+		return fmt.Errorf("%w: bench needs a benchmark: gemm, ekfac or stream", errUsage)
 	}
 	fs := newFlags("bench gemm", stderr)
 	sizes := fs.String("sizes", "256,512,1024,2048", "comma-separated square sizes")

@@ -14,6 +14,9 @@
 //	goinfluence project --grads F --kind rademacher|sjlt|gaussian|kronecker --k K [--k-in K --k-out K] --seed S --out F
 //	goinfluence fit --grads F --method ekfac|kfac|diagonal|identity --out FACTORS
 //	goinfluence score --factors FACTORS --train F --query F [--damping X|heuristic] [--self] [--topk K] --out SCORES
+//	goinfluence store build --grads F [--grads F2 …] --out DIR [--kind K --k K --seed S] [--dtype f16|bf16|f32] [--resume]
+//	goinfluence store info --store DIR [--verify] [--json]
+//	goinfluence store score --store DIR --query F [--factors FACTORS --damping X|heuristic] [--topk 50] [--scores-out F] --out SCORES
 //	goinfluence bench gemm|ekfac [--json]
 //
 // Errors go to stderr with a non-zero exit status.
@@ -56,6 +59,13 @@ Commands:
   grads                write per-example gradients of a checkpoint on a data split
   project              randomly project a gradient file: goinfluence project --grads F
                        --kind rademacher|sjlt|gaussian|kronecker --k K --seed S --out F
+  store build          build a sharded store of (projected) training gradients:
+                       goinfluence store build --grads F --out DIR [--kind K --k K
+                       --seed S] [--dtype f16|bf16|f32] [--resume]
+  store info           summarise a store: goinfluence store info --store DIR [--verify] [--json]
+  store score          stream a store against queries, keeping the top K per query:
+                       goinfluence store score --store DIR --query F [--factors FACTORS]
+                       [--topk 50] [--scores-out F] --out SCORES
 
 Run 'goinfluence COMMAND -h' for a command's flags. Set GOINFLUENCE_BACKEND=
 cpu|openblas to force a backend.
@@ -108,6 +118,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: unknown validation protocol %q (have loo, curvature, projection)", errUsage, args[1])
 	case "project":
 		return runProject(ctx, args[1:], stdout, stderr)
+	case "store":
+		return runStore(ctx, args[1:], stdout, stderr)
 	case "fit":
 		return runFit(ctx, args[1:], stdout, stderr)
 	case "score":

@@ -1,0 +1,692 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goinfluence/goinfluence/ekfac"
+	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/gradients/store"
+	"github.com/goinfluence/goinfluence/influence"
+	"github.com/goinfluence/goinfluence/internal/safetensors"
+	"github.com/goinfluence/goinfluence/linalg"
+)
+
+// runStore dispatches goinfluence store build|info|score: a sharded on-disk
+// store of (projected) training gradients, scored against queries by
+// streaming it chunk by chunk.
+func runStore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: store needs a subcommand: build, info or score", errUsage)
+	}
+	switch args[0] {
+	case "build":
+		return runStoreBuild(ctx, args[1:], stdout, stderr)
+	case "info":
+		return runStoreInfo(ctx, args[1:], stdout, stderr)
+	case "score":
+		return runStoreScore(ctx, args[1:], stdout, stderr)
+	}
+	return fmt.Errorf("%w: unknown store subcommand %q (have build, info, score)", errUsage, args[0])
+}
+
+// runStoreBuild reads gradient files chunk by chunk, projects each chunk and
+// appends its flattened rows to a store. With --resume it continues a killed
+// build: the rows the store already holds are the first rows of the inputs
+// and are skipped.
+func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("store build", stderr)
+	var grads pathList
+	fs.Var(&grads, "grads", "gradient file(s) to store, in order (repeat the flag or separate with commas); a file without ids gets the examples' positions in the inputs as ids")
+	out := fs.String("out", "", "store directory to create, or to continue with --resume (required)")
+	pf := addProjectionFlags(fs, "none (the full flattened gradients)")
+	dtype := fs.String("dtype", "f16", "element type of the stored rows: f16, bf16 or f32")
+	shardRows := fs.Int("shard-rows", store.DefaultShardRows, "rows per shard file (a resumed build keeps the store's)")
+	chunk := fs.Int("chunk", 4096, "examples read and projected at a time (bounds memory; the store does not depend on it)")
+	resume := fs.Bool("resume", false, "continue an interrupted build of the same --grads: skip the rows the store already holds")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case len(grads) == 0 || *out == "":
+		return fmt.Errorf("%w: store build needs --grads and --out", errUsage)
+	case *chunk < 1:
+		return fmt.Errorf("%w: store build: --chunk must be at least 1", errUsage)
+	case *shardRows < 1:
+		return fmt.Errorf("%w: store build: --shard-rows must be at least 1", errUsage)
+	}
+	dt := store.DType(strings.ToLower(*dtype))
+	if dt.Size() == 0 {
+		return fmt.Errorf("%w: store build: --dtype %q: want f16, bf16 or f32", errUsage, *dtype)
+	}
+	spec, seed, err := pf.spec("store build")
+	if err != nil {
+		return err
+	}
+
+	// Every input header is checked before anything is written.
+	files := make([]*gradients.File, 0, len(grads))
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	total := 0
+	for _, path := range grads {
+		f, err := gradients.Open(path)
+		if err != nil {
+			return err
+		}
+		files = append(files, f)
+		if err := sameLayers(grads[0], files[0].Layers(), path, f.Layers()); err != nil {
+			return fmt.Errorf("store build: %w", err)
+		}
+		total += f.N()
+	}
+	inLayers := files[0].Layers()
+
+	var b *store.Builder
+	if *resume {
+		s, err := store.Open(*out)
+		if err != nil {
+			return fmt.Errorf("store build --resume: %w", err)
+		}
+		m := s.Manifest()
+		s.Close()
+		if pf.given() {
+			if !sameProjection(spec, seed, m.Projection, m.Seed) {
+				return fmt.Errorf("store build --resume: %s: the flags give projection %s, the store holds %s",
+					filepath.Join(*out, store.ManifestName), describeProjection(spec, seed), describeProjection(m.Projection, m.Seed))
+			}
+		}
+		spec, seed = m.Projection, m.Seed
+		if isSet(fs, "dtype") && dt != m.DType {
+			return fmt.Errorf("store build --resume: %s: --dtype %s, the store holds %s",
+				filepath.Join(*out, store.ManifestName), dt, m.DType)
+		}
+		dt = m.DType
+		want, err := storeLayers(grads[0], inLayers, spec)
+		if err != nil {
+			return fmt.Errorf("store build: %w", err)
+		}
+		if err := layersMatch(want, m.Layers); err != nil {
+			return fmt.Errorf("store build --resume: %s against %s: %w", grads[0], filepath.Join(*out, store.ManifestName), err)
+		}
+		if m.Count > total {
+			return fmt.Errorf("store build --resume: %s holds %d rows, more than the %d examples of --grads: not the same inputs",
+				*out, m.Count, total)
+		}
+		if b, err = store.Resume(*out); err != nil {
+			return fmt.Errorf("store build --resume: %w", err)
+		}
+	} else {
+		layers, err := storeLayers(grads[0], inLayers, spec)
+		if err != nil {
+			return fmt.Errorf("store build: %w", err)
+		}
+		b, err = store.Create(*out, store.Options{DType: dt, ShardRows: *shardRows, Layers: layers, Projection: spec, Seed: seed})
+		if err != nil {
+			if errors.Is(err, store.ErrExists) {
+				return fmt.Errorf("store build: %w (use --resume to continue it, or another --out)", err)
+			}
+			return fmt.Errorf("store build: %w", err)
+		}
+	}
+	p, projected, err := gradProjection(spec, seed)
+	if err != nil {
+		b.Close()
+		return fmt.Errorf("store build: %s: %w", *out, err)
+	}
+
+	start := time.Now()
+	skip := b.Committed()
+	progress := newProgress(stderr)
+	if skip > 0 {
+		progress.stage(fmt.Sprintf("store build: resuming %s after its %d committed rows", *out, skip))
+	}
+	msg := fmt.Sprintf("store build: %d examples of %d file(s) into %s, %s, %s projection", total, len(files), *out, dt, describeProjection(spec, seed))
+	tick := progress.counter(msg)
+	buildErr := func() error {
+		pos := 0 // position in the inputs of the file's first example
+		for fi, f := range files {
+			n := f.N()
+			noIDs := f.IDs() == nil
+			for lo := max(0, skip-pos); lo < n; lo += *chunk {
+				hi := min(n, lo+*chunk)
+				batch, err := f.Read(lo, hi)
+				if err != nil {
+					return err
+				}
+				if noIDs {
+					batch.IDs = make([]int64, batch.N)
+					for i := range batch.IDs {
+						batch.IDs[i] = int64(pos + lo + i)
+					}
+				}
+				if projected {
+					if batch, err = p.Apply(ctx, batch); err != nil {
+						return fmt.Errorf("store build: %s: %w", grads[fi], err)
+					}
+				}
+				if err := b.AddBatch(ctx, batch); err != nil {
+					return fmt.Errorf("store build: %s: examples [%d, %d): %w", grads[fi], lo, hi, err)
+				}
+				if progress.tty {
+					tick(pos+hi, total)
+				} else {
+					fmt.Fprintf(stderr, "store build: %d/%d examples, %d rows committed\n", pos+hi, total, b.Committed())
+				}
+			}
+			pos += n
+		}
+		return nil
+	}()
+	// Close commits the rows buffered so far even after an error (an
+	// interrupt, a bad value), so that --resume loses none of them.
+	closeErr := b.Close()
+	progress.done()
+	if buildErr != nil {
+		return buildErr
+	}
+	if closeErr != nil {
+		return fmt.Errorf("store build: %w", closeErr)
+	}
+	s, err := store.Open(*out)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	m := s.Manifest()
+	fmt.Fprintf(stdout, "store build: wrote %s: %d rows (%d added) in %.1f s\n", *out, m.Count, m.Count-skip, time.Since(start).Seconds())
+	printStoreSummary(stdout, *out, m, storeBytes(*out, m))
+	return nil
+}
+
+// runStoreInfo prints a store's manifest summary, after checking every
+// shard's sha256 with --verify.
+func runStoreInfo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("store info", stderr)
+	dir := fs.String("store", "", "store directory (required)")
+	verify := fs.Bool("verify", false, "also check the sha256 of every shard against the manifest")
+	asJSON := fs.Bool("json", false, "print the manifest, bytes on disk and verification as one JSON object")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return fmt.Errorf("%w: store info needs --store", errUsage)
+	}
+	s, err := store.Open(*dir)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	m := s.Manifest()
+	if *verify {
+		newProgress(stderr).stage(fmt.Sprintf("store info: checking the sha256 of %d shards of %s", len(m.Shards), *dir))
+		if err := s.Verify(ctx); err != nil {
+			return fmt.Errorf("store info --verify: %w", err)
+		}
+	}
+	size := storeBytes(*dir, m)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Dir string `json:"dir"`
+			store.Manifest
+			Bytes    int64 `json:"bytes"`
+			Verified bool  `json:"verified"`
+		}{*dir, m, size, *verify})
+	}
+	printStoreSummary(stdout, *dir, m, size)
+	if *verify {
+		fmt.Fprintf(stdout, "  verify      ok: sha256 of %d shards match the manifest\n", len(m.Shards))
+	}
+	return nil
+}
+
+// runStoreScore scores query gradients against every row of a store,
+// streaming the store in chunks, and writes the top and bottom K rows per
+// query (and, on request, the full score matrix).
+func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("store score", stderr)
+	dir := fs.String("store", "", "store directory from 'goinfluence store build' (required)")
+	queryPath := fs.String("query", "", "gradient file of the query examples, unprojected: they are projected as the store's rows (required)")
+	factorsPath := fs.String("factors", "", "factors from 'goinfluence fit' on gradients projected as the store's (for kronecker: 'goinfluence project --kind kronecker' with the store's sizes and seed); identity when absent")
+	dampingFlag := fs.String("damping", "heuristic", "with --factors: damping δ added to Λ, a number ≥ 0 or heuristic (0.1 × mean Λ per layer)")
+	pf := addProjectionFlags(fs, "the store's; when given, must match it")
+	topk := fs.Int("topk", 50, "write the K most helpful (topk.*) and K most harmful (bottomk.*) store rows per query")
+	chunk := fs.Int("chunk", 8192, "store rows scored at a time (bounds memory; results do not depend on it)")
+	scoresOut := fs.String("scores-out", "", "also write the full score matrix (scores F32 [n_query, count], ids I64 [count]) to this file; it is held in memory: 4 × n_query × count bytes")
+	out := fs.String("out", "", "scores file to write (safetensors; required)")
+	backend := fs.String("backend", "auto", "linear-algebra backend: auto, cpu, openblas or cuda")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *dir == "" || *queryPath == "" || *out == "":
+		return fmt.Errorf("%w: store score needs --store, --query and --out", errUsage)
+	case *topk < 1:
+		return fmt.Errorf("%w: store score: --topk must be at least 1", errUsage)
+	case *chunk < 1:
+		return fmt.Errorf("%w: store score: --chunk must be at least 1", errUsage)
+	case *scoresOut != "" && *scoresOut == *out:
+		return fmt.Errorf("%w: store score: --scores-out must differ from --out", errUsage)
+	case *factorsPath == "" && isSet(fs, "damping"):
+		return fmt.Errorf("%w: store score: --damping needs --factors", errUsage)
+	}
+	damping, err := ekfac.ParseDamping(*dampingFlag)
+	if err != nil {
+		return fmt.Errorf("%w: store score: --damping: %v", errUsage, err)
+	}
+	spec, seed, err := pf.spec("store score")
+	if err != nil {
+		return err
+	}
+	be, err := openBackend(*backend)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	progress := newProgress(stderr)
+
+	s, err := store.Open(*dir)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	m := s.Manifest()
+	manifestPath := filepath.Join(*dir, store.ManifestName)
+	if pf.given() && !sameProjection(spec, seed, m.Projection, m.Seed) {
+		return fmt.Errorf("store score: the flags give projection %s, %s holds %s",
+			describeProjection(spec, seed), manifestPath, describeProjection(m.Projection, m.Seed))
+	}
+	p, projected, err := gradProjection(m.Projection, m.Seed)
+	if err != nil {
+		return fmt.Errorf("store score: %s: %w", manifestPath, err)
+	}
+	var factors *ekfac.Factors
+	if *factorsPath != "" {
+		if factors, err = ekfac.Load(*factorsPath); err != nil {
+			return err
+		}
+	}
+
+	// The query file: the store's layers, projected to the store's sizes.
+	qf, err := gradients.Open(*queryPath)
+	if err != nil {
+		return err
+	}
+	want, err := storeLayers(*queryPath, qf.Layers(), m.Projection)
+	if err == nil {
+		err = layersMatch(want, m.Layers)
+	}
+	if err != nil {
+		qf.Close()
+		return fmt.Errorf("store score: %s against %s: %w", *queryPath, manifestPath, err)
+	}
+	query, err := qf.ReadAll()
+	qf.Close()
+	if err != nil {
+		return err
+	}
+	if projected {
+		if query, err = p.Apply(ctx, query); err != nil {
+			return fmt.Errorf("store score: %s: %w", *queryPath, err)
+		}
+	}
+	method := "identity"
+	var pre *linalg.Dense64
+	if factors != nil {
+		method = string(factors.Method)
+		if pre, err = factors.Precondition(ctx, be, query, ekfac.ScoreOptions{Damping: damping}); err != nil {
+			return fmt.Errorf("store score: %s (projected as the store) with %s: %w", *queryPath, *factorsPath, err)
+		}
+	} else {
+		pre = query.Flatten()
+	}
+	if pre.Cols != s.Dim() {
+		// Unreachable after layersMatch; kept so that a mismatch is an
+		// error and not a wrong answer.
+		return fmt.Errorf("store score: %s: query rows of dimension %d, the store's are %d", *queryPath, pre.Cols, s.Dim())
+	}
+	queries := pre.To32()
+	nq, count := queries.Rows, s.Count()
+
+	opt := influence.StreamOptions{TopK: *topk, ChunkRows: *chunk}
+	var full []float32
+	var fullIDs []int64
+	if *scoresOut != "" {
+		if count > 0 && nq > math.MaxInt/4/count {
+			return fmt.Errorf("store score: --scores-out: %d × %d scores do not fit in memory", nq, count)
+		}
+		full = make([]float32, nq*count)
+		fullIDs = make([]int64, count)
+		// Blocks cover disjoint columns, so this is safe even if the
+		// callback were called concurrently.
+		opt.Scores = func(offset int, ids []int64, block *linalg.Dense32) error {
+			if offset < 0 || offset+len(ids) > count || block.Rows != nq || block.Cols != len(ids) {
+				return fmt.Errorf("score block %d×%d for rows [%d, %d) of %d queries × %d rows",
+					block.Rows, block.Cols, offset, offset+len(ids), nq, count)
+			}
+			for q := 0; q < nq; q++ {
+				copy(full[q*count+offset:q*count+offset+len(ids)], block.Row(q))
+			}
+			copy(fullIDs[offset:], ids)
+			return nil
+		}
+	}
+	progress.stage(fmt.Sprintf("store score: %d queries × %d rows of %s (%s, dim %d, %s projection), %s",
+		nq, count, *dir, m.DType, m.Dim, describeProjection(m.Projection, m.Seed), methodName(method, factors, damping)))
+	res, err := influence.StreamScores(ctx, be, queries, s, opt)
+	if err != nil {
+		return fmt.Errorf("store score: %s: %w", *dir, err)
+	}
+	if res.Rows != count || len(res.Rankings) != nq {
+		return fmt.Errorf("store score: %s: scored %d rows for %d queries, want %d rows for %d", *dir, res.Rows, len(res.Rankings), count, nq)
+	}
+
+	meta := map[string]string{
+		"format":          ScoresFormat,
+		"store":           *dir,
+		"store_count":     itoa(count),
+		"store_dtype":     string(m.DType),
+		"query":           *queryPath,
+		"factors":         *factorsPath,
+		"method":          method,
+		"damping":         "none",
+		"projection":      describeProjection(m.Projection, m.Seed),
+		"projection_kind": m.Projection.Kind,
+		"projection_seed": strconv.FormatInt(m.Seed, 10),
+		"backend":         be.Name(),
+		"sign":            "positive = helpful: removing a training example raises the query loss by about score/N",
+		"indices":         "topk.indices and bottomk.indices are store row indices; topk.ids and bottomk.ids the stored ids",
+	}
+	if factors != nil {
+		meta["damping"] = damping.String()
+	}
+	k := min(*topk, count)
+	meta["topk"] = itoa(k)
+	var ts []safetensors.Tensor
+	for _, side := range []string{"topk", "bottomk"} {
+		idx := make([]int64, 0, nq*k)
+		ids := make([]int64, 0, nq*k)
+		val := make([]float64, 0, nq*k)
+		for q, r := range res.Rankings {
+			list := r.Helpful
+			if side == "bottomk" {
+				list = r.Harmful
+			}
+			if len(list) != k {
+				return fmt.Errorf("store score: query %d: %d %s entries, want %d", q, len(list), side, k)
+			}
+			for _, e := range list {
+				idx = append(idx, int64(e.Index))
+				ids = append(ids, e.ID)
+				val = append(val, e.Score)
+			}
+		}
+		for _, t := range []struct {
+			name string
+			v    []int64
+		}{{".indices", idx}, {".ids", ids}} {
+			data, err := safetensors.EncodeInt64s(safetensors.I64, t.v)
+			if err != nil {
+				return err
+			}
+			ts = append(ts, safetensors.Tensor{Name: side + t.name, DType: safetensors.I64, Shape: []int{nq, k}, Data: data})
+		}
+		data, err := safetensors.EncodeFloat64s(safetensors.F32, val)
+		if err != nil {
+			return fmt.Errorf("store score: encoding %s.scores: %w", side, err)
+		}
+		ts = append(ts, safetensors.Tensor{Name: side + ".scores", DType: safetensors.F32, Shape: []int{nq, k}, Data: data})
+	}
+	if err := safetensors.WriteFile(*out, ts, meta); err != nil {
+		return err
+	}
+	if *scoresOut != "" {
+		ids, _ := safetensors.EncodeInt64s(safetensors.I64, fullIDs) // I64 holds any int64
+		tensors := []safetensors.Tensor{
+			{Name: "scores", DType: safetensors.F32, Shape: []int{nq, count}, Data: encodeF32(full)},
+			{Name: "ids", DType: safetensors.I64, Shape: []int{count}, Data: ids},
+		}
+		if err := safetensors.WriteFile(*scoresOut, tensors, meta); err != nil {
+			return err
+		}
+	}
+	secs := time.Since(start).Seconds()
+	wrote := *out
+	if *scoresOut != "" {
+		wrote += " and " + *scoresOut
+	}
+	progress.stage(fmt.Sprintf("store score: %d queries × %d rows in %.1f s (streaming %.2f s) on %s; wrote %s",
+		nq, count, secs, res.Seconds, be.Name(), wrote))
+	return nil
+}
+
+// projectionFlags are the flags naming a projection, shared by store build
+// and store score. They parse as goinfluence project's do, with kind none
+// for the full gradients.
+type projectionFlags struct {
+	fs           *flag.FlagSet
+	kind         *string
+	k, kIn, kOut *int
+	seed         *uint64
+}
+
+func addProjectionFlags(fs *flag.FlagSet, kindDefault string) *projectionFlags {
+	return &projectionFlags{
+		fs:   fs,
+		kind: fs.String("kind", "", "projection: none, rademacher, sjlt, gaussian or kronecker; default "+kindDefault),
+		k:    fs.Int("k", 0, "output dimension per layer; for kronecker the default of --k-in and --k-out"),
+		kIn:  fs.Int("k-in", 0, "kronecker: projected activation dimension per layer"),
+		kOut: fs.Int("k-out", 0, "kronecker: projected output-gradient dimension per layer"),
+		seed: fs.Uint64("seed", 0, "seed of the projection matrices (below 2⁶³)"),
+	}
+}
+
+// given reports whether any projection flag was set.
+func (pf *projectionFlags) given() bool {
+	for _, name := range []string{"kind", "k", "k-in", "k-out", "seed"} {
+		if isSet(pf.fs, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// spec returns the projection the flags name, as a store records it, and its
+// seed. No --kind means none.
+func (pf *projectionFlags) spec(cmd string) (store.Projection, int64, error) {
+	sized := isSet(pf.fs, "k") || isSet(pf.fs, "k-in") || isSet(pf.fs, "k-out") || isSet(pf.fs, "seed")
+	if *pf.kind == "" || strings.EqualFold(*pf.kind, "none") {
+		if sized {
+			return store.Projection{}, 0, fmt.Errorf("%w: %s: --k, --k-in, --k-out and --seed need a projection --kind", errUsage, cmd)
+		}
+		return store.Projection{Kind: "none"}, 0, nil
+	}
+	kind, err := gradients.ParseProjectionKind(*pf.kind)
+	if err != nil {
+		return store.Projection{}, 0, fmt.Errorf("%w: %s: --kind: %v (or none)", errUsage, cmd, err)
+	}
+	p := store.Projection{Kind: kind.String()}
+	if kind == gradients.Kronecker {
+		p.KIn, p.KOut = *pf.k, *pf.k
+		if isSet(pf.fs, "k-in") {
+			p.KIn = *pf.kIn
+		}
+		if isSet(pf.fs, "k-out") {
+			p.KOut = *pf.kOut
+		}
+		if p.KIn < 1 || p.KOut < 1 {
+			return store.Projection{}, 0, fmt.Errorf("%w: %s: kronecker needs --k-in and --k-out (or --k for both) of at least 1, have %d and %d", errUsage, cmd, p.KIn, p.KOut)
+		}
+	} else {
+		if isSet(pf.fs, "k-in") || isSet(pf.fs, "k-out") {
+			return store.Projection{}, 0, fmt.Errorf("%w: %s: --k-in and --k-out are for kronecker; %s takes --k", errUsage, cmd, kind)
+		}
+		if *pf.k < 1 {
+			return store.Projection{}, 0, fmt.Errorf("%w: %s: %s needs --k of at least 1", errUsage, cmd, kind)
+		}
+		p.K = *pf.k
+	}
+	if max(p.K, p.KIn, p.KOut) > gradients.MaxProjectionDim {
+		return store.Projection{}, 0, fmt.Errorf("%w: %s: output dimension above %d", errUsage, cmd, gradients.MaxProjectionDim)
+	}
+	if *pf.seed > math.MaxInt64 {
+		return store.Projection{}, 0, fmt.Errorf("%w: %s: --seed %d: a store records seeds below 2⁶³", errUsage, cmd, *pf.seed)
+	}
+	return p, int64(*pf.seed), nil
+}
+
+// sameProjection reports whether two recorded projections are the same; the
+// seed of kind none does not matter.
+func sameProjection(a store.Projection, aSeed int64, b store.Projection, bSeed int64) bool {
+	if !strings.EqualFold(a.Kind, b.Kind) || a.K != b.K || a.KIn != b.KIn || a.KOut != b.KOut {
+		return false
+	}
+	return strings.EqualFold(a.Kind, "none") || aSeed == bSeed
+}
+
+// describeProjection writes a recorded projection the way the flags name it.
+func describeProjection(p store.Projection, seed int64) string {
+	switch {
+	case strings.EqualFold(p.Kind, "none"):
+		return "none"
+	case p.KIn > 0 || p.KOut > 0:
+		return fmt.Sprintf("%s k_in=%d k_out=%d seed=%d", p.Kind, p.KIn, p.KOut, seed)
+	}
+	return fmt.Sprintf("%s k=%d seed=%d", p.Kind, p.K, seed)
+}
+
+// gradProjection returns the projection a store records, and false for kind
+// none.
+func gradProjection(p store.Projection, seed int64) (gradients.Projection, bool, error) {
+	if strings.EqualFold(p.Kind, "none") {
+		return gradients.Projection{}, false, nil
+	}
+	kind, err := gradients.ParseProjectionKind(p.Kind)
+	if err != nil {
+		return gradients.Projection{}, false, fmt.Errorf("projection: %w", err)
+	}
+	return gradients.Projection{Kind: kind, K: p.K, KIn: p.KIn, KOut: p.KOut, Seed: uint64(seed)}, true, nil
+}
+
+// storeLayers returns the layers of the store rows that the layers of a
+// gradient file give under a projection: the full gradients for none, K per
+// layer for the dense kinds and KIn·KOut per (factored) layer for kronecker.
+func storeLayers(path string, layers []gradients.LayerInfo, p store.Projection) ([]store.LayerInfo, error) {
+	out := make([]store.LayerInfo, len(layers))
+	for i, l := range layers {
+		out[i] = store.LayerInfo{Name: l.Name, Dim: l.D}
+		switch {
+		case strings.EqualFold(p.Kind, "none"):
+		case strings.EqualFold(p.Kind, gradients.Kronecker.String()):
+			if !l.Factored {
+				return nil, fmt.Errorf("%s: layer %q is dense (grad of dimension %d), but kronecker needs factored layers (a and s)", path, l.Name, l.D)
+			}
+			out[i].Dim = p.KIn * p.KOut
+		default:
+			out[i].Dim = p.K
+		}
+	}
+	return out, nil
+}
+
+// layersMatch checks that a file's layers, as stored, are a store's: the
+// same names in the same order, of the same dimensions.
+func layersMatch(got, want []store.LayerInfo) error {
+	if len(got) != len(want) {
+		return fmt.Errorf("%d layers, the store has %d", len(got), len(want))
+	}
+	for i, w := range want {
+		if got[i].Name != w.Name {
+			return fmt.Errorf("layer %d is %q, the store's is %q", i, got[i].Name, w.Name)
+		}
+		if got[i].Dim != w.Dim {
+			return fmt.Errorf("layer %q has dimension %d as stored, the store's has %d", w.Name, got[i].Dim, w.Dim)
+		}
+	}
+	return nil
+}
+
+// sameLayers checks that two gradient files have the same layers: names,
+// order, kind and shapes (token counts may differ).
+func sameLayers(pathA string, a []gradients.LayerInfo, pathB string, b []gradients.LayerInfo) error {
+	if len(a) != len(b) {
+		return fmt.Errorf("%s has %d layers, %s has %d", pathB, len(b), pathA, len(a))
+	}
+	shape := func(l gradients.LayerInfo) string {
+		if l.Factored {
+			return fmt.Sprintf("factored %d×%d", l.DOut, l.DIn)
+		}
+		return fmt.Sprintf("dense %d", l.D)
+	}
+	for i := range a {
+		if a[i].Name != b[i].Name || shape(a[i]) != shape(b[i]) {
+			return fmt.Errorf("%s: layer %d is %q (%s), in %s it is %q (%s)", pathB, i, b[i].Name, shape(b[i]), pathA, a[i].Name, shape(a[i]))
+		}
+	}
+	return nil
+}
+
+// storeBytes returns the bytes on disk of a store's manifest and committed
+// shards; files that cannot be read count as empty.
+func storeBytes(dir string, m store.Manifest) int64 {
+	var n int64
+	names := []string{store.ManifestName}
+	for _, sh := range m.Shards {
+		names = append(names, sh.File)
+	}
+	for _, name := range names {
+		if st, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			n += st.Size()
+		}
+	}
+	return n
+}
+
+// printStoreSummary writes the manifest summary of store build and info.
+func printStoreSummary(w io.Writer, dir string, m store.Manifest, size int64) {
+	fmt.Fprintf(w, "store %s\n", dir)
+	fmt.Fprintf(w, "  format      %s\n", m.Format)
+	fmt.Fprintf(w, "  rows        %d\n", m.Count)
+	fmt.Fprintf(w, "  shards      %d\n", len(m.Shards))
+	fmt.Fprintf(w, "  dtype       %s\n", m.DType)
+	fmt.Fprintf(w, "  dim         %d\n", m.Dim)
+	fmt.Fprintf(w, "  projection  %s\n", describeProjection(m.Projection, m.Seed))
+	fmt.Fprintf(w, "  bytes       %d (%.1f MiB)\n", size, float64(size)/(1<<20))
+	fmt.Fprintf(w, "  layers      %d\n", len(m.Layers))
+	for _, l := range m.Layers {
+		fmt.Fprintf(w, "    %-24s offset %d, dim %d\n", l.Name, l.Offset, l.Dim)
+	}
+}
+
+// methodName describes the preconditioning of store score.
+func methodName(method string, f *ekfac.Factors, d ekfac.Damping) string {
+	if f == nil {
+		return "identity"
+	}
+	return fmt.Sprintf("%s, δ = %s", method, d)
+}
+
+// encodeF32 returns v as little-endian float32 bytes.
+func encodeF32(v []float32) []byte {
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	return b
+}
