@@ -70,9 +70,10 @@ type StreamResult struct {
 // every row of the store, score(q, t) = ⟨q, t⟩ with positive = helpful, and
 // keeps the top-k of each query. The store is streamed chunk by chunk: a
 // second goroutine reads and widens the next chunk (f16 and bf16 to float32)
-// while the current one is multiplied with a single Sgemm on be, and per-query
-// heaps of the most helpful (largest) and most harmful (smallest) scores, ties
-// going to the lower row, are carried across chunks. Memory is bounded by two
+// while the current one is multiplied on be, by Sgemm calls on fixed blocks
+// of 1024 rows (see gemmBlock), and per-query heaps of the most helpful
+// (largest) and most harmful (smallest) scores, ties going to the lower row,
+// are carried across chunks. Memory is bounded by two
 // chunk buffers of ChunkRows·dim values and an n_query × ChunkRows block of
 // scores, whatever the size of the store.
 //
