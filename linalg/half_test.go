@@ -165,3 +165,25 @@ func TestConversionLengthPanics(t *testing.T) {
 		}()
 	}
 }
+
+// TestHalfBytes checks the byte-level decoders, aligned (zero-copy view) and
+// misaligned (copy), against the scalar conversions on every bit pattern.
+func TestHalfBytes(t *testing.T) {
+	n := 1 << 16
+	buf := make([]byte, 2*n+1)
+	for _, off := range []int{0, 1} {
+		src := buf[off : off+2*n]
+		for i := 0; i < n; i++ {
+			src[2*i], src[2*i+1] = byte(i), byte(i>>8)
+		}
+		f16, bf16 := make([]float32, n), make([]float32, n)
+		F16BytesToF32(f16, src)
+		BF16BytesToF32(bf16, src)
+		for i := 0; i < n; i++ {
+			w16, wbf := F16Float32(uint16(i)), BF16Float32(uint16(i))
+			if math.Float32bits(f16[i]) != math.Float32bits(w16) || math.Float32bits(bf16[i]) != math.Float32bits(wbf) {
+				t.Fatalf("offset %d, bits %#04x: got %v, %v want %v, %v", off, i, f16[i], bf16[i], w16, wbf)
+			}
+		}
+	}
+}

@@ -43,7 +43,6 @@ type Iterator struct {
 
 	data  []float32
 	ids   []int64
-	half  []uint16
 	chunk Chunk
 	err   error
 	done  bool
@@ -125,17 +124,10 @@ func (it *Iterator) decode(dst []float32, src []byte) {
 		}
 		return
 	}
-	if cap(it.half) < len(dst) {
-		it.half = make([]uint16, len(dst))
-	}
-	h := it.half[:len(dst)]
-	for i := range h {
-		h[i] = le.Uint16(src[2*i:])
-	}
 	if dt == F16 {
-		linalg.F16ToF32(dst, h)
+		linalg.F16BytesToF32(dst, src[:2*len(dst)])
 	} else {
-		linalg.BF16ToF32(dst, h)
+		linalg.BF16BytesToF32(dst, src[:2*len(dst)])
 	}
 }
 
