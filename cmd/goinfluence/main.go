@@ -17,7 +17,7 @@
 //	goinfluence store build --grads F [--grads F2 …] --out DIR [--kind K --k K --seed S] [--dtype f16|bf16|f32] [--resume]
 //	goinfluence store info --store DIR [--verify] [--json]
 //	goinfluence store score --store DIR --query F [--factors FACTORS --damping X|heuristic] [--topk 50] [--scores-out F] --out SCORES
-//	goinfluence bench gemm|ekfac [--json]
+//	goinfluence bench gemm|ekfac|stream [--json]
 //
 // Errors go to stderr with a non-zero exit status.
 package main
@@ -55,6 +55,8 @@ Commands:
                        goinfluence score --factors FACTORS --train F --query F
                        [--damping X|heuristic] [--self] [--topk K] --out SCORES
   bench gemm           measure GEMM rates of the linear-algebra backends
+  bench ekfac          time EK-FAC fit and score stages on a 2048×2048 layer
+  bench stream         time streamed top-k scoring of a store against Sgemm
   train                train an mlp, softmax or logistic model and save a checkpoint
   grads                write per-example gradients of a checkpoint on a data split
   project              randomly project a gradient file: goinfluence project --grads F
