@@ -122,17 +122,9 @@ var curvatureMethods = []ekfac.Method{ekfac.Identity, ekfac.Diagonal, ekfac.KFAC
 // point the scores of all training examples are correlated with the
 // reference's, and the correlations averaged over the test points.
 func CurvatureAccuracy(ctx context.Context, opt CurvatureOptions) (*CurvatureResult, error) {
-	if err := opt.defaults(); err != nil {
-		return nil, err
-	}
 	start := time.Now()
-	stage := func(s string) {
-		if opt.Progress != nil {
-			opt.Progress(s)
-		}
-	}
 	be := linalg.Default()
-	m, train, test, err := trainDigitsMLP(ctx, &opt, stage)
+	m, train, test, err := trainDigitsMLP(ctx, &opt)
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +154,7 @@ func CurvatureAccuracy(ctx context.Context, opt CurvatureOptions) (*CurvatureRes
 		}
 	}
 
-	stage(fmt.Sprintf("exact Gauss–Newton matrix, %d × %d", res.Params, res.Params))
+	opt.stage(fmt.Sprintf("exact Gauss–Newton matrix, %d × %d", res.Params, res.Params))
 	full := m.Curvature(train.X, train.Y, nil)
 	for i := 0; i < full.Rows; i++ {
 		full.Data[i*full.Stride+i] -= opt.L2
@@ -177,14 +169,14 @@ func CurvatureAccuracy(ctx context.Context, opt CurvatureOptions) (*CurvatureRes
 
 	factors := make([]*ekfac.Factors, len(curvatureMethods))
 	for i, method := range curvatureMethods {
-		stage(fmt.Sprintf("fitting %s on the %s Fisher", method, res.Fisher))
+		opt.stage(fmt.Sprintf("fitting %s on the %s Fisher", method, res.Fisher))
 		if factors[i], err = ekfac.Fit(ctx, method, be, ekfac.BatchSource(fit...), nil); err != nil {
 			return nil, fmt.Errorf("eval: fitting %s: %w", method, err)
 		}
 	}
 
 	for _, delta := range opt.Dampings {
-		stage(fmt.Sprintf("scoring at δ = %g", delta))
+		opt.stage(fmt.Sprintf("scoring at δ = %g", delta))
 		exact := make([]*linalg.Dense64, len(refs))
 		for r, ref := range refs {
 			an := &influence.Analyzer{Method: influence.Exact(ref.g, delta), Backend: be}
@@ -218,8 +210,12 @@ func CurvatureAccuracy(ctx context.Context, opt CurvatureOptions) (*CurvatureRes
 	return res, nil
 }
 
-// trainDigitsMLP trains the MLP of opt on the digits split of opt.Seed.
-func trainDigitsMLP(ctx context.Context, opt *CurvatureOptions, stage func(string)) (*models.MLP, *datasets.Dataset, *datasets.Dataset, error) {
+// trainDigitsMLP fills in opt's defaults and trains its MLP on the digits
+// split of opt.Seed.
+func trainDigitsMLP(ctx context.Context, opt *CurvatureOptions) (*models.MLP, *datasets.Dataset, *datasets.Dataset, error) {
+	if err := opt.defaults(); err != nil {
+		return nil, nil, nil, err
+	}
 	train, test, err := LoadSplit("digits", opt.Seed)
 	if err != nil {
 		return nil, nil, nil, err
@@ -232,13 +228,19 @@ func trainDigitsMLP(ctx context.Context, opt *CurvatureOptions, stage func(strin
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	stage(fmt.Sprintf("training %s on %d examples with Adam (%d epochs)", describeMLP(m), train.Len(), opt.Epochs))
+	opt.stage(fmt.Sprintf("training %s on %d examples with Adam (%d epochs)", describeMLP(m), train.Len(), opt.Epochs))
 	if err := models.TrainAdam(ctx, m, train.X, train.Y, nil, models.AdamOptions{
 		Epochs: opt.Epochs, BatchSize: opt.BatchSize, LR: opt.LR, Seed: opt.Seed,
 	}); err != nil {
 		return nil, nil, nil, fmt.Errorf("eval: training %s: %w", describeMLP(m), err)
 	}
 	return m, train, test, nil
+}
+
+func (o *CurvatureOptions) stage(s string) {
+	if o.Progress != nil {
+		o.Progress(s)
+	}
 }
 
 func (o *CurvatureOptions) defaults() error {

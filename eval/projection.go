@@ -40,17 +40,9 @@ type ProjectionResult struct {
 // point, the projected scores of every training example with the full ones.
 // Damping is the heuristic 0.1 × mean Λ of each space.
 func ProjectionAccuracy(ctx context.Context, opt CurvatureOptions, ks []int, projSeed uint64) (*ProjectionResult, error) {
-	if err := opt.defaults(); err != nil {
-		return nil, err
-	}
 	start := time.Now()
-	stage := func(s string) {
-		if opt.Progress != nil {
-			opt.Progress(s)
-		}
-	}
 	be := linalg.Default()
-	m, train, test, err := trainDigitsMLP(ctx, &opt, stage)
+	m, train, test, err := trainDigitsMLP(ctx, &opt)
 	if err != nil {
 		return nil, err
 	}
@@ -66,14 +58,14 @@ func ProjectionAccuracy(ctx context.Context, opt CurvatureOptions, ks []int, pro
 		}
 		return (&influence.Analyzer{Method: influence.EKFAC(f, damp), Backend: be}).Scores(ctx, q, t)
 	}
-	stage("EK-FAC on the full gradients")
+	opt.stage("EK-FAC on the full gradients")
 	ref, err := scores(fit, query, tr)
 	if err != nil {
 		return nil, err
 	}
 	res := &ProjectionResult{Model: describeMLP(m), Seed: opt.Seed, ProjSeed: projSeed, Damping: "heuristic", TestIndex: tests}
 	for _, k := range ks {
-		stage(fmt.Sprintf("EK-FAC in the Kronecker-projected space, k_in = k_out = %d", k))
+		opt.stage(fmt.Sprintf("EK-FAC in the Kronecker-projected space, k_in = k_out = %d", k))
 		p := gradients.Projection{Kind: gradients.Kronecker, KIn: k, KOut: k, Seed: projSeed}
 		var pb [3]*gradients.Batch
 		for i, b := range []*gradients.Batch{fit, query, tr} {
