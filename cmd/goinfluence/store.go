@@ -264,7 +264,8 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	dir := fs.String("store", "", "store directory from 'goinfluence store build' (required)")
 	queryPath := fs.String("query", "", "gradient file of the query examples, unprojected: they are projected as the store's rows (required)")
 	factorsPath := fs.String("factors", "", "factors from 'goinfluence fit' on gradients projected as the store's (for kronecker: 'goinfluence project --kind kronecker' with the store's sizes and seed); identity when absent")
-	dampingFlag := fs.String("damping", "heuristic", "with --factors: damping δ added to Λ, a number ≥ 0 or heuristic (0.1 × mean Λ per layer)")
+	dampingFlag := fs.String("damping", "heuristic", "with --factors: damping δ added to Λ, a number ≥ 0 or heuristic (0.1 × mean Λ per layer); with --hessian raw: δ added to H, a number or heuristic (0.1 × trace(H)/k)")
+	hessian := fs.String("hessian", "none", "none, or raw: precondition queries with (H + δI)⁻¹, H = (1/N) ΦᵀΦ over the store's rows (one extra pass over the store)")
 	pf := addProjectionFlags(fs, "the store's; when given, must match it")
 	topk := fs.Int("topk", 50, "write the K most helpful (topk.*) and K most harmful (bottomk.*) store rows per query")
 	chunk := fs.Int("chunk", 8192, "store rows scored at a time (bounds memory; results do not depend on it)")
@@ -283,8 +284,12 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("%w: store score: --chunk must be at least 1", errUsage)
 	case *scoresOut != "" && *scoresOut == *out:
 		return fmt.Errorf("%w: store score: --scores-out must differ from --out", errUsage)
-	case *factorsPath == "" && isSet(fs, "damping"):
-		return fmt.Errorf("%w: store score: --damping needs --factors", errUsage)
+	case *hessian != "none" && *hessian != "raw":
+		return fmt.Errorf("%w: store score: --hessian %q: want none or raw", errUsage, *hessian)
+	case *hessian == "raw" && *factorsPath != "":
+		return fmt.Errorf("%w: store score: --hessian raw and --factors are two preconditioners; choose one", errUsage)
+	case *factorsPath == "" && *hessian == "none" && isSet(fs, "damping"):
+		return fmt.Errorf("%w: store score: --damping needs --factors or --hessian raw", errUsage)
 	}
 	damping, err := ekfac.ParseDamping(*dampingFlag)
 	if err != nil {
@@ -353,6 +358,19 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if pre, err = factors.Precondition(ctx, be, query, ekfac.ScoreOptions{Damping: damping}); err != nil {
 			return fmt.Errorf("store score: %s (projected as the store) with %s: %w", *queryPath, *factorsPath, err)
 		}
+	} else if *hessian == "raw" {
+		h, err := influence.ProjectedHessian(ctx, be, s, *chunk)
+		if err != nil {
+			return fmt.Errorf("store score: %w", err)
+		}
+		delta := damping.Value
+		if damping.Heuristic {
+			delta = influence.RawDamping(h)
+		}
+		method = fmt.Sprintf("raw projected Hessian, δ = %g", delta)
+		if pre, err = influence.Exact(h, delta).Precondition(ctx, be, query); err != nil {
+			return fmt.Errorf("store score: raw projected Hessian: %w", err)
+		}
 	} else {
 		pre = query.Flatten()
 	}
@@ -413,7 +431,7 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		"sign":            "positive = helpful: removing a training example raises the query loss by about score/N",
 		"indices":         "topk.indices and bottomk.indices are store row indices; topk.ids and bottomk.ids the stored ids",
 	}
-	if factors != nil {
+	if factors != nil || *hessian == "raw" {
 		meta["damping"] = damping.String()
 	}
 	k := min(*topk, count)
@@ -677,7 +695,7 @@ func printStoreSummary(w io.Writer, dir string, m store.Manifest, size int64) {
 // methodName describes the preconditioning of store score.
 func methodName(method string, f *ekfac.Factors, d ekfac.Damping) string {
 	if f == nil {
-		return "identity"
+		return method
 	}
 	return fmt.Sprintf("%s, δ = %s", method, d)
 }

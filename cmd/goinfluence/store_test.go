@@ -508,3 +508,33 @@ func TestStoreErrors(t *testing.T) {
 		t.Errorf("a failed command left %s: %v", out, err)
 	}
 }
+
+// TestStoreScoreRawHessian preconditions queries with the store's own
+// projected Hessian, H = (1/N) ΦᵀΦ, and compares with exact influence on
+// that H computed from the training gradients in memory.
+func TestStoreScoreRawHessian(t *testing.T) {
+	sf := newStoreFiles(t)
+	dir := sf.p("store")
+	sf.run("store", "build", "--grads", sf.train1, "--grads", sf.train2, "--out", dir, "--dtype", "f32", "--shard-rows", "4")
+	g := sf.train.Flatten()
+	h := linalg.NewDense64(g.Cols, g.Cols, nil)
+	linalg.CPU().Dgemm(linalg.Trans, linalg.NoTrans, 1/float64(g.Rows), g, g, 0, h)
+	for _, tc := range []struct {
+		damping string
+		delta   float64
+	}{{"0.1", 0.1}, {"heuristic", influence.RawDamping(h)}} {
+		sf.run("store", "score", "--store", dir, "--query", sf.q, "--hessian", "raw", "--damping", tc.damping,
+			"--topk", "3", "--chunk", "5", "--scores-out", sf.p("full"), "--out", sf.p("scores"), "--backend", "cpu")
+		an := &influence.Analyzer{Method: influence.Exact(h, tc.delta), Backend: linalg.CPU()}
+		want, err := an.Scores(sf.ctx, sf.query, sf.train)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkScoresFile(t, sf.p("scores"), sf.p("full"), want, sf.trainIDs, 3, 1e-5)
+	}
+	var out, errOut bytes.Buffer
+	err := run(sf.ctx, []string{"store", "score", "--store", dir, "--query", sf.q, "--hessian", "raw", "--factors", sf.p("x"), "--out", sf.p("s")}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "choose one") {
+		t.Errorf("--hessian raw with --factors: %v", err)
+	}
+}
