@@ -14,11 +14,7 @@ import (
 func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("project", stderr)
 	grads := fs.String("grads", "", "gradient file to project (required)")
-	kindName := fs.String("kind", "", "projection: rademacher, sjlt, gaussian or kronecker (required)")
-	k := fs.Int("k", 0, "output dimension per layer; for kronecker the default of --k-in and --k-out")
-	kIn := fs.Int("k-in", 0, "kronecker: projected activation dimension per layer")
-	kOut := fs.Int("k-out", 0, "kronecker: projected output-gradient dimension per layer")
-	seed := fs.Uint64("seed", 0, "seed of the projection matrices")
+	pf := addProjectionFlags(fs, "none: required here")
 	out := fs.String("out", "", "write the projected gradients to this safetensors file (required)")
 	dtype := fs.String("dtype", "f32", "element type of the file: f32, f64, f16 or bf16")
 	chunk := fs.Int("chunk", 256, "examples read at a time (bounds memory; results do not depend on it)")
@@ -30,14 +26,10 @@ func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("%w: project needs --grads and --out", errUsage)
 	case *grads == *out:
 		return fmt.Errorf("%w: project: --out must differ from --grads", errUsage)
-	case *kindName == "":
+	case *pf.kind == "" || strings.EqualFold(*pf.kind, "none"):
 		return fmt.Errorf("%w: project: --kind is required (rademacher, sjlt, gaussian or kronecker)", errUsage)
 	case *chunk < 1:
 		return fmt.Errorf("%w: project: --chunk must be at least 1", errUsage)
-	}
-	kind, err := gradients.ParseProjectionKind(*kindName)
-	if err != nil {
-		return fmt.Errorf("%w: project: --kind: %v", errUsage, err)
 	}
 	dt := gradients.DType(strings.ToUpper(*dtype))
 	switch dt {
@@ -45,32 +37,20 @@ func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	default:
 		return fmt.Errorf("%w: project: --dtype %q: want f32, f64, f16 or bf16", errUsage, *dtype)
 	}
-	p := gradients.Projection{Kind: kind, Seed: *seed}
+	spec, seed, err := pf.spec("project")
+	if err != nil {
+		return err
+	}
+	p, _, err := gradProjection(spec, seed)
+	if err != nil {
+		return err
+	}
+	kind := p.Kind
 	meta := map[string]string{}
 	if kind == gradients.Kronecker {
-		p.KIn, p.KOut = *k, *k
-		if isSet(fs, "k-in") {
-			p.KIn = *kIn
-		}
-		if isSet(fs, "k-out") {
-			p.KOut = *kOut
-		}
-		if p.KIn < 1 || p.KOut < 1 {
-			return fmt.Errorf("%w: project: kronecker needs --k-in and --k-out (or --k for both) of at least 1, have %d and %d", errUsage, p.KIn, p.KOut)
-		}
 		meta["projection_k_in"], meta["projection_k_out"] = itoa(p.KIn), itoa(p.KOut)
 	} else {
-		if isSet(fs, "k-in") || isSet(fs, "k-out") {
-			return fmt.Errorf("%w: project: --k-in and --k-out are for kronecker; %s takes --k", errUsage, kind)
-		}
-		if *k < 1 {
-			return fmt.Errorf("%w: project: %s needs --k of at least 1", errUsage, kind)
-		}
-		p.K = *k
 		meta["projection_k"] = itoa(p.K)
-	}
-	if max(p.K, p.KIn, p.KOut) > gradients.MaxProjectionDim {
-		return fmt.Errorf("%w: project: output dimension above %d", errUsage, gradients.MaxProjectionDim)
 	}
 
 	f, err := gradients.Open(*grads)
@@ -114,7 +94,7 @@ func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	md := f.Metadata()
 	maps.Copy(md, meta)
 	md["projection"] = kind.String()
-	md["projection_seed"] = strconv.FormatUint(*seed, 10)
+	md["projection_seed"] = strconv.FormatInt(seed, 10)
 	md["projection_rng"] = "philox4x32-10, stream = layer<<2|role"
 	md["projection_source"] = *grads
 	if err := gradients.WriteFile(*out, res, dt, md); err != nil {
