@@ -1,0 +1,201 @@
+package influence
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/linalg"
+)
+
+// Checkpoint is the gradients of one model checkpoint: Query and Train are
+// per-example gradients (any layers, flattened in order), LR the learning
+// rate η_c at that checkpoint (TracIn), and TrainProb p(y_t) of the true
+// label for each training example (TRAK's Q_t = 1 − p).
+type Checkpoint struct {
+	Query, Train *gradients.Batch
+	LR           float64
+	TrainProb    []float64
+}
+
+// MaxTRAKDim bounds the gradient dimension k that TRAK forms a k × k matrix
+// for; larger gradients must be projected first (TRAKOptions.Projection).
+const MaxTRAKDim = 1 << 13
+
+// TracInCP returns Σ_c η_c ⟨g_c(q), g_c(t)⟩ (n_query × n_train), the
+// TracIn-CP scores of every query against every training example. The zero
+// backend means linalg.Default(). TrainProb is not used.
+func TracInCP(ctx context.Context, be linalg.Backend, cps []Checkpoint) (*linalg.Dense64, error) {
+	if be == nil {
+		be = linalg.Default()
+	}
+	nq, nt, err := checkCheckpoints(cps, false)
+	if err != nil {
+		return nil, fmt.Errorf("influence: TracInCP: %w", err)
+	}
+	for c := range cps {
+		if lr := cps[c].LR; math.IsNaN(lr) || math.IsInf(lr, 0) || lr < 0 {
+			return nil, fmt.Errorf("influence: TracInCP: checkpoint %d: learning rate %v must be finite and ≥ 0", c, lr)
+		}
+	}
+	out := linalg.NewDense64(nq, nt, nil)
+	an := &Analyzer{Method: Identity(), Backend: be}
+	for c := range cps {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		s, err := an.Scores(ctx, cps[c].Query, cps[c].Train)
+		if err != nil {
+			return nil, fmt.Errorf("influence: TracInCP: checkpoint %d: %w", c, err)
+		}
+		lr := cps[c].LR
+		for i, v := range s.Data {
+			out.Data[i] += lr * v
+		}
+	}
+	return out, nil
+}
+
+// TRAKOptions configures TRAK.
+type TRAKOptions struct {
+	// Damping is the absolute δ added to ΦᵀΦ. Zero means the heuristic
+	// 0.1·trace(ΦᵀΦ)/k, computed per checkpoint.
+	Damping float64
+	// Projection is applied to the query and training gradients of every
+	// checkpoint before scoring (a dense kind such as Rademacher with K).
+	// Kind 0 uses the gradients as they are.
+	Projection gradients.Projection
+	// SeedPerCheckpoint projects checkpoint c with seed Projection.Seed+c
+	// instead of the same seed for all checkpoints.
+	SeedPerCheckpoint bool
+}
+
+// TRAK returns the TRAK scores (n_query × n_train)
+//
+//	(1/C) Σ_c φ_q,c (Φ_cᵀΦ_c + δI)⁻¹ Φ_cᵀ,
+//
+// with Φ_c the n_train × k matrix of (projected) training gradients of
+// checkpoint c and φ_q,c the query's, each column t multiplied by the mean
+// over checkpoints of Q_t = 1 − p_c(y_t). ΦᵀΦ is not normalised by the number
+// of training examples. The zero backend means linalg.Default(). LR is not
+// used.
+func TRAK(ctx context.Context, be linalg.Backend, cps []Checkpoint, opt TRAKOptions) (*linalg.Dense64, error) {
+	if be == nil {
+		be = linalg.Default()
+	}
+	nq, nt, err := checkCheckpoints(cps, true)
+	if err != nil {
+		return nil, fmt.Errorf("influence: TRAK: %w", err)
+	}
+	if d := opt.Damping; d < 0 || math.IsNaN(d) || math.IsInf(d, 0) {
+		return nil, fmt.Errorf("influence: TRAK: damping %v must be finite and ≥ 0", d)
+	}
+	out := linalg.NewDense64(nq, nt, nil)
+	for c := range cps {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := trakCheckpoint(ctx, be, &cps[c], c, opt, out); err != nil {
+			return nil, fmt.Errorf("influence: TRAK: checkpoint %d: %w", c, err)
+		}
+	}
+	// Mean over checkpoints of the scores and of Q_t.
+	q := make([]float64, nt)
+	for c := range cps {
+		for t, p := range cps[c].TrainProb {
+			q[t] += 1 - p
+		}
+	}
+	inv := 1 / float64(len(cps))
+	for i := 0; i < nq; i++ {
+		row := out.Row(i)
+		for t := range row {
+			row[t] *= inv * (q[t] * inv)
+		}
+	}
+	return out, nil
+}
+
+// trakCheckpoint adds φ_q (ΦᵀΦ + δI)⁻¹ Φᵀ of checkpoint c to out.
+func trakCheckpoint(ctx context.Context, be linalg.Backend, cp *Checkpoint, c int, opt TRAKOptions, out *linalg.Dense64) error {
+	query, train := cp.Query, cp.Train
+	if opt.Projection.Kind != 0 {
+		p := opt.Projection
+		if opt.SeedPerCheckpoint {
+			p.Seed += uint64(c)
+		}
+		var err error
+		if query, err = p.Apply(ctx, query); err != nil {
+			return fmt.Errorf("projecting query gradients: %w", err)
+		}
+		if train, err = p.Apply(ctx, train); err != nil {
+			return fmt.Errorf("projecting training gradients: %w", err)
+		}
+	}
+	k := train.Dim()
+	if k > MaxTRAKDim {
+		return fmt.Errorf("gradient dimension %d exceeds %d; set TRAKOptions.Projection", k, MaxTRAKDim)
+	}
+	phi := train.Flatten()
+	h := linalg.NewDense64(k, k, nil)
+	be.CovAccumulate(h, phi)
+	damping := opt.Damping
+	if damping == 0 {
+		damping = RawDamping(h)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// P = φ_q (ΦᵀΦ + δI)⁻¹ (the Hessian is symmetric), then P Φᵀ.
+	pq, err := Exact(h, damping).Precondition(ctx, be, query)
+	if err != nil {
+		return err
+	}
+	be.Dgemm(linalg.NoTrans, linalg.Trans, 1, pq, phi, 1, out)
+	return nil
+}
+
+// checkCheckpoints validates cps and returns the numbers of query and
+// training examples, which all checkpoints must share. With probs it also
+// checks TrainProb.
+func checkCheckpoints(cps []Checkpoint, probs bool) (nq, nt int, err error) {
+	if len(cps) == 0 {
+		return 0, 0, fmt.Errorf("no checkpoints")
+	}
+	for c := range cps {
+		cp := &cps[c]
+		if cp.Query == nil || cp.Train == nil {
+			return 0, 0, fmt.Errorf("checkpoint %d: missing query or training gradients", c)
+		}
+		if cp.Query.N < 1 || cp.Train.N < 1 {
+			return 0, 0, fmt.Errorf("checkpoint %d: %d query and %d training examples, want at least one of each", c, cp.Query.N, cp.Train.N)
+		}
+		if c == 0 {
+			nq, nt = cp.Query.N, cp.Train.N
+		} else if cp.Query.N != nq || cp.Train.N != nt {
+			return 0, 0, fmt.Errorf("checkpoint %d has %d query and %d training examples, checkpoint 0 has %d and %d", c, cp.Query.N, cp.Train.N, nq, nt)
+		}
+		if err := compatible(cp.Query, cp.Train); err != nil {
+			return 0, 0, fmt.Errorf("checkpoint %d: %w", c, err)
+		}
+		if err := cp.Query.Validate(); err != nil {
+			return 0, 0, fmt.Errorf("checkpoint %d: query gradients: %w", c, err)
+		}
+		if err := cp.Train.Validate(); err != nil {
+			return 0, 0, fmt.Errorf("checkpoint %d: training gradients: %w", c, err)
+		}
+		if !probs {
+			continue
+		}
+		if len(cp.TrainProb) != cp.Train.N {
+			return 0, 0, fmt.Errorf("checkpoint %d: %d training probabilities for %d training examples", c, len(cp.TrainProb), cp.Train.N)
+		}
+		for t, p := range cp.TrainProb {
+			if !(p >= 0 && p <= 1) {
+				return 0, 0, fmt.Errorf("checkpoint %d: training example %d: probability %v of the true label is not in [0, 1]", c, t, p)
+			}
+		}
+	}
+	return nq, nt, nil
+}
