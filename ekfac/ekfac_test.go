@@ -385,8 +385,10 @@ func TestErrors(t *testing.T) {
 	if _, err := Fit(ctx, EKFAC, be, BatchSource(nan), nil); err == nil || !strings.Contains(err.Error(), `layer "head": a: example 5`) {
 		t.Errorf("Inf in fit set: %v", err)
 	}
-	if _, err := Fit(ctx, EKFAC, be, BatchSource(fit, other), nil); err == nil || !strings.Contains(err.Error(), `"tail"`) {
-		t.Errorf("batches with different layers: %v", err)
+	for _, m := range []Method{EKFAC, Diagonal, Identity} {
+		if _, err := Fit(ctx, m, be, BatchSource(fit, other), nil); err == nil || !strings.Contains(err.Error(), `"tail"`) {
+			t.Errorf("%s: batches with different layers: %v", m, err)
+		}
 	}
 	if _, err := ParseMethod("lissa"); err == nil {
 		t.Error("unknown method accepted")

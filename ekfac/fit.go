@@ -299,7 +299,10 @@ func Fit(ctx context.Context, method Method, be linalg.Backend, src Source, prog
 		}
 	}
 	if method == Identity {
-		var f *Factors
+		var (
+			f      *Factors
+			shapes []shape
+		)
 		err := src(ctx, func(b *gradients.Batch) error {
 			if err := b.Validate(); err != nil {
 				return fmt.Errorf("ekfac: %w", err)
@@ -307,6 +310,12 @@ func Fit(ctx context.Context, method Method, be linalg.Backend, src Source, prog
 			if f == nil {
 				f = IdentityFactors(b)
 				f.N = 0
+				for i := range b.Layers {
+					shapes = append(shapes, shapeOf(&b.Layers[i]))
+				}
+			}
+			if err := checkShapes(shapes, b); err != nil {
+				return err
 			}
 			f.N += b.N
 			return nil

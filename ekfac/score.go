@@ -17,73 +17,92 @@ import (
 // costs O(T·d²) from the factors instead of the O(d³) of rotating P(G) back.
 // Training examples are taken a chunk at a time, bounding memory.
 func (f *Factors) LayerScores(ctx context.Context, be linalg.Backend, q, t *gradients.Batch, opt ScoreOptions) ([]*linalg.Dense64, error) {
+	layers, _, err := f.LayerScoresAndSelf(ctx, be, q, t, opt, false)
+	return layers, err
+}
+
+// SelfInfluence returns ⟨P(G_t), G_t⟩ for every example, summed over layers,
+// computed in the eigenbasis as Σ G̃²/(Λ+δ). The rank option, which is for
+// queries, does not apply.
+func (f *Factors) SelfInfluence(ctx context.Context, be linalg.Backend, t *gradients.Batch, opt ScoreOptions) ([]float64, error) {
+	_, self, err := f.LayerScoresAndSelf(ctx, be, nil, t, opt, true)
+	return self, err
+}
+
+// LayerScoresAndSelf returns LayerScores of q against t (nil when q is nil)
+// and, when withSelf is set, the SelfInfluence of t, rotating each chunk of
+// training examples into the eigenbasis once for both: that rotation is most
+// of the work.
+func (f *Factors) LayerScoresAndSelf(ctx context.Context, be linalg.Backend, q, t *gradients.Batch, opt ScoreOptions, withSelf bool) ([]*linalg.Dense64, []float64, error) {
 	for _, b := range []*gradients.Batch{q, t} {
+		if b == nil {
+			continue
+		}
 		if err := f.Compatible(b); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := b.Validate(); err != nil {
-			return nil, fmt.Errorf("ekfac: %w", err)
+			return nil, nil, fmt.Errorf("ekfac: %w", err)
 		}
 	}
-	xq, err := f.queryTransform(ctx, be, q, opt)
-	if err != nil {
-		return nil, err
+	var (
+		xq   []*linalg.Dense64
+		out  []*linalg.Dense64
+		self []float64
+		invs = make([][]float64, len(f.Layers))
+	)
+	if q != nil {
+		var err error
+		if xq, err = f.queryTransform(ctx, be, q, opt); err != nil {
+			return nil, nil, err
+		}
+		out = make([]*linalg.Dense64, len(f.Layers))
+		for li := range out {
+			out[li] = linalg.NewDense64(q.N, t.N, nil)
+		}
 	}
-	out := make([]*linalg.Dense64, len(f.Layers))
-	for li := range out {
-		out[li] = linalg.NewDense64(q.N, t.N, nil)
+	if withSelf {
+		self = make([]float64, t.N)
+		for li := range f.Layers {
+			var err error
+			if invs[li], err = f.inverse(li, opt.Damping); err != nil {
+				return nil, nil, err
+			}
+		}
 	}
 	chunk := max(1, min(t.N, chunkFloats/max(t.Dim(), 1)))
 	for lo := 0; lo < t.N; lo += chunk {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		hi := min(lo+chunk, t.N)
 		tc := t.Slice(lo, hi)
 		for li := range f.Layers {
 			xt := f.transform(be, &tc.Layers[li], li)
-			be.Dgemm(linalg.NoTrans, linalg.Trans, 1, xq[li], xt, 0, out[li].Slice(0, q.N, lo, hi))
+			if q != nil {
+				be.Dgemm(linalg.NoTrans, linalg.Trans, 1, xq[li], xt, 0, out[li].Slice(0, q.N, lo, hi))
+			}
+			if withSelf {
+				addSelf(self[lo:hi], xt, invs[li])
+			}
 		}
 	}
-	return out, nil
+	return out, self, nil
 }
 
-// SelfInfluence returns ⟨P(G_t), G_t⟩ for every example, summed over layers,
-// computed in the eigenbasis as Σ G̃²/(Λ+δ).
-func (f *Factors) SelfInfluence(ctx context.Context, be linalg.Backend, t *gradients.Batch, opt ScoreOptions) ([]float64, error) {
-	if err := f.Compatible(t); err != nil {
-		return nil, err
-	}
-	if err := t.Validate(); err != nil {
-		return nil, fmt.Errorf("ekfac: %w", err)
-	}
-	self := make([]float64, t.N)
-	chunk := max(1, min(t.N, chunkFloats/max(t.Dim(), 1)))
-	for li := range f.Layers {
-		inv, err := f.inverse(li, opt.Damping)
-		if err != nil {
-			return nil, err
-		}
-		for lo := 0; lo < t.N; lo += chunk {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			hi := min(lo+chunk, t.N)
-			xt := f.transform(be, &t.Slice(lo, hi).Layers[li], li)
-			for n := lo; n < hi; n++ {
-				var s float64
-				for j, v := range xt.Row(n - lo) {
-					if inv == nil {
-						s += v * v
-					} else {
-						s += v * v * inv[j]
-					}
-				}
-				self[n] += s
+// addSelf adds Σ_j x_j² · inv_j of every row of x to self (inv nil: 1).
+func addSelf(self []float64, x *linalg.Dense64, inv []float64) {
+	for n := range self {
+		var s float64
+		for j, v := range x.Row(n) {
+			if inv == nil {
+				s += v * v
+			} else {
+				s += v * v * inv[j]
 			}
 		}
+		self[n] += s
 	}
-	return self, nil
 }
 
 // chunkFloats bounds the transformed training gradients held at once.

@@ -19,7 +19,8 @@ type Method interface {
 
 // LayerScorer is implemented by methods that score faster than
 // preconditioning queries and taking dot products (the Kronecker methods
-// score in their eigenbasis). The Analyzer uses it when present.
+// score in their eigenbasis). The Analyzer uses it when present and leaves
+// validating the gradients to it.
 type LayerScorer interface {
 	LayerScores(ctx context.Context, be linalg.Backend, query, train *gradients.Batch) ([]*linalg.Dense64, error)
 	SelfInfluence(ctx context.Context, be linalg.Backend, train *gradients.Batch) ([]float64, error)
@@ -47,15 +48,12 @@ func (a *Analyzer) backend() linalg.Backend {
 // Scores returns the n_query × n_train matrix of score(q, t). Positive means
 // helpful (see the package documentation for the sign convention).
 func (a *Analyzer) Scores(ctx context.Context, query, train *gradients.Batch) (*linalg.Dense64, error) {
-	if err := compatible(query, train); err != nil {
-		return nil, err
-	}
-	if err := train.Validate(); err != nil {
-		return nil, fmt.Errorf("influence: training gradients: %w", err)
-	}
 	layers, err := a.LayerScores(ctx, query, train)
 	if err != nil {
 		return nil, err
+	}
+	if len(layers) == 0 {
+		return linalg.NewDense64(query.N, train.N, nil), nil
 	}
 	total := layers[0]
 	for _, l := range layers[1:] {
@@ -72,18 +70,15 @@ func (a *Analyzer) LayerScores(ctx context.Context, query, train *gradients.Batc
 	if err := compatible(query, train); err != nil {
 		return nil, err
 	}
-	if err := train.Validate(); err != nil {
-		return nil, fmt.Errorf("influence: training gradients: %w", err)
-	}
 	if ls, ok := a.Method.(LayerScorer); ok {
-		if err := query.Validate(); err != nil {
-			return nil, fmt.Errorf("influence: query gradients: %w", err)
-		}
 		out, err := ls.LayerScores(ctx, a.backend(), query, train)
 		if err != nil {
 			return nil, fmt.Errorf("influence: %s: %w", a.Method.Name(), err)
 		}
 		return out, nil
+	}
+	if err := train.Validate(); err != nil {
+		return nil, fmt.Errorf("influence: training gradients: %w", err)
 	}
 	pq, err := a.precondition(ctx, query, "query")
 	if err != nil {
@@ -122,9 +117,6 @@ const trainChunkFloats = 1 << 24
 // values mark examples the model finds hard or mislabelled.
 func (a *Analyzer) SelfInfluence(ctx context.Context, train *gradients.Batch) ([]float64, error) {
 	if ls, ok := a.Method.(LayerScorer); ok {
-		if err := train.Validate(); err != nil {
-			return nil, fmt.Errorf("influence: training gradients: %w", err)
-		}
 		s, err := ls.SelfInfluence(ctx, a.backend(), train)
 		if err != nil {
 			return nil, fmt.Errorf("influence: %s: %w", a.Method.Name(), err)

@@ -210,3 +210,14 @@ func TestTopK(t *testing.T) {
 		t.Errorf("k larger than the row: %d entries", len(got[0].Helpful))
 	}
 }
+
+// TestNoLayers: batches without layers score zero instead of panicking.
+func TestNoLayers(t *testing.T) {
+	s, err := NewAnalyzer(Identity()).Scores(context.Background(), &gradients.Batch{N: 2}, &gradients.Batch{N: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Rows != 2 || s.Cols != 3 {
+		t.Fatalf("scores are %d×%d, want 2×3", s.Rows, s.Cols)
+	}
+}

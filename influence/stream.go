@@ -189,7 +189,7 @@ func roundUp(n, m int) int { return (n + m - 1) / m * m }
 
 // alignedStride returns dim rounded up to a multiple of strideAlign.
 func alignedStride(dim int) int {
-	return max((dim+strideAlign-1)/strideAlign*strideAlign, strideAlign)
+	return max(roundUp(dim, strideAlign), strideAlign)
 }
 
 // streamChunk is a chunk of store rows laid out for Sgemm: n rows of dim

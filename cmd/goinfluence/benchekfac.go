@@ -168,38 +168,36 @@ func (c *countingBackend) reset() {
 	c.mu.Unlock()
 }
 
-func (c *countingBackend) add(flops float64, d time.Duration) {
+// timeGemm runs fn, a product of m×k by k×n, and counts its time and flops.
+func (c *countingBackend) timeGemm(m, n, k int, fn func()) {
+	t0 := time.Now()
+	fn()
+	d := time.Since(t0)
 	c.mu.Lock()
-	c.flops += flops
+	c.flops += linalg.GemmFlops(m, n, k)
 	c.gemm += d
 	c.mu.Unlock()
 }
 
-func (c *countingBackend) Dgemm(tA, tB linalg.Transpose, alpha float64, a, b *linalg.Dense64, beta float64, cm *linalg.Dense64) {
-	k := a.Cols
-	if tA {
-		k = a.Rows
+// inner returns k of op(A) for A with r rows and cols columns.
+func inner(t linalg.Transpose, r, cols int) int {
+	if t {
+		return r
 	}
-	t0 := time.Now()
-	c.Backend.Dgemm(tA, tB, alpha, a, b, beta, cm)
-	c.add(linalg.GemmFlops(cm.Rows, cm.Cols, k), time.Since(t0))
+	return cols
+}
+
+func (c *countingBackend) Dgemm(tA, tB linalg.Transpose, alpha float64, a, b *linalg.Dense64, beta float64, cm *linalg.Dense64) {
+	c.timeGemm(cm.Rows, cm.Cols, inner(tA, a.Rows, a.Cols), func() { c.Backend.Dgemm(tA, tB, alpha, a, b, beta, cm) })
 }
 
 func (c *countingBackend) Sgemm(tA, tB linalg.Transpose, alpha float32, a, b *linalg.Dense32, beta float32, cm *linalg.Dense32) {
-	k := a.Cols
-	if tA {
-		k = a.Rows
-	}
-	t0 := time.Now()
-	c.Backend.Sgemm(tA, tB, alpha, a, b, beta, cm)
-	c.add(linalg.GemmFlops(cm.Rows, cm.Cols, k), time.Since(t0))
+	c.timeGemm(cm.Rows, cm.Cols, inner(tA, a.Rows, a.Cols), func() { c.Backend.Sgemm(tA, tB, alpha, a, b, beta, cm) })
 }
 
 // CovAccumulate counts the full product XᵀX, the work a GEMM would do.
 func (c *countingBackend) CovAccumulate(cm *linalg.Dense64, x *linalg.Dense64) {
-	t0 := time.Now()
-	c.Backend.CovAccumulate(cm, x)
-	c.add(linalg.GemmFlops(x.Cols, x.Cols, x.Rows), time.Since(t0))
+	c.timeGemm(x.Cols, x.Cols, x.Rows, func() { c.Backend.CovAccumulate(cm, x) })
 }
 
 func (c *countingBackend) Eigh(a *linalg.Dense64) ([]float64, *linalg.Dense64, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/goinfluence/goinfluence/datasets"
@@ -106,20 +107,11 @@ func pickQueries(m models.Model, test *datasets.Dataset, n int) []int {
 		}
 	}
 	for i := 0; i < test.Len() && len(out) < n; i++ {
-		if !contains(out, i) {
+		if !slices.Contains(out, i) {
 			out = append(out, i)
 		}
 	}
 	return out[:min(n, len(out))]
-}
-
-func contains(v []int, x int) bool {
-	for _, y := range v {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 func argmax(v []float64) int {

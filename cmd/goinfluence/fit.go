@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
 
@@ -88,6 +87,3 @@ func openBackend(name string) (linalg.Backend, error) {
 	}
 	return be, nil
 }
-
-// itoa is strconv.Itoa, for metadata maps.
-func itoa(n int) string { return strconv.Itoa(n) }

@@ -48,9 +48,9 @@ func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	kind := p.Kind
 	meta := map[string]string{}
 	if kind == gradients.Kronecker {
-		meta["projection_k_in"], meta["projection_k_out"] = itoa(p.KIn), itoa(p.KOut)
+		meta["projection_k_in"], meta["projection_k_out"] = strconv.Itoa(p.KIn), strconv.Itoa(p.KOut)
 	} else {
-		meta["projection_k"] = itoa(p.K)
+		meta["projection_k"] = strconv.Itoa(p.K)
 	}
 
 	f, err := gradients.Open(*grads)

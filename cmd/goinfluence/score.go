@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/goinfluence/goinfluence/ekfac"
@@ -75,7 +76,7 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"query":   *queryPath,
 		"backend": be.Name(),
 		"sign":    "positive = helpful: removing a training example raises the query loss by about score/N",
-		"rank":    itoa(*rank),
+		"rank":    strconv.Itoa(*rank),
 	}
 	var ts []safetensors.Tensor
 	add := func(name string, shape []int, v []float64, dt safetensors.DType) error {
@@ -87,20 +88,26 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	}
 
+	var query *gradients.Batch
 	if *queryPath != "" {
-		query, err := gradients.ReadFile(*queryPath)
-		if err != nil {
+		if query, err = gradients.ReadFile(*queryPath); err != nil {
 			return err
 		}
 		if err := factors.Compatible(query); err != nil {
 			return fmt.Errorf("%s: %w", *queryPath, err)
 		}
 		progress.stage(fmt.Sprintf("score: %d queries × %d training examples, %s, δ = %s", query.N, train.N, factors.Method, damping))
-		an := &influence.Analyzer{Method: influence.Factors(factors, ekfac.ScoreOptions{Damping: damping, Rank: *rank}), Backend: be}
-		layers, err := an.LayerScores(ctx, query, train)
-		if err != nil {
-			return err
-		}
+	}
+	if *self {
+		progress.stage(fmt.Sprintf("score: self-influence of %d training examples", train.N))
+	}
+	// One pass over the training examples serves the scores and the
+	// self-influence: rotating them into the eigenbasis is most of the work.
+	layers, selfInf, err := factors.LayerScoresAndSelf(ctx, be, query, train, ekfac.ScoreOptions{Damping: damping, Rank: *rank}, *self)
+	if err != nil {
+		return err
+	}
+	if query != nil {
 		total := linalg.NewDense64(query.N, train.N, nil)
 		for li, l := range layers {
 			for i, v := range l.Data {
@@ -116,40 +123,15 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		if *topk > 0 {
-			k := min(*topk, train.N)
-			rank := influence.TopK(total, k)
-			for _, side := range []string{"topk", "bottomk"} {
-				idx := make([]int64, 0, query.N*k)
-				val := make([]float64, 0, query.N*k)
-				for _, r := range rank {
-					list := r.Helpful
-					if side == "bottomk" {
-						list = r.Harmful
-					}
-					for _, e := range list {
-						idx = append(idx, int64(e.Index))
-						val = append(val, e.Score)
-					}
-				}
-				data, err := safetensors.EncodeInt64s(safetensors.I64, idx)
-				if err != nil {
-					return err
-				}
-				ts = append(ts, safetensors.Tensor{Name: side + ".indices", DType: safetensors.I64, Shape: []int{query.N, k}, Data: data})
-				if err := add(side+".scores", []int{query.N, k}, val, safetensors.F32); err != nil {
-					return err
-				}
+			rt, err := rankingTensors(influence.TopK(total, min(*topk, train.N)), min(*topk, train.N), false)
+			if err != nil {
+				return err
 			}
+			ts = append(ts, rt...)
 		}
 	}
 	if *self {
-		progress.stage(fmt.Sprintf("score: self-influence of %d training examples", train.N))
-		an := &influence.Analyzer{Method: influence.Factors(factors, ekfac.ScoreOptions{Damping: damping}), Backend: be}
-		s, err := an.SelfInfluence(ctx, train)
-		if err != nil {
-			return err
-		}
-		if err := add("self", []int{train.N}, s, safetensors.F32); err != nil {
+		if err := add("self", []int{train.N}, selfInf, safetensors.F32); err != nil {
 			return err
 		}
 	}
@@ -157,5 +139,56 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	progress.stage(fmt.Sprintf("score: wrote %s in %.1f s on %s", *out, time.Since(start).Seconds(), be.Name()))
+	return nil
+}
+
+// rankingTensors returns the tensors of per-query rankings, each [n_query, k]:
+// topk.indices (I64) and topk.scores (F32), most helpful first, and
+// bottomk.* likewise, most harmful first; with ids also topk.ids and
+// bottomk.ids, the examples' stored ids.
+func rankingTensors(rankings []influence.Ranking, k int, ids bool) ([]safetensors.Tensor, error) {
+	nq := len(rankings)
+	var ts []safetensors.Tensor
+	for _, side := range []string{"topk", "bottomk"} {
+		idx := make([]int64, 0, nq*k)
+		sid := make([]int64, 0, nq*k)
+		val := make([]float64, 0, nq*k)
+		for q, r := range rankings {
+			list := r.Helpful
+			if side == "bottomk" {
+				list = r.Harmful
+			}
+			if len(list) != k {
+				return nil, fmt.Errorf("query %d: %d %s entries, want %d", q, len(list), side, k)
+			}
+			for _, e := range list {
+				idx = append(idx, int64(e.Index))
+				sid = append(sid, e.ID)
+				val = append(val, e.Score)
+			}
+		}
+		if err := appendI64(&ts, side+".indices", []int{nq, k}, idx); err != nil {
+			return nil, err
+		}
+		if ids {
+			if err := appendI64(&ts, side+".ids", []int{nq, k}, sid); err != nil {
+				return nil, err
+			}
+		}
+		data, err := safetensors.EncodeFloat64s(safetensors.F32, val)
+		if err != nil {
+			return nil, fmt.Errorf("encoding %s.scores: %w", side, err)
+		}
+		ts = append(ts, safetensors.Tensor{Name: side + ".scores", DType: safetensors.F32, Shape: []int{nq, k}, Data: data})
+	}
+	return ts, nil
+}
+
+func appendI64(ts *[]safetensors.Tensor, name string, shape []int, v []int64) error {
+	data, err := safetensors.EncodeInt64s(safetensors.I64, v)
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", name, err)
+	}
+	*ts = append(*ts, safetensors.Tensor{Name: name, DType: safetensors.I64, Shape: shape, Data: data})
 	return nil
 }

@@ -418,7 +418,7 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	meta := map[string]string{
 		"format":          ScoresFormat,
 		"store":           *dir,
-		"store_count":     itoa(count),
+		"store_count":     strconv.Itoa(count),
 		"store_dtype":     string(m.DType),
 		"query":           *queryPath,
 		"factors":         *factorsPath,
@@ -435,41 +435,10 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		meta["damping"] = damping.String()
 	}
 	k := min(*topk, count)
-	meta["topk"] = itoa(k)
-	var ts []safetensors.Tensor
-	for _, side := range []string{"topk", "bottomk"} {
-		idx := make([]int64, 0, nq*k)
-		ids := make([]int64, 0, nq*k)
-		val := make([]float64, 0, nq*k)
-		for q, r := range res.Rankings {
-			list := r.Helpful
-			if side == "bottomk" {
-				list = r.Harmful
-			}
-			if len(list) != k {
-				return fmt.Errorf("store score: query %d: %d %s entries, want %d", q, len(list), side, k)
-			}
-			for _, e := range list {
-				idx = append(idx, int64(e.Index))
-				ids = append(ids, e.ID)
-				val = append(val, e.Score)
-			}
-		}
-		for _, t := range []struct {
-			name string
-			v    []int64
-		}{{".indices", idx}, {".ids", ids}} {
-			data, err := safetensors.EncodeInt64s(safetensors.I64, t.v)
-			if err != nil {
-				return err
-			}
-			ts = append(ts, safetensors.Tensor{Name: side + t.name, DType: safetensors.I64, Shape: []int{nq, k}, Data: data})
-		}
-		data, err := safetensors.EncodeFloat64s(safetensors.F32, val)
-		if err != nil {
-			return fmt.Errorf("store score: encoding %s.scores: %w", side, err)
-		}
-		ts = append(ts, safetensors.Tensor{Name: side + ".scores", DType: safetensors.F32, Shape: []int{nq, k}, Data: data})
+	meta["topk"] = strconv.Itoa(k)
+	ts, err := rankingTensors(res.Rankings, k, true)
+	if err != nil {
+		return fmt.Errorf("store score: %w", err)
 	}
 	if err := safetensors.WriteFile(*out, ts, meta); err != nil {
 		return err
