@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/gradients/store"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -198,4 +199,79 @@ func checkCheckpoints(cps []Checkpoint, probs bool) (nq, nt int, err error) {
 		}
 	}
 	return nq, nt, nil
+}
+
+// TRAKQueries returns one checkpoint's queries for StreamCheckpoints:
+// φ_q (ΦᵀΦ + δI)⁻¹, with Φ the rows of the store s (the checkpoint's
+// projected training gradients) and query the queries projected as the
+// store's rows (n_query × k). ΦᵀΦ is accumulated over the store as
+// ProjectedHessian does, in one pass. damping is δ, or 0 for the heuristic
+// 0.1·trace(ΦᵀΦ)/k, and the δ used is returned. Together with TRAKWeights,
+// StreamCheckpoints then gives the scores of TRAK over the stores' rows.
+func TRAKQueries(ctx context.Context, be linalg.Backend, s *store.Store, query *linalg.Dense64, damping float64, chunkRows int) (*linalg.Dense64, float64, error) {
+	if be == nil {
+		be = linalg.Default()
+	}
+	k := s.Dim()
+	switch {
+	case query.Cols != k:
+		return nil, 0, fmt.Errorf("influence: TRAKQueries: queries have dimension %d, the store %s %d", query.Cols, s.Dir(), k)
+	case k > MaxTRAKDim:
+		return nil, 0, fmt.Errorf("influence: TRAKQueries: the store %s has dimension %d, more than %d: build it with a projection", s.Dir(), k, MaxTRAKDim)
+	case damping < 0 || math.IsNaN(damping) || math.IsInf(damping, 0):
+		return nil, 0, fmt.Errorf("influence: TRAKQueries: damping %v must be finite and ≥ 0", damping)
+	}
+	for i, v := range query.Data {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, 0, fmt.Errorf("influence: TRAKQueries: query %d: %w: %v at column %d", i/query.Stride, linalg.ErrNotFinite, v, i%query.Stride)
+		}
+	}
+	h, err := ProjectedHessian(ctx, be, s, chunkRows)
+	if err != nil {
+		return nil, 0, err
+	}
+	n := float64(s.Count())
+	for i := range h.Data {
+		h.Data[i] *= n // ΦᵀΦ, as TRAK forms it: not normalised
+	}
+	if damping == 0 {
+		damping = RawDamping(h)
+	}
+	for i := range k {
+		h.Data[i*h.Stride+i] += damping
+	}
+	x := query.T()
+	if err := be.CholeskySolve(h, x); err != nil {
+		return nil, 0, fmt.Errorf("influence: TRAKQueries: ΦᵀΦ + %g·I of %s: %w (increase the damping)", damping, s.Dir(), err)
+	}
+	return x.T(), damping, nil
+}
+
+// TRAKWeights returns the column weights that turn the sum over checkpoints
+// of StreamCheckpoints into TRAK's scores: (1/C)·mean_c(1 − p_c(y_t)), from
+// probs[c][t] = p_c(y_t), the probability checkpoint c gives training
+// example t's true label.
+func TRAKWeights(probs [][]float64) ([]float32, error) {
+	if len(probs) == 0 {
+		return nil, fmt.Errorf("influence: TRAKWeights: no checkpoints")
+	}
+	nt := len(probs[0])
+	sum := make([]float64, nt)
+	for c, p := range probs {
+		if len(p) != nt {
+			return nil, fmt.Errorf("influence: TRAKWeights: checkpoint %d has %d probabilities, checkpoint 0 has %d", c, len(p), nt)
+		}
+		for t, v := range p {
+			if !(v >= 0 && v <= 1) {
+				return nil, fmt.Errorf("influence: TRAKWeights: checkpoint %d: training example %d: probability %v of the true label is not in [0, 1]", c, t, v)
+			}
+			sum[t] += 1 - v
+		}
+	}
+	inv := 1 / float64(len(probs))
+	w := make([]float32, nt)
+	for t, v := range sum {
+		w[t] = float32(inv * (v * inv))
+	}
+	return w, nil
 }

@@ -48,6 +48,11 @@ type StreamOptions struct {
 	// speed; the results do not depend on it.
 	ChunkRows int
 
+	// Weights, when not nil, multiplies the scores of store row t by
+	// Weights[t] (one per store row), before the top-k and the Scores
+	// callback: TRAK's Q_t. The products are float32.
+	Weights []float32
+
 	// Scores, when set, receives every chunk's block of scores: the
 	// n_query × rows matrix for store rows [offset, offset+rows) with their
 	// ids, in store order, each row exactly once. The block and ids are
@@ -86,28 +91,50 @@ type StreamResult struct {
 // query dimension other than the store's. Cancelling ctx stops the stream
 // between chunks and returns ctx.Err().
 func StreamScores(ctx context.Context, be linalg.Backend, queries *linalg.Dense32, s *store.Store, opt StreamOptions) (*StreamResult, error) {
+	return streamScores(ctx, "StreamScores", be, []*linalg.Dense32{queries}, []*store.Store{s}, opt)
+}
+
+// StreamCheckpoints is StreamScores over several stores of the same rows,
+// one per model checkpoint, with queries[c] preconditioned for store c:
+//
+//	score(q, t) = Weights[t] · Σ_c ⟨queries[c]_q, row_c(t)⟩.
+//
+// With queries[c] = η_c·g_c(q) this is TracIn-CP; with the TRAK queries of
+// TRAKQueries and the weights of TRAKWeights it is TRAK. The stores must hold
+// the same ids in the same order (checked chunk by chunk) but may differ in
+// dimension, dtype and sharding. Rows of the stores are read side by side,
+// as one row of the summed dimension, so that a single product per block sums
+// over the checkpoints: the results have the same guarantees as
+// StreamScores, and memory grows with the summed dimension, not with the
+// number of rows.
+func StreamCheckpoints(ctx context.Context, be linalg.Backend, queries []*linalg.Dense32, stores []*store.Store, opt StreamOptions) (*StreamResult, error) {
+	return streamScores(ctx, "StreamCheckpoints", be, queries, stores, opt)
+}
+
+func streamScores(ctx context.Context, name string, be linalg.Backend, queries []*linalg.Dense32, stores []*store.Store, opt StreamOptions) (*StreamResult, error) {
 	start := time.Now()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	q, err := streamInput(be, queries, s, opt)
+	q, err := streamInput(be, queries, stores, opt)
 	if err != nil {
-		return nil, fmt.Errorf("influence: StreamScores: %w", err)
+		return nil, fmt.Errorf("influence: %s: %w", name, err)
 	}
+	count := stores[0].Count()
 	chunkRows := opt.ChunkRows
 	if chunkRows == 0 {
 		chunkRows = DefaultChunkRows
 	}
 	// Chunks hold whole Sgemm blocks, and no more than the store: a small
 	// store needs no 8192-row buffer.
-	chunkRows = roundUp(min(chunkRows, max(s.Count(), 1)), gemmBlock)
+	chunkRows = roundUp(min(chunkRows, max(count, 1)), gemmBlock)
 
 	nq, dim := q.Rows, q.Cols
 	tops := newStreamTops(nq, opt.TopK)
 	block := linalg.NewDense32(nq, chunkRows, nil)
 	res := &StreamResult{}
 
-	err = streamChunks(ctx, s, chunkRows, dim, func(c *streamChunk) error {
+	err = streamChunks(ctx, stores, chunkRows, func(c *streamChunk) error {
 		n := c.n
 		for lo := 0; lo < n; lo += gemmBlock {
 			rows := &linalg.Dense32{Rows: gemmBlock, Cols: dim, Stride: c.stride, Data: c.data[lo*c.stride : (lo+gemmBlock-1)*c.stride+dim]}
@@ -121,9 +148,18 @@ func StreamScores(ctx context.Context, be linalg.Backend, queries *linalg.Dense3
 			}
 		}
 		scores := block.Slice(0, nq, 0, n)
+		if opt.Weights != nil {
+			w := opt.Weights[c.offset : c.offset+n]
+			for i := range nq {
+				row := scores.Row(i)
+				for j := range row {
+					row[j] *= w[j]
+				}
+			}
+		}
 		if opt.Scores != nil {
 			if err := opt.Scores(c.offset, c.ids, scores); err != nil {
-				return fmt.Errorf("influence: StreamScores: Scores callback at row %d: %w", c.offset, err)
+				return fmt.Errorf("influence: %s: Scores callback at row %d: %w", name, c.offset, err)
 			}
 		}
 		tops.add(scores, c.offset, c.ids)
@@ -134,52 +170,85 @@ func StreamScores(ctx context.Context, be linalg.Backend, queries *linalg.Dense3
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, ctxErr
 		}
-		return nil, err
+		return nil, fmt.Errorf("influence: %s: %w", name, err)
 	}
 	res.Rankings = tops.rankings()
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil
 }
 
-// streamInput checks the arguments of StreamScores and returns the queries
-// copied into a buffer with aligned rows (see strideAlign), so that neither
-// their address nor their stride changes the scores.
-func streamInput(be linalg.Backend, queries *linalg.Dense32, s *store.Store, opt StreamOptions) (*linalg.Dense32, error) {
+// streamInput checks the arguments of streamScores and returns the queries
+// of all stores side by side, copied into a buffer with aligned rows (see
+// strideAlign), so that neither their address nor their stride changes the
+// scores.
+func streamInput(be linalg.Backend, queries []*linalg.Dense32, stores []*store.Store, opt StreamOptions) (*linalg.Dense32, error) {
 	switch {
 	case be == nil:
 		return nil, errors.New("nil backend")
-	case queries == nil:
-		return nil, errors.New("nil queries")
-	case s == nil:
-		return nil, errors.New("nil store")
+	case len(stores) == 0:
+		return nil, errors.New("no stores")
+	case len(queries) != len(stores):
+		return nil, fmt.Errorf("%d query matrices for %d stores", len(queries), len(stores))
 	case opt.TopK < 0:
 		return nil, fmt.Errorf("TopK is %d, want ≥ 0", opt.TopK)
 	case opt.ChunkRows < 0:
 		return nil, fmt.Errorf("ChunkRows is %d, want ≥ 0 (0 for the default)", opt.ChunkRows)
-	case queries.Rows < 0 || queries.Cols < 0:
-		return nil, fmt.Errorf("queries have negative dimensions %d×%d", queries.Rows, queries.Cols)
-	case queries.Cols != s.Dim():
-		return nil, fmt.Errorf("queries have dimension %d but the store %s has rows of dimension %d", queries.Cols, s.Dir(), s.Dim())
 	}
-	nq, dim := queries.Rows, queries.Cols
-	if nq > 0 && dim > 0 {
-		if queries.Stride < dim {
-			return nil, fmt.Errorf("queries are %d×%d with stride %d", nq, dim, queries.Stride)
+	nq, total := -1, 0
+	for c, s := range stores {
+		qc := queries[c]
+		switch {
+		case s == nil:
+			return nil, fmt.Errorf("nil store (%d)", c)
+		case qc == nil:
+			return nil, fmt.Errorf("nil queries (for store %d)", c)
+		case qc.Rows < 0 || qc.Cols < 0:
+			return nil, fmt.Errorf("queries %d have negative dimensions %d×%d", c, qc.Rows, qc.Cols)
+		case qc.Cols != s.Dim():
+			return nil, fmt.Errorf("queries have dimension %d but the store %s has rows of dimension %d", qc.Cols, s.Dir(), s.Dim())
+		case c > 0 && qc.Rows != nq:
+			return nil, fmt.Errorf("%d queries for the store %s, %d for %s", qc.Rows, s.Dir(), nq, stores[0].Dir())
+		case c > 0 && s.Count() != stores[0].Count():
+			return nil, fmt.Errorf("the store %s has %d rows, %s has %d", s.Dir(), s.Count(), stores[0].Dir(), stores[0].Count())
 		}
-		if need := (nq-1)*queries.Stride + dim; len(queries.Data) < need {
-			return nil, fmt.Errorf("queries are %d×%d (stride %d) but hold %d values, need %d", nq, dim, queries.Stride, len(queries.Data), need)
-		}
-	}
-	stride := alignedStride(dim)
-	q := &linalg.Dense32{Rows: nq, Cols: dim, Stride: stride, Data: make([]float32, nq*stride)}
-	for i := range nq {
-		row := queries.Data[i*queries.Stride : i*queries.Stride+dim]
-		for j, v := range row {
-			if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
-				return nil, fmt.Errorf("query %d: %w: %v at column %d", i, linalg.ErrNotFinite, v, j)
+		if qc.Rows > 0 && qc.Cols > 0 {
+			if qc.Stride < qc.Cols {
+				return nil, fmt.Errorf("queries are %d×%d with stride %d", qc.Rows, qc.Cols, qc.Stride)
+			}
+			if need := (qc.Rows-1)*qc.Stride + qc.Cols; len(qc.Data) < need {
+				return nil, fmt.Errorf("queries are %d×%d (stride %d) but hold %d values, need %d", qc.Rows, qc.Cols, qc.Stride, len(qc.Data), need)
 			}
 		}
-		copy(q.Data[i*stride:], row)
+		nq = qc.Rows
+		total += qc.Cols
+	}
+	if opt.Weights != nil {
+		if len(opt.Weights) != stores[0].Count() {
+			return nil, fmt.Errorf("%d weights for %d store rows", len(opt.Weights), stores[0].Count())
+		}
+		for t, w := range opt.Weights {
+			if f := float64(w); math.IsNaN(f) || math.IsInf(f, 0) {
+				return nil, fmt.Errorf("weight of store row %d: %w: %v", t, linalg.ErrNotFinite, w)
+			}
+		}
+	}
+	stride := alignedStride(total)
+	q := &linalg.Dense32{Rows: nq, Cols: total, Stride: stride, Data: make([]float32, nq*stride)}
+	off := 0
+	for c, qc := range queries {
+		for i := range nq {
+			row := qc.Data[i*qc.Stride : i*qc.Stride+qc.Cols]
+			for j, v := range row {
+				if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
+					if len(queries) > 1 {
+						return nil, fmt.Errorf("queries %d: query %d: %w: %v at column %d", c, i, linalg.ErrNotFinite, v, j)
+					}
+					return nil, fmt.Errorf("query %d: %w: %v at column %d", i, linalg.ErrNotFinite, v, j)
+				}
+			}
+			copy(q.Data[i*stride+off:], row)
+		}
+		off += qc.Cols
 	}
 	return q, nil
 }
@@ -200,24 +269,30 @@ type streamChunk struct {
 	stride int
 	ids    []int64
 	data   []float32
+
+	written int // leading rows of data that may be non-zero
 }
 
-// streamChunks walks the store in chunks of chunkRows rows and calls fn on
-// each, in order. A goroutine owns the store iterator: it reads and widens
-// chunk i+1 into the iterator's buffer while fn works on chunk i in the one
-// streamChunk buffer, and copies it across, aligning the rows, once fn
-// returns. That is two chunk buffers in all, and the copy is the only work
-// not overlapped with fn. The goroutine has exited when streamChunks
-// returns.
-func streamChunks(ctx context.Context, s *store.Store, chunkRows, dim int, fn func(*streamChunk) error) error {
+// streamChunks walks the stores side by side in chunks of chunkRows rows
+// and calls fn on each, in order: row t of a chunk is row t of every store,
+// concatenated. A goroutine owns the store iterators: it reads and widens
+// chunk i+1 straight into one of two streamChunk buffers, rows aligned,
+// while fn works on chunk i in the other. The goroutine has exited when
+// streamChunks returns.
+func streamChunks(ctx context.Context, stores []*store.Store, chunkRows int, fn func(*streamChunk) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	dim := 0
+	for _, s := range stores {
+		dim += s.Dim()
+	}
 	stride := alignedStride(dim)
-	buf := &streamChunk{stride: stride, data: make([]float32, chunkRows*stride), ids: make([]int64, 0, chunkRows)}
-	free := make(chan *streamChunk, 1)
+	free := make(chan *streamChunk, 2)
 	full := make(chan *streamChunk)
-	free <- buf
+	for range 2 {
+		free <- &streamChunk{stride: stride, data: make([]float32, chunkRows*stride)}
+	}
 
 	var (
 		wg      sync.WaitGroup
@@ -227,11 +302,12 @@ func streamChunks(ctx context.Context, s *store.Store, chunkRows, dim int, fn fu
 	go func() {
 		defer wg.Done()
 		defer close(full)
-		it := s.Chunks(chunkRows)
-		defer it.Close()
-		written := 0 // rows of the buffer that may be non-zero
-		for it.Next(ctx) {
-			c := it.Chunk()
+		its := make([]*store.Iterator, len(stores))
+		for c, s := range stores {
+			its[c] = s.Chunks(chunkRows)
+			defer its[c].Close()
+		}
+		for {
 			var b *streamChunk
 			select {
 			case b = <-free:
@@ -239,31 +315,27 @@ func streamChunks(ctx context.Context, s *store.Store, chunkRows, dim int, fn fu
 				readErr = ctx.Err()
 				return
 			}
-			n := c.Rows.Rows
-			if stride == dim {
-				copy(b.data, c.Rows.Data[:n*dim])
-			} else {
-				for i := range n {
-					copy(b.data[i*stride:i*stride+dim], c.Rows.Row(i))
-				}
+			n, err := readSideBySide(ctx, stores, its, b)
+			if err != nil {
+				readErr = err
+				return
+			}
+			if n == 0 {
+				return
 			}
 			// A short chunk is padded with zero rows to a whole Sgemm
 			// block: clear what earlier chunks left there.
-			if end := min(written, roundUp(n, gemmBlock)); n < end {
+			if end := min(b.written, roundUp(n, gemmBlock)); n < end {
 				clear(b.data[n*stride : end*stride])
 			}
-			written = max(written, n)
-			b.offset, b.n = c.Offset, n
-			b.ids = append(b.ids[:0], c.IDs...)
+			b.written = max(b.written, n)
+			b.n = n
 			select {
 			case full <- b:
 			case <-ctx.Done():
 				readErr = ctx.Err()
 				return
 			}
-		}
-		if err := it.Err(); err != nil {
-			readErr = fmt.Errorf("influence: StreamScores: reading store: %w", err)
 		}
 	}()
 
@@ -284,6 +356,35 @@ func streamChunks(ctx context.Context, s *store.Store, chunkRows, dim int, fn fu
 		return err
 	}
 	return readErr
+}
+
+// readSideBySide reads the next chunk of every store into b, store c's rows
+// at its column offset, and returns the number of rows, 0 at the end.
+func readSideBySide(ctx context.Context, stores []*store.Store, its []*store.Iterator, b *streamChunk) (int, error) {
+	n, off := 0, 0
+	for c, it := range its {
+		ok := it.NextInto(ctx, b.data[off:], b.stride)
+		if err := it.Err(); err != nil {
+			return 0, fmt.Errorf("reading store %s: %w", stores[c].Dir(), err)
+		}
+		if !ok {
+			return 0, nil // the stores hold as many rows, checked up front
+		}
+		ch := it.Chunk()
+		if c == 0 {
+			n = len(ch.IDs)
+			b.offset = ch.Offset
+			b.ids = append(b.ids[:0], ch.IDs...)
+		} else {
+			for i, id := range ch.IDs {
+				if id != b.ids[i] {
+					return 0, fmt.Errorf("row %d has id %d in the store %s but %d in %s", ch.Offset+i, id, stores[c].Dir(), b.ids[i], stores[0].Dir())
+				}
+			}
+		}
+		off += stores[c].Dim()
+	}
+	return n, nil
 }
 
 // streamTops holds the per-query heaps of StreamScores.
@@ -323,21 +424,38 @@ func (t *streamTops) add(scores *linalg.Dense32, offset int, ids []int64) {
 	for qi := range scores.Rows {
 		row := scores.Row(qi)
 		hp, hm := &t.helpful[qi], &t.harmful[qi]
-		for j, v := range row {
-			s := float64(v)
-			if len(hp.e) < t.k {
-				heap.Push(hp, Entry{Index: offset + j, ID: ids[j], Score: s})
-			} else if s > hp.e[0].Score {
-				hp.e[0] = Entry{Index: offset + j, ID: ids[j], Score: s}
-				heap.Fix(hp, 0)
-			}
-			if len(hm.e) < t.k {
-				heap.Push(hm, Entry{Index: offset + j, ID: ids[j], Score: s})
-			} else if s < hm.e[0].Score {
-				hm.e[0] = Entry{Index: offset + j, ID: ids[j], Score: s}
-				heap.Fix(hm, 0)
+		j := 0
+		for ; j < len(row) && (len(hp.e) < t.k || len(hm.e) < t.k); j++ {
+			t.offer(hp, hm, row[j], offset+j, ids[j])
+		}
+		// Once both heaps are full, almost every score beats neither
+		// threshold: compare in float32 (exact, the scores are float32) and
+		// touch the heaps only for the rare one that does.
+		hi, lo := float32(hp.e[0].Score), float32(hm.e[0].Score)
+		for ; j < len(row); j++ {
+			if v := row[j]; v > hi || v < lo {
+				t.offer(hp, hm, v, offset+j, ids[j])
+				hi, lo = float32(hp.e[0].Score), float32(hm.e[0].Score)
 			}
 		}
+	}
+}
+
+// offer pushes a score onto either heap that is not full or whose worst
+// entry it beats.
+func (t *streamTops) offer(hp, hm *entryHeap, v float32, index int, id int64) {
+	s := float64(v)
+	if len(hp.e) < t.k {
+		heap.Push(hp, Entry{Index: index, ID: id, Score: s})
+	} else if s > hp.e[0].Score {
+		hp.e[0] = Entry{Index: index, ID: id, Score: s}
+		heap.Fix(hp, 0)
+	}
+	if len(hm.e) < t.k {
+		heap.Push(hm, Entry{Index: index, ID: id, Score: s})
+	} else if s < hm.e[0].Score {
+		hm.e[0] = Entry{Index: index, ID: id, Score: s}
+		heap.Fix(hm, 0)
 	}
 }
 

@@ -48,9 +48,10 @@ func F16ToF32(dst []float32, src []uint16) {
 	checkConv("F16ToF32", len(dst), len(src))
 	tab := f16Table()
 	parallelChunks(len(src), func(lo, hi int) {
-		d := dst[lo:hi]
-		for i, h := range src[lo:hi] {
-			d[i] = tab[h]
+		d, s := dst[lo:hi], src[lo:hi]
+		done := f16ToF32Fast(d, s)
+		for i, h := range s[done:] {
+			d[done+i] = tab[h]
 		}
 	})
 }
@@ -101,8 +102,10 @@ var littleEndian = func() bool {
 func BF16ToF32(dst []float32, src []uint16) {
 	checkConv("BF16ToF32", len(dst), len(src))
 	parallelChunks(len(src), func(lo, hi int) {
-		for i, h := range src[lo:hi] {
-			dst[lo+i] = BF16Float32(h)
+		d, s := dst[lo:hi], src[lo:hi]
+		done := bf16ToF32Fast(d, s)
+		for i, h := range s[done:] {
+			d[done+i] = BF16Float32(h)
 		}
 	})
 }

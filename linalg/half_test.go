@@ -187,3 +187,37 @@ func TestHalfBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestWidenKernels holds the vector widening kernels, where the CPU has
+// them, to the scalar conversions bit for bit (NaN payloads included), for
+// every bit pattern and for lengths and offsets that leave scalar tails.
+func TestWidenKernels(t *testing.T) {
+	t.Logf("vector widening: f16 %v, bf16 %v", hasF16CKernel(), hasBF16Kernel())
+	all := make([]uint16, 1<<16)
+	for i := range all {
+		all[i] = uint16(i*40503 + 7) // every pattern once, out of order
+	}
+	for _, tc := range []struct {
+		name   string
+		conv   func([]float32, []uint16)
+		scalar func(uint16) float32
+	}{
+		{"F16ToF32", F16ToF32, F16Float32},
+		{"BF16ToF32", BF16ToF32, BF16Float32},
+	} {
+		for _, span := range [][2]int{{0, 1 << 16}, {1, 1<<16 - 3}, {5, 36}, {3, 3}, {7, 71}, {0, 31}, {0, 32}, {2, 97}} {
+			src := all[span[0]:span[1]]
+			dst := make([]float32, len(src)+1)
+			dst[len(src)] = 42 // must survive
+			tc.conv(dst[:len(src)], src)
+			for i, h := range src {
+				if got, want := math.Float32bits(dst[i]), math.Float32bits(tc.scalar(h)); got != want {
+					t.Fatalf("%s on [%d:%d]: %#04x gave %#08x, want %#08x", tc.name, span[0], span[1], h, got, want)
+				}
+			}
+			if dst[len(src)] != 42 {
+				t.Fatalf("%s on [%d:%d] wrote past the end", tc.name, span[0], span[1])
+			}
+		}
+	}
+}

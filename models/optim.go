@@ -23,6 +23,10 @@ type AdamOptions struct {
 	// number (from 1) and the full objective and gradient norm, which costs
 	// one extra pass over the data.
 	Progress Progress
+	// EpochEnd, if not nil, is called after every epoch with the epoch
+	// number (from 1), for instance to save a checkpoint; an error stops
+	// training and is returned.
+	EpochEnd func(epoch int) error
 }
 
 // SGDOptions configures TrainSGD. Zero fields take the defaults noted.
@@ -33,6 +37,7 @@ type SGDOptions struct {
 	Momentum  float64 // heavy-ball momentum in [0, 1); default 0 (plain SGD)
 	Seed      uint64  // shuffling seed
 	Progress  Progress
+	EpochEnd  func(epoch int) error // as for AdamOptions
 }
 
 func (o *AdamOptions) defaults() error {
@@ -105,7 +110,7 @@ func TrainAdam(ctx context.Context, m Model, x *linalg.Dense64, y []int, w []flo
 	}
 	mom, vel := make([]float64, NumParams(m)), make([]float64, NumParams(m))
 	t := 0
-	return minibatches(ctx, "adam", m, x, y, w, opt.Epochs, opt.BatchSize, opt.Seed, opt.Progress, func(g []float64) {
+	return minibatches(ctx, "adam", m, x, y, w, opt.Epochs, opt.BatchSize, opt.Seed, opt.Progress, opt.EpochEnd, func(g []float64) {
 		t++
 		c1 := 1 - math.Pow(opt.Beta1, float64(t))
 		c2 := 1 - math.Pow(opt.Beta2, float64(t))
@@ -129,7 +134,7 @@ func TrainSGD(ctx context.Context, m Model, x *linalg.Dense64, y []int, w []floa
 		return err
 	}
 	vel := make([]float64, NumParams(m))
-	return minibatches(ctx, "sgd", m, x, y, w, opt.Epochs, opt.BatchSize, opt.Seed, opt.Progress, func(g []float64) {
+	return minibatches(ctx, "sgd", m, x, y, w, opt.Epochs, opt.BatchSize, opt.Seed, opt.Progress, opt.EpochEnd, func(g []float64) {
 		theta := m.Params()
 		for i, gi := range g {
 			vel[i] = opt.Momentum*vel[i] + gi
@@ -159,7 +164,7 @@ func checkTrain(name string, m Model, x *linalg.Dense64, y []int, w []float64) e
 // calling step with the gradient of each minibatch objective. The arguments
 // have passed checkTrain.
 func minibatches(ctx context.Context, name string, m Model, x *linalg.Dense64, y []int, w []float64,
-	epochs, batch int, seed uint64, progress Progress, step func(g []float64)) error {
+	epochs, batch int, seed uint64, progress Progress, epochEnd func(int) error, step func(g []float64)) error {
 	N := x.Rows
 	batch = min(batch, N)
 	P := NumParams(m)
@@ -204,6 +209,11 @@ func minibatches(ctx context.Context, name string, m Model, x *linalg.Dense64, y
 		if progress != nil {
 			f := m.Objective(x, y, w, g)
 			progress(epoch, f, vecNorm(g))
+		}
+		if epochEnd != nil {
+			if err := epochEnd(epoch); err != nil {
+				return fmt.Errorf("models: %s: after epoch %d: %w", name, epoch, err)
+			}
 		}
 	}
 	return nil

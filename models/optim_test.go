@@ -230,3 +230,51 @@ func ExampleTrainAdam() {
 	fmt.Println("accuracy above 90%:", Accuracy(m, x, y) > 0.9)
 	// Output: accuracy above 90%: true
 }
+
+// TestEpochEnd checks that the hook sees the parameters of every epoch, the
+// same as training for that many epochs, and that its error stops training.
+func TestEpochEnd(t *testing.T) {
+	x, y := blobs(60, 3, 5)
+	for _, adam := range []bool{true, false} {
+		train := func(m *MLP, epochs int, end func(int) error) (*MLP, error) {
+			var err error
+			if adam {
+				err = TrainAdam(context.Background(), m, x, y, nil, AdamOptions{Epochs: epochs, BatchSize: 8, Seed: 3, EpochEnd: end})
+			} else {
+				err = TrainSGD(context.Background(), m, x, y, nil, SGDOptions{Epochs: epochs, BatchSize: 8, Seed: 3, EpochEnd: end})
+			}
+			return m, err
+		}
+		newMLP := func() *MLP { return mustMLP([]int{2, 6, 3}, ReLU, 1e-3, 9) }
+		var seen [][]float64
+		m := newMLP()
+		_, err := train(m, 3, func(epoch int) error {
+			if epoch != len(seen)+1 {
+				t.Fatalf("adam=%v: hook called for epoch %d after %d calls", adam, epoch, len(seen))
+			}
+			seen = append(seen, slices.Clone(m.Params()))
+			return nil
+		})
+		if err != nil || len(seen) != 3 {
+			t.Fatalf("adam=%v: %d hook calls, error %v", adam, len(seen), err)
+		}
+		for e := 1; e <= 3; e++ {
+			ref, err := train(newMLP(), e, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(seen[e-1], ref.Params()) {
+				t.Errorf("adam=%v: parameters seen after epoch %d differ from %d epochs of training", adam, e, e)
+			}
+		}
+		stop := errors.New("disk full")
+		if _, err := train(newMLP(), 3, func(epoch int) error {
+			if epoch == 2 {
+				return stop
+			}
+			return nil
+		}); !errors.Is(err, stop) || !strings.Contains(err.Error(), "epoch 2") {
+			t.Errorf("adam=%v: hook error gave %v", adam, err)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -67,6 +68,7 @@ func runBenchStream(ctx context.Context, args []string, stdout, stderr io.Writer
 	dir := fs.String("dir", "", "store directory, reused when it holds a store of the same shape (default: a temporary directory, removed after)")
 	backend := fs.String("backend", "auto", "backend: auto, cpu or openblas")
 	asJSON := fs.Bool("json", false, "print JSON")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the stream (not the build or the yardstick) to `file`")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -111,7 +113,7 @@ func runBenchStream(ctx context.Context, args []string, stdout, stderr io.Writer
 
 	// The yardstick is measured before and after the stream and the faster
 	// run kept, so that the ratio does not flatter the stream.
-	fmt.Fprintf(stderr, "yardstick: %s Sgemm %d×%d×%d over %d rows from memory\n", be.Name(), *nq, min(*chunk, *rows), *dim, *rows)
+	fmt.Fprintf(stderr, "yardstick: %s Sgemm %d×%d×%d over %d rows from memory\n", be.Name(), *nq, min(max(*chunk, influence.DefaultChunkRows), *rows), *dim, *rows)
 	yard := func() float64 {
 		secs := sgemmYardstick(be, q, *rows, *chunk)
 		res.SgemmRuns = append(res.SgemmRuns, flops/secs/1e9)
@@ -131,7 +133,20 @@ func runBenchStream(ctx context.Context, args []string, stdout, stderr io.Writer
 	debug.FreeOSMemory()
 	hwmReset := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
 	fmt.Fprintf(stderr, "streaming %d queries against %d rows, top-%d, chunks of %d\n", *nq, *rows, *topk, *chunk)
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
 	sr, err := influence.StreamScores(ctx, be, q, s, influence.StreamOptions{TopK: *topk, ChunkRows: *chunk})
+	if *cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
 	if err != nil {
 		return err
 	}
@@ -238,7 +253,10 @@ func fillUniform(v []float32, rng *rand.Rand) {
 // dim repeated over rows, from an in-memory float32 buffer, after one
 // untimed call.
 func sgemmYardstick(be linalg.Backend, q *linalg.Dense32, rows, chunk int) float64 {
-	chunk = min(chunk, rows)
+	// Never fewer columns per call than the default chunk: a small chunk
+	// fits in cache and would run the yardstick slower, or faster, than the
+	// product itself at its best shape.
+	chunk = min(max(chunk, influence.DefaultChunkRows), rows)
 	buf := linalg.NewDense32(chunk, q.Cols, nil)
 	fillUniform(buf.Data, rand.New(rand.NewPCG(3, 0)))
 	c := linalg.NewDense32(q.Rows, chunk, nil)

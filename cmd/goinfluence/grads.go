@@ -9,6 +9,7 @@ import (
 
 	"github.com/goinfluence/goinfluence/datasets"
 	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/internal/safetensors"
 	"github.com/goinfluence/goinfluence/linalg"
 	"github.com/goinfluence/goinfluence/models"
 )
@@ -24,12 +25,15 @@ func runGrads(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	first := fs.Int("first", 0, "only the first `N` examples of the split (default all)")
 	dtype := fs.String("dtype", "f32", "element type of the file: f32, f64, f16 or bf16")
 	out := fs.String("out", "", "write the gradients to this safetensors file (required)")
+	probsOut := fs.String("probs-out", "", "also write p(y) of each example's true label (probs F64 [n], ids I64 [n]) to this file: TRAK's weights for 'store score --hessian trak --trak-probs'")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	switch {
 	case *out == "":
 		return fmt.Errorf("%w: grads: --out is required", errUsage)
+	case *probsOut != "" && *probsOut == *out:
+		return fmt.Errorf("%w: grads: --probs-out must differ from --out", errUsage)
 	case *ckpt == "":
 		return fmt.Errorf("%w: grads: --checkpoint is required", errUsage)
 	case *split == "":
@@ -114,7 +118,79 @@ func runGrads(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	progress.stage(fmt.Sprintf("wrote %s: %d %s examples of %s, %s labels, %d parameters, %s",
 		*out, b.N, *split, d.Name, *labels, b.Dim(), dt))
+	if *probsOut != "" {
+		probs := m.Probs(d.X)
+		p := make([]float64, d.Len())
+		for i, label := range d.Y {
+			p[i] = probs.At(i, label)
+		}
+		if err := writeProbs(*probsOut, b.IDs, p, meta); err != nil {
+			return err
+		}
+		progress.stage(fmt.Sprintf("wrote %s: p(y) of the true labels of %d examples", *probsOut, len(p)))
+	}
 	return nil
+}
+
+// ProbsFormat is the format metadata of the files of 'grads --probs-out'.
+const ProbsFormat = "goinfluence.probs/v1"
+
+// writeProbs writes per-example probabilities of the true label with the
+// examples' ids.
+func writeProbs(path string, ids []int64, p []float64, meta map[string]string) error {
+	m := map[string]string{"format": ProbsFormat}
+	for k, v := range meta {
+		if k != "labels" && k != "sample_seed" {
+			m[k] = v
+		}
+	}
+	idBytes, err := safetensors.EncodeInt64s(safetensors.I64, ids)
+	if err != nil {
+		return err
+	}
+	pBytes, err := safetensors.EncodeFloat64s(safetensors.F64, p)
+	if err != nil {
+		return err
+	}
+	return safetensors.WriteFile(path, []safetensors.Tensor{
+		{Name: "ids", DType: safetensors.I64, Shape: []int{len(ids)}, Data: idBytes},
+		{Name: "probs", DType: safetensors.F64, Shape: []int{len(p)}, Data: pBytes},
+	}, m)
+}
+
+// readProbs reads a file of writeProbs, returning the probability of each
+// id. Probabilities must lie in [0, 1] and ids be distinct.
+func readProbs(path string) (map[int64]float64, error) {
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	ids, okIDs := f.Info("ids")
+	probs, okProbs := f.Info("probs")
+	if !okIDs || !okProbs || len(ids.Shape) != 1 || len(probs.Shape) != 1 || ids.Shape[0] != probs.Shape[0] {
+		return nil, fmt.Errorf("%s: want tensors ids I64 [n] and probs F64 or F32 [n] (from 'goinfluence grads --probs-out')", path)
+	}
+	n := ids.Shape[0]
+	idv := make([]int64, n)
+	if err := safetensors.DecodeInt64s(idv, ids.DType, f.Bytes("ids")); err != nil {
+		return nil, fmt.Errorf("%s: ids: %w", path, err)
+	}
+	pv := make([]float64, n)
+	if err := safetensors.DecodeFloat64s(pv, probs.DType, f.Bytes("probs")); err != nil {
+		return nil, fmt.Errorf("%s: probs: %w", path, err)
+	}
+	out := make(map[int64]float64, n)
+	for i, id := range idv {
+		if !(pv[i] >= 0 && pv[i] <= 1) {
+			return nil, fmt.Errorf("%s: probs[%d] (id %d) = %v is not a probability", path, i, id, pv[i])
+		}
+		if _, dup := out[id]; dup {
+			return nil, fmt.Errorf("%s: id %d appears twice", path, id)
+		}
+		out[id] = pv[i]
+	}
+	return out, nil
 }
 
 // concat returns the examples of a followed by those of b.

@@ -261,39 +261,70 @@ func runStoreInfo(ctx context.Context, args []string, stdout, stderr io.Writer) 
 // query (and, on request, the full score matrix).
 func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("store score", stderr)
-	dir := fs.String("store", "", "store directory from 'goinfluence store build' (required)")
-	queryPath := fs.String("query", "", "gradient file of the query examples, unprojected: they are projected as the store's rows (required)")
-	factorsPath := fs.String("factors", "", "factors from 'goinfluence fit' on gradients projected as the store's (for kronecker: 'goinfluence project --kind kronecker' with the store's sizes and seed); identity when absent")
-	dampingFlag := fs.String("damping", "heuristic", "with --factors: damping δ added to Λ, a number ≥ 0 or heuristic (0.1 × mean Λ per layer); with --hessian raw: δ added to H, a number or heuristic (0.1 × trace(H)/k)")
-	hessian := fs.String("hessian", "none", "none, or raw: precondition queries with (H + δI)⁻¹, H = (1/N) ΦᵀΦ over the store's rows (one extra pass over the store)")
+	var dirs, queryPaths, probPaths pathList
+	fs.Var(&dirs, "store", "store directory from 'goinfluence store build' (required); several (repeat the flag or separate with commas): one store per checkpoint, holding the same ids, scored as TracIn-CP (--hessian none) or TRAK (--hessian trak)")
+	fs.Var(&queryPaths, "query", "gradient file of the query examples, unprojected: they are projected as the store's rows (required); with several stores, one file per store (the queries' gradients at that checkpoint)")
+	factorsPath := fs.String("factors", "", "factors from 'goinfluence fit' on gradients projected as the store's (for kronecker: 'goinfluence project --kind kronecker' with the store's sizes and seed); identity when absent; one store only")
+	dampingFlag := fs.String("damping", "heuristic", "with --factors: damping δ added to Λ, a number ≥ 0 or heuristic (0.1 × mean Λ per layer); with --hessian raw: δ added to H, a number or heuristic (0.1 × trace(H)/k); with --hessian trak: δ added to ΦᵀΦ, a number or heuristic (0.1 × trace(ΦᵀΦ)/k)")
+	hessian := fs.String("hessian", "none", "none; raw: precondition queries with (H + δI)⁻¹, H = (1/N) ΦᵀΦ over each store's rows; trak: TRAK, queries times (ΦᵀΦ + δI)⁻¹ per store, scores averaged over the stores and weighted by the mean of 1 − p(y_t) (--trak-probs); raw and trak take one extra pass over each store")
+	lrFlag := fs.String("lr", "", "with several stores and --hessian none: comma-separated learning rates η_c of the checkpoints (TracIn-CP weights; default 1 each)")
+	fs.Var(&probPaths, "trak-probs", "with --hessian trak: one file per store from 'goinfluence grads --probs-out' on the training examples at that checkpoint, for TRAK's weights 1 − p(y_t) (default: no weighting)")
 	pf := addProjectionFlags(fs, "the store's; when given, must match it")
 	topk := fs.Int("topk", 50, "write the K most helpful (topk.*) and K most harmful (bottomk.*) store rows per query")
-	chunk := fs.Int("chunk", 8192, "store rows scored at a time (bounds memory; results do not depend on it)")
+	chunk := fs.Int("chunk", influence.DefaultChunkRows, "store rows scored at a time (bounds memory; results do not depend on it)")
 	scoresOut := fs.String("scores-out", "", "also write the full score matrix (scores F32 [n_query, count], ids I64 [count]) to this file; it is held in memory: 4 × n_query × count bytes")
 	out := fs.String("out", "", "scores file to write (safetensors; required)")
 	backend := fs.String("backend", "auto", "linear-algebra backend: auto, cpu, openblas or cuda")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	nc := len(dirs)
 	switch {
-	case *dir == "" || *queryPath == "" || *out == "":
+	case nc == 0 || len(queryPaths) == 0 || *out == "":
 		return fmt.Errorf("%w: store score needs --store, --query and --out", errUsage)
+	case len(queryPaths) != nc:
+		return fmt.Errorf("%w: store score: %d --query files for %d stores: give one per store", errUsage, len(queryPaths), nc)
 	case *topk < 1:
 		return fmt.Errorf("%w: store score: --topk must be at least 1", errUsage)
 	case *chunk < 1:
 		return fmt.Errorf("%w: store score: --chunk must be at least 1", errUsage)
 	case *scoresOut != "" && *scoresOut == *out:
 		return fmt.Errorf("%w: store score: --scores-out must differ from --out", errUsage)
-	case *hessian != "none" && *hessian != "raw":
-		return fmt.Errorf("%w: store score: --hessian %q: want none or raw", errUsage, *hessian)
-	case *hessian == "raw" && *factorsPath != "":
-		return fmt.Errorf("%w: store score: --hessian raw and --factors are two preconditioners; choose one", errUsage)
+	case *hessian != "none" && *hessian != "raw" && *hessian != "trak":
+		return fmt.Errorf("%w: store score: --hessian %q: want none, raw or trak", errUsage, *hessian)
+	case *hessian != "none" && *factorsPath != "":
+		return fmt.Errorf("%w: store score: --hessian %s and --factors are two preconditioners; choose one", errUsage, *hessian)
+	case *factorsPath != "" && nc > 1:
+		return fmt.Errorf("%w: store score: --factors takes one store, not %d", errUsage, nc)
 	case *factorsPath == "" && *hessian == "none" && isSet(fs, "damping"):
-		return fmt.Errorf("%w: store score: --damping needs --factors or --hessian raw", errUsage)
+		return fmt.Errorf("%w: store score: --damping needs --factors or --hessian raw|trak", errUsage)
+	case *lrFlag != "" && (*hessian != "none" || *factorsPath != ""):
+		return fmt.Errorf("%w: store score: --lr weighs checkpoints for TracIn-CP: it needs --hessian none and no --factors", errUsage)
+	case len(probPaths) > 0 && *hessian != "trak":
+		return fmt.Errorf("%w: store score: --trak-probs needs --hessian trak", errUsage)
+	case len(probPaths) > 0 && len(probPaths) != nc:
+		return fmt.Errorf("%w: store score: %d --trak-probs files for %d stores: give one per store", errUsage, len(probPaths), nc)
 	}
 	damping, err := ekfac.ParseDamping(*dampingFlag)
 	if err != nil {
 		return fmt.Errorf("%w: store score: --damping: %v", errUsage, err)
+	}
+	lrs := make([]float64, nc)
+	for c := range lrs {
+		lrs[c] = 1
+	}
+	if *lrFlag != "" {
+		f := strings.Split(*lrFlag, ",")
+		if len(f) != nc {
+			return fmt.Errorf("%w: store score: --lr has %d values for %d stores", errUsage, len(f), nc)
+		}
+		for c, v := range f {
+			x, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil || !(x >= 0) || math.IsInf(x, 0) {
+				return fmt.Errorf("%w: store score: --lr value %q is not a finite number ≥ 0", errUsage, v)
+			}
+			lrs[c] = x
+		}
 	}
 	spec, seed, err := pf.spec("store score")
 	if err != nil {
@@ -306,83 +337,101 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	start := time.Now()
 	progress := newProgress(stderr)
 
-	s, err := store.Open(*dir)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	m := s.Manifest()
-	manifestPath := filepath.Join(*dir, store.ManifestName)
-	if pf.given() && !sameProjection(spec, seed, m.Projection, m.Seed) {
-		return fmt.Errorf("store score: the flags give projection %s, %s holds %s",
-			describeProjection(spec, seed), manifestPath, describeProjection(m.Projection, m.Seed))
-	}
-	p, projected, err := gradProjection(m.Projection, m.Seed)
-	if err != nil {
-		return fmt.Errorf("store score: %s: %w", manifestPath, err)
-	}
 	var factors *ekfac.Factors
 	if *factorsPath != "" {
 		if factors, err = ekfac.Load(*factorsPath); err != nil {
 			return err
 		}
 	}
-
-	// The query file: the store's layers, projected to the store's sizes.
-	qf, err := gradients.Open(*queryPath)
-	if err != nil {
-		return err
-	}
-	want, err := storeLayers(*queryPath, qf.Layers(), m.Projection)
-	if err == nil {
-		err = layersMatch(want, m.Layers)
-	}
-	if err != nil {
-		qf.Close()
-		return fmt.Errorf("store score: %s against %s: %w", *queryPath, manifestPath, err)
-	}
-	query, err := qf.ReadAll()
-	qf.Close()
-	if err != nil {
-		return err
-	}
-	if projected {
-		if query, err = p.Apply(ctx, query); err != nil {
-			return fmt.Errorf("store score: %s: %w", *queryPath, err)
-		}
-	}
+	stores := make([]*store.Store, nc)
+	queries := make([]*linalg.Dense32, nc)
 	method := "identity"
-	var pre *linalg.Dense64
-	if factors != nil {
-		method = string(factors.Method)
-		if pre, err = factors.Precondition(ctx, be, query, ekfac.ScoreOptions{Damping: damping}); err != nil {
-			return fmt.Errorf("store score: %s (projected as the store) with %s: %w", *queryPath, *factorsPath, err)
-		}
-	} else if *hessian == "raw" {
-		h, err := influence.ProjectedHessian(ctx, be, s, *chunk)
+	var deltas []string
+	for c, dir := range dirs {
+		s, err := store.Open(dir)
 		if err != nil {
-			return fmt.Errorf("store score: %w", err)
+			return err
 		}
-		delta := damping.Value
-		if damping.Heuristic {
-			delta = influence.RawDamping(h)
+		defer s.Close()
+		stores[c] = s
+		if c > 0 && s.Count() != stores[0].Count() {
+			return fmt.Errorf("store score: %s holds %d rows, %s %d: the stores of the checkpoints must hold the same examples", dir, s.Count(), dirs[0], stores[0].Count())
 		}
-		method = fmt.Sprintf("raw projected Hessian, δ = %g", delta)
-		if pre, err = influence.Exact(h, delta).Precondition(ctx, be, query); err != nil {
-			return fmt.Errorf("store score: raw projected Hessian: %w", err)
+		m := s.Manifest()
+		if pf.given() && !sameProjection(spec, seed, m.Projection, m.Seed) {
+			return fmt.Errorf("store score: the flags give projection %s, %s holds %s",
+				describeProjection(spec, seed), filepath.Join(dir, store.ManifestName), describeProjection(m.Projection, m.Seed))
 		}
-	} else {
-		pre = query.Flatten()
+		query, err := storeQuery(ctx, queryPaths[c], dir, m)
+		if err != nil {
+			return err
+		}
+		if c > 0 && query.N != queries[0].Rows {
+			return fmt.Errorf("store score: %s has %d queries, %s %d: the query files must hold the same examples", queryPaths[c], query.N, queryPaths[0], queries[0].Rows)
+		}
+		var pre *linalg.Dense64
+		switch {
+		case factors != nil:
+			method = string(factors.Method)
+			if pre, err = factors.Precondition(ctx, be, query, ekfac.ScoreOptions{Damping: damping}); err != nil {
+				return fmt.Errorf("store score: %s (projected as the store) with %s: %w", queryPaths[c], *factorsPath, err)
+			}
+		case *hessian == "raw":
+			progress.stage(fmt.Sprintf("store score: raw projected Hessian of %s (one pass)", dir))
+			h, err := influence.ProjectedHessian(ctx, be, s, *chunk)
+			if err != nil {
+				return fmt.Errorf("store score: %w", err)
+			}
+			delta := damping.Value
+			if damping.Heuristic {
+				delta = influence.RawDamping(h)
+			}
+			deltas = append(deltas, fmt.Sprintf("%g", delta))
+			method = "raw projected Hessian"
+			if pre, err = influence.Exact(h, delta).Precondition(ctx, be, query); err != nil {
+				return fmt.Errorf("store score: raw projected Hessian of %s: %w", dir, err)
+			}
+		case *hessian == "trak":
+			progress.stage(fmt.Sprintf("store score: TRAK, ΦᵀΦ of %s (one pass)", dir))
+			var delta float64
+			if !damping.Heuristic {
+				if damping.Value == 0 {
+					return fmt.Errorf("%w: store score: --hessian trak needs --damping > 0 or heuristic", errUsage)
+				}
+				delta = damping.Value
+			}
+			if pre, delta, err = influence.TRAKQueries(ctx, be, s, query.Flatten(), delta, *chunk); err != nil {
+				return fmt.Errorf("store score: %w", err)
+			}
+			deltas = append(deltas, fmt.Sprintf("%g", delta))
+			method = "trak"
+		default:
+			pre = query.Flatten()
+			if nc > 1 {
+				method = "tracin-cp"
+				for i := range pre.Data {
+					pre.Data[i] *= lrs[c]
+				}
+			}
+		}
+		if pre.Cols != s.Dim() {
+			// Unreachable after storeQuery's checks; kept so that a mismatch
+			// is an error and not a wrong answer.
+			return fmt.Errorf("store score: %s: query rows of dimension %d, the store's are %d", queryPaths[c], pre.Cols, s.Dim())
+		}
+		queries[c] = pre.To32()
 	}
-	if pre.Cols != s.Dim() {
-		// Unreachable after layersMatch; kept so that a mismatch is an
-		// error and not a wrong answer.
-		return fmt.Errorf("store score: %s: query rows of dimension %d, the store's are %d", *queryPath, pre.Cols, s.Dim())
+	nq, count := queries[0].Rows, stores[0].Count()
+	if len(deltas) > 0 {
+		method += ", δ = " + strings.Join(deltas, ",")
 	}
-	queries := pre.To32()
-	nq, count := queries.Rows, s.Count()
 
 	opt := influence.StreamOptions{TopK: *topk, ChunkRows: *chunk}
+	if *hessian == "trak" {
+		if opt.Weights, err = trakWeights(ctx, stores, probPaths); err != nil {
+			return fmt.Errorf("store score: %w", err)
+		}
+	}
 	var full []float32
 	var fullIDs []int64
 	if *scoresOut != "" {
@@ -405,22 +454,26 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return nil
 		}
 	}
-	progress.stage(fmt.Sprintf("store score: %d queries × %d rows of %s (%s, dim %d, %s projection), %s",
-		nq, count, *dir, m.DType, m.Dim, describeProjection(m.Projection, m.Seed), methodName(method, factors, damping)))
-	res, err := influence.StreamScores(ctx, be, queries, s, opt)
+	m := stores[0].Manifest()
+	what := fmt.Sprintf("%s (%s, dim %d, %s projection)", dirs[0], m.DType, m.Dim, describeProjection(m.Projection, m.Seed))
+	if nc > 1 {
+		what = fmt.Sprintf("%d checkpoint stores %s", nc, strings.Join(dirs, ","))
+	}
+	progress.stage(fmt.Sprintf("store score: %d queries × %d rows of %s, %s", nq, count, what, methodName(method, factors, damping)))
+	res, err := influence.StreamCheckpoints(ctx, be, queries, stores, opt)
 	if err != nil {
-		return fmt.Errorf("store score: %s: %w", *dir, err)
+		return fmt.Errorf("store score: %s: %w", strings.Join(dirs, ","), err)
 	}
 	if res.Rows != count || len(res.Rankings) != nq {
-		return fmt.Errorf("store score: %s: scored %d rows for %d queries, want %d rows for %d", *dir, res.Rows, len(res.Rankings), count, nq)
+		return fmt.Errorf("store score: %s: scored %d rows for %d queries, want %d rows for %d", dirs[0], res.Rows, len(res.Rankings), count, nq)
 	}
 
 	meta := map[string]string{
 		"format":          ScoresFormat,
-		"store":           *dir,
+		"store":           strings.Join(dirs, ","),
 		"store_count":     strconv.Itoa(count),
 		"store_dtype":     string(m.DType),
-		"query":           *queryPath,
+		"query":           strings.Join(queryPaths, ","),
 		"factors":         *factorsPath,
 		"method":          method,
 		"damping":         "none",
@@ -431,8 +484,14 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		"sign":            "positive = helpful: removing a training example raises the query loss by about score/N",
 		"indices":         "topk.indices and bottomk.indices are store row indices; topk.ids and bottomk.ids the stored ids",
 	}
-	if factors != nil || *hessian == "raw" {
+	if factors != nil || *hessian != "none" {
 		meta["damping"] = damping.String()
+	}
+	if method == "tracin-cp" {
+		meta["lr"] = strings.Trim(strings.Join(strings.Fields(fmt.Sprint(lrs)), ","), "[]")
+	}
+	if len(probPaths) > 0 {
+		meta["trak_probs"] = strings.Join(probPaths, ",")
 	}
 	k := min(*topk, count)
 	meta["topk"] = strconv.Itoa(k)
@@ -461,6 +520,74 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	progress.stage(fmt.Sprintf("store score: %d queries × %d rows in %.1f s (streaming %.2f s) on %s; wrote %s",
 		nq, count, secs, res.Seconds, be.Name(), wrote))
 	return nil
+}
+
+// storeQuery reads a query gradient file whose layers must be the store's
+// before projection, and projects it as the store's rows.
+func storeQuery(ctx context.Context, path, dir string, m store.Manifest) (*gradients.Batch, error) {
+	manifestPath := filepath.Join(dir, store.ManifestName)
+	p, projected, err := gradProjection(m.Projection, m.Seed)
+	if err != nil {
+		return nil, fmt.Errorf("store score: %s: %w", manifestPath, err)
+	}
+	qf, err := gradients.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	want, err := storeLayers(path, qf.Layers(), m.Projection)
+	if err == nil {
+		err = layersMatch(want, m.Layers)
+	}
+	if err != nil {
+		qf.Close()
+		return nil, fmt.Errorf("store score: %s against %s: %w", path, manifestPath, err)
+	}
+	query, err := qf.ReadAll()
+	qf.Close()
+	if err != nil {
+		return nil, err
+	}
+	if projected {
+		if query, err = p.Apply(ctx, query); err != nil {
+			return nil, fmt.Errorf("store score: %s: %w", path, err)
+		}
+	}
+	return query, nil
+}
+
+// trakWeights returns TRAK's column weights for the stores' rows: from the
+// probability files (one per store, matched to the rows by id), or 1/C each
+// without them.
+func trakWeights(ctx context.Context, stores []*store.Store, paths []string) ([]float32, error) {
+	count := stores[0].Count()
+	if len(paths) == 0 {
+		w := make([]float32, count)
+		for i := range w {
+			w[i] = float32(1 / float64(len(stores)))
+		}
+		return w, nil
+	}
+	probs := make([][]float64, len(stores))
+	for c, path := range paths {
+		byID, err := readProbs(path)
+		if err != nil {
+			return nil, err
+		}
+		ids, err := stores[c].IDs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		p := make([]float64, count)
+		for i, id := range ids {
+			v, ok := byID[id]
+			if !ok {
+				return nil, fmt.Errorf("%s has no probability for id %d of the store %s", path, id, stores[c].Dir())
+			}
+			p[i] = v
+		}
+		probs[c] = p
+	}
+	return influence.TRAKWeights(probs)
 }
 
 // projectionFlags are the flags naming a projection, shared by store build

@@ -28,6 +28,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	seed := fs.Uint64("seed", 0, "mlp: seed of the initial weights and of the minibatch shuffle")
 	splitSeed := fs.Uint64("split-seed", 0, "seed of the 80/20 train/test split")
 	out := fs.String("out", "", "write the checkpoint to this safetensors file (required)")
+	every := fs.Int("checkpoint-every", 0, "mlp: also save a checkpoint every `E` epochs, as OUT-epochNNNN.safetensors next to --out (for TracIn-CP and TRAK)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -45,9 +46,15 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "logistic", "softmax":
 		// Newton's method needs no epochs, step size or seed: the regressions
 		// are convex and it converges to their unique optimum.
+		if *every != 0 {
+			return fmt.Errorf("%w: train: --checkpoint-every needs --model mlp (Newton's method has no epochs)", errUsage)
+		}
 	case "mlp":
 		if *epochs < 1 || *batch < 1 {
 			return fmt.Errorf("%w: train: --epochs and --batch must be at least 1", errUsage)
+		}
+		if *every < 0 {
+			return fmt.Errorf("%w: train: --checkpoint-every %d must be ≥ 0", errUsage, *every)
 		}
 		if !(*lr > 0) || math.IsInf(*lr, 1) {
 			return fmt.Errorf("%w: train: --lr %v must be positive and finite", errUsage, *lr)
@@ -88,13 +95,31 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *kind == "mlp" {
 		tick := progress.counter(fmt.Sprintf("training %s on %d examples with Adam", describe(m), train.Len()))
-		err = models.TrainAdam(ctx, m, train.X, train.Y, nil, models.AdamOptions{
+		var saved []string
+		opt := models.AdamOptions{
 			Epochs: *epochs, BatchSize: *batch, LR: *lr, Seed: *seed,
 			Progress: func(epoch int, _, _ float64) { tick(epoch, *epochs) },
-		})
+		}
+		if *every > 0 {
+			opt.EpochEnd = func(epoch int) error {
+				if epoch%*every != 0 {
+					return nil
+				}
+				path := epochCheckpoint(*out, epoch)
+				saved = append(saved, path)
+				return models.Save(path, m)
+			}
+		}
+		err = models.TrainAdam(ctx, m, train.X, train.Y, nil, opt)
 		progress.done()
 		if err != nil {
 			return fmt.Errorf("train: %w", err)
+		}
+		if len(saved) > 0 {
+			// TracIn-CP weighs checkpoint c by its learning rate η_c; Adam's
+			// step size is constant here.
+			fmt.Fprintf(stdout, "%d checkpoints during training (Adam step size η = %g at each): %s\n",
+				len(saved), *lr, strings.Join(saved, ", "))
 		}
 	} else {
 		be, err := linalg.Auto()
@@ -122,6 +147,12 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		m.Objective(train.X, train.Y, nil, nil))
 	fmt.Fprintf(stdout, "checkpoint %s: use with --dataset %s --split-seed %d\n", *out, train.Name, *splitSeed)
 	return nil
+}
+
+// epochCheckpoint names the checkpoint saved after an epoch: out without
+// its .safetensors extension, then -epochNNNN.safetensors.
+func epochCheckpoint(out string, epoch int) string {
+	return fmt.Sprintf("%s-epoch%04d.safetensors", strings.TrimSuffix(out, ".safetensors"), epoch)
 }
 
 // prepareData returns the training and test parts of a built-in data set,

@@ -16,7 +16,7 @@ import (
 type Chunk struct {
 	Offset int             // index in the store of the first row
 	IDs    []int64         // the rows' ids
-	Rows   *linalg.Dense32 // len(IDs) × Dim, compact
+	Rows   *linalg.Dense32 // len(IDs) × Dim, compact unless read by NextInto
 }
 
 // Iterator walks the rows of a store in chunks, in the manner of
@@ -58,6 +58,29 @@ func (s *Store) Chunks(rows int) *Iterator {
 // at the end of the store or on an error, which Err then reports. The chunk's
 // slices are reused: they are valid until the next call of Next.
 func (it *Iterator) Next(ctx context.Context) bool {
+	if it.data == nil && !it.done {
+		// Sized for a full chunk once, and for no more than the store holds.
+		it.data = make([]float32, min(it.size, it.s.m.Count)*it.s.m.Dim)
+	}
+	return it.read(ctx, it.data, it.s.m.Dim)
+}
+
+// NextInto is Next reading the rows into dst instead of the iterator's own
+// buffer, row i at dst[i·stride:], so that a caller that needs the rows laid
+// out its own way (padded, aligned) saves a copy. The values between rows
+// are left as they were. dst must hold a full chunk: (size−1)·stride + Dim
+// values, for the size passed to Chunks; stride must be at least Dim. The
+// chunk's Rows alias dst.
+func (it *Iterator) NextInto(ctx context.Context, dst []float32, stride int) bool {
+	dim := it.s.m.Dim
+	rows := min(it.size, it.s.m.Count-it.off)
+	if !it.done && rows > 0 && (stride < dim || len(dst) < (rows-1)*stride+dim) {
+		return it.fail(fmt.Errorf("store: NextInto: buffer of %d values with stride %d cannot hold %d rows of %d", len(dst), stride, rows, dim))
+	}
+	return it.read(ctx, dst, stride)
+}
+
+func (it *Iterator) read(ctx context.Context, data []float32, stride int) bool {
 	if it.done {
 		return false
 	}
@@ -74,9 +97,7 @@ func (it *Iterator) Next(ctx context.Context) bool {
 		return false
 	}
 	dim := m.Dim
-	if it.data == nil {
-		// Sized for a full chunk once, and for no more than the store holds.
-		it.data = make([]float32, min(it.size, m.Count)*dim)
+	if it.ids == nil {
 		it.ids = make([]int64, min(it.size, m.Count))
 	}
 	rowBytes := dim * m.DType.Size()
@@ -90,7 +111,14 @@ func (it *Iterator) Next(ctx context.Context) bool {
 		}
 		k := min(n-filled, m.Shards[it.shard].Rows-it.pos)
 		grads := it.f.Bytes("grads")[it.pos*rowBytes : (it.pos+k)*rowBytes]
-		it.decode(it.data[filled*dim:(filled+k)*dim], grads)
+		if stride == dim {
+			it.decode(data[filled*dim:(filled+k)*dim], grads)
+		} else {
+			for r := range k {
+				row := data[(filled+r)*stride : (filled+r)*stride+dim]
+				it.decode(row, grads[r*rowBytes:(r+1)*rowBytes])
+			}
+		}
 		raw := it.f.Bytes("ids")[it.pos*8 : (it.pos+k)*8]
 		if err := safetensors.DecodeInt64s(it.ids[filled:filled+k], safetensors.I64, raw); err != nil {
 			// Unreachable for a checked shard: kept to never return garbage.
@@ -108,7 +136,7 @@ func (it *Iterator) Next(ctx context.Context) bool {
 	it.chunk = Chunk{
 		Offset: it.off,
 		IDs:    it.ids[:n],
-		Rows:   &linalg.Dense32{Rows: n, Cols: dim, Stride: dim, Data: it.data[:n*dim]},
+		Rows:   &linalg.Dense32{Rows: n, Cols: dim, Stride: stride, Data: data[:(n-1)*stride+dim]},
 	}
 	it.off += n
 	return true

@@ -104,6 +104,32 @@ func (s *Store) Layers() []LayerInfo { return slices.Clone(s.m.Layers) }
 // Manifest returns a copy of the manifest.
 func (s *Store) Manifest() Manifest { return s.m.clone() }
 
+// IDs returns the ids of all rows, in order, reading only the shards' ids
+// tensors.
+func (s *Store) IDs(ctx context.Context) ([]int64, error) {
+	if s.closed.Load() {
+		return nil, &Error{Path: s.dir, Err: fs.ErrClosed}
+	}
+	ids := make([]int64, s.m.Count)
+	off := 0
+	for i, sh := range s.m.Shards {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		f, err := openShard(s.dir, &s.m, i)
+		if err != nil {
+			return nil, err
+		}
+		err = safetensors.DecodeInt64s(ids[off:off+sh.Rows], safetensors.I64, f.Bytes("ids"))
+		f.Close()
+		if err != nil {
+			return nil, &Error{Path: filepath.Join(s.dir, sh.File), Field: "ids", Err: fmt.Errorf("%w: %v", ErrFormat, err)}
+		}
+		off += sh.Rows
+	}
+	return ids, nil
+}
+
 // Close releases the store. Iterators return fs.ErrClosed afterwards.
 func (s *Store) Close() error {
 	s.closed.Store(true)

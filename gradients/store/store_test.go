@@ -677,6 +677,60 @@ func TestIterator(t *testing.T) {
 	}
 }
 
+// TestNextInto reads the same rows as Next into a caller's padded buffer,
+// leaving the padding alone, for chunks that span shards.
+func TestNextInto(t *testing.T) {
+	ids, rows := randRows(23, 5, 11)
+	for _, dt := range []DType{F32, F16, BF16} {
+		dir := filepath.Join(t.TempDir(), "s")
+		build(t, dir, Options{DType: dt, ShardRows: 4, Layers: testLayers}, ids, rows)
+		s := open(t, dir)
+		for _, tc := range []struct{ chunk, stride int }{{1, testDim}, {5, testDim}, {5, testDim + 3}, {6, 32}, {100, 16}} {
+			wantIDs, want := readAll(t, s, tc.chunk)
+			buf := make([]float32, tc.chunk*tc.stride)
+			var gotIDs []int64
+			var got []float32
+			it := s.Chunks(tc.chunk)
+			for i := range buf {
+				buf[i] = -7
+			}
+			for it.NextInto(context.Background(), buf, tc.stride) {
+				c := it.Chunk()
+				if c.Rows.Stride != tc.stride || &c.Rows.Data[0] != &buf[0] {
+					t.Fatalf("%s %+v: chunk does not alias the buffer with its stride", dt, tc)
+				}
+				for i := range len(c.IDs) {
+					got = append(got, c.Rows.Row(i)...)
+					for _, v := range buf[i*tc.stride+testDim : (i+1)*tc.stride] {
+						if v != -7 {
+							t.Fatalf("%s %+v: padding of row %d overwritten", dt, tc, i)
+						}
+					}
+				}
+				gotIDs = append(gotIDs, c.IDs...)
+			}
+			if err := it.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(gotIDs, wantIDs) {
+				t.Fatalf("%s %+v: ids %v, want %v", dt, tc, gotIDs, wantIDs)
+			}
+			if all, err := s.IDs(context.Background()); err != nil || !slices.Equal(all, ids) {
+				t.Fatalf("%s: IDs() = %v, %v, want %v", dt, all, err, ids)
+			}
+			sameBits(t, got, want)
+		}
+		it := s.Chunks(5)
+		if it.NextInto(context.Background(), make([]float32, 5*testDim-1), testDim) || it.Err() == nil {
+			t.Errorf("%s: short buffer accepted", dt)
+		}
+		it = s.Chunks(5)
+		if it.NextInto(context.Background(), make([]float32, 5*testDim), testDim-1) || it.Err() == nil {
+			t.Errorf("%s: stride below the dimension accepted", dt)
+		}
+	}
+}
+
 // Kill test: a subprocess builds a store and is killed with SIGKILL part way;
 // the store must reopen with every committed row and resume.
 
