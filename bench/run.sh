@@ -42,3 +42,19 @@ bench/out/goinfluence bench ekfac --json > "$out/ekfac-$day.json"
 	echo '```'
 } > "$out/ekfac-$day.md"
 cat "$out/ekfac-$day.md"
+
+# Streamed scoring: a 200000×4096 f16 store against 512 queries (OpenBLAS),
+# 20000×4096 on the pure-Go backend, and a 2000000×1024 f16 store (4 GB) for
+# the bounded-memory check. Stores are built once under $BENCH_STORES
+# (default /tmp) and reused.
+stores=${BENCH_STORES:-/tmp}
+{
+	echo "["
+	bench/out/goinfluence bench stream --dir "$stores/bs200k" --json
+	echo ","
+	bench/out/goinfluence bench stream --rows 20000 --backend cpu --dir "$stores/bs20k" --json
+	echo ","
+	bench/out/goinfluence bench stream --rows 2000000 --dim 1024 --dir "$stores/bs2m" --json
+	echo "]"
+} > "$out/stream-$day.json"
+echo "stream results: $out/stream-$day.json"

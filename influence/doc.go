@@ -9,8 +9,10 @@
 // is no 1/N and no minus sign in the score itself. Negative scores mark
 // harmful examples.
 //
-// An Analyzer pairs a Method (how P is formed: Exact, Identity, and later the
-// Kronecker-factored methods) with a linalg.Backend, and computes pairwise
-// scores, self-influence ⟨P(∇L(t)), ∇L(t)⟩ and per-query top-k lists of the
+// An Analyzer pairs a Method (how P is formed: Exact, Identity, the
+// Kronecker-factored methods, CG, LiSSA, Arnoldi and Nystrom on
+// Hessian-vector products from the hessian package, or DataInf on the
+// training gradients) with a linalg.Backend, and computes pairwise scores,
+// self-influence ⟨P(∇L(t)), ∇L(t)⟩ and per-query top-k lists of the
 // most helpful and most harmful training examples.
 package influence

@@ -1,0 +1,152 @@
+package hessian
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/goinfluence/goinfluence/linalg"
+)
+
+func TestCGAgainstCholesky(t *testing.T) {
+	cases := []struct {
+		name    string
+		p, k    int
+		lo, hi  float64
+		damping float64
+		rows    bool // hide ApplyMany
+	}{
+		{"well-conditioned", 40, 5, 1, 10, 0, false},
+		{"damped", 40, 5, 0.01, 10, 0.1, false},
+		{"ill-conditioned", 60, 3, 1e-4, 10, 0, false},
+		{"row-by-row", 25, 4, 0.5, 5, 0.05, true},
+	}
+	for _, c := range cases {
+		rng := rand.New(rand.NewPCG(uint64(c.p), 11))
+		h, _ := withSpectrum(rng, spread(c.lo, c.hi, c.p))
+		d := mustDense(t, h)
+		b := randomBlock(rng, c.k, c.p)
+		want, err := d.Solve(b, c.damping)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var op Operator = d
+		if c.rows {
+			op = rowByRow{d}
+		}
+		got, rep, err := CG(context.Background(), op, c.damping, b, CGOptions{Tol: 1e-12})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		e := maxRelErr(got, want)
+		t.Logf("%s: relative error %.2g, iterations %v, residuals %.1g", c.name, e, rep.Iterations, rep.Residuals)
+		if e > 1e-8 {
+			t.Errorf("%s: relative error %.3g > 1e-8", c.name, e)
+		}
+		for i, r := range rep.Residuals {
+			if r > 1e-10 || rep.Iterations[i] < 1 {
+				t.Errorf("%s: rhs %d: residual %.3g after %d iterations", c.name, i, r, rep.Iterations[i])
+			}
+		}
+		if rep.HVPs < c.k*2 {
+			t.Errorf("%s: %d HVPs reported", c.name, rep.HVPs)
+		}
+	}
+}
+
+func TestCGZeroRHS(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	h, _ := withSpectrum(rng, spread(1, 3, 8))
+	b := randomBlock(rng, 3, 8)
+	clear(b.Row(1))
+	x, rep, err := CG(context.Background(), mustDense(t, h), 0, b, CGOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range x.Row(1) {
+		if v != 0 {
+			t.Fatalf("zero right-hand side gave %v", x.Row(1))
+		}
+	}
+	if rep.Iterations[1] != 0 || rep.Iterations[0] == 0 {
+		t.Errorf("iterations %v", rep.Iterations)
+	}
+}
+
+func TestCGErrors(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	eigs := spread(0.5, 4, 12)
+	eigs[3] = -2 // one negative direction
+	indef, _ := withSpectrum(rng, eigs)
+	spd, _ := withSpectrum(rng, spread(1e-3, 10, 30))
+	b := randomBlock(rng, 3, 12)
+	nan := b.Clone()
+	nan.Set(2, 5, math.NaN())
+	cases := []struct {
+		name    string
+		h       *linalg.Dense64
+		b       *linalg.Dense64
+		damping float64
+		opts    CGOptions
+		is      error
+		want    []string
+	}{
+		{"indefinite", indef, b, 0, CGOptions{}, ErrIndefinite, []string{"cg: right-hand side ", "≤ 0", "damping"}},
+		{"nan", indef, nan, 0, CGOptions{}, ErrNotFinite, []string{"right-hand side 2", "element 5 is NaN"}},
+		{"not converged", spd, randomBlock(rng, 2, 30), 0, CGOptions{MaxIter: 3}, ErrNotConverged, []string{"right-hand side 0", "after 3 iterations"}},
+		{"dimension", spd, b, 0, CGOptions{}, nil, []string{"dimension 12, operator 30"}},
+		{"damping", spd, randomBlock(rng, 1, 30), -1, CGOptions{}, nil, []string{"damping -1"}},
+	}
+	for _, c := range cases {
+		x, rep, err := CG(context.Background(), mustDense(t, c.h), c.damping, c.b, c.opts)
+		if err == nil {
+			t.Errorf("%s: no error", c.name)
+			continue
+		}
+		if c.is != nil && !errors.Is(err, c.is) {
+			t.Errorf("%s: %v does not wrap %v", c.name, err, c.is)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not mention %q", c.name, err, w)
+			}
+		}
+		var he *Error
+		if !errors.As(err, &he) {
+			t.Errorf("%s: %T is not *Error", c.name, err)
+		}
+		if c.is == ErrNotConverged && (x == nil || rep == nil || rep.Iterations[0] != 3) {
+			t.Errorf("%s: partial results not returned", c.name)
+		}
+	}
+}
+
+func TestCGCancel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(6, 6))
+	h, _ := withSpectrum(rng, spread(1, 10, 10))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := CG(ctx, mustDense(t, h), 0, randomBlock(rng, 2, 10), CGOptions{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled CG: %v", err)
+	}
+}
+
+func TestDenseErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		h    *linalg.Dense64
+		want string
+	}{
+		{"square", linalg.NewDense64(2, 3, nil), "not square"},
+		{"nan", linalg.NewDense64(2, 2, []float64{1, 0, math.NaN(), 1}), "(1, 0) is NaN"},
+		{"asymmetric", linalg.NewDense64(2, 2, []float64{1, 0.5, 0.4, 1}), "not symmetric"},
+	}
+	for _, c := range cases {
+		if _, err := NewDense(c.h, nil); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want %q", c.name, err, c.want)
+		}
+	}
+}

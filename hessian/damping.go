@@ -1,0 +1,89 @@
+package hessian
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/goinfluence/goinfluence/linalg"
+)
+
+// Damping is a δ: an absolute value, or the heuristic 0.1 × the mean
+// eigenvalue of the curvature it damps (trace/P).
+type Damping struct {
+	Heuristic bool
+	Value     float64
+}
+
+func (d Damping) String() string {
+	if d.Heuristic {
+		return "heuristic"
+	}
+	return fmt.Sprint(d.Value)
+}
+
+// DampingFromTrace returns the heuristic δ = 0.1 × trace/dim, a tenth of the
+// mean eigenvalue.
+func DampingFromTrace(trace float64, dim int) float64 {
+	return 0.1 * trace / float64(max(dim, 1))
+}
+
+// Tracer is an Operator that knows its exact trace (Dense does).
+type Tracer interface {
+	Trace() float64
+}
+
+const traceStream = 0x7472616365 // "trace"
+
+// Trace returns trace(H): exactly when op is a Tracer or probes ≥ Dim (one
+// product per unit vector, in a block), otherwise by Hutchinson's estimator
+// E[zᵀHz] over probes seeded Rademacher vectors z, whose standard error is
+// about ‖H‖_F·√(2/probes).
+func Trace(ctx context.Context, op Operator, probes int, seed uint64) (float64, error) {
+	if t, ok := op.(Tracer); ok {
+		return t.Trace(), nil
+	}
+	dim := op.Dim()
+	if probes < 1 {
+		return 0, fmt.Errorf("hessian: trace: %d probes, need ≥ 1", probes)
+	}
+	exact := probes >= dim
+	if exact {
+		probes = dim
+	}
+	z := linalg.NewDense64(probes, dim, nil)
+	if exact {
+		for i := 0; i < dim; i++ {
+			z.Set(i, i, 1)
+		}
+	} else {
+		rng := rand.New(rand.NewPCG(seed, traceStream))
+		for i := range z.Data {
+			z.Data[i] = float64(1 - 2*int(rng.Uint64()&1))
+		}
+	}
+	hz := linalg.NewDense64(probes, dim, nil)
+	if err := ApplyMany(ctx, op, z, hz); err != nil {
+		return 0, fmt.Errorf("hessian: trace: %w", err)
+	}
+	var t float64
+	for i := 0; i < probes; i++ {
+		t += dot(z.Row(i), hz.Row(i))
+	}
+	if !exact {
+		t /= float64(probes)
+	}
+	if !finite(t) {
+		return 0, fmt.Errorf("hessian: trace: %w: %v", ErrNotFinite, t)
+	}
+	return t, nil
+}
+
+// HeuristicDamping returns 0.1 × trace(H)/Dim with the trace from Trace.
+func HeuristicDamping(ctx context.Context, op Operator, probes int, seed uint64) (float64, error) {
+	t, err := Trace(ctx, op, probes, seed)
+	if err != nil {
+		return 0, err
+	}
+	return DampingFromTrace(t, op.Dim()), nil
+}
