@@ -26,10 +26,40 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./ekfac
 	$(GO) test -run '^$$' -fuzz '^FuzzManifest$$' -fuzztime $(FUZZTIME) ./gradients/store
 
-# Leave-one-out validation on both built-in data sets, with plots.
+# Leave-one-out validation on both built-in data sets, with plots; then the
+# quality table (LOO, LDS, noisy-label AUC and wall time of every method) for
+# MNIST softmax regression and an MNIST MLP, into bench/results/quality.md
+# (+ .json per model, plots in docs/). Long the first time (MNIST is fetched
+# with the go command; ground truths are cached, see eval.DefaultCacheDir).
+QUALITY = $(GO) run ./cmd/goinfluence validate quality --dataset mnist --plot-dir docs
 validate:
 	$(GO) run ./cmd/goinfluence validate loo --dataset breast-cancer --plot docs/loo-breast-cancer.png
 	$(GO) run ./cmd/goinfluence validate loo --dataset digits --plot docs/loo-digits.png
+	$(QUALITY) --model lr --out-md bench/results/quality-mnist-lr.md --out-json bench/results/quality-mnist-lr.json
+	$(QUALITY) --model mlp --out-md bench/results/quality-mnist-mlp.md --out-json bench/results/quality-mnist-mlp.json
+	{ echo "# Influence quality on MNIST (make validate)"; echo; \
+	  echo "Machine:$$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2), $$(nproc) cores; $$(date -u +%F)."; echo; \
+	  cat bench/results/quality-mnist-lr.md; echo; cat bench/results/quality-mnist-mlp.md; } > bench/results/quality.md
 
 demo:
 	$(GO) run ./cmd/goinfluence demo
+
+# GPU. `make ptx` compiles the CUDA kernels to the PTX that cuda embeds (needs
+# nvcc; commit the .ptx files). `make gpu-test` cross-compiles test binaries
+# and the CLI into .gpu/ for a GPU machine without Go; run each test binary
+# from its package directory, e.g. (cd cuda && ../.gpu/cuda.test -test.v).
+.PHONY: ptx gpu-test
+NVCC ?= nvcc
+GPU_TEST_PKGS ?= cuda linalg influence
+
+ptx: $(patsubst %.cu,%.ptx,$(wildcard cuda/kernels/*.cu))
+
+cuda/kernels/%.ptx: cuda/kernels/%.cu
+	$(NVCC) -ptx -arch=compute_80 -o $@ $<
+
+gpu-test:
+	mkdir -p .gpu
+	for p in $(GPU_TEST_PKGS); do \
+		CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) test -c -o .gpu/$$p.test ./$$p || exit 1; \
+	done
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -o .gpu/goinfluence ./cmd/goinfluence

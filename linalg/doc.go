@@ -50,4 +50,13 @@
 //
 // MeasureGemm times a backend's matrix product, to compare backends on a
 // machine.
+//
+// # Writing a backend
+//
+// A backend in another package implements Backend, validates its arguments
+// with GemmStart and CovStart so that it panics and handles degenerate
+// shapes exactly as the built-in ones do, and registers itself with
+// Register. The package linalg/backendtest is the conformance suite every
+// backend must pass: backendtest.Run(t, be) checks all the methods against
+// float64 references.
 package linalg

@@ -1,0 +1,57 @@
+// Package cuda runs goinfluence on NVIDIA GPUs: it is a linalg.Backend
+// whose products run on cuBLAS, plus kernels of its own for the steps of
+// the pipeline that are not BLAS (seeded projections, EK-FAC scaling,
+// row-wise top-k, half-precision widening).
+//
+// Importing the package registers the backend with linalg under the name
+// "cuda" at priority 30, so linalg.Auto picks it when a GPU answers:
+//
+//	import _ "github.com/goinfluence/goinfluence/cuda"
+//
+// When it cannot open (no driver, no GPU, no cuBLAS), Auto falls back to
+// OpenBLAS or pure Go without a word; GOINFLUENCE_BACKEND=cuda makes that an
+// error that says why.
+//
+// # No cgo, no toolkit at build time
+//
+// The driver (libcuda.so.1), cuBLAS (libcublas.so.13, else .12) and, when
+// needed, NVRTC are loaded at run time with purego, so the package builds
+// with CGO_ENABLED=0 and without CUDA headers, and the same binary runs on
+// machines with and without a GPU. Each way of failing to load has its own
+// error (ErrLibraryNotFound, ErrSymbolMissing, ErrInit, ErrDriverTooOld,
+// ErrNoDevice, ErrNoCUBLAS, ErrNoKernels), and failed calls carry their
+// CUresult or cublasStatus_t by name (CUDA_ERROR_OUT_OF_MEMORY, …), as the
+// Result and BLASStatus types.
+//
+// # Devices
+//
+// A Device is one GPU's primary context (cuDevicePrimaryCtxRetain, never a
+// context of its own, so it shares the GPU with the CUDA runtime of other
+// libraries in the process). One goroutine, locked to its OS thread, owns
+// the context and makes every CUDA call; methods hand it their work and
+// wait. Device memory comes from a pool with size classes, because
+// cuMemAlloc and cuMemFree synchronise the device. Streams, events, PTX
+// modules and kernel launches are exposed for code that keeps data on the
+// GPU across calls.
+//
+// # Kernels
+//
+// The kernels are CUDA C in kernels/*.cu. `make ptx` compiles them with
+// nvcc -ptx -arch=compute_80 into kernels/*.ptx, which are embedded and
+// loaded with cuModuleLoadData; the driver compiles the PTX for the GPU at
+// hand. Where no PTX was generated, the embedded sources are compiled at
+// run time with NVRTC if libnvrtc is installed; otherwise the kernel
+// methods fail with ErrNoKernels while the cuBLAS backend still works.
+//
+// Each kernel has a CPU reference in reference.go with the same semantics
+// bit for bit, which the tests hold to the code it must reproduce:
+// gradients' Philox projections, influence.TopK's order, linalg's
+// conversions, ekfac's reciprocal in float64. Results never depend on the
+// launch shape or the GPU model.
+//
+// # Testing
+//
+// Tests that need a GPU skip with "cuda: no GPU: <reason>" elsewhere.
+// `make gpu-test` cross-compiles the test binaries into .gpu/ for a GPU
+// machine that has no Go.
+package cuda

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package cuda
+
+func threadID() int { return 0 }
