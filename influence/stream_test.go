@@ -32,27 +32,39 @@ func streamBackends(t *testing.T) []linalg.Backend {
 // drawn by value(rng).
 func testStore(t *testing.T, dt store.DType, shardRows, n, dim int, seed uint64, value func(*rand.Rand) float32) *store.Store {
 	t.Helper()
-	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(seed, 7))
+	opt := store.Options{DType: dt, ShardRows: shardRows, Layers: []store.LayerInfo{{Name: "g", Dim: dim}}}
+	return buildStore(t, opt, func(b *store.Builder) error {
+		const piece = 500
+		for lo := 0; lo < n; lo += piece {
+			hi := min(lo+piece, n)
+			ids := make([]int64, hi-lo)
+			rows := make([]float32, (hi-lo)*dim)
+			for i := range ids {
+				ids[i] = 1000 + 3*int64(lo+i)
+			}
+			for i := range rows {
+				rows[i] = value(rng)
+			}
+			if err := b.Add(context.Background(), ids, rows); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// buildStore creates a store in a temporary directory, fills it with add
+// and opens it for the rest of the test.
+func buildStore(t *testing.T, opt store.Options, add func(*store.Builder) error) *store.Store {
+	t.Helper()
 	dir := t.TempDir()
-	b, err := store.Create(dir, store.Options{DType: dt, ShardRows: shardRows, Layers: []store.LayerInfo{{Name: "g", Dim: dim}}})
+	b, err := store.Create(dir, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rng := rand.New(rand.NewPCG(seed, 7))
-	const piece = 500
-	for lo := 0; lo < n; lo += piece {
-		hi := min(lo+piece, n)
-		ids := make([]int64, hi-lo)
-		rows := make([]float32, (hi-lo)*dim)
-		for i := range ids {
-			ids[i] = 1000 + 3*int64(lo+i)
-		}
-		for i := range rows {
-			rows[i] = value(rng)
-		}
-		if err := b.Add(ctx, ids, rows); err != nil {
-			t.Fatal(err)
-		}
+	if err := add(b); err != nil {
+		t.Fatal(err)
 	}
 	if err := b.Close(); err != nil {
 		t.Fatal(err)

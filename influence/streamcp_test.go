@@ -25,23 +25,9 @@ func batchStore(t *testing.T, b *gradients.Batch, dt store.DType, shardRows int)
 	for i := range withIDs.IDs {
 		withIDs.IDs[i] = 1000 + 3*int64(i)
 	}
-	dir := t.TempDir()
-	bl, err := store.Create(dir, store.Options{DType: dt, ShardRows: shardRows, Layers: layers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := bl.AddBatch(context.Background(), &withIDs); err != nil {
-		t.Fatal(err)
-	}
-	if err := bl.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return buildStore(t, store.Options{DType: dt, ShardRows: shardRows, Layers: layers}, func(bl *store.Builder) error {
+		return bl.AddBatch(context.Background(), &withIDs)
+	})
 }
 
 // TestStreamTRAK holds TRAK streamed over one store per checkpoint
@@ -141,20 +127,9 @@ func TestStreamCheckpointsErrors(t *testing.T) {
 	for _, l := range c.Layers {
 		layers = append(layers, store.LayerInfo{Name: l.Name, Dim: l.Dim()})
 	}
-	dir := t.TempDir()
-	bl, err := store.Create(dir, store.Options{DType: store.F32, Layers: layers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := bl.AddBatch(ctx, c); err != nil {
-		t.Fatal(err)
-	}
-	bl.Close()
-	sc, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
+	sc := buildStore(t, store.Options{DType: store.F32, Layers: layers}, func(bl *store.Builder) error {
+		return bl.AddBatch(ctx, c)
+	})
 
 	q := testQueries(2, a.Dim(), 3)
 	for _, tc := range []struct {

@@ -214,22 +214,7 @@ func (m *MLP) tangent(hs []*linalg.Dense64, v []float64) *linalg.Dense64 {
 		if l+1 == len(m.layers) {
 			return dz
 		}
-		// Through the activation, its derivative taken from its output as
-		// backward does.
-		next := hs[l+1]
-		for i := 0; i < n; i++ {
-			dr, hr := dz.Row(i), next.Row(i)
-			for j, hv := range hr {
-				switch m.act {
-				case ReLU:
-					if hv <= 0 {
-						dr[j] = 0
-					}
-				case Tanh:
-					dr[j] *= 1 - hv*hv
-				}
-			}
-		}
+		m.throughActivation(dz, hs[l+1])
 		dh = dz
 	}
 	panic("unreachable")

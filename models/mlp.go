@@ -199,25 +199,29 @@ func (m *MLP) backward(hs []*linalg.Dense64, delta *linalg.Dense64) []*linalg.De
 		wv := blas64.General{Rows: ls.DOut, Cols: ls.DIn - 1, Stride: ls.DIn, Data: m.weights(l)}
 		d := linalg.NewDense64(delta.Rows, ls.DIn-1, nil)
 		blas64.Gemm(blas.NoTrans, blas.NoTrans, 1, general(ds[l]), wv, 0, general(d))
-		// The derivative of the activation from its output: h > 0 for ReLU
-		// (0 at the kink), 1 − h² for tanh.
-		h := hs[l]
-		for i := 0; i < d.Rows; i++ {
-			dr, hr := d.Row(i), h.Row(i)
-			for j, hv := range hr {
-				switch m.act {
-				case ReLU:
-					if hv <= 0 {
-						dr[j] = 0
-					}
-				case Tanh:
-					dr[j] *= 1 - hv*hv
-				}
-			}
-		}
+		m.throughActivation(d, hs[l])
 		ds[l-1] = d
 	}
 	return ds
+}
+
+// throughActivation multiplies d element by element by the derivative of the
+// activation, taken from its output h: h > 0 for ReLU (0 at the kink),
+// 1 − h² for tanh.
+func (m *MLP) throughActivation(d, h *linalg.Dense64) {
+	for i := 0; i < d.Rows; i++ {
+		dr, hr := d.Row(i), h.Row(i)
+		for j, hv := range hr {
+			switch m.act {
+			case ReLU:
+				if hv <= 0 {
+					dr[j] = 0
+				}
+			case Tanh:
+				dr[j] *= 1 - hv*hv
+			}
+		}
+	}
 }
 
 // softmaxRows replaces each row of z by its probabilities and, when lse is not
