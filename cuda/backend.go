@@ -143,16 +143,22 @@ func (b *Backend) onDevice(op string, f func() error) bool {
 		return true
 	}
 	b.fallbacks.Add(1)
+	b.noteErr(fmt.Errorf("cuda: %s: %w", op, err))
+	return false
+}
+
+// noteErr keeps err for Err if it is the first, and stops using the GPU
+// when err leaves it unusable.
+func (b *Backend) noteErr(err error) {
 	var r Result
 	if errors.Is(err, ErrClosed) || (errors.As(err, &r) && r.Sticky()) {
 		b.broken.Store(true)
 	}
 	b.errMu.Lock()
 	if b.err == nil {
-		b.err = fmt.Errorf("cuda: %s: %w", op, err)
+		b.err = err
 	}
 	b.errMu.Unlock()
-	return false
 }
 
 // small reports whether a product of flops operations belongs on the host.

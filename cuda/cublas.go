@@ -21,6 +21,7 @@ type blasAPI struct {
 	dgemm func(h uintptr, tA, tB, m, n, k int32, alpha *float64, a uint64, lda int32, b uint64, ldb int32, beta *float64, c uint64, ldc int32) int32
 	ssyrk func(h uintptr, uplo, trans, n, k int32, alpha *float32, a uint64, lda int32, beta *float32, c uint64, ldc int32) int32
 	dsyrk func(h uintptr, uplo, trans, n, k int32, alpha *float64, a uint64, lda int32, beta *float64, c uint64, ldc int32) int32
+	sdgmm func(h uintptr, side, m, n int32, a uint64, lda int32, x uint64, incx int32, c uint64, ldc int32) int32
 }
 
 // cuBLAS enumerations.
@@ -28,6 +29,7 @@ const (
 	cublasOpN        = 0 // CUBLAS_OP_N
 	cublasOpT        = 1 // CUBLAS_OP_T
 	cublasFillLower  = 0 // CUBLAS_FILL_MODE_LOWER
+	cublasSideLeft   = 0 // CUBLAS_SIDE_LEFT
 	cublasDefaultMth = 0 // CUBLAS_DEFAULT_MATH
 	cublasTF32Math   = 3 // CUBLAS_TF32_TENSOR_OP_MATH
 )
@@ -60,6 +62,7 @@ func openCUBLAS(names ...string) (*blasAPI, error) {
 		sym(&b.dgemm, "cublasDgemm_v2"),
 		sym(&b.ssyrk, "cublasSsyrk_v2"),
 		sym(&b.dsyrk, "cublasDsyrk_v2"),
+		sym(&b.sdgmm, "cublasSdgmm"),
 	})
 	if err != nil {
 		dlclose(h)
@@ -71,7 +74,7 @@ func openCUBLAS(names ...string) (*blasAPI, error) {
 // blasHandle returns the device's cuBLAS handle, bound to its stream,
 // creating it on first use. It runs on the device goroutine.
 func (d *Device) blasHandle() (*blasAPI, uintptr, error) {
-	b, err := loadCUBLAS()
+	b, err := d.cublas()
 	if err != nil {
 		return nil, 0, err
 	}
@@ -87,6 +90,15 @@ func (d *Device) blasHandle() (*blasAPI, uintptr, error) {
 		d.blas = h
 	}
 	return b, d.blas, nil
+}
+
+// cublas returns the cuBLAS of the device: the library, or the stand-in a
+// test has set.
+func (d *Device) cublas() (*blasAPI, error) {
+	if d.blasLib != nil {
+		return d.blasLib, nil
+	}
+	return loadCUBLAS()
 }
 
 // BLASVersion returns the version of the cuBLAS in use (e.g. 130001 for

@@ -46,7 +46,9 @@ type Device struct {
 	ctx        uintptr
 	stream     uintptr // the stream synchronous helpers and the backend use
 	pool       *pool
-	blas       uintptr // cuBLAS handle, created on first use
+	blas       uintptr                 // cuBLAS handle, created on first use
+	blasLib    *blasAPI                // cuBLAS in place of the library's (tests); nil: loadCUBLAS
+	pinned     map[unsafe.Pointer]bool // page-locked host blocks (cuMemHostAlloc)
 	streams    map[uintptr]bool
 	events     map[uintptr]bool
 	modules    map[uintptr]bool
@@ -88,6 +90,7 @@ func openDevice(api *driverAPI, ordinal int) (*Device, error) {
 		api: api, info: info, dev: dev,
 		cmds: make(chan func()), done: make(chan struct{}),
 		streams: map[uintptr]bool{}, events: map[uintptr]bool{}, modules: map[uintptr]bool{},
+		pinned: map[unsafe.Pointer]bool{},
 	}
 	// Keep at most a quarter of the device's memory in free blocks.
 	d.pool = newPool(d.rawAlloc, d.rawFree, info.Memory/4)
@@ -140,11 +143,14 @@ func (d *Device) teardown() {
 	a := d.api
 	a.cuCtxSynchronize()
 	if d.blas != 0 {
-		if b, err := loadCUBLAS(); err == nil {
+		if b, err := d.cublas(); err == nil {
 			b.destroy(d.blas)
 		}
 	}
 	d.pool.release()
+	for p := range d.pinned {
+		a.cuMemFreeHost(p)
+	}
 	for s := range d.streams {
 		a.cuStreamDestroy(s)
 	}
@@ -231,6 +237,29 @@ func (d *Device) rawAlloc(n uint64) (uint64, error) {
 }
 
 func (d *Device) rawFree(p uint64) error { return check("cuMemFree_v2", d.api.cuMemFree(p)) }
+
+// allocHost returns n bytes (n > 0) of page-locked host memory, which the
+// GPU copies from and to asynchronously and at full speed, unlike Go
+// memory. It runs on the device goroutine; the block is freed by freeHost,
+// or when the device closes.
+func (d *Device) allocHost(n int) ([]byte, error) {
+	var p unsafe.Pointer
+	if err := check("cuMemHostAlloc", d.api.cuMemHostAlloc(&p, uint64(n), 0)); err != nil {
+		return nil, err
+	}
+	d.pinned[p] = true
+	return unsafe.Slice((*byte)(p), n), nil
+}
+
+// freeHost frees a block of allocHost; it runs on the device goroutine.
+func (d *Device) freeHost(b []byte) error {
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	if !d.pinned[p] {
+		return fmt.Errorf("cuda: freeing host memory that is not page-locked")
+	}
+	delete(d.pinned, p)
+	return check("cuMemFreeHost", d.api.cuMemFreeHost(p))
+}
 
 // Buffer is a block of device memory from the device's pool.
 type Buffer struct {

@@ -49,9 +49,23 @@
 // conversions, ekfac's reciprocal in float64. Results never depend on the
 // launch shape or the GPU model.
 //
+// # Streamed scoring
+//
+// Backend implements linalg.ScoreStreamer, which influence.StreamScores and
+// StreamCheckpoints use: the queries stay on the GPU, and each chunk of
+// store rows goes there in its stored precision (f16 and bf16 are half the
+// bytes of float32) through page-locked staging buffers, on a copy stream,
+// while the chunk before is widened, multiplied (cuBLAS, in fixed blocks of
+// 1024 rows, so that the chunking does not change a score) and reduced to
+// its top-k on a compute stream; events order the two. Only the top-k
+// candidates come back, or the scores when they are asked for. The scores
+// are cuBLAS's, equal to the host's to float32 rounding, not bit for bit.
+//
 // # Testing
 //
-// Tests that need a GPU skip with "cuda: no GPU: <reason>" elsewhere.
+// Tests that need a GPU skip with "cuda: no GPU: <reason>" elsewhere. The
+// rest run on a fake driver written in Go, whose stream work runs only when
+// the host waits for it and is checked for races between streams.
 // `make gpu-test` cross-compiles the test binaries into .gpu/ for a GPU
 // machine that has no Go.
 package cuda

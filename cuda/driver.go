@@ -43,6 +43,8 @@ type driverAPI struct {
 	cuMemcpyDtoHAsync func(dst unsafe.Pointer, src uint64, bytes uint64, stream uintptr) int32
 	cuMemcpyDtoDAsync func(dst, src uint64, bytes uint64, stream uintptr) int32
 	cuMemsetD8Async   func(dst uint64, v uint8, n uint64, stream uintptr) int32
+	cuMemHostAlloc    func(p *unsafe.Pointer, bytes uint64, flags uint32) int32
+	cuMemFreeHost     func(p unsafe.Pointer) int32
 
 	cuStreamCreate      func(s *uintptr, flags uint32) int32
 	cuStreamDestroy     func(s uintptr) int32
@@ -189,6 +191,8 @@ func (d *driverAPI) symbols() []symbol {
 		sym(&d.cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2"),
 		sym(&d.cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2"),
 		sym(&d.cuMemsetD8Async, "cuMemsetD8Async"),
+		sym(&d.cuMemHostAlloc, "cuMemHostAlloc"),
+		sym(&d.cuMemFreeHost, "cuMemFreeHost"),
 		sym(&d.cuStreamCreate, "cuStreamCreate"),
 		sym(&d.cuStreamDestroy, "cuStreamDestroy_v2"),
 		sym(&d.cuStreamSynchronize, "cuStreamSynchronize"),

@@ -32,6 +32,20 @@ type fakeDriver struct {
 	objects  map[uintptr]string // live streams, events, modules
 	handles  uintptr
 	launches []fakeLaunch
+
+	sched   fakeSched                 // streams, events, races (fakesched_test.go)
+	kernels map[uintptr]fakeKernel    // kernels the fake runs, by function handle
+	pinned  map[unsafe.Pointer][]byte // page-locked host blocks
+	failAt  map[string]int            // call name → number of the call (from 1) that fails
+	calls   map[string]int            // calls so far, by name
+	failRes Result                    // what a failing call returns
+}
+
+// injected counts a call of name and reports whether it is the one that
+// must fail.
+func (f *fakeDriver) injected(name string) bool {
+	f.calls[name]++
+	return f.failAt[name] != 0 && f.calls[name] == f.failAt[name]
 }
 
 type fakeLaunch struct {
@@ -42,7 +56,10 @@ type fakeLaunch struct {
 }
 
 func newFakeDriver(t *testing.T) *fakeDriver {
-	return &fakeDriver{t: t, mem: map[uint64][]byte{}, next: 1 << 32, capacity: 1 << 24, objects: map[uintptr]string{}, handles: 0x1000}
+	f := &fakeDriver{t: t, mem: map[uint64][]byte{}, next: 1 << 32, capacity: 1 << 24, objects: map[uintptr]string{}, handles: 0x1000,
+		kernels: map[uintptr]fakeKernel{}, pinned: map[unsafe.Pointer][]byte{}, failAt: map[string]int{}, calls: map[string]int{}, failRes: InvalidValue}
+	f.sched.init()
+	return f
 }
 
 // enter checks the calling thread and exclusivity; it returns the exit.
@@ -124,7 +141,7 @@ func (f *fakeDriver) api() *driverAPI {
 			return 0
 		},
 		cuCtxSetCurrent:  func(uintptr) int32 { defer ok("cuCtxSetCurrent")(); return 0 },
-		cuCtxSynchronize: func() int32 { defer ok("cuCtxSynchronize")(); return 0 },
+		cuCtxSynchronize: func() int32 { defer ok("cuCtxSynchronize")(); f.sched.syncAll(); return 0 },
 		cuMemGetInfo: func(free, total *uint64) int32 {
 			defer ok("cuMemGetInfo")()
 			*free, *total = f.capacity-f.used, f.capacity
@@ -145,6 +162,7 @@ func (f *fakeDriver) api() *driverAPI {
 		},
 		cuMemFree: func(p uint64) int32 {
 			defer ok("cuMemFree")()
+			f.sched.syncAll() // cuMemFree synchronises the device
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			b, found := f.mem[p]
@@ -157,12 +175,41 @@ func (f *fakeDriver) api() *driverAPI {
 		},
 		cuMemcpyHtoDAsync: func(dst uint64, src unsafe.Pointer, n uint64, s uintptr) int32 {
 			defer ok("cuMemcpyHtoDAsync")()
-			copy(f.block(dst, n), unsafe.Slice((*byte)(src), n))
+			if f.injected("cuMemcpyHtoDAsync") {
+				return int32(f.failRes)
+			}
+			f.sched.enqueue(s, "HtoD", []fakeAccess{devWrite(dst, n), hostRead(src, n)}, func() {
+				copy(f.block(dst, n), unsafe.Slice((*byte)(src), n))
+			})
 			return 0
 		},
 		cuMemcpyDtoHAsync: func(dst unsafe.Pointer, src uint64, n uint64, s uintptr) int32 {
 			defer ok("cuMemcpyDtoHAsync")()
-			copy(unsafe.Slice((*byte)(dst), n), f.block(src, n))
+			if f.injected("cuMemcpyDtoHAsync") {
+				return int32(f.failRes)
+			}
+			f.sched.enqueue(s, "DtoH", []fakeAccess{devRead(src, n), hostWrite(dst, n)}, func() {
+				copy(unsafe.Slice((*byte)(dst), n), f.block(src, n))
+			})
+			return 0
+		},
+		cuMemHostAlloc: func(p *unsafe.Pointer, n uint64, flags uint32) int32 {
+			defer ok("cuMemHostAlloc")()
+			if f.injected("cuMemHostAlloc") {
+				return int32(OutOfMemory)
+			}
+			b := make([]byte, n)
+			*p = unsafe.Pointer(&b[0])
+			f.pinned[*p] = b
+			return 0
+		},
+		cuMemFreeHost: func(p unsafe.Pointer) int32 {
+			defer ok("cuMemFreeHost")()
+			f.sched.syncAll()
+			if f.pinned[p] == nil {
+				return int32(InvalidValue)
+			}
+			delete(f.pinned, p)
 			return 0
 		},
 		cuStreamCreate: func(s *uintptr, flags uint32) int32 {
@@ -171,15 +218,15 @@ func (f *fakeDriver) api() *driverAPI {
 			return 0
 		},
 		cuStreamDestroy:     func(s uintptr) int32 { defer ok("cuStreamDestroy")(); return f.drop(s, "stream") },
-		cuStreamSynchronize: func(s uintptr) int32 { defer ok("cuStreamSynchronize")(); return 0 },
-		cuStreamWaitEvent:   func(s, e uintptr, flags uint32) int32 { defer ok("cuStreamWaitEvent")(); return 0 },
+		cuStreamSynchronize: func(s uintptr) int32 { defer ok("cuStreamSynchronize")(); f.sched.syncStream(s); return 0 },
+		cuStreamWaitEvent:   func(s, e uintptr, flags uint32) int32 { defer ok("cuStreamWaitEvent")(); f.sched.wait(s, e); return 0 },
 		cuEventCreate: func(e *uintptr, flags uint32) int32 {
 			defer ok("cuEventCreate")()
 			*e = f.newHandle("event")
 			return 0
 		},
-		cuEventRecord:      func(e, s uintptr) int32 { defer ok("cuEventRecord")(); return 0 },
-		cuEventSynchronize: func(e uintptr) int32 { defer ok("cuEventSynchronize")(); return 0 },
+		cuEventRecord:      func(e, s uintptr) int32 { defer ok("cuEventRecord")(); f.sched.record(e, s); return 0 },
+		cuEventSynchronize: func(e uintptr) int32 { defer ok("cuEventSynchronize")(); f.sched.syncEvent(e); return 0 },
 		cuEventElapsedTime: func(ms *float32, a, b uintptr) int32 {
 			defer ok("cuEventElapsedTime")()
 			*ms = 1.5
@@ -203,14 +250,18 @@ func (f *fakeDriver) api() *driverAPI {
 		cuLaunchKernel: func(fn uintptr, gx, gy, gz, bx, by, bz, shared uint32, s uintptr, params, extra unsafe.Pointer) int32 {
 			defer ok("cuLaunchKernel")()
 			l := fakeLaunch{f: fn, dims: [7]uint32{gx, gy, gz, bx, by, bz, shared}, stream: s}
-			ps := unsafe.Slice((*unsafe.Pointer)(params), 8)
-			for _, p := range ps {
-				if p == nil {
-					break
-				}
-				l.params = append(l.params, *(*uint64)(p))
+			if f.injected("cuLaunchKernel") {
+				return int32(f.failRes)
+			}
+			// The launch's parameter array ends with a nil (see launch).
+			for p := (*unsafe.Pointer)(params); *p != nil; p = (*unsafe.Pointer)(unsafe.Add(unsafe.Pointer(p), unsafe.Sizeof(p))) {
+				l.params = append(l.params, *(*uint64)(*p))
 			}
 			f.launches = append(f.launches, l)
+			if k := f.kernels[fn]; k != nil {
+				acc, run := k(f, l.params)
+				f.sched.enqueue(s, fmt.Sprintf("kernel %#x", fn), acc, run)
+			}
 			return 0
 		},
 	}

@@ -30,8 +30,9 @@ const DefaultChunkRows = 8192
 // Sgemm only on blocks of gemmBlock rows that start at multiples of gemmBlock
 // in the store, the last padded with zero rows, computes every score the same
 // way however the store is chunked. At 1024 columns a call runs as fast as
-// one on 8192 (measured with OpenBLAS at 512 queries × 4096).
-const gemmBlock = 1024
+// one on 8192 (measured with OpenBLAS at 512 queries × 4096). A backend that
+// streams (linalg.ScoreStreamer) multiplies blocks of the same size.
+const gemmBlock = linalg.ScoreBlock
 
 // strideAlign is the multiple, in float32 elements, to which StreamScores
 // pads the rows of its query and chunk buffers. gonum's dot kernel sums the
@@ -87,6 +88,17 @@ type StreamResult struct {
 // store is split into shards. Top-k lists equal TopK over the full score
 // matrix.
 //
+// On a backend that implements linalg.ScoreStreamer (the cuda backend), the
+// rows are not widened on the host: each chunk is handed to the backend as
+// the shards store it (f16, bf16 or f32), with two chunks in flight while
+// the next is read, and only the top-k candidates come back, or the blocks
+// of scores when the Scores callback is set. Its scores differ from the
+// host's in the last bits (the GPU sums in another order) but, computed on
+// the same fixed blocks of 1024 rows, still do not depend on ChunkRows or
+// the sharding, and the top-k lists still equal TopK over the scores it
+// computes. Where the backend cannot open a stream (no kernels, not enough
+// device memory), StreamScores runs on the host through its Sgemm.
+//
 // Queries with a NaN or an infinity are an error naming the row, as is a
 // query dimension other than the store's. Cancelling ctx stops the stream
 // between chunks and returns ctx.Err().
@@ -131,8 +143,24 @@ func streamScores(ctx context.Context, name string, be linalg.Backend, queries [
 
 	nq, dim := q.Rows, q.Cols
 	tops := newStreamTops(nq, opt.TopK)
-	block := linalg.NewDense32(nq, chunkRows, nil)
 	res := &StreamResult{}
+	if ss, ok := be.(linalg.ScoreStreamer); ok && nq > 0 && dim > 0 && count > 0 {
+		if st, err := ss.NewScoreStream(q, streamOptions(stores, chunkRows, opt)); err == nil {
+			err = streamDevice(ctx, st, stores, chunkRows, opt, tops, res)
+			if err != nil {
+				if ctxErr := ctx.Err(); ctxErr != nil {
+					return nil, ctxErr
+				}
+				return nil, fmt.Errorf("influence: %s: %w", name, err)
+			}
+			res.Rankings = tops.rankings()
+			res.Seconds = time.Since(start).Seconds()
+			return res, nil
+		}
+		// The backend cannot stream here (no kernels, no memory): on the
+		// host, through its Sgemm.
+	}
+	block := linalg.NewDense32(nq, chunkRows, nil)
 
 	err = streamChunks(ctx, stores, chunkRows, func(c *streamChunk) error {
 		n := c.n
@@ -387,6 +415,154 @@ func readSideBySide(ctx context.Context, stores []*store.Store, its []*store.Ite
 	return n, nil
 }
 
+// streamOptions returns the options of the ScoreStream of streamScores.
+func streamOptions(stores []*store.Store, chunkRows int, opt StreamOptions) linalg.ScoreStreamOptions {
+	parts := make([]linalg.RowPart, len(stores))
+	for c, s := range stores {
+		parts[c] = linalg.RowPart{Type: rowType(s.DType()), Cols: s.Dim()}
+	}
+	so := linalg.ScoreStreamOptions{Parts: parts, MaxRows: chunkRows, Scores: opt.Scores != nil}
+	if !so.Scores {
+		so.TopK = opt.TopK
+	}
+	return so
+}
+
+// rowType is the linalg name of a store's element type.
+func rowType(d store.DType) linalg.DType {
+	switch d {
+	case store.F16:
+		return linalg.F16
+	case store.BF16:
+		return linalg.BF16
+	}
+	return linalg.F32
+}
+
+// streamDevice is the loop of streamScores on a backend that streams: the
+// rows of the stores go to st raw, side by side, in chunks of chunkRows
+// (multiples of linalg.ScoreBlock, so that the chunking does not change the
+// scores), and the scores (for the callback, then the heaps) or the top-k
+// candidates (for the heaps) come back. Two chunks are in flight while the
+// next is read. It closes st.
+func streamDevice(ctx context.Context, st linalg.ScoreStream, stores []*store.Store, chunkRows int, opt StreamOptions, tops *streamTops, res *StreamResult) (err error) {
+	defer func() {
+		if cerr := st.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	its := make([]*store.Iterator, len(stores))
+	for c, s := range stores {
+		its[c] = s.Chunks(chunkRows)
+		defer its[c].Close()
+	}
+	// The chunks sent and not yet received, oldest first.
+	type inFlight struct {
+		offset int
+		ids    []int64
+	}
+	var (
+		queue  [2]inFlight
+		head   int
+		queued int
+		raw    = make([][]byte, len(stores))
+	)
+	receive := func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		r, err := st.Receive()
+		if err != nil {
+			return err
+		}
+		c := &queue[head]
+		head, queued = (head+1)%len(queue), queued-1
+		if n := len(c.ids); r.Offset != c.offset || r.Rows != n {
+			return fmt.Errorf("the backend returned rows [%d, %d) for the chunk [%d, %d)", r.Offset, r.Offset+r.Rows, c.offset, c.offset+n)
+		}
+		if opt.Scores != nil {
+			if r.Scores == nil || r.Scores.Rows != len(tops.helpful) || r.Scores.Cols != r.Rows {
+				return fmt.Errorf("the backend returned no %d×%d block of scores for rows [%d, %d)", len(tops.helpful), r.Rows, r.Offset, r.Offset+r.Rows)
+			}
+			if err := opt.Scores(c.offset, c.ids, r.Scores); err != nil {
+				return fmt.Errorf("Scores callback at row %d: %w", c.offset, err)
+			}
+			tops.add(r.Scores, c.offset, c.ids)
+		} else {
+			if err := tops.merge(tops.helpful, r.Helpful, c.offset, c.ids); err != nil {
+				return err
+			}
+			if err := tops.merge(tops.harmful, r.Harmful, c.offset, c.ids); err != nil {
+				return err
+			}
+		}
+		res.Rows += r.Rows
+		return nil
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := readRawSideBySide(ctx, stores, its, raw)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			break
+		}
+		if queued == len(queue) {
+			if err := receive(); err != nil {
+				return err
+			}
+		}
+		c := &queue[(head+queued)%len(queue)]
+		ch := its[0].Chunk()
+		c.offset, c.ids = ch.Offset, append(c.ids[:0], ch.IDs...)
+		var w []float32
+		if opt.Weights != nil {
+			w = opt.Weights[c.offset : c.offset+n]
+		}
+		if err := st.Send(linalg.RawChunk{Offset: c.offset, Rows: n, Parts: raw, Weights: w}); err != nil {
+			return err
+		}
+		queued++
+	}
+	for queued > 0 {
+		if err := receive(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readRawSideBySide reads the next chunk of every store with NextRaw, the
+// raw rows of store c into raw[c], checks that the stores agree on the ids
+// and returns the number of rows, 0 at the end. The chunk is its[0].Chunk().
+func readRawSideBySide(ctx context.Context, stores []*store.Store, its []*store.Iterator, raw [][]byte) (int, error) {
+	var first store.Chunk
+	for c, it := range its {
+		ok := it.NextRaw(ctx)
+		if err := it.Err(); err != nil {
+			return 0, fmt.Errorf("reading store %s: %w", stores[c].Dir(), err)
+		}
+		if !ok {
+			return 0, nil // the stores hold as many rows, checked up front
+		}
+		ch := it.Chunk()
+		raw[c] = ch.Raw
+		if c == 0 {
+			first = ch
+			continue
+		}
+		for i, id := range ch.IDs {
+			if id != first.IDs[i] {
+				return 0, fmt.Errorf("row %d has id %d in the store %s but %d in %s", ch.Offset+i, id, stores[c].Dir(), first.IDs[i], stores[0].Dir())
+			}
+		}
+	}
+	return len(first.IDs), nil
+}
+
 // streamTops holds the per-query heaps of StreamScores.
 type streamTops struct {
 	k       int
@@ -457,6 +633,36 @@ func (t *streamTops) offer(hp, hm *entryHeap, v float32, index int, id int64) {
 		hm.e[0] = Entry{Index: index, ID: id, Score: s}
 		heap.Fix(hm, 0)
 	}
+}
+
+// merge offers a chunk's candidates to the heaps hs (tops.helpful or
+// tops.harmful). It compares entries in TopK's full order, score then index,
+// so that the heaps keep the k best whatever order the candidates come in.
+func (t *streamTops) merge(hs []entryHeap, c linalg.Candidates, offset int, ids []int64) error {
+	if t.k == 0 {
+		return nil
+	}
+	if c.N < 0 || len(c.Index) != len(hs)*c.N || len(c.Score) != len(c.Index) {
+		return fmt.Errorf("the backend returned %d candidate rows and %d scores for %d queries × %d", len(c.Index), len(c.Score), len(hs), c.N)
+	}
+	for qi := range hs {
+		h := &hs[qi]
+		rows, scores := c.Index[qi*c.N:(qi+1)*c.N], c.Score[qi*c.N:(qi+1)*c.N]
+		for j, r := range rows {
+			i := int(r) - offset
+			if i < 0 || i >= len(ids) {
+				return fmt.Errorf("the backend returned candidate row %d for the chunk [%d, %d)", r, offset, offset+len(ids))
+			}
+			e := Entry{Index: int(r), ID: ids[i], Score: float64(scores[j])}
+			if len(h.e) < t.k {
+				heap.Push(h, e)
+			} else if h.worse(h.e[0], e) {
+				h.e[0] = e
+				heap.Fix(h, 0)
+			}
+		}
+	}
+	return nil
 }
 
 // rankings empties the heaps into lists, best first.

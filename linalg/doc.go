@@ -59,4 +59,8 @@
 // Register. The package linalg/backendtest is the conformance suite every
 // backend must pass: backendtest.Run(t, be) checks all the methods against
 // float64 references.
+//
+// A backend may also implement ScoreStreamer, to score rows streamed from
+// host memory in their stored precision against queries it keeps (the
+// cuda backend does); influence's streamed scoring uses it when present.
 package linalg

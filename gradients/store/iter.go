@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io/fs"
 	"math"
@@ -16,7 +17,11 @@ import (
 type Chunk struct {
 	Offset int             // index in the store of the first row
 	IDs    []int64         // the rows' ids
-	Rows   *linalg.Dense32 // len(IDs) × Dim, compact unless read by NextInto
+	Rows   *linalg.Dense32 // len(IDs) × Dim, compact unless read by NextInto; nil after NextRaw
+	// Raw holds the rows as the shards store them, len(IDs) × Dim
+	// little-endian values of the store's DType, row after row, after
+	// NextRaw; nil after Next and NextInto.
+	Raw []byte
 }
 
 // Iterator walks the rows of a store in chunks, in the manner of
@@ -40,8 +45,12 @@ type Iterator struct {
 	pos   int // next row within the shard
 	off   int // index in the store of the next row
 	f     *safetensors.File
+	// spent is the shard the last chunk ended, kept mapped until the next
+	// call because a chunk read by NextRaw may alias it.
+	spent *safetensors.File
 
 	data  []float32
+	raw   []byte // NextRaw's buffer for chunks that span shards
 	ids   []int64
 	chunk Chunk
 	err   error
@@ -80,10 +89,24 @@ func (it *Iterator) NextInto(ctx context.Context, dst []float32, stride int) boo
 	return it.read(ctx, dst, stride)
 }
 
+// NextRaw is Next without the widening: the chunk's rows are left as the
+// shards store them, in Chunk().Raw (len(IDs) × Dim little-endian values of
+// the store's DType), and Chunk().Rows is nil. A chunk that lies within one
+// shard aliases the memory-mapped file, with no copy; one that spans shards
+// is copied into a buffer of the iterator. Either way Raw must not be
+// modified, and is valid until the next call of Next, NextInto, NextRaw or
+// Close.
+func (it *Iterator) NextRaw(ctx context.Context) bool {
+	return it.read(ctx, nil, 0)
+}
+
+// read reads the next chunk: widened into data with the given row stride,
+// or raw when data is nil.
 func (it *Iterator) read(ctx context.Context, data []float32, stride int) bool {
 	if it.done {
 		return false
 	}
+	it.closeSpent()
 	if err := ctx.Err(); err != nil {
 		return it.fail(err)
 	}
@@ -101,6 +124,7 @@ func (it *Iterator) read(ctx context.Context, data []float32, stride int) bool {
 		it.ids = make([]int64, min(it.size, m.Count))
 	}
 	rowBytes := dim * m.DType.Size()
+	var raw []byte
 	for filled := 0; filled < n; {
 		if it.f == nil {
 			f, err := openShard(it.s.dir, m, it.shard)
@@ -111,32 +135,44 @@ func (it *Iterator) read(ctx context.Context, data []float32, stride int) bool {
 		}
 		k := min(n-filled, m.Shards[it.shard].Rows-it.pos)
 		grads := it.f.Bytes("grads")[it.pos*rowBytes : (it.pos+k)*rowBytes]
-		if stride == dim {
+		switch {
+		case data == nil && k == n:
+			raw = grads // the whole chunk in one shard: no copy
+		case data == nil:
+			if it.raw == nil {
+				it.raw = make([]byte, min(it.size, m.Count)*rowBytes)
+			}
+			raw = it.raw[:n*rowBytes]
+			copy(raw[filled*rowBytes:], grads)
+		case stride == dim:
 			it.decode(data[filled*dim:(filled+k)*dim], grads)
-		} else {
+		default:
 			for r := range k {
 				row := data[(filled+r)*stride : (filled+r)*stride+dim]
 				it.decode(row, grads[r*rowBytes:(r+1)*rowBytes])
 			}
 		}
-		raw := it.f.Bytes("ids")[it.pos*8 : (it.pos+k)*8]
-		if err := safetensors.DecodeInt64s(it.ids[filled:filled+k], safetensors.I64, raw); err != nil {
+		idBytes := it.f.Bytes("ids")[it.pos*8 : (it.pos+k)*8]
+		if err := safetensors.DecodeInt64s(it.ids[filled:filled+k], safetensors.I64, idBytes); err != nil {
 			// Unreachable for a checked shard: kept to never return garbage.
 			return it.fail(&Error{Path: filepath.Join(it.s.dir, m.Shards[it.shard].File), Field: "ids", Err: fmt.Errorf("%w: %v", ErrFormat, err)})
 		}
 		filled += k
 		it.pos += k
 		if it.pos == m.Shards[it.shard].Rows {
-			it.f.Close()
+			if filled == n {
+				it.spent = it.f // the chunk may alias it: unmapped at the next call
+			} else {
+				it.f.Close()
+			}
 			it.f = nil
 			it.shard++
 			it.pos = 0
 		}
 	}
-	it.chunk = Chunk{
-		Offset: it.off,
-		IDs:    it.ids[:n],
-		Rows:   &linalg.Dense32{Rows: n, Cols: dim, Stride: stride, Data: data[:(n-1)*stride+dim]},
+	it.chunk = Chunk{Offset: it.off, IDs: it.ids[:n], Raw: raw}
+	if data != nil {
+		it.chunk.Rows = &linalg.Dense32{Rows: n, Cols: dim, Stride: stride, Data: data[:(n-1)*stride+dim]}
 	}
 	it.off += n
 	return true
@@ -165,7 +201,8 @@ func (it *Iterator) fail(err error) bool {
 	return false
 }
 
-// Chunk returns the chunk read by the last successful call of Next.
+// Chunk returns the chunk read by the last successful call of Next,
+// NextInto or NextRaw.
 func (it *Iterator) Chunk() Chunk { return it.chunk }
 
 // Err returns the error that ended the iteration, or nil at the end of the
@@ -176,10 +213,20 @@ func (it *Iterator) Err() error { return it.err }
 // by Next at the end of the store and on an error.
 func (it *Iterator) Close() error {
 	it.done = true
-	if it.f == nil {
+	err := it.closeSpent()
+	if it.f != nil {
+		err = errors.Join(err, it.f.Close())
+		it.f = nil
+	}
+	return err
+}
+
+// closeSpent unmaps the shard that the last chunk finished.
+func (it *Iterator) closeSpent() error {
+	if it.spent == nil {
 		return nil
 	}
-	err := it.f.Close()
-	it.f = nil
+	err := it.spent.Close()
+	it.spent = nil
 	return err
 }
