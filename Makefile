@@ -37,9 +37,11 @@ validate:
 	$(GO) run ./cmd/goinfluence validate loo --dataset digits --plot docs/loo-digits.png
 	$(QUALITY) --model lr --out-md bench/results/quality-mnist-lr.md --out-json bench/results/quality-mnist-lr.json
 	$(QUALITY) --model mlp --out-md bench/results/quality-mnist-mlp.md --out-json bench/results/quality-mnist-mlp.json
-	{ echo "# Influence quality on MNIST (make validate)"; echo; \
-	  echo "Machine:$$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2), $$(nproc) cores; $$(date -u +%F)."; echo; \
-	  cat bench/results/quality-mnist-lr.md; echo; cat bench/results/quality-mnist-mlp.md; } > bench/results/quality.md
+	{ echo "# Influence quality on MNIST"; echo; \
+	  echo "Machine:$$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2), $$(nproc) cores; $$(date -u +%F). Reproduce: \`make validate\`."; echo; \
+	  echo "## MNIST-10 softmax regression"; echo; cat bench/results/quality-mnist-lr.md; echo; \
+	  echo "## MNIST MLP"; echo; cat bench/results/quality-mnist-mlp.md; echo; \
+	  cat bench/results/quality-notes.md; } > bench/results/quality.md
 
 demo:
 	$(GO) run ./cmd/goinfluence demo

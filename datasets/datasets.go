@@ -74,6 +74,16 @@ func load(name, path string, header bool, classes int) (*Dataset, error) {
 // label, skipping one header line when header is set. Every row must have the
 // same number of fields; errors name the line and field.
 func ParseCSV(name string, r io.Reader, header bool, classes int) (*Dataset, error) {
+	return parseCSV(name, r, csvFormat{header: header}, classes)
+}
+
+// csvFormat describes a CSV layout: an optional header line, and the label
+// in the last field or, with labelFirst, the first.
+type csvFormat struct {
+	header, labelFirst bool
+}
+
+func parseCSV(name string, r io.Reader, format csvFormat, classes int) (*Dataset, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<24)
 	var (
@@ -84,7 +94,7 @@ func ParseCSV(name string, r io.Reader, header bool, classes int) (*Dataset, err
 	)
 	for sc.Scan() {
 		line++
-		if header && line == 1 {
+		if format.header && line == 1 {
 			continue
 		}
 		text := strings.TrimSpace(sc.Text())
@@ -101,16 +111,20 @@ func ParseCSV(name string, r io.Reader, header bool, classes int) (*Dataset, err
 		if len(fields) != width {
 			return nil, fmt.Errorf("datasets: %s: line %d: %d fields, want %d", name, line, len(fields), width)
 		}
-		for j, f := range fields[:width-1] {
+		feats, label, first := fields[:width-1], fields[width-1], 1
+		if format.labelFirst {
+			feats, label, first = fields[1:], fields[0], 2
+		}
+		for j, f := range feats {
 			v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
 			if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
-				return nil, fmt.Errorf("datasets: %s: line %d: field %d: bad number %q", name, line, j+1, f)
+				return nil, fmt.Errorf("datasets: %s: line %d: field %d: bad number %q", name, line, j+first, f)
 			}
 			data = append(data, v)
 		}
-		lab, err := strconv.Atoi(strings.TrimSpace(fields[width-1]))
+		lab, err := strconv.Atoi(strings.TrimSpace(label))
 		if err != nil || lab < 0 || lab >= classes {
-			return nil, fmt.Errorf("datasets: %s: line %d: label %q not in [0, %d)", name, line, fields[width-1], classes)
+			return nil, fmt.Errorf("datasets: %s: line %d: label %q not in [0, %d)", name, line, label, classes)
 		}
 		y = append(y, lab)
 	}

@@ -1,7 +1,11 @@
 package datasets
 
 import (
+	"context"
+	"errors"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -92,5 +96,59 @@ func TestParseCSVErrors(t *testing.T) {
 				t.Fatalf("error %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestParseLabelFirst(t *testing.T) {
+	in := "label,p0,p1\n3,0,255\n7,12,1\n"
+	d, err := parseCSV("t", strings.NewReader(in), csvFormat{header: true, labelFirst: true}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Len() != 2 || d.X.Cols != 2 || d.Y[0] != 3 || d.Y[1] != 7 || d.X.At(0, 1) != 255 || d.X.At(1, 0) != 12 {
+		t.Fatalf("parsed %v %v", d.X.Data, d.Y)
+	}
+	_, err = parseCSV("t", strings.NewReader("label,p0\n1,x\n"), csvFormat{header: true, labelFirst: true}, 10)
+	if err == nil || !strings.Contains(err.Error(), "line 2: field 2") {
+		t.Fatalf("error %v does not name line 2, field 2", err)
+	}
+}
+
+func TestMNIST(t *testing.T) {
+	ctx := context.Background()
+	// A directory without the files is unavailable data, not a failure.
+	if _, _, err := MNIST(ctx, t.TempDir()); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("empty directory: %v, want ErrUnavailable", err)
+	}
+	// Files of the wrong size are refused with their path.
+	dir := t.TempDir()
+	for _, f := range []string{"mnist_train.csv", "mnist_test.csv"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("label,p0\n1,0\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := MNIST(ctx, dir); err == nil || !strings.Contains(err.Error(), "want 5000 of 784") {
+		t.Errorf("short files: %v", err)
+	}
+	train, test, err := MNIST(ctx, "")
+	if errors.Is(err, ErrUnavailable) {
+		t.Skipf("MNIST cannot be fetched here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if train.Len() != MNISTTrain || test.Len() != MNISTTest || train.X.Cols != 784 || train.Classes != 10 {
+		t.Fatalf("train %d, test %d, %d features", train.Len(), test.Len(), train.X.Cols)
+	}
+	count := make([]int, 10)
+	for _, y := range train.Y {
+		count[y]++
+	}
+	hi := 0.0
+	for _, v := range train.X.Data {
+		hi = math.Max(hi, v)
+	}
+	if count[0] != 494 || count[1] != 558 || hi != 255 {
+		t.Errorf("class counts %v, largest pixel %v", count, hi)
 	}
 }

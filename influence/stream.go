@@ -14,11 +14,12 @@ import (
 )
 
 // DefaultChunkRows is the number of store rows StreamScores reads at a time
-// when StreamOptions.ChunkRows is zero. At 4096 columns a chunk is 128 MiB of
-// float32: large enough that each Sgemm call runs near the backend's peak and
-// the per-call packing of the queries is amortised, small enough to bound
-// memory well below the size of a store.
-const DefaultChunkRows = 8192
+// when StreamOptions.ChunkRows is zero: two Sgemm blocks. The products run
+// on fixed blocks whatever the chunk, so the chunk only sets how much is
+// widened ahead of the multiplication. At 4096 columns a chunk is 32 MiB of
+// float32, about a last-level cache; on the 2-core benchmark machine 2048
+// rows streamed more steadily than 1024 or 8192 (bench/results/stream-*.md).
+const DefaultChunkRows = 2048
 
 // gemmBlock is the number of columns (store rows) of every Sgemm call of
 // StreamScores. Backends do not sum along k in the same order for every

@@ -113,9 +113,9 @@ func runBenchStream(ctx context.Context, args []string, stdout, stderr io.Writer
 
 	// The yardstick is measured before and after the stream and the faster
 	// run kept, so that the ratio does not flatter the stream.
-	fmt.Fprintf(stderr, "yardstick: %s Sgemm %d×%d×%d over %d rows from memory\n", be.Name(), *nq, min(max(*chunk, influence.DefaultChunkRows), *rows), *dim, *rows)
+	fmt.Fprintf(stderr, "yardstick: %s Sgemm %d×%d×%d over %d rows from memory\n", be.Name(), *nq, min(yardRows, *rows), *dim, *rows)
 	yard := func() float64 {
-		secs := sgemmYardstick(be, q, *rows, *chunk)
+		secs := sgemmYardstick(be, q, *rows)
 		res.SgemmRuns = append(res.SgemmRuns, flops/secs/1e9)
 		if res.SgemmSecs == 0 || secs < res.SgemmSecs {
 			res.SgemmSecs = secs
@@ -249,14 +249,17 @@ func fillUniform(v []float32, rng *rand.Rand) {
 	}
 }
 
+// yardRows is the number of rows of the yardstick's buffer.
+const yardRows = 8192
+
 // sgemmYardstick times the products StreamScores forms, queries × chunk ×
 // dim repeated over rows, from an in-memory float32 buffer, after one
 // untimed call.
-func sgemmYardstick(be linalg.Backend, q *linalg.Dense32, rows, chunk int) float64 {
-	// Never fewer columns per call than the default chunk: a small chunk
-	// fits in cache and would run the yardstick slower, or faster, than the
-	// product itself at its best shape.
-	chunk = min(max(chunk, influence.DefaultChunkRows), rows)
+func sgemmYardstick(be linalg.Backend, q *linalg.Dense32, rows int) float64 {
+	// The same shape whatever --chunk: a buffer of yardRows rows, larger
+	// than any cache, so that the yardstick is Sgemm at its best shape from
+	// memory and does not move with the stream's chunk.
+	chunk := min(yardRows, rows)
 	buf := linalg.NewDense32(chunk, q.Cols, nil)
 	fillUniform(buf.Data, rand.New(rand.NewPCG(3, 0)))
 	c := linalg.NewDense32(q.Rows, chunk, nil)

@@ -8,7 +8,10 @@
 // Usage:
 //
 //	goinfluence demo [--queries N] [--k K] [--png FILE]
-//	goinfluence validate loo --dataset breast-cancer|digits [--test-points N] [--remove K] [--json] [--plot FILE.png]
+//	goinfluence validate loo --dataset breast-cancer|digits|mnist [--method M] [--test-points N] [--remove K] [--json] [--plot FILE.png]
+//	goinfluence validate lds --dataset breast-cancer|digits|mnist [--model lr|mlp] [--method M,…] [--subsets 100] [--alpha 0.5] [--output margin|logit-margin|loss] [--cache DIR] [--json] [--plot FILE.png]
+//	goinfluence validate auc --dataset breast-cancer|digits|mnist [--model lr|mlp] [--method M,…] [--noise 0.1] [--json] [--plot FILE.png]
+//	goinfluence validate quality --dataset mnist [--model lr|mlp] [--method all] [--markdown] [--out-md F] [--out-json F] [--plot-dir DIR]
 //	goinfluence validate curvature [--test-points 20] [--json] [--markdown]
 //	goinfluence train|grads …                         (a checkpoint and its gradient files)
 //	goinfluence project --grads F --kind rademacher|sjlt|gaussian|kronecker --k K [--k-in K --k-out K] --seed S --out F
@@ -44,8 +47,15 @@ Commands:
   demo                 train softmax regression on the embedded digits and show,
                        for a few test digits, the most helpful and harmful
                        training digits
-  validate loo         leave-one-out validation of exact influence on
-                       breast-cancer or digits
+  validate loo         leave-one-out validation of exact influence (or --method M)
+                       on breast-cancer, digits or mnist
+  validate lds         linear datamodeling score (TRAK's protocol): retrain on
+                       --subsets random halves, Spearman of summed scores with
+                       the measured output; ground truths cached (--cache)
+  validate auc         noisy-label detection: flip 10% of labels, retrain, rank
+                       training examples by self-influence, ROC AUC
+  validate quality     the full table: every method × LOO, LDS, AUC and wall
+                       time (default mnist; --model lr|mlp)
   validate curvature   EK-FAC, K-FAC, diagonal and identity against exact
                        influence with the GGN of a digits MLP
   validate projection  EK-FAC in Kronecker-projected spaces against full EK-FAC
@@ -107,17 +117,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDemo(ctx, args[1:], stdout, stderr)
 	case "validate":
 		if len(args) < 2 {
-			return fmt.Errorf("%w: validate needs a protocol: loo, curvature or projection", errUsage)
+			return fmt.Errorf("%w: validate needs a protocol: loo, lds, auc, quality, curvature or projection", errUsage)
 		}
 		switch args[1] {
 		case "loo":
 			return runValidateLOO(ctx, args[2:], stdout, stderr)
+		case "lds":
+			return runValidateLDS(ctx, args[2:], stdout, stderr)
+		case "auc":
+			return runValidateAUC(ctx, args[2:], stdout, stderr)
+		case "quality":
+			return runValidateQuality(ctx, args[2:], stdout, stderr)
 		case "curvature":
 			return runValidateCurvature(ctx, args[2:], stdout, stderr)
 		case "projection":
 			return runValidateProjection(ctx, args[2:], stdout, stderr)
 		}
-		return fmt.Errorf("%w: unknown validation protocol %q (have loo, curvature, projection)", errUsage, args[1])
+		return fmt.Errorf("%w: unknown validation protocol %q (have loo, lds, auc, quality, curvature, projection)", errUsage, args[1])
 	case "project":
 		return runProject(ctx, args[1:], stdout, stderr)
 	case "store":

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,6 +31,7 @@ func TestDemo(t *testing.T) {
 }
 
 func TestValidateLOOJSON(t *testing.T) {
+	t.Setenv("GOINFLUENCE_CACHE", t.TempDir())
 	var out, errOut bytes.Buffer
 	args := []string{"validate", "loo", "--dataset", "breast-cancer", "--test-points", "2", "--remove", "10", "--json"}
 	if err := run(context.Background(), args, &out, &errOut); err != nil {
@@ -55,7 +57,11 @@ func TestUsageErrors(t *testing.T) {
 		{nil, "no command"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
 		{[]string{"validate"}, "needs a protocol"},
-		{[]string{"validate", "lds"}, `unknown validation protocol "lds" (have loo, curvature, projection)`},
+		{[]string{"validate", "ldx"}, `unknown validation protocol "ldx" (have loo, lds, auc, quality, curvature, projection)`},
+		{[]string{"validate", "lds", "--method", "nope", "--no-cache"}, `unknown method "nope"`},
+		{[]string{"validate", "lds", "--output", "nope"}, `unknown output "nope"`},
+		{[]string{"validate", "auc", "--model", "cnn"}, `unknown model "cnn"`},
+		{[]string{"validate", "loo", "--model", "mlp"}, "needs --model lr"},
 		{[]string{"validate", "loo", "--dataset", "iris"}, `unknown dataset "iris"`},
 		{[]string{"validate", "loo", "--remove", "x"}, "invalid value"},
 		{[]string{"demo", "extra"}, `unexpected argument "extra"`},
@@ -89,5 +95,76 @@ func TestBenchGemm(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "cpu") || !strings.Contains(out.String(), "sgemm") {
 		t.Errorf("bench table:\n%s", out.String())
+	}
+}
+
+// TestValidateProtocols runs lds, auc and quality on the small built-in
+// data sets with few retrainings, through the command line.
+func TestValidateProtocols(t *testing.T) {
+	cache := t.TempDir()
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		args []string
+		want []string // in stdout
+		plot string
+	}{
+		{"lds", []string{"validate", "lds", "--dataset", "breast-cancer", "--method", "exact,identity", "--subsets", "10",
+			"--plot", filepath.Join(dir, "lds.png")}, []string{"LDS on breast-cancer", "exact (Cholesky)", "identity"}, "lds.png"},
+		{"auc", []string{"validate", "auc", "--dataset", "digits", "--n-train", "500", "--method", "ekfac",
+			"--plot", filepath.Join(dir, "roc.png")}, []string{"noisy-label AUC on digits", "EK-FAC"}, "roc.png"},
+		{"quality", []string{"validate", "quality", "--dataset", "breast-cancer", "--method", "exact,cg,tracin,trak-1",
+			"--subsets", "8", "--removals", "6", "--trak-dim", "64", "--out-json", filepath.Join(dir, "q.json")},
+			[]string{"| method | LOO (Pearson) |", "| TracIn-CP |", "| CG |", "| TRAK-1 |"}, "q.json"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			if err := run(context.Background(), append(tc.args, "--cache", cache), &out, &errOut); err != nil {
+				t.Fatalf("%v\n%s", err, errOut.String())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("output lacks %q:\n%s", w, out.String())
+				}
+			}
+			if st, err := os.Stat(filepath.Join(dir, tc.plot)); err != nil || st.Size() < 200 {
+				t.Errorf("%s not written: %v", tc.plot, err)
+			}
+			if !strings.Contains(errOut.String(), "training the lr model") && !strings.Contains(errOut.String(), "LDS") {
+				t.Errorf("no progress lines on stderr:\n%s", errOut.String())
+			}
+		})
+	}
+	// The JSON result of quality holds the numbers, exact's above 0.8.
+	b, err := os.ReadFile(filepath.Join(dir, "q.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Rows []struct {
+			Key     string
+			LDS     *float64 `json:"lds"`
+			LOOP    *float64 `json:"loo_pearson"`
+			AUC     *float64 `json:"auc"`
+			Skipped string
+		}
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rows) != 4 || res.Rows[0].Key != "exact" || res.Rows[0].LDS == nil || *res.Rows[0].LDS < 0.8 ||
+		res.Rows[0].LOOP == nil || *res.Rows[0].LOOP < 0.95 ||
+		res.Rows[1].LDS == nil || math.Abs(*res.Rows[1].LDS-*res.Rows[0].LDS) > 0.01 {
+		t.Errorf("quality JSON: %s", b)
+	}
+	// A second lds run finds its ground truth in the cache.
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"validate", "lds", "--dataset", "breast-cancer", "--subsets", "10", "--cache", cache, "--json"}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	var again struct{ Retrained int }
+	if err := json.Unmarshal(out.Bytes(), &again); err != nil || again.Retrained != 0 {
+		t.Errorf("second lds run retrained %d models (%v)", again.Retrained, err)
 	}
 }

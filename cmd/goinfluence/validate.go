@@ -5,38 +5,58 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"github.com/goinfluence/goinfluence/datasets"
 	"github.com/goinfluence/goinfluence/eval"
+	"github.com/goinfluence/goinfluence/linalg"
 )
 
 func runValidateLOO(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("validate loo", stderr)
-	dataset := fs.String("dataset", "breast-cancer", "data set: breast-cancer (logistic regression) or digits (softmax regression)")
+	tf := addTaskFlags(fs, "breast-cancer")
 	tests := fs.Int("test-points", 3, "test points to explain")
 	remove := fs.Int("remove", 40, "training points removed per test point, largest |score| first")
-	l2 := fs.Float64("l2", 0, "L2 strength λ on the mean loss (0: the data set's default, 0.01)")
-	seed := fs.Uint64("seed", 1, "seed for the train/test split and the choice of test points")
+	method := fs.String("method", "exact", "influence method validated: "+methodKeys())
+	damping := fs.String("damping", "l2", "damping of diagonal, K-FAC, EK-FAC and LoGra: l2 (the model's λ), heuristic or a number")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	plotPath := fs.String("plot", "", "write a scatter plot of predicted vs actual to this PNG file")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if *tf.model != "lr" {
+		return fmt.Errorf("%w: validate loo retrains to the optimum and needs --model lr", errUsage)
+	}
 	progress := newProgress(stderr)
-	progress.stage(fmt.Sprintf("training on %s", *dataset))
-	p, err := eval.NewProblem(ctx, *dataset, *l2, *seed)
+	task, err := tf.task(ctx, progress)
 	if err != nil {
 		return err
 	}
-	progress.stage(fmt.Sprintf("trained %s: %d examples, ‖∇R‖ = %.2g after %d Newton steps",
-		p.Model.Kind(), p.Train.Len(), p.Fit.GradNorm, p.Fit.Iterations))
-	res, err := eval.LOO(ctx, p, eval.LOOOptions{
-		TestPoints: *tests, Remove: *remove, Seed: *seed,
+	p, err := task.Problem()
+	if err != nil {
+		return err
+	}
+	grad := make([]float64, len(p.Model.Params()))
+	p.Model.Objective(p.Train.X, p.Train.Y, nil, grad)
+	progress.stage(fmt.Sprintf("trained %s: %d examples, ‖∇R‖ = %.2g", p.Model.Kind(), p.Train.Len(), norm(grad)))
+	opt := eval.LOOOptions{
+		TestPoints: *tests, Remove: *remove, Seed: *tf.seed,
 		Progress: progress.counter("retraining without each removed point"),
-	})
+	}
+	if *method != "exact" {
+		if _, err := eval.LookupMethod(*method); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		opt.Method = *method
+		opt.Scores = func(ctx context.Context, q *datasets.Dataset) (*linalg.Dense64, error) {
+			return task.Scores(ctx, *method, q, eval.NegLoss, eval.MethodConfig{Damping: *damping})
+		}
+	}
+	res, err := eval.LOO(ctx, p, opt)
 	progress.done()
 	if err != nil {
 		return err
@@ -50,8 +70,8 @@ func runValidateLOO(ctx context.Context, args []string, stdout, stderr io.Writer
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(res)
 	}
-	fmt.Fprintf(stdout, "LOO validation of exact influence, %s %s (λ = %g, N = %d, backend %s)\n",
-		res.Dataset, res.Model, res.L2, res.NTrain, res.Backend)
+	fmt.Fprintf(stdout, "LOO validation of %s influence, %s %s (λ = %g, N = %d, backend %s)\n",
+		res.Method, res.Dataset, res.Model, res.L2, res.NTrain, res.Backend)
 	fmt.Fprintf(stdout, "%-10s %10s %10s\n", "test", "Pearson", "Spearman")
 	for _, t := range res.PerTest {
 		fmt.Fprintf(stdout, "%-10d %10.4f %10.4f\n", t.Test, t.Pearson, t.Spearman)
@@ -59,6 +79,14 @@ func runValidateLOO(ctx context.Context, args []string, stdout, stderr io.Writer
 	fmt.Fprintf(stdout, "%-10s %10.4f %10.4f   (%d points, %d retrainings, max ‖∇R‖ %.1g, %.1f s)\n",
 		"all", res.Pearson, res.Spearman, len(res.Points), res.Retrained, res.GradNorm, res.Seconds)
 	return nil
+}
+
+func norm(v []float64) float64 {
+	s := 0.0
+	for _, x := range v {
+		s += x * x
+	}
+	return math.Sqrt(s)
 }
 
 // progress reports stages on stderr: a bar when stderr is a terminal, a
