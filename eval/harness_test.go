@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/goinfluence/goinfluence/datasets"
@@ -412,5 +413,33 @@ func TestPlotLDS(t *testing.T) {
 	}
 	if st, err := os.Stat(out); err != nil || st.Size() < 1000 {
 		t.Fatalf("plot not written: %v", err)
+	}
+}
+
+// TestQualityMethodFails checks that a method that stops with an error
+// (CG held to an unreachable tolerance) costs the table its row only.
+func TestQualityMethodFails(t *testing.T) {
+	ctx := context.Background()
+	task, err := NewTask(ctx, quick(t, "breast-cancer", "lr"), TaskOptions{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := task.Quality(ctx, QualityOptions{
+		Methods: []string{"cg", "identity"},
+		LDS:     LDSOptions{Subsets: 6}, NoLOO: true, NoAUC: true,
+		Config: MethodConfig{CGTol: 1e-15, CGMaxIter: 1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg, id := res.Rows[0], res.Rows[1]
+	if cg.Failed == "" || cg.LDS != nil {
+		t.Errorf("CG after one iteration: failed %q, LDS %s", cg.Failed, fmtOpt(cg.LDS))
+	}
+	if id.Failed != "" || id.LDS == nil {
+		t.Errorf("identity after a failed method: failed %q, LDS %s", id.Failed, fmtOpt(id.LDS))
+	}
+	if md := res.Markdown(); !strings.Contains(md, "| CG | – | – | – | – | failed: ") {
+		t.Errorf("table does not show the failure:\n%s", md)
 	}
 }

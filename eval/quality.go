@@ -54,9 +54,11 @@ type QualityRow struct {
 	Seconds float64  `json:"seconds"` // wall time of scoring the test set (fits and projections included)
 	// SelfSeconds is the wall time of the noisy-label self-influence.
 	SelfSeconds float64 `json:"self_seconds,omitempty"`
-	// Skipped says why the method did not run at all; Notes why a column
-	// is missing.
+	// Skipped says why the method did not run at all; Failed the error it
+	// stopped with (divergence, no convergence), which costs the table
+	// that row only; Notes why a column is missing.
 	Skipped string   `json:"skipped,omitempty"`
+	Failed  string   `json:"failed,omitempty"`
 	Notes   []string `json:"notes,omitempty"`
 }
 
@@ -170,7 +172,13 @@ func (t *Task) Quality(ctx context.Context, opt QualityOptions) (*QualityResult,
 				continue
 			}
 			if err != nil {
-				return nil, fmt.Errorf("eval: %s: %w", spec.Name, err)
+				if ctx.Err() != nil {
+					return nil, fmt.Errorf("eval: %s: %w", spec.Name, err)
+				}
+				row.Failed = err.Error()
+				res.Rows = append(res.Rows, row)
+				t.stage(fmt.Sprintf("%s: failed: %v", spec.Name, err))
+				continue
 			}
 			row.Seconds = (time.Since(s0) - (truthTime - t0)).Seconds()
 			if lds != nil {
@@ -197,7 +205,10 @@ func (t *Task) Quality(ctx context.Context, opt QualityOptions) (*QualityResult,
 			if errors.Is(err, ErrSkipped) {
 				row.Notes = append(row.Notes, "AUC "+skipReason(err))
 			} else if err != nil {
-				return nil, fmt.Errorf("eval: %s (noisy labels): %w", spec.Name, err)
+				if ctx.Err() != nil {
+					return nil, fmt.Errorf("eval: %s (noisy labels): %w", spec.Name, err)
+				}
+				row.Notes = append(row.Notes, "AUC failed: "+err.Error())
 			} else {
 				row.SelfSeconds = (time.Since(s0) - (truthTime - t0)).Seconds()
 				a := AUC(out.Self, flipped)
@@ -326,8 +337,11 @@ func finite(v float64) *float64 {
 }
 
 func (r *QualityRow) summary() string {
-	if r.Skipped != "" {
+	switch {
+	case r.Skipped != "":
 		return "skipped: " + r.Skipped
+	case r.Failed != "":
+		return "failed: " + r.Failed
 	}
 	return fmt.Sprintf("LOO %s, LDS %s, AUC %s, %.2f s", fmtOpt(r.LOO), fmtOpt(r.LDS), fmtOpt(r.AUC), r.Seconds)
 }
@@ -357,6 +371,10 @@ func (r *QualityResult) Markdown() string {
 	for _, row := range r.Rows {
 		if row.Skipped != "" {
 			fmt.Fprintf(&b, "| %s | – | – | – | – | skipped: %s |\n", row.Method, row.Skipped)
+			continue
+		}
+		if row.Failed != "" {
+			fmt.Fprintf(&b, "| %s | – | – | – | – | failed: %s |\n", row.Method, row.Failed)
 			continue
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %.2f | %s |\n", row.Method, fmtOpt(row.LOO), fmtOpt(row.LDS), fmtOpt(row.AUC), row.Seconds,

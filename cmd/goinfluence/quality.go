@@ -206,18 +206,26 @@ func runProtocol(ctx context.Context, which string, args []string, stdout, stder
 	}
 	fmt.Fprintf(stdout, "%s on %s, %s (N = %d, %d test points, output %s, backend %s)\n",
 		map[string]string{"lds": "LDS", "auc": "noisy-label AUC"}[which], res.Setup.Dataset, res.Model, res.NTrain, res.NTest, res.Options.Output, res.Backend)
+	var failed []string
 	for _, row := range res.Rows {
 		v := row.LDS
 		if which == "auc" {
 			v = row.AUC
 		}
-		if row.Skipped != "" {
+		switch {
+		case row.Skipped != "":
 			fmt.Fprintf(stdout, "%-40s skipped: %s\n", row.Method, row.Skipped)
-			continue
+		case row.Failed != "":
+			fmt.Fprintf(stdout, "%-40s failed: %s\n", row.Method, row.Failed)
+			failed = append(failed, row.Key)
+		default:
+			fmt.Fprintf(stdout, "%-40s %s   (%.2f s)\n", row.Method, fmtValue(v), row.Seconds+row.SelfSeconds)
 		}
-		fmt.Fprintf(stdout, "%-40s %s   (%.2f s)\n", row.Method, fmtValue(v), row.Seconds+row.SelfSeconds)
 	}
 	fmt.Fprintf(stdout, "ground truth: %d models trained this run (0 = all from the cache), %.1f s\n", res.Retrained, res.TruthSeconds)
+	if len(failed) > 0 {
+		return fmt.Errorf("method(s) failed: %s", strings.Join(failed, ", "))
+	}
 	return nil
 }
 
