@@ -288,7 +288,7 @@ func noisyFraction(o AUCOptions) float64 {
 // spent training checkpoints and ensembles is added to truth, so that it is
 // not charged to a method's wall time.
 func (t *Task) inputs(w *world, opt QualityOptions, queries bool, truth *time.Duration) *Inputs {
-	in := &Inputs{Model: w.model, Train: w.train, Output: opt.Output, Backend: t.Backend, Config: opt.Config}
+	in := &Inputs{Model: w.model, Train: w.train, Output: opt.Output, Backend: t.Backend, Config: opt.Config, Progress: t.stage}
 	if queries {
 		in.Queries = t.Test
 	}

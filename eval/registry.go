@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -67,42 +68,18 @@ type MethodConfig struct {
 }
 
 func (c *MethodConfig) defaults() {
-	if c.Damping == "" {
-		c.Damping = "l2"
-	}
-	if c.ExactMaxParams == 0 {
-		c.ExactMaxParams = 12000
-	}
-	if c.LoGraK == 0 {
-		c.LoGraK = 32
-	}
-	if c.TRAKDim == 0 {
-		c.TRAKDim = 2048
-	}
-	if c.CGTol == 0 {
-		c.CGTol = 1e-4
-	}
-	if c.CGMaxIter == 0 {
-		c.CGMaxIter = 300
-	}
-	if c.LiSSADepth == 0 {
-		c.LiSSADepth = 300
-	}
-	if c.LiSSABatch == 0 {
-		c.LiSSABatch = 256
-	}
-	if c.ArnoldiIter == 0 {
-		c.ArnoldiIter = 200
-	}
-	if c.ArnoldiTopK == 0 {
-		c.ArnoldiTopK = 100
-	}
-	if c.IterativeSelfMax == 0 {
-		c.IterativeSelfMax = 2000
-	}
-	if c.IterativeMaxParams == 0 {
-		c.IterativeMaxParams = 20000
-	}
+	c.Damping = cmp.Or(c.Damping, "l2")
+	c.ExactMaxParams = cmp.Or(c.ExactMaxParams, 12000)
+	c.LoGraK = cmp.Or(c.LoGraK, 32)
+	c.TRAKDim = cmp.Or(c.TRAKDim, 2048)
+	c.CGTol = cmp.Or(c.CGTol, 1e-4)
+	c.CGMaxIter = cmp.Or(c.CGMaxIter, 300)
+	c.LiSSADepth = cmp.Or(c.LiSSADepth, 300)
+	c.LiSSABatch = cmp.Or(c.LiSSABatch, 256)
+	c.ArnoldiIter = cmp.Or(c.ArnoldiIter, 200)
+	c.ArnoldiTopK = cmp.Or(c.ArnoldiTopK, 100)
+	c.IterativeSelfMax = cmp.Or(c.IterativeSelfMax, 2000)
+	c.IterativeMaxParams = cmp.Or(c.IterativeMaxParams, 20000)
 }
 
 // fittedDamping resolves Damping for a model.
@@ -128,6 +105,9 @@ type Inputs struct {
 	// trained independently on Train, the first being Model.
 	Snapshots func(ctx context.Context) ([]Snapshot, error)
 	Ensemble  func(ctx context.Context, k int) ([]models.Model, error)
+	// Progress, when set, receives a line now and then from methods that
+	// iterate for long (CG, LiSSA).
+	Progress func(string)
 
 	query, train, fit *gradients.Batch
 }
@@ -270,7 +250,15 @@ func iterativeRun(kind string) func(context.Context, *Inputs, bool) (*MethodResu
 		}
 		switch kind {
 		case "cg":
-			m = influence.CG(op, c.ExactDamping, hessian.CGOptions{Tol: c.CGTol, MaxIter: c.CGMaxIter})
+			opt := hessian.CGOptions{Tol: c.CGTol, MaxIter: c.CGMaxIter}
+			if in.Progress != nil {
+				opt.Progress = func(it, active int) {
+					if it%10 == 0 {
+						in.Progress(fmt.Sprintf("CG: iteration %d of at most %d, %d right-hand sides above tolerance %g", it, c.CGMaxIter, active, c.CGTol))
+					}
+				}
+			}
+			m = influence.CG(op, c.ExactDamping, opt)
 		case "arnoldi":
 			m = influence.Arnoldi(op, c.ExactDamping, hessian.ArnoldiOptions{Iterations: c.ArnoldiIter, TopK: c.ArnoldiTopK, Seed: c.Seed})
 		case "lissa":
@@ -283,6 +271,13 @@ func iterativeRun(kind string) func(context.Context, *Inputs, bool) (*MethodResu
 				scale = 2 * (lr.Values[0] + c.ExactDamping)
 			}
 			opt := hessian.LiSSAOptions{Scale: scale, Depth: c.LiSSADepth, Seed: c.Seed}
+			if in.Progress != nil {
+				opt.Progress = func(_, step, _ int) {
+					if step%50 == 0 {
+						in.Progress(fmt.Sprintf("LiSSA: step %d of %d", step, c.LiSSADepth))
+					}
+				}
+			}
 			if n := in.Train.Len(); c.LiSSABatch < n {
 				opt.Sample = func(seed uint64) (hessian.Operator, error) {
 					rows := rand.New(rand.NewPCG(seed, 0x6c69737361)).Perm(n)[:c.LiSSABatch] // "lissa"

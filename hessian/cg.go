@@ -16,6 +16,10 @@ type CGOptions struct {
 	// MaxIter bounds the iterations of each right-hand side; 0 means 1000.
 	// In exact arithmetic CG needs at most Dim.
 	MaxIter int
+	// Progress, when set, is called after every iteration with the
+	// iteration and the number of right-hand sides still iterating: a solve
+	// on a large model can take many minutes.
+	Progress func(iter, active int)
 }
 
 // CG solves (H + δI)x = b by conjugate gradients for every row b of the
@@ -95,6 +99,9 @@ func CG(ctx context.Context, op Operator, damping float64, b *linalg.Dense64, op
 			next = append(next, i)
 		}
 		act = next
+		if opts.Progress != nil {
+			opts.Progress(it, len(act))
+		}
 	}
 	// The recurrence drifts from the true residual; report the true one.
 	all := make([]int, 0, k)

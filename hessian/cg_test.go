@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -148,5 +149,46 @@ func TestDenseErrors(t *testing.T) {
 		if _, err := NewDense(c.h, nil); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want %q", c.name, err, c.want)
 		}
+	}
+}
+
+// TestProgress checks that CG and LiSSA report every iteration, in order,
+// with the number of right-hand sides still iterating, and that the
+// report ends where the solve did.
+func TestProgress(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 13))
+	h, _ := withSpectrum(rng, spread(1, 10, 30))
+	d := mustDense(t, h)
+	b := randomBlock(rng, 4, 30)
+
+	var iters, active []int
+	_, rep, err := CG(context.Background(), d, 0, b, CGOptions{Tol: 1e-10, Progress: func(it, a int) {
+		iters, active = append(iters, it), append(active, a)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := slices.Max(rep.Iterations)
+	if len(iters) != last || active[len(active)-1] != 0 {
+		t.Fatalf("CG: %d progress calls ending with %d active, solve took %d iterations", len(iters), active[len(active)-1], last)
+	}
+	for i, it := range iters {
+		if it != i+1 || (i > 0 && active[i] > active[i-1]) || active[i] > b.Rows {
+			t.Fatalf("CG progress: iterations %v, active %v", iters, active)
+		}
+	}
+
+	steps := 0
+	_, _, err = LiSSA(context.Background(), d, 0, b, LiSSAOptions{Scale: 10, Depth: 25, Progress: func(r, step, a int) {
+		steps++
+		if r != 0 || step != steps || a != b.Rows {
+			t.Fatalf("LiSSA progress: repeat %d step %d active %d after %d calls", r, step, a, steps-1)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if steps != 25 {
+		t.Fatalf("LiSSA: %d progress calls for depth 25", steps)
 	}
 }

@@ -35,6 +35,9 @@ type LiSSAOptions struct {
 	Sample func(seed uint64) (Operator, error)
 	// Seed seeds Sample's per-step seeds.
 	Seed uint64
+	// Progress, when set, is called after every step with the repeat, the
+	// step and the number of right-hand sides still iterating.
+	Progress func(repeat, step, active int)
 }
 
 // divergeSlack is how far beyond the contraction bounds an iterate may go
@@ -140,6 +143,9 @@ func LiSSA(ctx context.Context, op Operator, damping float64, b *linalg.Dense64,
 				next = append(next, i)
 			}
 			act = next
+			if opts.Progress != nil {
+				opts.Progress(r, j, len(act))
+			}
 		}
 		if opts.Tol > 0 && len(act) > 0 && notConverged == nil {
 			i := act[0]

@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"os"
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
+	"gonum.org/v1/gonum/floats"
 
 	"github.com/goinfluence/goinfluence/datasets"
 	"github.com/goinfluence/goinfluence/eval"
@@ -42,7 +42,7 @@ func runValidateLOO(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	grad := make([]float64, len(p.Model.Params()))
 	p.Model.Objective(p.Train.X, p.Train.Y, nil, grad)
-	progress.stage(fmt.Sprintf("trained %s: %d examples, ‖∇R‖ = %.2g", p.Model.Kind(), p.Train.Len(), norm(grad)))
+	progress.stage(fmt.Sprintf("trained %s: %d examples, ‖∇R‖ = %.2g", p.Model.Kind(), p.Train.Len(), floats.Norm(grad, 2)))
 	opt := eval.LOOOptions{
 		TestPoints: *tests, Remove: *remove, Seed: *tf.seed,
 		Progress: progress.counter("retraining without each removed point"),
@@ -79,14 +79,6 @@ func runValidateLOO(ctx context.Context, args []string, stdout, stderr io.Writer
 	fmt.Fprintf(stdout, "%-10s %10.4f %10.4f   (%d points, %d retrainings, max ‖∇R‖ %.1g, %.1f s)\n",
 		"all", res.Pearson, res.Spearman, len(res.Points), res.Retrained, res.GradNorm, res.Seconds)
 	return nil
-}
-
-func norm(v []float64) float64 {
-	s := 0.0
-	for _, x := range v {
-		s += x * x
-	}
-	return math.Sqrt(s)
 }
 
 // progress reports stages on stderr: a bar when stderr is a terminal, a
