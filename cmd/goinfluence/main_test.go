@@ -67,6 +67,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"demo", "extra"}, `unexpected argument "extra"`},
 		{[]string{"demo", "--k", "0"}, "at least 1"},
 		{[]string{"bench", "gemm", "--sizes", "0"}, "bad size"},
+		// A method that fails is reported in its row and in the exit status.
+		{[]string{"validate", "lds", "--dataset", "breast-cancer", "--method", "cg,identity", "--subsets", "4", "--no-cache",
+			"--cg-max-iter", "1", "--cg-tol", "1e-15"}, "method(s) failed: cg"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

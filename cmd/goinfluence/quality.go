@@ -58,6 +58,9 @@ type protocolFlags struct {
 	output, damping                           *string
 	subsets, seeds, removals, loGraK, trakDim *int
 	selfMax, iterMax                          *int
+	cgMaxIter, lissaDepth, lissaBatch         *int
+	arnoldiIter, arnoldiTopK                  *int
+	cgTol, lissaScale                         *float64
 	alpha, noise, trakDamping                 *float64
 	subsetSeed, removalSeed, noiseSeed, mSeed *uint64
 }
@@ -80,6 +83,13 @@ func addProtocolFlags(fs *flag.FlagSet) *protocolFlags {
 		mSeed:       fs.Uint64("method-seed", 0, "seed of sampled Fisher labels and projections (0: the task seed)"),
 		selfMax:     fs.Int("iterative-self-max", 2000, "CG, LiSSA: compute self-influence (AUC) only up to this many training examples"),
 		iterMax:     fs.Int("iterative-max-params", 20000, "CG, LiSSA: skip models with more parameters (-1: no limit)"),
+		cgTol:       fs.Float64("cg-tol", 1e-4, "CG: relative residual each query is solved to (missing it is an error)"),
+		cgMaxIter:   fs.Int("cg-max-iter", 300, "CG: iterations at most"),
+		lissaDepth:  fs.Int("lissa-depth", 300, "LiSSA: recursion steps"),
+		lissaBatch:  fs.Int("lissa-batch", 256, "LiSSA: training examples sampled per step"),
+		lissaScale:  fs.Float64("lissa-scale", 0, "LiSSA: scale s (0: 2 × λ_max estimated by Lanczos)"),
+		arnoldiIter: fs.Int("arnoldi-iter", 200, "Arnoldi: Lanczos iterations"),
+		arnoldiTopK: fs.Int("arnoldi-topk", 100, "Arnoldi: eigenpairs kept"),
 	}
 }
 
@@ -95,7 +105,9 @@ func (f *protocolFlags) options(methods []string) (eval.QualityOptions, error) {
 		LOO:     eval.LOOTruthOptions{Removals: *f.removals, Seed: *f.removalSeed},
 		AUC:     eval.AUCOptions{Fraction: *f.noise, Seed: *f.noiseSeed},
 		Config: eval.MethodConfig{Damping: *f.damping, LoGraK: *f.loGraK, TRAKDim: *f.trakDim, TRAKDamping: *f.trakDamping, Seed: *f.mSeed,
-			IterativeSelfMax: *f.selfMax, IterativeMaxParams: *f.iterMax},
+			IterativeSelfMax: *f.selfMax, IterativeMaxParams: *f.iterMax,
+			CGTol: *f.cgTol, CGMaxIter: *f.cgMaxIter, LiSSADepth: *f.lissaDepth, LiSSABatch: *f.lissaBatch, LiSSAScale: *f.lissaScale,
+			ArnoldiIter: *f.arnoldiIter, ArnoldiTopK: *f.arnoldiTopK},
 	}, nil
 }
 
