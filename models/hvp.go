@@ -167,6 +167,10 @@ func compact(v *linalg.Dense64) []float64 {
 // applies K_n to the logit tangents and backpropagates the result.
 func (h *HVP) applyMLP(ctx context.Context, v, out *linalg.Dense64) error {
 	m := h.mlp
+	// The products run on the default backend (OpenBLAS where present), as
+	// the regressions' do; each vector is pushed through on its own, so its
+	// result does not depend on the other vectors of the block.
+	gemm := gemmOn(linalg.Default())
 	for i := 0; i < v.Rows; i++ {
 		clear(out.Row(i))
 	}
@@ -175,7 +179,7 @@ func (h *HVP) applyMLP(ctx context.Context, v, out *linalg.Dense64) error {
 			return err
 		}
 		for j := 0; j < v.Rows; j++ {
-			u := m.tangent(b.hs, v.Row(j))
+			u := m.tangent(gemm, b.hs, v.Row(j))
 			for i := 0; i < u.Rows; i++ {
 				t, p := u.Row(i), b.p.Row(i)
 				kv := dot(p, t)
@@ -184,7 +188,7 @@ func (h *HVP) applyMLP(ctx context.Context, v, out *linalg.Dense64) error {
 					t[o] = s * p[o] * (t[o] - kv)
 				}
 			}
-			m.accumulate(out.Row(j), b.hs, m.backward(b.hs, u))
+			m.accumulateWith(gemm, out.Row(j), b.hs, m.backwardWith(gemm, b.hs, u))
 		}
 	}
 	return nil
@@ -192,7 +196,7 @@ func (h *HVP) applyMLP(ctx context.Context, v, out *linalg.Dense64) error {
 
 // tangent returns the directional derivative of the logits of the examples
 // whose layer inputs are hs, along the parameter direction v.
-func (m *MLP) tangent(hs []*linalg.Dense64, v []float64) *linalg.Dense64 {
+func (m *MLP) tangent(gemm gemmFunc, hs []*linalg.Dense64, v []float64) *linalg.Dense64 {
 	n := hs[0].Rows
 	var dh *linalg.Dense64 // tangent of the current layer's input; zero for x
 	for l, ls := range m.layers {
@@ -200,7 +204,7 @@ func (m *MLP) tangent(hs []*linalg.Dense64, v []float64) *linalg.Dense64 {
 		// dz = [h, 1]·V_lᵀ + dh·W_lᵀ, the bias columns left out of W_l.
 		vl := v[m.offs[l] : m.offs[l]+ls.DOut*ls.DIn]
 		vv := blas64.General{Rows: ls.DOut, Cols: ls.DIn - 1, Stride: ls.DIn, Data: vl}
-		blas64.Gemm(blas.NoTrans, blas.Trans, 1, general(hs[l]), vv, 0, general(dz))
+		gemm(blas.NoTrans, blas.Trans, 1, general(hs[l]), vv, 0, general(dz))
 		for i := 0; i < n; i++ {
 			row := dz.Row(i)
 			for o := range row {
@@ -209,7 +213,7 @@ func (m *MLP) tangent(hs []*linalg.Dense64, v []float64) *linalg.Dense64 {
 		}
 		if dh != nil {
 			wv := blas64.General{Rows: ls.DOut, Cols: ls.DIn - 1, Stride: ls.DIn, Data: m.weights(l)}
-			blas64.Gemm(blas.NoTrans, blas.Trans, 1, general(dh), wv, 1, general(dz))
+			gemm(blas.NoTrans, blas.Trans, 1, general(dh), wv, 1, general(dz))
 		}
 		if l+1 == len(m.layers) {
 			return dz

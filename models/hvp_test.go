@@ -3,6 +3,7 @@ package models
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -72,6 +73,10 @@ func TestHVPMatchesCurvature(t *testing.T) {
 				}
 				if e := relErr(one, want.Row(i)); e > 1e-12 {
 					t.Errorf("%s n=%d: Apply %d: relative error %.2g", c.name, n, i, e)
+				}
+				// A vector's product must not depend on the others of its block.
+				if !slices.Equal(one, got.Row(i)) {
+					t.Errorf("%s n=%d: vector %d alone and in a block of %d differ (relative %.2g)", c.name, n, i, k, relErr(one, got.Row(i)))
 				}
 			}
 			if n == 37 {

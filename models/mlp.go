@@ -191,6 +191,25 @@ func (m *MLP) forward(x *linalg.Dense64) (hs []*linalg.Dense64, logits *linalg.D
 // backward returns ∂/∂z_l for every layer l given delta = ∂/∂(logits), row by
 // row: deltas[len-1] is delta itself.
 func (m *MLP) backward(hs []*linalg.Dense64, delta *linalg.Dense64) []*linalg.Dense64 {
+	return m.backwardWith(blas64.Gemm, hs, delta)
+}
+
+// gemmFunc is a GEMM: blas64.Gemm (pure Go, the same bits on every machine:
+// training uses it) or a linalg backend's (gemmOn).
+type gemmFunc func(tA, tB blas.Transpose, alpha float64, a, b blas64.General, beta float64, c blas64.General)
+
+// gemmOn returns be's Dgemm as a gemmFunc.
+func gemmOn(be linalg.Backend) gemmFunc {
+	return func(tA, tB blas.Transpose, alpha float64, a, b blas64.General, beta float64, c blas64.General) {
+		be.Dgemm(linalg.Transpose(tA != blas.NoTrans), linalg.Transpose(tB != blas.NoTrans), alpha, dense(a), dense(b), beta, dense(c))
+	}
+}
+
+func dense(g blas64.General) *linalg.Dense64 {
+	return &linalg.Dense64{Rows: g.Rows, Cols: g.Cols, Stride: g.Stride, Data: g.Data}
+}
+
+func (m *MLP) backwardWith(gemm gemmFunc, hs []*linalg.Dense64, delta *linalg.Dense64) []*linalg.Dense64 {
 	L := len(m.layers)
 	ds := make([]*linalg.Dense64, L)
 	ds[L-1] = delta
@@ -198,7 +217,7 @@ func (m *MLP) backward(hs []*linalg.Dense64, delta *linalg.Dense64) []*linalg.De
 		ls := m.layers[l]
 		wv := blas64.General{Rows: ls.DOut, Cols: ls.DIn - 1, Stride: ls.DIn, Data: m.weights(l)}
 		d := linalg.NewDense64(delta.Rows, ls.DIn-1, nil)
-		blas64.Gemm(blas.NoTrans, blas.NoTrans, 1, general(ds[l]), wv, 0, general(d))
+		gemm(blas.NoTrans, blas.NoTrans, 1, general(ds[l]), wv, 0, general(d))
 		m.throughActivation(d, hs[l])
 		ds[l-1] = d
 	}
@@ -343,10 +362,14 @@ func (m *MLP) Objective(x *linalg.Dense64, y []int, w []float64, grad []float64)
 
 // accumulate adds Σ_n δ_n [h_n; 1]ᵀ for every layer to grad.
 func (m *MLP) accumulate(grad []float64, hs, ds []*linalg.Dense64) {
+	m.accumulateWith(blas64.Gemm, grad, hs, ds)
+}
+
+func (m *MLP) accumulateWith(gemm gemmFunc, grad []float64, hs, ds []*linalg.Dense64) {
 	for l, ls := range m.layers {
 		g := grad[m.offs[l] : m.offs[l]+ls.DOut*ls.DIn]
 		gv := blas64.General{Rows: ls.DOut, Cols: ls.DIn - 1, Stride: ls.DIn, Data: g}
-		blas64.Gemm(blas.Trans, blas.NoTrans, 1, general(ds[l]), general(hs[l]), 1, gv)
+		gemm(blas.Trans, blas.NoTrans, 1, general(ds[l]), general(hs[l]), 1, gv)
 		d := ds[l]
 		for i := 0; i < d.Rows; i++ {
 			for o, v := range d.Row(i) {
