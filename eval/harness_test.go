@@ -442,4 +442,16 @@ func TestQualityMethodFails(t *testing.T) {
 	if md := res.Markdown(); !strings.Contains(md, "| CG | – | – | – | – | failed: ") {
 		t.Errorf("table does not show the failure:\n%s", md)
 	}
+	// Truncated, the same solve scores and says how far it got.
+	res, err = task.Quality(ctx, QualityOptions{
+		Methods: []string{"cg"},
+		LDS:     LDSOptions{Subsets: 6}, NoLOO: true, NoAUC: true,
+		Config: MethodConfig{CGTol: 1e-15, CGMaxIter: 1, CGTruncate: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cg := res.Rows[0]; cg.Failed != "" || cg.LDS == nil || len(cg.Notes) != 1 || !strings.Contains(cg.Notes[0], "truncated at 1 iterations") {
+		t.Errorf("truncated CG: failed %q, LDS %s, notes %q", cg.Failed, fmtOpt(cg.LDS), cg.Notes)
+	}
 }

@@ -181,6 +181,7 @@ func (t *Task) Quality(ctx context.Context, opt QualityOptions) (*QualityResult,
 				continue
 			}
 			row.Seconds = (time.Since(s0) - (truthTime - t0)).Seconds()
+			row.Notes = append(row.Notes, out.Notes...)
 			if lds != nil {
 				r, err := LDS(lds, out.Scores, opt.Output)
 				if err != nil {

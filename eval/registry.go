@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 
 	"github.com/goinfluence/goinfluence/datasets"
@@ -42,6 +43,9 @@ type MethodConfig struct {
 	// residual and 300 iterations; missing the tolerance is an error).
 	CGTol     float64 `json:"cg_tol"`
 	CGMaxIter int     `json:"cg_max_iter"`
+	// CGTruncate accepts CG's iterate after CGMaxIter iterations whatever
+	// its residual (truncated CG); the row's notes give the residuals.
+	CGTruncate bool `json:"cg_truncate,omitempty"`
 	// LiSSADepth is the number of Neumann steps (default 300), each on the
 	// curvature of LiSSABatch random training examples (default 256);
 	// LiSSAScale is s (0: 2 × λ_max of the full curvature, estimated by 30
@@ -143,6 +147,8 @@ func (in *Inputs) FitGradients() *gradients.Batch {
 type MethodResult struct {
 	Scores *linalg.Dense64
 	Self   []float64
+	// Notes are remarks for the table (how far a truncated solve got).
+	Notes []string
 }
 
 // MethodSpec is a registered method of the quality table.
@@ -208,6 +214,23 @@ func analyzerRun(ctx context.Context, in *Inputs, self bool, m influence.Method)
 	return res, nil
 }
 
+// residualNote summarises a truncated solve's final relative residuals.
+func residualNote(rep *hessian.Report, tol float64) string {
+	if rep == nil || len(rep.Residuals) == 0 {
+		return "no report"
+	}
+	r := slices.Clone(rep.Residuals)
+	slices.Sort(r)
+	above := 0
+	for _, v := range r {
+		if v > tol {
+			above++
+		}
+	}
+	return fmt.Sprintf("truncated at %d iterations: relative residual median %.2g, max %.2g; %d of %d above %g",
+		slices.Max(rep.Iterations), r[len(r)/2], r[len(r)-1], above, len(r), tol)
+}
+
 // runExact solves with the dense curvature of the model (the Hessian of a
 // regression, the Gauss–Newton matrix of an MLP, both with λI) by Cholesky.
 func runExact(ctx context.Context, in *Inputs, self bool) (*MethodResult, error) {
@@ -250,7 +273,7 @@ func iterativeRun(kind string) func(context.Context, *Inputs, bool) (*MethodResu
 		}
 		switch kind {
 		case "cg":
-			opt := hessian.CGOptions{Tol: c.CGTol, MaxIter: c.CGMaxIter}
+			opt := hessian.CGOptions{Tol: c.CGTol, MaxIter: c.CGMaxIter, Truncate: c.CGTruncate}
 			if in.Progress != nil {
 				opt.Progress = func(it, active int) {
 					if it%10 == 0 {
@@ -258,7 +281,12 @@ func iterativeRun(kind string) func(context.Context, *Inputs, bool) (*MethodResu
 					}
 				}
 			}
-			m = influence.CG(op, c.ExactDamping, opt)
+			cg := influence.CG(op, c.ExactDamping, opt)
+			res, err := analyzerRun(ctx, in, self, cg)
+			if err == nil && c.CGTruncate {
+				res.Notes = append(res.Notes, residualNote(cg.Report(), c.CGTol))
+			}
+			return res, err
 		case "arnoldi":
 			m = influence.Arnoldi(op, c.ExactDamping, hessian.ArnoldiOptions{Iterations: c.ArnoldiIter, TopK: c.ArnoldiTopK, Seed: c.Seed})
 		case "lissa":

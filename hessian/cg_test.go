@@ -192,3 +192,30 @@ func TestProgress(t *testing.T) {
 		t.Fatalf("LiSSA: %d progress calls for depth 25", steps)
 	}
 }
+
+// TestCGTruncate checks that a truncated solve returns the iterate reached,
+// with its true residual, where the same solve untruncated is an error.
+func TestCGTruncate(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 17))
+	h, _ := withSpectrum(rng, spread(1e-3, 10, 40))
+	d := mustDense(t, h)
+	b := randomBlock(rng, 3, 40)
+	opts := CGOptions{Tol: 1e-12, MaxIter: 3}
+	full, _, err := CG(context.Background(), d, 0, b, opts)
+	if !errors.Is(err, ErrNotConverged) {
+		t.Fatalf("3 iterations on a condition number of 1e4: %v", err)
+	}
+	opts.Truncate = true
+	x, rep, err := CG(context.Background(), d, 0, b, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if maxRelErr(x, full) != 0 {
+		t.Errorf("truncated iterate differs from the one returned with the error")
+	}
+	for i, r := range rep.Residuals {
+		if !(r > 1e-12) || rep.Iterations[i] != 3 {
+			t.Errorf("rhs %d: residual %.3g after %d iterations", i, r, rep.Iterations[i])
+		}
+	}
+}

@@ -61,6 +61,7 @@ type protocolFlags struct {
 	cgMaxIter, lissaDepth, lissaBatch         *int
 	arnoldiIter, arnoldiTopK                  *int
 	cgTol, lissaScale                         *float64
+	cgTruncate                                *bool
 	alpha, noise, trakDamping                 *float64
 	subsetSeed, removalSeed, noiseSeed, mSeed *uint64
 }
@@ -85,6 +86,7 @@ func addProtocolFlags(fs *flag.FlagSet) *protocolFlags {
 		iterMax:     fs.Int("iterative-max-params", 20000, "CG, LiSSA: skip models with more parameters (-1: no limit)"),
 		cgTol:       fs.Float64("cg-tol", 1e-4, "CG: relative residual each query is solved to (missing it is an error)"),
 		cgMaxIter:   fs.Int("cg-max-iter", 300, "CG: iterations at most"),
+		cgTruncate:  fs.Bool("cg-truncate", false, "CG: use the iterate after --cg-max-iter iterations whatever its residual (truncated CG; the residuals go in the notes)"),
 		lissaDepth:  fs.Int("lissa-depth", 300, "LiSSA: recursion steps"),
 		lissaBatch:  fs.Int("lissa-batch", 256, "LiSSA: training examples sampled per step"),
 		lissaScale:  fs.Float64("lissa-scale", 0, "LiSSA: scale s (0: 2 × λ_max estimated by Lanczos)"),
@@ -106,7 +108,7 @@ func (f *protocolFlags) options(methods []string) (eval.QualityOptions, error) {
 		AUC:     eval.AUCOptions{Fraction: *f.noise, Seed: *f.noiseSeed},
 		Config: eval.MethodConfig{Damping: *f.damping, LoGraK: *f.loGraK, TRAKDim: *f.trakDim, TRAKDamping: *f.trakDamping, Seed: *f.mSeed,
 			IterativeSelfMax: *f.selfMax, IterativeMaxParams: *f.iterMax,
-			CGTol: *f.cgTol, CGMaxIter: *f.cgMaxIter, LiSSADepth: *f.lissaDepth, LiSSABatch: *f.lissaBatch, LiSSAScale: *f.lissaScale,
+			CGTol: *f.cgTol, CGMaxIter: *f.cgMaxIter, CGTruncate: *f.cgTruncate, LiSSADepth: *f.lissaDepth, LiSSABatch: *f.lissaBatch, LiSSAScale: *f.lissaScale,
 			ArnoldiIter: *f.arnoldiIter, ArnoldiTopK: *f.arnoldiTopK},
 	}, nil
 }
