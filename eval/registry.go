@@ -63,9 +63,10 @@ type MethodConfig struct {
 	IterativeSelfMax int `json:"iterative_self_max"`
 	// IterativeMaxParams skips CG and LiSSA on models with more
 	// parameters (default 20000): each query needs hundreds of
-	// Hessian-vector products over the training set, about half an hour for
-	// 500 queries of the 50,890-parameter MNIST MLP on two cores. Negative
-	// means no limit.
+	// Hessian-vector products over the training set. On the 50,890-parameter
+	// MNIST MLP a CG iteration for 500 queries takes about 10 s on two cores
+	// with OpenBLAS, and no query had reached 1e-4 after 50 iterations.
+	// Negative means no limit.
 	IterativeMaxParams int `json:"iterative_max_params"`
 	// Seed seeds the sampled labels of the Fisher fits and the projections.
 	Seed uint64 `json:"seed"`
