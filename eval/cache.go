@@ -5,9 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -150,13 +148,4 @@ func (c *cache) write(path string, create func(tmp string) error) error {
 		return fmt.Errorf("eval: cache: %w", err)
 	}
 	return nil
-}
-
-// exists reports whether the cache directory holds the file.
-func (c *cache) exists(name, key, ext string) bool {
-	if c == nil {
-		return false
-	}
-	_, err := os.Stat(c.path(name, key, ext))
-	return !errors.Is(err, fs.ErrNotExist) && err == nil
 }

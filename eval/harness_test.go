@@ -355,8 +355,7 @@ func TestMLPQuality(t *testing.T) {
 
 // TestMNIST loads MNIST (skipping when it cannot be fetched) and, with
 // GOINFLUENCE_MNIST_QUALITY=1, measures exact influence of softmax
-// regression on it against the goals (about 3 minutes with
-// OpenBLAS).
+// regression on it against the goals.
 func TestMNIST(t *testing.T) {
 	ctx := context.Background()
 	train, test, err := loadSplit(ctx, "mnist", 0, "")

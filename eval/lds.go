@@ -176,24 +176,14 @@ func LDS(truth *LDSTruth, scores *linalg.Dense64, o Output) (*LDSResult, error) 
 	}
 	pred := LDSPredictions(truth, scores)
 	res := &LDSResult{Output: o, PerTest: make([]float64, scores.Rows)}
-	var sum float64
-	var cnt int
 	a := make([]float64, len(act))
 	for q := range res.PerTest {
 		for j := range act {
 			a[j] = act[j][q]
 		}
-		r := Spearman(pred[q], a)
-		res.PerTest[q] = r
-		if !math.IsNaN(r) {
-			sum += r
-			cnt++
-		}
+		res.PerTest[q] = Spearman(pred[q], a)
 	}
-	res.Mean = math.NaN()
-	if cnt > 0 {
-		res.Mean = sum / float64(cnt)
-	}
+	res.Mean = meanDefined(res.PerTest)
 	return res, nil
 }
 

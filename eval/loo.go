@@ -285,31 +285,15 @@ func LOOCorrelation(truth *LOOTruth, scores *linalg.Dense64, o Output) (*LOOScor
 			scores.Rows, scores.Cols, len(base), truth.NTrain)
 	}
 	res := &LOOScore{Output: o, PerTest: make([]float64, len(base))}
+	spearman := make([]float64, len(base))
 	pred, act := make([]float64, len(truth.Removed)), make([]float64, len(truth.Removed))
-	var sp, ss float64
-	var np, ns int
 	for q := range base {
 		for k, i := range truth.Removed {
 			pred[k] = scores.At(q, i) / float64(truth.NTrain)
 			act[k] = -(rows[k][q] - base[q]) // change of −f
 		}
-		p, s := Pearson(pred, act), Spearman(pred, act)
-		res.PerTest[q] = p
-		if !math.IsNaN(p) {
-			sp += p
-			np++
-		}
-		if !math.IsNaN(s) {
-			ss += s
-			ns++
-		}
+		res.PerTest[q], spearman[q] = Pearson(pred, act), Spearman(pred, act)
 	}
-	res.Pearson, res.Spearman = math.NaN(), math.NaN()
-	if np > 0 {
-		res.Pearson = sp / float64(np)
-	}
-	if ns > 0 {
-		res.Spearman = ss / float64(ns)
-	}
+	res.Pearson, res.Spearman = meanDefined(res.PerTest), meanDefined(spearman)
 	return res, nil
 }

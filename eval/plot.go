@@ -43,13 +43,9 @@ func PlotLOO(path string, r *LOOResult) error {
 		p.Legend.Add(fmt.Sprintf("test %d (r = %.3f)", tp.Test, tp.Pearson), s)
 	}
 	if lo < hi {
-		diag, err := plotter.NewLine(plotter.XYs{{X: lo, Y: lo}, {X: hi, Y: hi}})
-		if err != nil {
-			return fmt.Errorf("eval: plot: %w", err)
+		if err := addDiagonal(p, lo, hi, 120); err != nil {
+			return err
 		}
-		diag.Color = color.Gray{Y: 120}
-		diag.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
-		p.Add(diag)
 	}
 	p.Legend.Top, p.Legend.Left = true, true
 	if err := p.Save(6*vg.Inch, 6*vg.Inch, path); err != nil {
@@ -87,7 +83,7 @@ func PlotLDS(path string, truth *LDSTruth, scores *linalg.Dense64, o Output, r *
 	if err != nil {
 		return fmt.Errorf("eval: plot: %w", err)
 	}
-	s.GlyphStyle.Color = color.RGBA{31, 119, 180, 255}
+	s.GlyphStyle.Color = palette[0]
 	s.GlyphStyle.Shape = draw.CircleGlyph{}
 	s.GlyphStyle.Radius = vg.Points(2.5)
 	p.Add(s)
@@ -128,19 +124,27 @@ func PlotROC(path, title string, curves []ROCCurve) error {
 		p.Add(l)
 		p.Legend.Add(fmt.Sprintf("%s (AUC %.3f)", c.Name, c.AUC), l)
 	}
-	diag, err := plotter.NewLine(plotter.XYs{{X: 0, Y: 0}, {X: 1, Y: 1}})
-	if err != nil {
-		return fmt.Errorf("eval: plot: %w", err)
+	if err := addDiagonal(p, 0, 1, 150); err != nil {
+		return err
 	}
-	diag.Color = color.Gray{Y: 150}
-	diag.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
-	p.Add(diag)
 	// Bottom right, below the curves of useful methods.
 	p.Legend.Top, p.Legend.Left = false, false
 	p.Legend.XOffs, p.Legend.YOffs = -vg.Points(5), vg.Points(5)
 	if err := p.Save(7*vg.Inch, 7*vg.Inch, path); err != nil {
 		return fmt.Errorf("eval: plot %s: %w", path, err)
 	}
+	return nil
+}
+
+// addDiagonal draws the dashed line y = x from lo to hi in grey level gray.
+func addDiagonal(p *plot.Plot, lo, hi float64, gray uint8) error {
+	diag, err := plotter.NewLine(plotter.XYs{{X: lo, Y: lo}, {X: hi, Y: hi}})
+	if err != nil {
+		return fmt.Errorf("eval: plot: %w", err)
+	}
+	diag.Color = color.Gray{Y: gray}
+	diag.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+	p.Add(diag)
 	return nil
 }
 

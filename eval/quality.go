@@ -98,9 +98,11 @@ func (t *Task) Quality(ctx context.Context, opt QualityOptions) (*QualityResult,
 	if _, err := ParseOutput(string(opt.Output)); err != nil {
 		return nil, err
 	}
-	opt.Config.defaults()
-	if opt.Config.Seed == 0 {
-		opt.Config.Seed = t.Setup.Seed
+	opt.Config = t.methodConfig(opt.Config)
+	if !opt.NoAUC {
+		if err := opt.AUC.defaults(); err != nil {
+			return nil, err
+		}
 	}
 	specs, err := selectMethods(opt.Methods)
 	if err != nil {
@@ -240,7 +242,7 @@ func (t *Task) Quality(ctx context.Context, opt QualityOptions) (*QualityResult,
 		for _, c := range curves {
 			cs = append(cs, ROCCurve{Name: c.name, FPR: c.fpr, TPR: c.tpr, AUC: c.auc})
 		}
-		title := fmt.Sprintf("noisy-label detection by self-influence, %s %s, %g%% flipped", t.Setup.Dataset, res.Model, 100*noisyFraction(opt.AUC))
+		title := fmt.Sprintf("noisy-label detection by self-influence, %s %s, %g%% flipped", t.Setup.Dataset, res.Model, 100*opt.AUC.Fraction)
 		if err := PlotROC(path, title, cs); err != nil {
 			return nil, err
 		}
@@ -275,13 +277,6 @@ func plotRank(want, key string) int {
 		return 1
 	}
 	return 2
-}
-
-func noisyFraction(o AUCOptions) float64 {
-	if o.Fraction == 0 {
-		return DefaultNoise
-	}
-	return o.Fraction
 }
 
 // inputs returns the method inputs of a world: queries are the test set
@@ -413,10 +408,7 @@ func (t *Task) Scores(ctx context.Context, key string, queries *datasets.Dataset
 	if o == "" {
 		o = Margin
 	}
-	cfg.defaults()
-	if cfg.Seed == 0 {
-		cfg.Seed = t.Setup.Seed
-	}
+	cfg = t.methodConfig(cfg)
 	var truth time.Duration
 	in := t.inputs(t.worlds["clean"], QualityOptions{Output: o, Config: cfg}, true, &truth)
 	if queries != nil {

@@ -64,8 +64,9 @@ type MethodConfig struct {
 	// IterativeMaxParams skips CG and LiSSA on models with more
 	// parameters (default 20000): each query needs hundreds of
 	// Hessian-vector products over the training set. On the 50,890-parameter
-	// MNIST MLP a CG iteration for 500 queries takes about 10 s on two cores
-	// with OpenBLAS, and no query had reached 1e-4 after 50 iterations.
+	// MNIST MLP a CG iteration for 500 queries took 9 s on two cores with
+	// OpenBLAS, and no query had reached 1e-4 after 100 iterations
+	// (bench/results/quality.md).
 	// Negative means no limit.
 	IterativeMaxParams int `json:"iterative_max_params"`
 	// Seed seeds the sampled labels of the Fisher fits and the projections.
@@ -85,6 +86,22 @@ func (c *MethodConfig) defaults() {
 	c.ArnoldiTopK = cmp.Or(c.ArnoldiTopK, 100)
 	c.IterativeSelfMax = cmp.Or(c.IterativeSelfMax, 2000)
 	c.IterativeMaxParams = cmp.Or(c.IterativeMaxParams, 20000)
+}
+
+// DefaultMethodConfig returns the configuration the zero MethodConfig
+// stands for (Seed aside, which defaults to the task's).
+func DefaultMethodConfig() MethodConfig {
+	var c MethodConfig
+	c.defaults()
+	return c
+}
+
+// methodConfig fills c's zero fields with the defaults, the seed with the
+// setup's.
+func (t *Task) methodConfig(c MethodConfig) MethodConfig {
+	c.defaults()
+	c.Seed = cmp.Or(c.Seed, t.Setup.Seed)
+	return c
 }
 
 // fittedDamping resolves Damping for a model.
@@ -199,16 +216,25 @@ func LookupMethod(key string) (MethodSpec, error) {
 // analyzerRun runs an influence.Method built from the inputs through an
 // Analyzer.
 func analyzerRun(ctx context.Context, in *Inputs, self bool, m influence.Method) (*MethodResult, error) {
-	an := &influence.Analyzer{Method: m, Backend: in.Backend}
+	var query *gradients.Batch
+	if in.Queries != nil {
+		query = in.QueryGradients()
+	}
+	return score(ctx, &influence.Analyzer{Method: m, Backend: in.Backend}, query, in.TrainGradients(), self)
+}
+
+// score runs an on query (when not nil) against train, and on train's
+// self-influence when self is set.
+func score(ctx context.Context, an *influence.Analyzer, query, train *gradients.Batch, self bool) (*MethodResult, error) {
 	res := &MethodResult{}
 	var err error
-	if in.Queries != nil {
-		if res.Scores, err = an.Scores(ctx, in.QueryGradients(), in.TrainGradients()); err != nil {
+	if query != nil {
+		if res.Scores, err = an.Scores(ctx, query, train); err != nil {
 			return nil, err
 		}
 	}
 	if self {
-		if res.Self, err = an.SelfInfluence(ctx, in.TrainGradients()); err != nil {
+		if res.Self, err = an.SelfInfluence(ctx, train); err != nil {
 			return nil, err
 		}
 	}
@@ -352,18 +378,7 @@ func fittedRun(method ekfac.Method, projected bool) func(context.Context, *Input
 			return nil, err
 		}
 		an := &influence.Analyzer{Method: influence.Factors(f, ekfac.ScoreOptions{Damping: damp}), Backend: in.Backend}
-		res := &MethodResult{}
-		if query != nil {
-			if res.Scores, err = an.Scores(ctx, query, train); err != nil {
-				return nil, err
-			}
-		}
-		if self {
-			if res.Self, err = an.SelfInfluence(ctx, train); err != nil {
-				return nil, err
-			}
-		}
-		return res, nil
+		return score(ctx, an, query, train, self)
 	}
 }
 
@@ -476,18 +491,10 @@ func squaredNorms(b *gradients.Batch) []float64 {
 			a, s := l.Acts(n), l.Outs(n)
 			for t := 0; t < l.Tokens; t++ {
 				for u := 0; u < l.Tokens; u++ {
-					out[n] += dotf(s.Row(t), s.Row(u)) * dotf(a.Row(t), a.Row(u))
+					out[n] += dotv(s.Row(t), s.Row(u)) * dotv(a.Row(t), a.Row(u))
 				}
 			}
 		}
 	}
 	return out
-}
-
-func dotf(a, b []float64) float64 {
-	var s float64
-	for i, v := range a {
-		s += v * b[i]
-	}
-	return s
 }

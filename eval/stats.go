@@ -61,3 +61,20 @@ func ranks(v []float64) []float64 {
 	}
 	return r
 }
+
+// meanDefined returns the mean of the values that are not NaN (correlations
+// are undefined for constant inputs), or NaN when there are none.
+func meanDefined(v []float64) float64 {
+	var sum float64
+	var n int
+	for _, x := range v {
+		if !math.IsNaN(x) {
+			sum += x
+			n++
+		}
+	}
+	if n == 0 {
+		return math.NaN()
+	}
+	return sum / float64(n)
+}

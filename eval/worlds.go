@@ -111,17 +111,7 @@ func (t *Task) snapshots(ctx context.Context, w *world) ([]Snapshot, error) {
 				snaps[k] = Snapshot{Model: cloneModel(m), LR: s.LR}
 			}
 		}
-		var err error
-		if s.Model == "mlp" {
-			_, err = t.trainMLP(ctx, w.train.X, w.train.Y, nil, 0, capture)
-		} else {
-			m := t.newModel(0)
-			err = models.TrainAdam(ctx, m, w.train.X, w.train.Y, nil, models.AdamOptions{
-				Epochs: s.Epochs, BatchSize: s.BatchSize, LR: s.LR, Seed: s.Seed,
-				Progress: func(epoch int, _, _ float64) { capture(epoch, m) },
-			})
-		}
-		if err != nil {
+		if _, err := t.trainAdam(ctx, w.train.X, w.train.Y, nil, 0, capture); err != nil {
 			return nil, fmt.Errorf("eval: TracIn-CP checkpoints: %w", err)
 		}
 		t.trained.Add(1)
@@ -165,7 +155,7 @@ func (t *Task) ensemble(ctx context.Context, w *world, k int) ([]models.Model, e
 		t.stage(fmt.Sprintf("TRAK: training %d more models on the %s labels", len(todo), w.name))
 		err := forEach(ctx, len(todo), t.workers(), func(j int) error {
 			i := todo[j]
-			m, err := t.trainMLP(ctx, w.train.X, w.train.Y, nil, uint64(ensembleSeed*i), nil)
+			m, err := t.trainAdam(ctx, w.train.X, w.train.Y, nil, uint64(ensembleSeed*i), nil)
 			if err != nil {
 				return fmt.Errorf("eval: ensemble member %d: %w", i, err)
 			}

@@ -67,6 +67,7 @@ type protocolFlags struct {
 }
 
 func addProtocolFlags(fs *flag.FlagSet) *protocolFlags {
+	d := eval.DefaultMethodConfig()
 	return &protocolFlags{
 		output:      fs.String("output", string(eval.Margin), "measured output f of LDS and LOO: margin (log-odds of the true class), logit-margin or loss (−loss)"),
 		subsets:     fs.Int("subsets", eval.DefaultSubsets, "LDS: number m of random training subsets retrained on"),
@@ -77,21 +78,21 @@ func addProtocolFlags(fs *flag.FlagSet) *protocolFlags {
 		removalSeed: fs.Uint64("removal-seed", 0, "LOO: seed drawing the removed examples"),
 		noise:       fs.Float64("noise", eval.DefaultNoise, "AUC: fraction of training labels flipped"),
 		noiseSeed:   fs.Uint64("noise-seed", 0, "AUC: seed choosing the flipped labels"),
-		damping:     fs.String("damping", "l2", "damping of diagonal, K-FAC, EK-FAC and LoGra: l2 (the model's λ), heuristic (0.1 × mean Λ) or a number"),
-		loGraK:      fs.Int("logra-k", 32, "LoGra: k_in = k_out of the Kronecker projection"),
-		trakDim:     fs.Int("trak-dim", 2048, "TRAK: SJLT projection dimension per layer"),
+		damping:     fs.String("damping", d.Damping, "damping of diagonal, K-FAC, EK-FAC and LoGra: l2 (the model's λ), heuristic (0.1 × mean Λ) or a number"),
+		loGraK:      fs.Int("logra-k", d.LoGraK, "LoGra: k_in = k_out of the Kronecker projection"),
+		trakDim:     fs.Int("trak-dim", d.TRAKDim, "TRAK: SJLT projection dimension per layer"),
 		trakDamping: fs.Float64("trak-damping", 0, "TRAK: absolute damping added to ΦᵀΦ (0: 0.1·trace/k per model)"),
 		mSeed:       fs.Uint64("method-seed", 0, "seed of sampled Fisher labels and projections (0: the task seed)"),
-		selfMax:     fs.Int("iterative-self-max", 2000, "CG, LiSSA: compute self-influence (AUC) only up to this many training examples"),
-		iterMax:     fs.Int("iterative-max-params", 20000, "CG, LiSSA: skip models with more parameters (-1: no limit)"),
-		cgTol:       fs.Float64("cg-tol", 1e-4, "CG: relative residual each query is solved to (missing it is an error)"),
-		cgMaxIter:   fs.Int("cg-max-iter", 300, "CG: iterations at most"),
+		selfMax:     fs.Int("iterative-self-max", d.IterativeSelfMax, "CG, LiSSA: compute self-influence (AUC) only up to this many training examples"),
+		iterMax:     fs.Int("iterative-max-params", d.IterativeMaxParams, "CG, LiSSA: skip models with more parameters (-1: no limit)"),
+		cgTol:       fs.Float64("cg-tol", d.CGTol, "CG: relative residual each query is solved to (missing it is an error)"),
+		cgMaxIter:   fs.Int("cg-max-iter", d.CGMaxIter, "CG: iterations at most"),
 		cgTruncate:  fs.Bool("cg-truncate", false, "CG: use the iterate after --cg-max-iter iterations whatever its residual (truncated CG; the residuals go in the notes)"),
-		lissaDepth:  fs.Int("lissa-depth", 300, "LiSSA: recursion steps"),
-		lissaBatch:  fs.Int("lissa-batch", 256, "LiSSA: training examples sampled per step"),
+		lissaDepth:  fs.Int("lissa-depth", d.LiSSADepth, "LiSSA: recursion steps"),
+		lissaBatch:  fs.Int("lissa-batch", d.LiSSABatch, "LiSSA: training examples sampled per step"),
 		lissaScale:  fs.Float64("lissa-scale", 0, "LiSSA: scale s (0: 2 × λ_max estimated by Lanczos)"),
-		arnoldiIter: fs.Int("arnoldi-iter", 200, "Arnoldi: Lanczos iterations"),
-		arnoldiTopK: fs.Int("arnoldi-topk", 100, "Arnoldi: eigenpairs kept"),
+		arnoldiIter: fs.Int("arnoldi-iter", d.ArnoldiIter, "Arnoldi: Lanczos iterations"),
+		arnoldiTopK: fs.Int("arnoldi-topk", d.ArnoldiTopK, "Arnoldi: eigenpairs kept"),
 	}
 }
 

@@ -22,7 +22,7 @@ func runValidateLOO(ctx context.Context, args []string, stdout, stderr io.Writer
 	tests := fs.Int("test-points", 3, "test points to explain")
 	remove := fs.Int("remove", 40, "training points removed per test point, largest |score| first")
 	method := fs.String("method", "exact", "influence method validated: "+methodKeys())
-	damping := fs.String("damping", "l2", "damping of diagonal, K-FAC, EK-FAC and LoGra: l2 (the model's λ), heuristic or a number")
+	damping := fs.String("damping", eval.DefaultMethodConfig().Damping, "damping of diagonal, K-FAC, EK-FAC and LoGra: l2 (the model's λ), heuristic or a number")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	plotPath := fs.String("plot", "", "write a scatter plot of predicted vs actual to this PNG file")
 	if err := parse(fs, args); err != nil {
