@@ -4,11 +4,14 @@ FUZZTIME ?= 30s
 
 .PHONY: test lint bench fuzz validate demo
 
-# The tests, on the best backend present (OpenBLAS when installed) and again
-# on the pure-Go path built without cgo, as users without OpenBLAS run it.
+# The tests, on the best backend present (OpenBLAS when installed) with the
+# environment as it is, then under other OpenBLAS kernels (unset,
+# Haswell, Sandybridge, Prescott: scripts/test-coretypes.sh), and again on
+# the pure-Go path built without cgo, as users without OpenBLAS run it.
 test: lint
 	CGO_ENABLED=0 $(GO) build ./...
 	$(GO) test -count=1 ./...
+	GO=$(GO) bash scripts/test-coretypes.sh
 	CGO_ENABLED=0 GOINFLUENCE_BACKEND=cpu $(GO) test -count=1 ./...
 
 lint:

@@ -52,6 +52,10 @@ type openBLAS struct {
 	dpotrf func(uplo *byte, n *int32, a *float64, lda, info *int32, uploLen uintptr)
 	dpotrs func(uplo *byte, n, nrhs *int32, a *float64, lda *int32, b *float64, ldb, info *int32, uploLen uintptr)
 	dsyevd func(jobz, uplo *byte, n *int32, a *float64, lda *int32, w, work *float64, lwork, iwork, liwork, info *int32, jobzLen, uploLen uintptr)
+
+	// corename names the kernels OpenBLAS chose for this CPU, or those
+	// that OPENBLAS_CORETYPE forced; nil where the library lacks it.
+	corename func() string
 }
 
 // loadOpenBLAS opens the first of names that loads and binds its symbols.
@@ -99,7 +103,20 @@ func loadOpenBLAS(names ...string) (*openBLAS, error) {
 		}
 		purego.RegisterFunc(s.fn, addr)
 	}
+	if addr, err := purego.Dlsym(h, "openblas_get_corename"); err == nil {
+		purego.RegisterFunc(&o.corename, addr)
+	}
 	return o, nil
+}
+
+// Core returns the name of the kernels OpenBLAS runs ("Haswell",
+// "SkylakeX", …), which decide the order in which it sums products, or ""
+// where the library does not say.
+func (o *openBLAS) Core() string {
+	if o.corename == nil {
+		return ""
+	}
+	return o.corename()
 }
 
 func (*openBLAS) Name() string { return "openblas" }

@@ -3,6 +3,7 @@
 package linalg
 
 import (
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -45,5 +46,22 @@ func TestLoadOpenBLASMissingSymbol(t *testing.T) {
 	}
 	if want := "missing symbol cblas_sgemm"; !strings.Contains(err.Error(), want) {
 		t.Errorf("error %q does not contain %q", err, want)
+	}
+}
+
+// TestOpenBLASCore reports the kernels OpenBLAS runs. make test sets
+// GOINFLUENCE_OPENBLAS_CORE beside OPENBLAS_CORETYPE when it runs the tests
+// again under other kernels; the test then fails unless OpenBLAS really took
+// them, so that a run meant for other kernels cannot silently repeat the
+// first.
+func TestOpenBLASCore(t *testing.T) {
+	o, err := loadOpenBLAS(openBLASNames...)
+	if err != nil {
+		t.Skipf("no OpenBLAS: %v", err)
+	}
+	core := o.Core()
+	t.Logf("OpenBLAS core %q (OPENBLAS_CORETYPE=%q)", core, os.Getenv("OPENBLAS_CORETYPE"))
+	if want := os.Getenv("GOINFLUENCE_OPENBLAS_CORE"); want != "" && !strings.EqualFold(core, want) {
+		t.Fatalf("OpenBLAS runs %q kernels, want %q", core, want)
 	}
 }

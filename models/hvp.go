@@ -124,43 +124,64 @@ func (h *HVP) ApplyMany(ctx context.Context, v, out *linalg.Dense64) error {
 	return nil
 }
 
-// applyLinear computes the data term for all k vectors with two GEMMs: each
-// vector is an out × din matrix V_j, its logit tangents are A V_jᵀ, and the
-// pulled-back output gradients U_j give U_jᵀ A.
+// applyLinear computes the data term for groups of linearGroup(out)
+// vectors with two GEMMs per group: each vector is an out × din matrix V_j,
+// its logit tangents are A V_jᵀ, and the pulled-back output gradients U_j
+// give U_jᵀ A. OpenBLAS chooses its kernels, and with them the order of
+// summation, by the shape of a call (with OPENBLAS_CORETYPE=Haswell a
+// vector's product changed in the last bit with the size of its block), so
+// every call has the same shape: a short group is padded with zero vectors.
+// Within one shape, each column of the product is summed the same way
+// wherever it lies, so a vector's product does not depend on the others of
+// its block or on its place in it.
 func (h *HVP) applyLinear(v, out *linalg.Dense64) {
 	m := h.lin
-	k, c := v.Rows, m.out
-	vs := linalg.NewDense64(k*c, m.din, compact(v))
-	z := linalg.NewDense64(h.n, k*c, nil)
+	c := m.out
+	g := linearGroup(c)
 	be := linalg.Default()
-	be.Dgemm(linalg.NoTrans, linalg.Trans, 1, h.a, vs, 0, z)
-	for i := 0; i < h.n; i++ {
-		row, p := z.Row(i), h.coef.Row(i)
-		for j := 0; j < k; j++ {
-			t := row[j*c : (j+1)*c]
-			if c == 1 {
-				t[0] *= h.wn[i] * p[0]
-				continue
-			}
-			kv := dot(p, t)
-			for o := range t {
-				t[o] = h.wn[i] * p[o] * (t[o] - kv)
+	vs := linalg.NewDense64(g*c, m.din, nil)
+	z := linalg.NewDense64(h.n, g*c, nil)
+	res := linalg.NewDense64(g*c, m.din, nil)
+	for j0 := 0; j0 < v.Rows; j0 += g {
+		nj := min(g, v.Rows-j0)
+		for j := 0; j < nj; j++ {
+			copy(vs.Data[j*h.dim:(j+1)*h.dim], v.Row(j0+j))
+		}
+		clear(vs.Data[nj*h.dim:])
+		be.Dgemm(linalg.NoTrans, linalg.Trans, 1, h.a, vs, 0, z)
+		for i := 0; i < h.n; i++ {
+			row, p := z.Row(i), h.coef.Row(i)
+			for j := 0; j < nj; j++ {
+				t := row[j*c : (j+1)*c]
+				if c == 1 {
+					t[0] *= h.wn[i] * p[0]
+					continue
+				}
+				kv := dot(p, t)
+				for o := range t {
+					t[o] = h.wn[i] * p[o] * (t[o] - kv)
+				}
 			}
 		}
-	}
-	res := linalg.NewDense64(k*c, m.din, nil)
-	be.Dgemm(linalg.Trans, linalg.NoTrans, 1, z, h.a, 0, res)
-	for i := 0; i < k; i++ {
-		copy(out.Row(i), res.Data[i*h.dim:(i+1)*h.dim])
+		be.Dgemm(linalg.Trans, linalg.NoTrans, 1, z, h.a, 0, res)
+		for j := 0; j < nj; j++ {
+			copy(out.Row(j0+j), res.Data[j*h.dim:(j+1)*h.dim])
+		}
 	}
 }
 
-// compact returns the data of v without row padding.
-func compact(v *linalg.Dense64) []float64 {
-	if v.Stride == v.Cols {
-		return v.Data[:v.Rows*v.Cols]
+// linearGroup returns the number of vectors applyLinear multiplies at once
+// for a model with c outputs: the fewest that give the GEMMs at least 32
+// columns, in a multiple of 8 so that no column falls in the narrower edge
+// kernels BLAS libraries use for a remainder of columns. A single vector
+// then costs a GEMM of 32 or more columns where it needs c, which is still
+// bound by the one pass over the data that any width needs.
+func linearGroup(c int) int {
+	g := (32 + c - 1) / c
+	for g*c%8 != 0 {
+		g++
 	}
-	return v.Clone().Data
+	return g
 }
 
 // applyMLP pushes each vector's tangent through the network (the R-operator),

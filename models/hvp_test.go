@@ -79,6 +79,24 @@ func TestHVPMatchesCurvature(t *testing.T) {
 					t.Errorf("%s n=%d: vector %d alone and in a block of %d differ (relative %.2g)", c.name, n, i, k, relErr(one, got.Row(i)))
 				}
 			}
+			// And in a larger block, each vector at another place.
+			const big = 7
+			vb := linalg.NewDense64(big, p, nil)
+			for i := range vb.Data {
+				vb.Data[i] = rng.NormFloat64()
+			}
+			for i := 0; i < k; i++ {
+				copy(vb.Row(big-1-2*i), v.Row(i))
+			}
+			gb := linalg.NewDense64(big, p, nil)
+			if err := h.ApplyMany(context.Background(), vb, gb); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < k; i++ {
+				if !slices.Equal(gb.Row(big-1-2*i), got.Row(i)) {
+					t.Errorf("%s n=%d: vector %d at row %d of %d and at row %d of %d differ", c.name, n, i, big-1-2*i, big, i, k)
+				}
+			}
 			if n == 37 {
 				t.Logf("%s: P=%d, relative error %.2g", c.name, p, relErr(got.Row(0), want.Row(0)))
 			}
