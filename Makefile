@@ -23,11 +23,9 @@ lint:
 bench:
 	bash bench/run.sh
 
+# Every fuzz target in the module (scripts/fuzz.sh finds them), FUZZTIME each.
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/safetensors
-	$(GO) test -run '^$$' -fuzz '^FuzzParseGradients$$' -fuzztime $(FUZZTIME) ./gradients
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./ekfac
-	$(GO) test -run '^$$' -fuzz '^FuzzManifest$$' -fuzztime $(FUZZTIME) ./gradients/store
+	GO=$(GO) FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
 # Leave-one-out validation on both built-in data sets, with plots; then the
 # quality table (LOO, LDS, noisy-label AUC and wall time of every method) for
