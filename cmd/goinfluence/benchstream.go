@@ -42,16 +42,16 @@ type streamBench struct {
 	Reused       bool    `json:"reused_store"`
 	BuildSecs    float64 `json:"build_seconds"` // not part of the stream timing
 
-	StreamSecs   float64   `json:"stream_seconds"` // without checking the shards' sha256
+	StreamSecs float64 `json:"stream_seconds"` // without checking the shards' sha256
 	// StreamVerifySecs is the same stream, run after the other, on the store
 	// opened again with the default checks: each shard hashed before use.
-	StreamVerifySecs float64 `json:"stream_verify_seconds"`
-	VerifyCost       float64 `json:"verify_cost"` // stream_verify_seconds / stream_seconds − 1
-	StreamGFLOPS float64   `json:"stream_gflops"` // 2·rows·queries·dim / stream_seconds
-	SgemmSecs    float64   `json:"sgemm_seconds"` // the yardstick: the same products from memory
-	SgemmGFLOPS  float64   `json:"sgemm_gflops"`
-	SgemmRuns    []float64 `json:"sgemm_runs_gflops"` // before and after the stream; the best is the yardstick
-	Ratio        float64   `json:"ratio"`             // stream_gflops / sgemm_gflops
+	StreamVerifySecs float64   `json:"stream_verify_seconds"`
+	VerifyCost       float64   `json:"verify_cost"`   // stream_verify_seconds / stream_seconds − 1
+	StreamGFLOPS     float64   `json:"stream_gflops"` // 2·rows·queries·dim / stream_seconds
+	SgemmSecs        float64   `json:"sgemm_seconds"` // the yardstick: the same products from memory
+	SgemmGFLOPS      float64   `json:"sgemm_gflops"`
+	SgemmRuns        []float64 `json:"sgemm_runs_gflops"` // before and after the stream; the best is the yardstick
+	Ratio            float64   `json:"ratio"`             // stream_gflops / sgemm_gflops
 
 	PeakRSS     int64  `json:"peak_rss_bytes"` // VmHWM over the stream
 	PeakRSSNote string `json:"peak_rss_note"`
