@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"unsafe"
 
@@ -667,11 +668,34 @@ func parallelCopy(dst, src []byte) {
 		copy(dst, src)
 		return
 	}
+	// src may be a mapped shard that shrinks under the mapping: with the
+	// caller's debug.SetPanicOnFault, the fault is raised again here, on the
+	// caller's goroutine, where it can be recovered (as in linalg's
+	// conversions).
+	onFault := debug.SetPanicOnFault(false)
+	debug.SetPanicOnFault(onFault)
 	step := (len(src) + workers - 1) / workers
-	var wg sync.WaitGroup
+	var (
+		wg       sync.WaitGroup
+		once     sync.Once
+		panicked any
+	)
 	for lo := 0; lo < len(src); lo += step {
 		hi := min(lo+step, len(src))
-		wg.Go(func() { copy(dst[lo:hi], src[lo:hi]) })
+		wg.Go(func() {
+			if onFault {
+				debug.SetPanicOnFault(true)
+				defer func() {
+					if r := recover(); r != nil {
+						once.Do(func() { panicked = r })
+					}
+				}()
+			}
+			copy(dst[lo:hi], src[lo:hi])
+		})
 	}
 	wg.Wait()
+	if panicked != nil {
+		panic(panicked)
+	}
 }

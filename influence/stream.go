@@ -186,6 +186,9 @@ func streamScores(ctx context.Context, name string, be linalg.Backend, queries [
 				}
 			}
 		}
+		if err := checkScores(scores, c.offset, c.ids); err != nil {
+			return err
+		}
 		if opt.Scores != nil {
 			if err := opt.Scores(c.offset, c.ids, scores); err != nil {
 				return fmt.Errorf("influence: %s: Scores callback at row %d: %w", name, c.offset, err)
@@ -485,6 +488,9 @@ func streamDevice(ctx context.Context, st linalg.ScoreStream, stores []*store.St
 			if r.Scores == nil || r.Scores.Rows != len(tops.helpful) || r.Scores.Cols != r.Rows {
 				return fmt.Errorf("the backend returned no %d×%d block of scores for rows [%d, %d)", len(tops.helpful), r.Rows, r.Offset, r.Offset+r.Rows)
 			}
+			if err := checkScores(r.Scores, c.offset, c.ids); err != nil {
+				return err
+			}
 			if err := opt.Scores(c.offset, c.ids, r.Scores); err != nil {
 				return fmt.Errorf("Scores callback at row %d: %w", c.offset, err)
 			}
@@ -523,7 +529,12 @@ func streamDevice(ctx context.Context, st linalg.ScoreStream, stores []*store.St
 		if opt.Weights != nil {
 			w = opt.Weights[c.offset : c.offset+n]
 		}
-		if err := st.Send(linalg.RawChunk{Offset: c.offset, Rows: n, Parts: raw, Weights: w}); err != nil {
+		// Send copies the rows out of the mapped shards: a shard that
+		// shrinks meanwhile is an error naming it, not a SIGBUS.
+		err = store.Guard(func() error {
+			return st.Send(linalg.RawChunk{Offset: c.offset, Rows: n, Parts: raw, Weights: w})
+		}, its...)
+		if err != nil {
 			return err
 		}
 		queued++
@@ -562,6 +573,27 @@ func readRawSideBySide(ctx context.Context, stores []*store.Store, its []*store.
 		}
 	}
 	return len(first.IDs), nil
+}
+
+// checkScores returns an error naming the first store row, by index and id,
+// with a NaN or infinite score in block, the scores of rows [offset, …).
+// The queries are checked finite up front, so such a score comes from a
+// store row holding a NaN or an infinity (a corrupt shard, or one opened
+// without verification); it would otherwise drop silently out of the top-k.
+// The scan costs 1/dim of the products.
+func checkScores(block *linalg.Dense32, offset int, ids []int64) error {
+	for i := range block.Rows {
+		for j, v := range block.Row(i) {
+			if v-v != 0 { // NaN or ±Inf
+				return nonFinite(i, offset+j, ids[j], v)
+			}
+		}
+	}
+	return nil
+}
+
+func nonFinite(query, row int, id int64, v float32) error {
+	return fmt.Errorf("store row %d (id %d): score of query %d is %v: %w (does the row hold a NaN or an infinity?)", row, id, query, v, linalg.ErrNotFinite)
 }
 
 // streamTops holds the per-query heaps of StreamScores.
@@ -655,6 +687,9 @@ func (t *streamTops) merge(hs []entryHeap, c linalg.Candidates, offset int, ids 
 				return fmt.Errorf("the backend returned candidate row %d for the chunk [%d, %d)", r, offset, offset+len(ids))
 			}
 			e := Entry{Index: int(r), ID: ids[i], Score: float64(scores[j])}
+			if math.IsNaN(e.Score) || math.IsInf(e.Score, 0) {
+				return nonFinite(qi, e.Index, e.ID, scores[j])
+			}
 			if len(h.e) < t.k {
 				heap.Push(h, e)
 			} else if h.worse(h.e[0], e) {

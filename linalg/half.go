@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"unsafe"
 
@@ -141,20 +142,44 @@ const convChunk = 1 << 16
 
 // parallelChunks calls f on consecutive pieces of [0, n), concurrently when
 // n is large. Conversions are element-wise, so the split does not matter.
+//
+// The sources are often memory-mapped files (store shards), which fault when
+// the file shrinks under the mapping. A caller that guards against that with
+// debug.SetPanicOnFault(true) gets the same on the workers, and the first
+// worker's panic is raised again on the calling goroutine, where the caller
+// can recover it: a fault on a goroutine that does not panic on faults kills
+// the process.
 func parallelChunks(n int, f func(lo, hi int)) {
 	p := min(runtime.GOMAXPROCS(0), n/convChunk)
 	if p <= 1 {
 		f(0, n)
 		return
 	}
-	var wg sync.WaitGroup
+	onFault := debug.SetPanicOnFault(false)
+	debug.SetPanicOnFault(onFault)
+	var (
+		wg       sync.WaitGroup
+		once     sync.Once
+		panicked any
+	)
 	size := (n + p - 1) / p
 	for lo := 0; lo < n; lo += size {
 		wg.Add(1)
 		go func(lo, hi int) {
 			defer wg.Done()
+			if onFault {
+				debug.SetPanicOnFault(true)
+				defer func() {
+					if r := recover(); r != nil {
+						once.Do(func() { panicked = r })
+					}
+				}()
+			}
 			f(lo, hi)
 		}(lo, min(lo+size, n))
 	}
 	wg.Wait()
+	if panicked != nil {
+		panic(panicked)
+	}
 }

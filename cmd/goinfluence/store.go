@@ -275,6 +275,7 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	scoresOut := fs.String("scores-out", "", "also write the full score matrix (scores F32 [n_query, count], ids I64 [count]) to this file; it is held in memory: 4 × n_query × count bytes")
 	out := fs.String("out", "", "scores file to write (safetensors; required)")
 	backend := fs.String("backend", "auto", "linear-algebra backend: auto, cpu, openblas or cuda")
+	noVerify := fs.Bool("no-verify", false, "skip the check of every shard's sha256 against the manifest before its rows are first read (one extra sequential pass over each shard); a corrupt shard is then scored without complaint")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -348,7 +349,7 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	method := "identity"
 	var deltas []string
 	for c, dir := range dirs {
-		s, err := store.Open(dir)
+		s, err := store.OpenWith(dir, store.OpenOptions{NoVerify: *noVerify})
 		if err != nil {
 			return err
 		}

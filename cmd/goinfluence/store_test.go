@@ -226,6 +226,13 @@ func TestStoreInfo(t *testing.T) {
 	if err == nil || !errors.Is(err, store.ErrChecksum) || !strings.Contains(err.Error(), shard) {
 		t.Fatalf("info --verify on a corrupted shard: %v, want a sha256 mismatch naming %s", err, shard)
 	}
+
+	// store score checks every shard before reading it, unless --no-verify.
+	err = run(sf.ctx, []string{"store", "score", "--store", dir, "--query", sf.q, "--out", sf.p("corrupt"), "--backend", "cpu"}, &stdout, &stderr)
+	if !errors.Is(err, store.ErrChecksum) || !strings.Contains(err.Error(), shard) {
+		t.Fatalf("score of a corrupted shard: %v, want a sha256 mismatch naming %s", err, shard)
+	}
+	sf.run("store", "score", "--store", dir, "--query", sf.q, "--out", sf.p("unverified"), "--backend", "cpu", "--no-verify")
 }
 
 // TestStoreResume builds from the first file, as a build killed after it

@@ -38,11 +38,15 @@
 //
 // # Reading
 //
-// Open checks the manifest and the header of every shard, which is cheap;
-// Verify also recomputes every shard's SHA-256. Chunks walks the rows in
-// order in the manner of bufio.Scanner, memory-mapping one shard at a time and
-// widening half-precision values to float32 into a reused buffer. The rows seen
-// do not depend on the chunk size or on how the rows were split into shards.
+// Open checks the manifest and the header of every shard, which is cheap.
+// Chunks walks the rows in order in the manner of bufio.Scanner,
+// memory-mapping one shard at a time and widening half-precision values to
+// float32 into a reused buffer. The rows seen do not depend on the chunk size
+// or on how the rows were split into shards. Each shard's SHA-256 is checked
+// against the manifest when an iterator first maps it, once per Store, so
+// that a corrupted or swapped shard is an error rather than scores
+// (OpenOptions.NoVerify skips this); Verify checks every shard at once. A
+// shard that shrinks while mapped is an error (ErrFault), not a SIGBUS.
 //
 // Errors are *Error values naming the file and field at fault and wrapping one
 // of the sentinel errors of this package, for use with errors.Is.

@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"math"
 	"path/filepath"
+	"strings"
+	"unsafe"
 
 	"github.com/goinfluence/goinfluence/internal/safetensors"
 	"github.com/goinfluence/goinfluence/linalg"
@@ -101,11 +103,21 @@ func (it *Iterator) NextRaw(ctx context.Context) bool {
 }
 
 // read reads the next chunk: widened into data with the given row stride,
-// or raw when data is nil.
-func (it *Iterator) read(ctx context.Context, data []float32, stride int) bool {
+// or raw when data is nil. A shard is checked (Store.checkShard) when first
+// mapped. The mapped bytes are read with panics on memory faults, here and
+// in the widening's worker goroutines (linalg passes the setting on), so
+// that a shard truncated under the mapping ends the iteration with an error
+// naming it instead of killing the process with SIGBUS.
+func (it *Iterator) read(ctx context.Context, data []float32, stride int) (ok bool) {
 	if it.done {
 		return false
 	}
+	defer panicOnFault()()
+	defer func() {
+		if r := recover(); r != nil {
+			ok = it.fail(faultError(r, it.shardPath()))
+		}
+	}()
 	it.closeSpent()
 	if err := ctx.Err(); err != nil {
 		return it.fail(err)
@@ -132,6 +144,9 @@ func (it *Iterator) read(ctx context.Context, data []float32, stride int) bool {
 				return it.fail(err)
 			}
 			it.f = f
+			if err := it.s.checkShard(ctx, it.shard, f); err != nil {
+				return it.fail(err)
+			}
 		}
 		k := min(n-filled, m.Shards[it.shard].Rows-it.pos)
 		grads := it.f.Bytes("grads")[it.pos*rowBytes : (it.pos+k)*rowBytes]
@@ -176,6 +191,14 @@ func (it *Iterator) read(ctx context.Context, data []float32, stride int) bool {
 	}
 	it.off += n
 	return true
+}
+
+// shardPath returns the path of the shard being read.
+func (it *Iterator) shardPath() string {
+	if it.shard >= len(it.s.m.Shards) {
+		return it.s.dir
+	}
+	return filepath.Join(it.s.dir, it.s.m.Shards[it.shard].File)
 }
 
 // decode widens the little-endian values in src to float32.
@@ -229,4 +252,48 @@ func (it *Iterator) closeSpent() error {
 	err := it.spent.Close()
 	it.spent = nil
 	return err
+}
+
+// Guard calls fn, which reads the rows of the last chunks the iterators
+// returned by NextRaw (they alias the mapped shards), with panics on memory
+// faults on the calling goroutine, and returns fn's error or, when a shard
+// shrank under its mapping, an *Error naming it (ErrFault) instead of the
+// SIGBUS that would kill the process. Whatever fn starts on other
+// goroutines must pass the fault on to this one (as linalg's conversions
+// do).
+func Guard(fn func() error, its ...*Iterator) (err error) {
+	defer panicOnFault()()
+	defer func() {
+		if r := recover(); r != nil {
+			err = faultError(r, faultPath(r, its))
+		}
+	}()
+	return fn()
+}
+
+// faultPath returns the path of the shard mapped by one of the iterators
+// that holds the faulting address of r, or the store directories when none
+// does.
+func faultPath(r any, its []*Iterator) string {
+	a, ok := r.(interface{ Addr() uintptr })
+	if !ok {
+		return ""
+	}
+	addr := a.Addr()
+	var dirs []string
+	for _, it := range its {
+		// it.spent is the shard before it.shard (see read).
+		for i, f := range []*safetensors.File{it.f, it.spent} {
+			if f == nil || len(f.Whole()) == 0 {
+				continue
+			}
+			b := f.Whole()
+			lo := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+			if shard := it.shard - i; addr >= lo && addr-lo < uintptr(len(b)) && shard >= 0 && shard < len(it.s.m.Shards) {
+				return filepath.Join(it.s.dir, it.s.m.Shards[shard].File)
+			}
+		}
+		dirs = append(dirs, it.s.dir)
+	}
+	return strings.Join(dirs, ", ")
 }

@@ -10,7 +10,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/goinfluence/goinfluence/internal/safetensors"
@@ -21,15 +24,41 @@ import (
 type Store struct {
 	dir    string
 	m      Manifest // never modified after Open
+	checks []shardCheck
 	closed atomic.Bool
 }
 
-// Open opens the store in dir. It reads and validates the manifest and checks
-// that every committed shard exists and has the tensors, dtype and shapes the
-// manifest implies; the SHA-256 digests are checked by Verify. Files the
-// manifest does not name, such as the leftovers of a killed build, are
-// ignored.
-func Open(dir string) (*Store, error) {
+// OpenOptions configures OpenWith.
+type OpenOptions struct {
+	// NoVerify turns off the checking of every shard's SHA-256 before its
+	// rows are first read. The check costs one sequential pass over each
+	// shard per Store (bench/results/stream-verify-*.md); without it a
+	// flipped byte, a NaN row or a shard swapped for another is scored
+	// without complaint.
+	NoVerify bool
+}
+
+// shardCheck is the outcome, computed once per Store, of comparing a shard's
+// SHA-256 with the manifest.
+type shardCheck struct {
+	mu   sync.Mutex
+	done bool  // the shard was hashed; err is the outcome
+	err  error // a mismatch
+}
+
+// Open opens the store in dir with the default options: every shard's
+// SHA-256 is checked against the manifest before any of its rows are read.
+// It is OpenWith(dir, OpenOptions{}).
+func Open(dir string) (*Store, error) { return OpenWith(dir, OpenOptions{}) }
+
+// OpenWith opens the store in dir. It reads and validates the manifest and
+// checks that every committed shard exists and has the tensors, dtype and
+// shapes the manifest implies. Unless opt.NoVerify, each shard's SHA-256 is
+// checked the first time an Iterator or IDs reaches it, over the mapped
+// bytes that are then read, once per Store; Verify checks them all at once.
+// Files the manifest does not name, such as the leftovers of a killed build,
+// are ignored.
+func OpenWith(dir string, opt OpenOptions) (*Store, error) {
 	m, err := readManifest(dir)
 	if err != nil {
 		return nil, err
@@ -41,7 +70,107 @@ func Open(dir string) (*Store, error) {
 		}
 		f.Close()
 	}
-	return &Store{dir: dir, m: m}, nil
+	s := &Store{dir: dir, m: m}
+	if !opt.NoVerify {
+		s.checks = make([]shardCheck, len(m.Shards))
+	}
+	return s, nil
+}
+
+// Verifies reports whether the store checks each shard's SHA-256 before
+// reading it (see OpenOptions.NoVerify).
+func (s *Store) Verifies() bool { return s.checks != nil }
+
+// checkShard compares the SHA-256 of shard i, open as f, with the manifest,
+// unless the store does not verify or has already done so. The digest is
+// taken over f's mapped bytes, the ones the caller goes on to read, so that
+// a file replaced between the check and the reading cannot slip through. A
+// cancelled check is not remembered. The caller must catch memory faults
+// (see catchFault).
+func (s *Store) checkShard(ctx context.Context, i int, f *safetensors.File) error {
+	if s.checks == nil {
+		return nil
+	}
+	c := &s.checks[i]
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		return c.err
+	}
+	sum, err := bytesSHA256(ctx, f.Whole())
+	if err != nil {
+		return err
+	}
+	c.err = s.compareSum(i, sum)
+	c.done = true
+	return c.err
+}
+
+// remember records the outcome of a check of shard i made by Verify.
+func (s *Store) remember(i int, err error) {
+	if s.checks == nil {
+		return
+	}
+	c := &s.checks[i]
+	c.mu.Lock()
+	c.done, c.err = true, err
+	c.mu.Unlock()
+}
+
+// compareSum returns the error for a shard i whose file has the digest sum,
+// nil when it is the manifest's.
+func (s *Store) compareSum(i int, sum string) error {
+	sh := s.m.Shards[i]
+	if sum == sh.SHA256 {
+		return nil
+	}
+	return &Error{Path: filepath.Join(s.dir, sh.File), Field: "sha256", Err: fmt.Errorf("%w: manifest has %s, file has %s", ErrChecksum, sh.SHA256, sum)}
+}
+
+// bytesSHA256 returns the hex SHA-256 of b, hashing it in blocks and
+// checking ctx between them.
+func bytesSHA256(ctx context.Context, b []byte) (string, error) {
+	const block = 4 << 20
+	h := sha256.New()
+	for len(b) > 0 {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		n := min(len(b), block)
+		h.Write(b[:n])
+		b = b[n:]
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// ErrFault is the cause of the error for a memory-mapped shard that could not
+// be read: the file shrank (was truncated or rewritten in place) while it
+// was mapped, which would otherwise kill the process with SIGBUS.
+var ErrFault = errors.New("memory fault reading the mapped file (did it shrink while in use?)")
+
+// faultError turns the value recovered from a panic into the error for a
+// memory fault in the mapped shard at path, and panics again with any value
+// that is not a memory fault. Mapped reads run with
+// debug.SetPanicOnFault(true), which makes the fault a runtime.Error with an
+// Addr method on the goroutine that touched the memory.
+func faultError(r any, path string) error {
+	re, ok := r.(runtime.Error)
+	if !ok {
+		panic(r)
+	}
+	a, ok := re.(interface{ Addr() uintptr })
+	if !ok {
+		panic(r)
+	}
+	return &Error{Path: path, Err: fmt.Errorf("%w: at address %#x", ErrFault, a.Addr())}
+}
+
+// panicOnFault turns debug.SetPanicOnFault on for the calling goroutine and
+// returns the function that restores the previous setting, for
+// defer panicOnFault()().
+func panicOnFault() func() {
+	old := debug.SetPanicOnFault(true)
+	return func() { debug.SetPanicOnFault(old) }
 }
 
 // openShard memory-maps shard i and checks it against the manifest.
@@ -105,7 +234,8 @@ func (s *Store) Layers() []LayerInfo { return slices.Clone(s.m.Layers) }
 func (s *Store) Manifest() Manifest { return s.m.clone() }
 
 // IDs returns the ids of all rows, in order, reading only the shards' ids
-// tensors.
+// tensors (and, unless the store was opened with NoVerify, hashing the
+// shards not yet checked).
 func (s *Store) IDs(ctx context.Context) ([]int64, error) {
 	if s.closed.Load() {
 		return nil, &Error{Path: s.dir, Err: fs.ErrClosed}
@@ -116,18 +246,35 @@ func (s *Store) IDs(ctx context.Context) ([]int64, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		f, err := openShard(s.dir, &s.m, i)
-		if err != nil {
+		if err := s.readIDs(ctx, i, ids[off:off+sh.Rows]); err != nil {
 			return nil, err
-		}
-		err = safetensors.DecodeInt64s(ids[off:off+sh.Rows], safetensors.I64, f.Bytes("ids"))
-		f.Close()
-		if err != nil {
-			return nil, &Error{Path: filepath.Join(s.dir, sh.File), Field: "ids", Err: fmt.Errorf("%w: %v", ErrFormat, err)}
 		}
 		off += sh.Rows
 	}
 	return ids, nil
+}
+
+// readIDs decodes the ids of shard i into dst, after checking the shard.
+func (s *Store) readIDs(ctx context.Context, i int, dst []int64) (err error) {
+	path := filepath.Join(s.dir, s.m.Shards[i].File)
+	defer panicOnFault()()
+	defer func() {
+		if r := recover(); r != nil {
+			err = faultError(r, path)
+		}
+	}()
+	f, err := openShard(s.dir, &s.m, i)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := s.checkShard(ctx, i, f); err != nil {
+		return err
+	}
+	if err := safetensors.DecodeInt64s(dst, safetensors.I64, f.Bytes("ids")); err != nil {
+		return &Error{Path: path, Field: "ids", Err: fmt.Errorf("%w: %v", ErrFormat, err)}
+	}
+	return nil
 }
 
 // Close releases the store. Iterators return fs.ErrClosed afterwards.
@@ -136,13 +283,15 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Verify recomputes the SHA-256 of every shard file and compares it with the
-// manifest. The error names the first shard that differs or cannot be read.
+// Verify recomputes now the SHA-256 of every shard file and compares it with
+// the manifest, whatever has been checked before. The error names the first
+// shard that differs or cannot be read. The outcomes spare the iterators
+// of a store that verifies their own check.
 func (s *Store) Verify(ctx context.Context) error {
 	if s.closed.Load() {
 		return &Error{Path: s.dir, Err: fs.ErrClosed}
 	}
-	for _, sh := range s.m.Shards {
+	for i, sh := range s.m.Shards {
 		path := filepath.Join(s.dir, sh.File)
 		sum, err := fileSHA256(ctx, path)
 		if err != nil {
@@ -151,8 +300,10 @@ func (s *Store) Verify(ctx context.Context) error {
 			}
 			return &Error{Path: path, Err: err}
 		}
-		if sum != sh.SHA256 {
-			return &Error{Path: path, Field: "sha256", Err: fmt.Errorf("%w: manifest has %s, file has %s", ErrChecksum, sh.SHA256, sum)}
+		err = s.compareSum(i, sum)
+		s.remember(i, err)
+		if err != nil {
+			return err
 		}
 	}
 	return nil

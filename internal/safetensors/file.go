@@ -52,6 +52,7 @@ type File struct {
 	// Metadata is the header's "__metadata__" map, nil when absent.
 	Metadata map[string]string
 
+	buf   []byte // the whole file: header length, header and data
 	data  []byte // the data buffer, after the header
 	infos []Info // sorted by offset, then name
 	index map[string]int
@@ -71,7 +72,7 @@ func Parse(buf []byte) (*File, error) {
 	if n > uint64(len(buf)-8) {
 		return nil, fmt.Errorf("%w: header length %d but only %d bytes follow", ErrTruncated, n, len(buf)-8)
 	}
-	f := &File{data: buf[8+n:]}
+	f := &File{buf: buf, data: buf[8+n:]}
 	if err := f.parseHeader(buf[8 : 8+n]); err != nil {
 		return nil, err
 	}
@@ -279,7 +280,7 @@ func load(path string) (mmap.MMap, []byte, error) {
 // Close releases the file's memory mapping, if any. Slices returned by Bytes
 // must not be used afterwards.
 func (f *File) Close() error {
-	f.data = nil
+	f.buf, f.data = nil, nil
 	if f.mm == nil {
 		return nil
 	}
@@ -287,6 +288,11 @@ func (f *File) Close() error {
 	f.mm = nil
 	return err
 }
+
+// Whole returns the whole file as parsed or mapped, header included, so
+// that a checksum of the file can be taken over the very bytes the tensors
+// alias. It is nil once the file is closed and must not be modified.
+func (f *File) Whole() []byte { return f.buf }
 
 // Names returns the tensor names in the order of their data.
 func (f *File) Names() []string {
