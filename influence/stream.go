@@ -101,8 +101,15 @@ type StreamResult struct {
 // device memory), StreamScores runs on the host through its Sgemm.
 //
 // Queries with a NaN or an infinity are an error naming the row, as is a
-// query dimension other than the store's. Cancelling ctx stops the stream
-// between chunks and returns ctx.Err().
+// query dimension other than the store's. A score that is NaN or ±Inf (finite
+// but huge rows overflow float32) is a *NonFiniteError naming the query and
+// the store row and id, so that no row drops silently out of a ranking or
+// the Scores callback. On a streaming backend without the callback only the
+// top-k candidates come back: a ±Inf always ranks among them and is caught,
+// but the kernel ranks NaN after every number, so a NaN is caught only where
+// it reaches the candidates (a block with fewer than TopK other scores);
+// the lists are then those of TopK, which never ranks a NaN. Cancelling ctx
+// stops the stream between chunks and returns ctx.Err().
 func StreamScores(ctx context.Context, be linalg.Backend, queries *linalg.Dense32, s *store.Store, opt StreamOptions) (*StreamResult, error) {
 	return streamScores(ctx, "StreamScores", be, []*linalg.Dense32{queries}, []*store.Store{s}, opt)
 }
@@ -185,6 +192,9 @@ func streamScores(ctx context.Context, name string, be linalg.Backend, queries [
 					row[j] *= w[j]
 				}
 			}
+		}
+		if err := checkBlock(scores, c.offset, c.ids); err != nil {
+			return err
 		}
 		if opt.Scores != nil {
 			if err := opt.Scores(c.offset, c.ids, scores); err != nil {
@@ -485,6 +495,9 @@ func streamDevice(ctx context.Context, st linalg.ScoreStream, stores []*store.St
 			if r.Scores == nil || r.Scores.Rows != len(tops.helpful) || r.Scores.Cols != r.Rows {
 				return fmt.Errorf("the backend returned no %d×%d block of scores for rows [%d, %d)", len(tops.helpful), r.Rows, r.Offset, r.Offset+r.Rows)
 			}
+			if err := checkBlock(r.Scores, c.offset, c.ids); err != nil {
+				return err
+			}
 			if err := opt.Scores(c.offset, c.ids, r.Scores); err != nil {
 				return fmt.Errorf("Scores callback at row %d: %w", c.offset, err)
 			}
@@ -562,6 +575,19 @@ func readRawSideBySide(ctx context.Context, stores []*store.Store, its []*store.
 		}
 	}
 	return len(first.IDs), nil
+}
+
+// checkBlock returns a *NonFiniteError for the first NaN or ±Inf of a
+// chunk's scores, the store rows [offset, offset+scores.Cols) with their ids.
+func checkBlock(scores *linalg.Dense32, offset int, ids []int64) error {
+	for q := range scores.Rows {
+		for j, v := range scores.Row(q) {
+			if v-v != 0 {
+				return &NonFiniteError{Query: q, Index: offset + j, ID: ids[j], Score: float64(v)}
+			}
+		}
+	}
+	return nil
 }
 
 // streamTops holds the per-query heaps of StreamScores.
@@ -655,6 +681,9 @@ func (t *streamTops) merge(hs []entryHeap, c linalg.Candidates, offset int, ids 
 				return fmt.Errorf("the backend returned candidate row %d for the chunk [%d, %d)", r, offset, offset+len(ids))
 			}
 			e := Entry{Index: int(r), ID: ids[i], Score: float64(scores[j])}
+			if e.Score-e.Score != 0 {
+				return &NonFiniteError{Query: qi, Index: e.Index, ID: e.ID, Score: e.Score}
+			}
 			if len(h.e) < t.k {
 				heap.Push(h, e)
 			} else if h.worse(h.e[0], e) {
