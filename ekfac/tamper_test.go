@@ -103,7 +103,7 @@ func TestLoadEigenvectors(t *testing.T) {
 }
 
 // readTensors returns copies of the tensors and metadata of a file.
-func readTensors(t *testing.T, path string) ([]safetensors.Tensor, map[string]string) {
+func readTensors(t testing.TB, path string) ([]safetensors.Tensor, map[string]string) {
 	t.Helper()
 	sf, err := safetensors.Open(path)
 	if err != nil {
