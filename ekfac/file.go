@@ -233,7 +233,10 @@ func parseSpec(spec string) (LayerFactors, error) {
 		lf.D = v
 		return lf, nil
 	}
-	if _, err := fmt.Sscanf(kind, "%dx%d", &lf.DOut, &lf.DIn); err != nil || lf.DOut < 1 || lf.DIn < 1 {
+	// Identity factors store no tensor whose size would bound the shape:
+	// refuse layers of 2³¹ or more weights, whose sizes overflow int on 32-bit
+	// platforms and whose gradients no file holds.
+	if _, err := fmt.Sscanf(kind, "%dx%d", &lf.DOut, &lf.DIn); err != nil || lf.DOut < 1 || lf.DIn < 1 || lf.DIn > math.MaxInt32/lf.DOut {
 		return lf, fmt.Errorf("metadata shapes: bad entry %q", spec)
 	}
 	lf.M = v

@@ -35,6 +35,9 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			return
 		}
+		// Identity factors hold no tensors, so their metadata can declare
+		// any shape: precondition only what a small file can describe.
+		const maxDim = 1 << 12
 		dim := 0
 		for i, lf := range fac.Layers {
 			if fac.Method != Identity && lf.Lambda == nil {
@@ -44,11 +47,12 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("layer %d: K-FAC/EK-FAC factors without eigenbases", i)
 			}
 			_ = fac.LayerDamping(i, Damping{Heuristic: true})
+			if lf.D > maxDim || lf.DIn > maxDim || lf.DOut > maxDim {
+				return
+			}
 			dim += max(lf.D, lf.DIn*lf.DOut)
 		}
-		// Identity factors hold no tensors, so their metadata can declare
-		// any shape: precondition only what a small file can describe.
-		if dim > 1<<12 {
+		if dim > maxDim {
 			return
 		}
 		b := &gradients.Batch{N: 1}
