@@ -243,7 +243,9 @@ func scaleEKFAC[T float32 | float64](dev *Device, x []T, lambda []float64, delta
 // TopK returns, for each row of scores, its k best entries, best first
 // (rows × k, row-major): the highest scores, or the lowest when lowest is
 // set, ties broken by the lower index, as influence.TopK orders them; NaNs
-// come last. Indices are offset + column, so that the results of chunks of
+// come last, where influence.TopK leaves them out (so the two agree on the
+// entries before the first NaN, and influence.StreamScores refuses a NaN
+// candidate). Indices are offset + column, so that the results of chunks of
 // a store can be merged. k is at most 1024 and is reduced to the number of
 // columns; offset + columns must not exceed 2³² − 1.
 func (b *Backend) TopK(scores *linalg.Dense32, k int, lowest bool, offset int64) (idx []int64, vals []float32, err error) {

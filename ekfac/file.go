@@ -80,7 +80,13 @@ func (f *Factors) Save(path string) error {
 
 // Load reads factors written by Save, checking every tensor's presence and
 // shape, that values are finite, that covariances are symmetric and Λ is
-// non-negative up to rounding. Errors name the file and layer.
+// non-negative up to rounding, and, for K-FAC and EK-FAC, that the
+// eigenvectors are orthonormal and diagonalise the stored covariances into
+// the stored eigenvalues (see EigenTol): a file whose eigenvectors were
+// replaced would otherwise load and score wrongly by orders of magnitude.
+// The eigenvector checks cost three n×n matrix products per factor, O(n³)
+// as is the eigendecomposition that produced it, far less than the fit.
+// Errors name the file, the layer and the tensor.
 func Load(path string) (*Factors, error) {
 	sf, err := safetensors.Open(path)
 	if err != nil {
@@ -193,6 +199,9 @@ func decode(sf *safetensors.File) (*Factors, error) {
 			if lf.LambdaS, err = get(lf.Name, ".lambda_s", lf.DOut); err != nil {
 				return nil, err
 			}
+			if err := checkEigen(&lf, method); err != nil {
+				return nil, err
+			}
 		}
 		f.Layers = append(f.Layers, lf)
 	}
@@ -224,7 +233,10 @@ func parseSpec(spec string) (LayerFactors, error) {
 		lf.D = v
 		return lf, nil
 	}
-	if _, err := fmt.Sscanf(kind, "%dx%d", &lf.DOut, &lf.DIn); err != nil || lf.DOut < 1 || lf.DIn < 1 {
+	// Identity factors store no tensor whose size would bound the shape:
+	// refuse layers of 2³¹ or more weights, whose sizes overflow int on 32-bit
+	// platforms and whose gradients no file holds.
+	if _, err := fmt.Sscanf(kind, "%dx%d", &lf.DOut, &lf.DIn); err != nil || lf.DOut < 1 || lf.DIn < 1 || lf.DIn > math.MaxInt32/lf.DOut {
 		return lf, fmt.Errorf("metadata shapes: bad entry %q", spec)
 	}
 	lf.M = v
@@ -260,4 +272,96 @@ func checkNonNegative(layer, what string, v []float64) error {
 		return fmt.Errorf("layer %q: %s has a negative entry %v (largest magnitude %v)", layer, what, lo, mx)
 	}
 	return nil
+}
+
+// EigenTol bounds, relative to the factor's scale, how far the eigenvectors
+// of a loaded factor may be from orthonormal and from diagonalising its
+// covariance:
+//
+//	‖QᵀQ − I‖_max ≤ EigenTol,   ‖QᵀCQ − diag(λ)‖_max ≤ EigenTol · max(‖C‖_max, max|λ|).
+//
+// A float64 symmetric eigensolver is backward stable: both residuals are
+// O(n·ε), ε = 2.2e-16. Fitted factors measure at most 1.8e-15 on the tests'
+// data (n ≤ 6) and 1.6e-14 (gonum) or 3.3e-15 (OpenBLAS) at n = 1024; 1e-6
+// leaves eight orders of magnitude for larger layers and for factors written
+// elsewhere in float64, while eigenvectors replaced by random numbers are
+// off by O(1), and a rotation that does not diagonalise C by O(‖C‖).
+const EigenTol = 1e-6
+
+// checkEigen checks that QA and QS are orthonormal eigenbases of ACov and
+// SCov with eigenvalues LambdaA and LambdaS, that those are non-negative up
+// to rounding, and, for K-FAC, that Λ is their outer product λ_S λ_Aᵀ.
+func checkEigen(lf *LayerFactors, method Method) error {
+	for _, e := range []struct {
+		q, cov       *linalg.Dense64
+		lambda       []float64
+		qName, cName string
+		lName        string
+	}{
+		{lf.QA, lf.ACov, lf.LambdaA, "qa", "a_cov", "lambda_a"},
+		{lf.QS, lf.SCov, lf.LambdaS, "qs", "s_cov", "lambda_s"},
+	} {
+		if err := checkNonNegative(lf.Name, e.lName, e.lambda); err != nil {
+			return err
+		}
+		n := e.q.Rows
+		be := linalg.CPU()
+		prod := linalg.NewDense64(n, n, nil)
+		be.Dgemm(linalg.Trans, linalg.NoTrans, 1, e.q, e.q, 0, prod)
+		if dev, i, j := maxDeviation(prod, nil); dev > EigenTol {
+			return fmt.Errorf("layer %q: tensor %s is not orthonormal: (QᵀQ − I)[%d,%d] = %.3g, tolerance %g", lf.Name, lf.Name+"."+e.qName, i, j, dev, EigenTol)
+		}
+		cq := linalg.NewDense64(n, n, nil)
+		be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, e.cov, e.q, 0, cq)
+		be.Dgemm(linalg.Trans, linalg.NoTrans, 1, e.q, cq, 0, prod)
+		scale := 0.0
+		for _, v := range e.cov.Data {
+			scale = math.Max(scale, math.Abs(v))
+		}
+		for _, v := range e.lambda {
+			scale = math.Max(scale, math.Abs(v))
+		}
+		if dev, i, j := maxDeviation(prod, e.lambda); dev > EigenTol*scale {
+			return fmt.Errorf("layer %q: tensor %s does not diagonalise %s into %s: (QᵀCQ − diag(λ))[%d,%d] = %.3g, tolerance %.3g",
+				lf.Name, lf.Name+"."+e.qName, lf.Name+"."+e.cName, lf.Name+"."+e.lName, i, j, dev, EigenTol*scale)
+		}
+	}
+	if method == KFAC {
+		scale := 0.0
+		for _, v := range lf.Lambda.Data {
+			scale = math.Max(scale, math.Abs(v))
+		}
+		for i, ls := range lf.LambdaS {
+			for j, la := range lf.LambdaA {
+				if d := math.Abs(lf.Lambda.At(i, j) - ls*la); d > EigenTol*scale {
+					return fmt.Errorf("layer %q: tensor %s: K-FAC Λ[%d,%d] = %v, but lambda_s[%d]·lambda_a[%d] = %v",
+						lf.Name, lf.Name+".lambda", i, j, lf.Lambda.At(i, j), i, j, ls*la)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// maxDeviation returns the largest |m − diag(d)| entry and where it is; d
+// nil means the identity.
+func maxDeviation(m *linalg.Dense64, d []float64) (dev float64, at0, at1 int) {
+	for i := range m.Rows {
+		for j, v := range m.Row(i) {
+			if i == j {
+				if d == nil {
+					v--
+				} else {
+					v -= d[i]
+				}
+			}
+			if a := math.Abs(v); a > dev || a != a {
+				dev, at0, at1 = a, i, j
+				if a != a {
+					return math.Inf(1), i, j
+				}
+			}
+		}
+	}
+	return dev, at0, at1
 }

@@ -26,7 +26,8 @@ const MaxTRAKDim = 1 << 13
 
 // TracInCP returns Σ_c η_c ⟨g_c(q), g_c(t)⟩ (n_query × n_train), the
 // TracIn-CP scores of every query against every training example. The zero
-// backend means linalg.Default(). TrainProb is not used.
+// backend means linalg.Default(). TrainProb is not used. A score that is NaN
+// or ±Inf is a *NonFiniteError naming the query and the training example.
 func TracInCP(ctx context.Context, be linalg.Backend, cps []Checkpoint) (*linalg.Dense64, error) {
 	if be == nil {
 		be = linalg.Default()
@@ -55,6 +56,9 @@ func TracInCP(ctx context.Context, be linalg.Backend, cps []Checkpoint) (*linalg
 			out.Data[i] += lr * v
 		}
 	}
+	if err := CheckFinite(out, cps[0].Train.IDs); err != nil {
+		return nil, fmt.Errorf("influence: TracInCP: %w", err)
+	}
 	return out, nil
 }
 
@@ -80,7 +84,8 @@ type TRAKOptions struct {
 // checkpoint c and φ_q,c the query's, each column t multiplied by the mean
 // over checkpoints of Q_t = 1 − p_c(y_t). ΦᵀΦ is not normalised by the number
 // of training examples. The zero backend means linalg.Default(). LR is not
-// used.
+// used. A score that is NaN or ±Inf is a *NonFiniteError naming the query
+// and the training example.
 func TRAK(ctx context.Context, be linalg.Backend, cps []Checkpoint, opt TRAKOptions) (*linalg.Dense64, error) {
 	if be == nil {
 		be = linalg.Default()
@@ -114,6 +119,9 @@ func TRAK(ctx context.Context, be linalg.Backend, cps []Checkpoint, opt TRAKOpti
 		for t := range row {
 			row[t] *= inv * (q[t] * inv)
 		}
+	}
+	if err := CheckFinite(out, cps[0].Train.IDs); err != nil {
+		return nil, fmt.Errorf("influence: TRAK: %w", err)
 	}
 	return out, nil
 }

@@ -15,4 +15,17 @@
 // training gradients) with a linalg.Backend, and computes pairwise scores,
 // self-influence ⟨P(∇L(t)), ∇L(t)⟩ and per-query top-k lists of the
 // most helpful and most harmful training examples.
+//
+// Non-finite scores. Inputs are checked for NaN and Inf when read, but
+// finite gradients can still overflow in the products (an entry of 1e300
+// squares past the float64 range, 1e20 past float32 in a store), and a NaN
+// compares false with everything: ranked, it would push real examples out
+// of a top-k, and anything paid from the scores would skip an example
+// without a word. So every scoring function here (Analyzer.Scores,
+// LayerScores, SelfInfluence, TracInCP, TRAK, StreamScores,
+// StreamCheckpoints) returns a *NonFiniteError naming the query, the
+// training example's index and id (and the layer, for LayerScores) instead
+// of a NaN or ±Inf score. TopK, which may be handed scores computed
+// elsewhere, never ranks a NaN; CheckFinite and CheckFiniteSelf check such
+// scores first.
 package influence

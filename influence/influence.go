@@ -46,7 +46,9 @@ func (a *Analyzer) backend() linalg.Backend {
 }
 
 // Scores returns the n_query × n_train matrix of score(q, t). Positive means
-// helpful (see the package documentation for the sign convention).
+// helpful (see the package documentation for the sign convention). A score
+// that is NaN or ±Inf is a *NonFiniteError naming the query and the training
+// example.
 func (a *Analyzer) Scores(ctx context.Context, query, train *gradients.Batch) (*linalg.Dense64, error) {
 	layers, err := a.LayerScores(ctx, query, train)
 	if err != nil {
@@ -61,12 +63,30 @@ func (a *Analyzer) Scores(ctx context.Context, query, train *gradients.Batch) (*
 			total.Data[i] += v
 		}
 	}
+	if err := CheckFinite(total, train.IDs); err != nil {
+		return nil, err
+	}
 	return total, nil
 }
 
 // LayerScores returns the scores broken down by layer, one n_query × n_train
-// matrix per layer in batch order; they sum to Scores.
+// matrix per layer in batch order; they sum to Scores. A score that is NaN or
+// ±Inf is a *NonFiniteError naming the layer, the query and the example.
 func (a *Analyzer) LayerScores(ctx context.Context, query, train *gradients.Batch) ([]*linalg.Dense64, error) {
+	out, err := a.layerScores(ctx, query, train)
+	if err != nil {
+		return nil, err
+	}
+	for li, l := range out {
+		if err := CheckFinite(l, train.IDs); err != nil {
+			err.(*NonFiniteError).Layer = train.Layers[li].Name
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (a *Analyzer) layerScores(ctx context.Context, query, train *gradients.Batch) ([]*linalg.Dense64, error) {
 	if err := compatible(query, train); err != nil {
 		return nil, err
 	}
@@ -114,8 +134,20 @@ func (a *Analyzer) LayerScores(ctx context.Context, query, train *gradients.Batc
 const trainChunkFloats = 1 << 24
 
 // SelfInfluence returns ⟨P(∇L(t)), ∇L(t)⟩ for every example of train. Large
-// values mark examples the model finds hard or mislabelled.
+// values mark examples the model finds hard or mislabelled. A value that is
+// NaN or ±Inf is a *NonFiniteError naming the example.
 func (a *Analyzer) SelfInfluence(ctx context.Context, train *gradients.Batch) ([]float64, error) {
+	s, err := a.selfInfluence(ctx, train)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckFiniteSelf(s, train.IDs); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (a *Analyzer) selfInfluence(ctx context.Context, train *gradients.Batch) ([]float64, error) {
 	if ls, ok := a.Method.(LayerScorer); ok {
 		s, err := ls.SelfInfluence(ctx, a.backend(), train)
 		if err != nil {

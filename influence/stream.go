@@ -101,8 +101,15 @@ type StreamResult struct {
 // device memory), StreamScores runs on the host through its Sgemm.
 //
 // Queries with a NaN or an infinity are an error naming the row, as is a
-// query dimension other than the store's. Cancelling ctx stops the stream
-// between chunks and returns ctx.Err().
+// query dimension other than the store's. A score that is NaN or ±Inf (finite
+// but huge rows overflow float32) is a *NonFiniteError naming the query and
+// the store row and id, so that no row drops silently out of a ranking or
+// the Scores callback. On a streaming backend without the callback only the
+// top-k candidates come back: a ±Inf always ranks among them and is caught,
+// but the kernel ranks NaN after every number, so a NaN is caught only where
+// it reaches the candidates (a block with fewer than TopK other scores);
+// the lists are then those of TopK, which never ranks a NaN. Cancelling ctx
+// stops the stream between chunks and returns ctx.Err().
 func StreamScores(ctx context.Context, be linalg.Backend, queries *linalg.Dense32, s *store.Store, opt StreamOptions) (*StreamResult, error) {
 	return streamScores(ctx, "StreamScores", be, []*linalg.Dense32{queries}, []*store.Store{s}, opt)
 }
@@ -186,7 +193,7 @@ func streamScores(ctx context.Context, name string, be linalg.Backend, queries [
 				}
 			}
 		}
-		if err := checkScores(scores, c.offset, c.ids); err != nil {
+		if err := checkBlock(scores, c.offset, c.ids); err != nil {
 			return err
 		}
 		if opt.Scores != nil {
@@ -488,7 +495,7 @@ func streamDevice(ctx context.Context, st linalg.ScoreStream, stores []*store.St
 			if r.Scores == nil || r.Scores.Rows != len(tops.helpful) || r.Scores.Cols != r.Rows {
 				return fmt.Errorf("the backend returned no %d×%d block of scores for rows [%d, %d)", len(tops.helpful), r.Rows, r.Offset, r.Offset+r.Rows)
 			}
-			if err := checkScores(r.Scores, c.offset, c.ids); err != nil {
+			if err := checkBlock(r.Scores, c.offset, c.ids); err != nil {
 				return err
 			}
 			if err := opt.Scores(c.offset, c.ids, r.Scores); err != nil {
@@ -529,12 +536,7 @@ func streamDevice(ctx context.Context, st linalg.ScoreStream, stores []*store.St
 		if opt.Weights != nil {
 			w = opt.Weights[c.offset : c.offset+n]
 		}
-		// Send copies the rows out of the mapped shards: a shard that
-		// shrinks meanwhile is an error naming it, not a SIGBUS.
-		err = store.Guard(func() error {
-			return st.Send(linalg.RawChunk{Offset: c.offset, Rows: n, Parts: raw, Weights: w})
-		}, its...)
-		if err != nil {
+		if err := st.Send(linalg.RawChunk{Offset: c.offset, Rows: n, Parts: raw, Weights: w}); err != nil {
 			return err
 		}
 		queued++
@@ -575,25 +577,17 @@ func readRawSideBySide(ctx context.Context, stores []*store.Store, its []*store.
 	return len(first.IDs), nil
 }
 
-// checkScores returns an error naming the first store row, by index and id,
-// with a NaN or infinite score in block, the scores of rows [offset, …).
-// The queries are checked finite up front, so such a score comes from a
-// store row holding a NaN or an infinity (a corrupt shard, or one opened
-// without verification); it would otherwise drop silently out of the top-k.
-// The scan costs 1/dim of the products.
-func checkScores(block *linalg.Dense32, offset int, ids []int64) error {
-	for i := range block.Rows {
-		for j, v := range block.Row(i) {
-			if v-v != 0 { // NaN or ±Inf
-				return nonFinite(i, offset+j, ids[j], v)
+// checkBlock returns a *NonFiniteError for the first NaN or ±Inf of a
+// chunk's scores, the store rows [offset, offset+scores.Cols) with their ids.
+func checkBlock(scores *linalg.Dense32, offset int, ids []int64) error {
+	for q := range scores.Rows {
+		for j, v := range scores.Row(q) {
+			if v-v != 0 {
+				return &NonFiniteError{Query: q, Index: offset + j, ID: ids[j], Score: float64(v)}
 			}
 		}
 	}
 	return nil
-}
-
-func nonFinite(query, row int, id int64, v float32) error {
-	return fmt.Errorf("store row %d (id %d): score of query %d is %v: %w (does the row hold a NaN or an infinity?)", row, id, query, v, linalg.ErrNotFinite)
 }
 
 // streamTops holds the per-query heaps of StreamScores.
@@ -687,8 +681,8 @@ func (t *streamTops) merge(hs []entryHeap, c linalg.Candidates, offset int, ids 
 				return fmt.Errorf("the backend returned candidate row %d for the chunk [%d, %d)", r, offset, offset+len(ids))
 			}
 			e := Entry{Index: int(r), ID: ids[i], Score: float64(scores[j])}
-			if math.IsNaN(e.Score) || math.IsInf(e.Score, 0) {
-				return nonFinite(qi, e.Index, e.ID, scores[j])
+			if e.Score-e.Score != 0 {
+				return &NonFiniteError{Query: qi, Index: e.Index, ID: e.ID, Score: e.Score}
 			}
 			if len(h.e) < t.k {
 				heap.Push(h, e)

@@ -51,7 +51,8 @@ func TestStreamCorruptShard(t *testing.T) {
 		defer ns.Close()
 		for _, opt := range []StreamOptions{{TopK: 5}, {TopK: 0}, {TopK: 5, Scores: func(int, []int64, *linalg.Dense32) error { return nil }}} {
 			_, err = StreamScores(context.Background(), be, q, ns, opt)
-			if !errors.Is(err, linalg.ErrNotFinite) || !strings.Contains(err.Error(), "store row 1500 (id 5500)") {
+			var nf *NonFiniteError
+			if !errors.Is(err, linalg.ErrNotFinite) || !errors.As(err, &nf) || nf.Index != 1500 || nf.ID != 5500 {
 				t.Errorf("%s: unverified store, top-%d: %v, want a non-finite score at store row 1500, id 5500", be.Name(), opt.TopK, err)
 			}
 		}

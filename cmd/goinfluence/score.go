@@ -119,6 +119,11 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				}
 			}
 		}
+		// Scores, top-k and whatever is paid from them must not skip an
+		// example whose score overflowed: refuse to write NaN or ±Inf.
+		if err := influence.CheckFinite(total, train.IDs); err != nil {
+			return fmt.Errorf("score: not writing %s: %w", *out, err)
+		}
 		if err := add("scores", []int{query.N, train.N}, total.Data, safetensors.F32); err != nil {
 			return err
 		}
@@ -131,6 +136,9 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	if *self {
+		if err := influence.CheckFiniteSelf(selfInf, train.IDs); err != nil {
+			return fmt.Errorf("score: not writing %s: %w", *out, err)
+		}
 		if err := add("self", []int{train.N}, selfInf, safetensors.F32); err != nil {
 			return err
 		}
