@@ -264,6 +264,10 @@ func (b *Builder) shardOf(r int) int {
 	return -1
 }
 
+// Manifest returns a copy of the committed state, for a caller that checks
+// its input against a resumed store.
+func (b *Builder) Manifest() Manifest { return b.m.clone() }
+
 // Committed returns the number of rows committed to shards: the rows a build
 // killed now would keep.
 func (b *Builder) Committed() int { return b.m.Count }
