@@ -32,7 +32,8 @@ type Options struct {
 // store's build lock (see LockName) and Close releases it.
 //
 // Ids are unique across the store: the Builder keeps the set of the ids
-// committed and buffered, about 20 bytes a row, and rejects an id it holds
+// committed and buffered, 8 bytes a row while ids arrive increasing and
+// about 40 once they do not, and rejects an id it holds
 // already, naming both places.
 type Builder struct {
 	dir       string
@@ -46,10 +47,10 @@ type Builder struct {
 	sum  hash.Hash
 
 	lock    *lock
-	seen    map[int64]struct{} // ids committed and buffered
-	resumed []int64            // ids committed before Resume, in order
-	skipped int                // of resumed, the rows Skip has matched
-	segs    []segment          // where the rows added came from
+	seen    idSet     // ids committed and buffered
+	resumed []int64   // ids committed before Resume, in order
+	skipped int       // of resumed, the rows Skip has matched
+	segs    []segment // where the rows added came from
 
 	err    error // a failed commit: the Builder is unusable
 	closed bool
@@ -195,19 +196,18 @@ func resume(dir string) (*Builder, error) {
 	b := newBuilder(dir, s.m, rows)
 	b.resumed = ids
 	for r, id := range ids {
-		if _, dup := b.seen[id]; dup {
+		if b.seen.has(id) {
 			first := slices.Index(ids, id)
 			return nil, &Error{Path: dir, Field: "ids", Err: fmt.Errorf("%w: id %d: the store holds it twice, in %s and %s",
 				ErrDuplicate, id, b.m.Shards[b.shardOf(first)].File, b.m.Shards[b.shardOf(r)].File)}
 		}
-		b.seen[id] = struct{}{}
+		b.seen.add(id)
 	}
 	return b, nil
 }
 
 func newBuilder(dir string, m Manifest, shardRows int) *Builder {
-	return &Builder{dir: dir, m: m, shardRows: shardRows, rowBytes: m.Dim * m.DType.Size(), sum: sha256.New(),
-		seen: make(map[int64]struct{}, m.Count)}
+	return &Builder{dir: dir, m: m, shardRows: shardRows, rowBytes: m.Dim * m.DType.Size(), sum: sha256.New()}
 }
 
 // Skip checks the input of a resumed build against the rows committed
@@ -400,14 +400,12 @@ func addRows[T float32 | float64](b *Builder, ctx context.Context, src string, f
 	}
 	// The ids join the set now and leave it again if the call fails.
 	for i, id := range ids {
-		if _, dup := b.seen[id]; dup {
+		if b.seen.has(id) {
 			err := b.duplicate(id, src, first, ids[:i])
-			for _, id := range ids[:i] {
-				delete(b.seen, id)
-			}
+			b.seen.undo(ids[:i])
 			return err
 		}
-		b.seen[id] = struct{}{}
+		b.seen.add(id)
 	}
 	// Encode in pieces so that widening float32 input needs little scratch.
 	base := len(b.data)
@@ -422,9 +420,7 @@ func addRows[T float32 | float64](b *Builder, ctx context.Context, src string, f
 				i := lo + re.Index
 				err = fmt.Errorf("%w: id %d: %g at column %d overflows %s", ErrRange, ids[i/dim], re.Value, i%dim, b.m.DType)
 			}
-			for _, id := range ids {
-				delete(b.seen, id)
-			}
+			b.seen.undo(ids)
 			return &Error{Path: b.dir, Err: err}
 		}
 		b.data = append(b.data, enc...)
