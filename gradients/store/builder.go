@@ -457,10 +457,11 @@ func (b *Builder) duplicate(id int64, src string, first int, prev []int64) error
 	return &Error{Path: b.dir, Field: "ids", Err: fmt.Errorf("%w: id %d: %s duplicates %s", ErrDuplicate, id, here, there)}
 }
 
-// describe names row i of the input src.
+// describe names row i of the input src, or of the current call when src is
+// not named.
 func (b *Builder) describe(src string, i int) string {
 	if src == "" {
-		return fmt.Sprintf("row %d of the rows added", i)
+		return fmt.Sprintf("row %d of this call", i)
 	}
 	return fmt.Sprintf("row %d of %s", i, src)
 }
@@ -479,7 +480,7 @@ func (b *Builder) place(r int) string {
 		}
 		parts = append(parts, "in "+b.m.Shards[b.shardOf(r)].File)
 	} else if len(parts) == 0 {
-		parts = append(parts, fmt.Sprintf("row %d of the rows added", r))
+		parts = append(parts, fmt.Sprintf("row %d of the store, not yet committed", r))
 	}
 	return strings.Join(parts, ", ")
 }

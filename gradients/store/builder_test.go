@@ -232,15 +232,15 @@ func TestDuplicateIDs(t *testing.T) {
 		want  string
 	}{
 		{"within a call", func(b *Builder) error { return b.Add(ctx, []int64{1, 2, 1}, rows(1, 2, 1)) },
-			"id 1: row 2 of the rows added duplicates row 0 of the rows added"},
+			"id 1: row 2 of this call duplicates row 0 of this call"},
 		{"buffered", func(b *Builder) error {
 			b.Add(ctx, []int64{1, 2}, rows(1, 2))
 			return b.Add(ctx, []int64{3, 2}, rows(3, 2))
-		}, "id 2: row 1 of the rows added duplicates row 1 of the rows added"},
+		}, "id 2: row 1 of this call duplicates row 1 of the store, not yet committed"},
 		{"committed", func(b *Builder) error {
 			b.Add(ctx, []int64{1, 2, 3, 4, 5}, rows(1, 2, 3, 4, 5))
 			return b.Add(ctx, []int64{9, 3}, rows(9, 3))
-		}, "id 3: row 1 of the rows added duplicates an id already in shard-000000"},
+		}, "id 3: row 1 of this call duplicates an id already in shard-000000"},
 		{"the same file twice", func(b *Builder) error {
 			b.AddFile(ctx, fileA)
 			return b.AddFile(ctx, fileA)
@@ -294,7 +294,7 @@ func TestDuplicateIDs(t *testing.T) {
 	}
 	defer b.Close()
 	err = b.Add(ctx, []int64{30, 5}, rows(30, 5))
-	if want := "id 5: row 1 of the rows added duplicates an id already in shard-000001"; !errors.Is(err, ErrDuplicate) || !strings.Contains(err.Error(), want) {
+	if want := "id 5: row 1 of this call duplicates an id already in shard-000001"; !errors.Is(err, ErrDuplicate) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("after Resume: %v, want %q", err, want)
 	}
 	if n, err := b.Skip(fileA, ba.IDs); err != nil || n != 6 {
