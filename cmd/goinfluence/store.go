@@ -75,6 +75,15 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 
+	// The same file twice would store each of its examples twice.
+	for i := range grads {
+		for j := range i {
+			if sameFile(grads[j], grads[i]) {
+				return fmt.Errorf("%w: store build: --grads %s and %s are the same file: its examples would be stored twice", errUsage, grads[j], grads[i])
+			}
+		}
+	}
+
 	// Every input header is checked before anything is written.
 	files := make([]*gradients.File, 0, len(grads))
 	defer func() {
@@ -98,38 +107,17 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 
 	var b *store.Builder
 	if *resume {
-		s, err := store.Open(*out)
-		if err != nil {
-			return fmt.Errorf("store build --resume: %w", err)
-		}
-		m := s.Manifest()
-		s.Close()
-		if pf.given() {
-			if !sameProjection(spec, seed, m.Projection, m.Seed) {
-				return fmt.Errorf("store build --resume: %s: the flags give projection %s, the store holds %s",
-					filepath.Join(*out, store.ManifestName), describeProjection(spec, seed), describeProjection(m.Projection, m.Seed))
-			}
-		}
-		spec, seed = m.Projection, m.Seed
-		if isSet(fs, "dtype") && dt != m.DType {
-			return fmt.Errorf("store build --resume: %s: --dtype %s, the store holds %s",
-				filepath.Join(*out, store.ManifestName), dt, m.DType)
-		}
-		dt = m.DType
-		want, err := storeLayers(grads[0], inLayers, spec)
-		if err != nil {
-			return fmt.Errorf("store build: %w", err)
-		}
-		if err := layersMatch(want, m.Layers); err != nil {
-			return fmt.Errorf("store build --resume: %s against %s: %w", grads[0], filepath.Join(*out, store.ManifestName), err)
-		}
-		if m.Count > total {
-			return fmt.Errorf("store build --resume: %s holds %d rows, more than the %d examples of --grads: not the same inputs",
-				*out, m.Count, total)
-		}
+		// Resume takes the store's build lock, so the checks below see
+		// the store as no other build will change it.
 		if b, err = store.Resume(*out); err != nil {
 			return fmt.Errorf("store build --resume: %w", err)
 		}
+		if err := checkResume(b, fs, pf, spec, seed, dt, grads, inLayers, total, *out); err != nil {
+			b.Close()
+			return err
+		}
+		m := b.Manifest()
+		spec, seed, dt = m.Projection, m.Seed, m.DType
 	} else {
 		layers, err := storeLayers(grads[0], inLayers, spec)
 		if err != nil {
@@ -151,6 +139,25 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 
 	start := time.Now()
 	skip := b.Committed()
+	// The rows committed before must be the first rows of the inputs, id
+	// for id; from[i] is the first row of file i still to add.
+	from := make([]int, len(files))
+	for fi, pos := 0, 0; fi < len(files) && pos < skip; fi++ {
+		f := files[fi]
+		need := min(f.N(), skip-pos)
+		ids := f.IDs()
+		if ids == nil {
+			ids = make([]int64, need)
+			for i := range ids {
+				ids[i] = int64(pos + i)
+			}
+		}
+		if from[fi], err = b.Skip(grads[fi], ids[:need]); err != nil {
+			b.Close()
+			return fmt.Errorf("store build --resume: %w", err)
+		}
+		pos += f.N()
+	}
 	progress := newProgress(stderr)
 	if skip > 0 {
 		progress.stage(fmt.Sprintf("store build: resuming %s after its %d committed rows", *out, skip))
@@ -162,7 +169,7 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 		for fi, f := range files {
 			n := f.N()
 			noIDs := f.IDs() == nil
-			for lo := max(0, skip-pos); lo < n; lo += *chunk {
+			for lo := from[fi]; lo < n; lo += *chunk {
 				hi := min(n, lo+*chunk)
 				batch, err := f.Read(lo, hi)
 				if err != nil {
@@ -179,7 +186,7 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 						return fmt.Errorf("store build: %s: %w", grads[fi], err)
 					}
 				}
-				if err := b.AddBatch(ctx, batch); err != nil {
+				if err := b.AddBatchFrom(ctx, grads[fi], lo, batch); err != nil {
 					return fmt.Errorf("store build: %s: examples [%d, %d): %w", grads[fi], lo, hi, err)
 				}
 				if progress.tty {
@@ -211,6 +218,47 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fmt.Fprintf(stdout, "store build: wrote %s: %d rows (%d added) in %.1f s\n", *out, m.Count, m.Count-skip, time.Since(start).Seconds())
 	printStoreSummary(stdout, *out, m, storeBytes(*out, m))
 	return nil
+}
+
+// checkResume checks a resumed store against the flags and inputs: the
+// projection and dtype where flags give them, the layers, and that the
+// inputs hold at least the store's rows. Skip then checks the ids.
+func checkResume(b *store.Builder, fs *flag.FlagSet, pf *projectionFlags, spec store.Projection, seed int64, dt store.DType,
+	grads []string, inLayers []gradients.LayerInfo, total int, out string) error {
+	m := b.Manifest()
+	manifest := filepath.Join(out, store.ManifestName)
+	if pf.given() && !sameProjection(spec, seed, m.Projection, m.Seed) {
+		return fmt.Errorf("store build --resume: %s: the flags give projection %s, the store holds %s",
+			manifest, describeProjection(spec, seed), describeProjection(m.Projection, m.Seed))
+	}
+	if isSet(fs, "dtype") && dt != m.DType {
+		return fmt.Errorf("store build --resume: %s: --dtype %s, the store holds %s", manifest, dt, m.DType)
+	}
+	want, err := storeLayers(grads[0], inLayers, m.Projection)
+	if err != nil {
+		return fmt.Errorf("store build: %w", err)
+	}
+	if err := layersMatch(want, m.Layers); err != nil {
+		return fmt.Errorf("store build --resume: %s against %s: %w", grads[0], manifest, err)
+	}
+	if m.Count > total {
+		return fmt.Errorf("store build --resume: %s holds %d rows, more than the %d examples of --grads: not the same inputs",
+			out, m.Count, total)
+	}
+	return nil
+}
+
+// sameFile reports whether two paths name one file, through links too.
+func sameFile(a, b string) bool {
+	if filepath.Clean(a) == filepath.Clean(b) {
+		return true
+	}
+	sa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	sb, err := os.Stat(b)
+	return err == nil && os.SameFile(sa, sb)
 }
 
 // runStoreInfo prints a store's manifest summary, after checking every

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -543,5 +544,104 @@ func TestStoreScoreRawHessian(t *testing.T) {
 	err := run(sf.ctx, []string{"store", "score", "--store", dir, "--query", sf.q, "--hessian", "raw", "--factors", sf.p("x"), "--out", sf.p("s")}, &out, &errOut)
 	if err == nil || !strings.Contains(err.Error(), "choose one") {
 		t.Errorf("--hessian raw with --factors: %v", err)
+	}
+}
+
+// TestStoreBuildInputs checks that a build stores each example once and
+// that --resume continues only the inputs it was started with: the same
+// file twice, overlapping ids, another input on resume and a store that
+// another build holds are refused, naming the file, row and id at fault.
+func TestStoreBuildInputs(t *testing.T) {
+	sf := newStoreFiles(t)
+	overlap := sf.train.Slice(6, 11)
+	overlap.IDs = slices.Clone(overlap.IDs)
+	overlap.IDs[2] = sf.trainIDs[1]
+	if err := gradients.WriteFile(sf.p("overlap"), overlap, gradients.F32, nil); err != nil {
+		t.Fatal(err)
+	}
+	shifted := sf.train.Slice(6, 11)
+	shifted.IDs = slices.Clone(shifted.IDs)
+	for i := range shifted.IDs {
+		shifted.IDs[i]++
+	}
+	if err := gradients.WriteFile(sf.p("shifted"), shifted, gradients.F32, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(sf.train1, sf.p("link")); err != nil {
+		t.Fatal(err)
+	}
+	// partial is a build of both files killed before its last shard,
+	// within the second file; plain one of the first only.
+	partial, plain := sf.p("partial"), sf.p("plain")
+	sf.run("store", "build", "--grads", sf.train1+","+sf.train2, "--out", partial, "--shard-rows", "4")
+	truncateStore(t, partial, 1)
+	sf.run("store", "build", "--grads", sf.train1, "--out", plain, "--shard-rows", "4")
+	truncateStore(t, plain, 1)
+	tests := []struct {
+		name  string
+		args  []string
+		usage bool
+		want  string
+	}{
+		{"same file twice", []string{"--grads", sf.train1 + "," + sf.train1, "--out", sf.p("a")}, true,
+			"--grads " + sf.train1 + " and " + sf.train1 + " are the same file"},
+		{"same file twice by flags", []string{"--grads", sf.train1, "--grads", sf.train2, "--grads", sf.train1, "--out", sf.p("b")}, true, "are the same file"},
+		{"same file through a link", []string{"--grads", sf.train1 + "," + sf.p("link"), "--out", sf.p("c")}, true, "are the same file"},
+		{"overlapping ids", []string{"--grads", sf.train1 + "," + sf.p("overlap"), "--out", sf.p("d")}, false,
+			fmt.Sprintf("id %d: row 2 of %s duplicates row 1 of %s", sf.trainIDs[1], sf.p("overlap"), sf.train1)},
+		{"resume another file", []string{"--grads", sf.train2, "--out", plain, "--resume"}, false,
+			fmt.Sprintf("row 0 of %s has id %d, the store's row 0 (in shard-000000.safetensors) has id %d", sf.train2, sf.trainIDs[6], sf.trainIDs[0])},
+		{"resume files swapped", []string{"--grads", sf.train2 + "," + sf.train1, "--out", partial, "--resume"}, false,
+			fmt.Sprintf("row 0 of %s has id %d", sf.train2, sf.trainIDs[6])},
+		{"resume another second file", []string{"--grads", sf.train1 + "," + sf.p("shifted"), "--out", partial, "--resume"}, false,
+			fmt.Sprintf("row 0 of %s has id %d, the store's row 6 (in shard-000001.safetensors) has id %d", sf.p("shifted"), sf.trainIDs[6]+1, sf.trainIDs[6])},
+		{"resume with an overlapping file", []string{"--grads", sf.train1 + "," + sf.p("overlap"), "--out", partial, "--resume"}, false,
+			fmt.Sprintf("id %d: row 2 of %s duplicates row 1 of %s, in shard-000000.safetensors", sf.trainIDs[1], sf.p("overlap"), sf.train1)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(sf.ctx, append([]string{"store", "build"}, tc.args...), &stdout, &stderr)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+			if errors.Is(err, errUsage) != tc.usage {
+				t.Errorf("usage error = %v, want %v: %v", errors.Is(err, errUsage), tc.usage, err)
+			}
+		})
+	}
+
+	// Another build holding the store is named.
+	b, err := store.Resume(partial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	err = run(sf.ctx, []string{"store", "build", "--grads", sf.train1 + "," + sf.train2, "--out", partial, "--resume"}, &stdout, &stderr)
+	if want := fmt.Sprintf("%s: locked by pid %d on host ", partial, os.Getpid()); !errors.Is(err, store.ErrLocked) || !strings.Contains(err.Error(), want) {
+		t.Errorf("resume of a held store: %v, want %q", err, want)
+	}
+	b.Close()
+
+	// With the lock free, the build killed within its second file resumes
+	// to the one-shot store.
+	out := sf.run("store", "build", "--grads", sf.train1+","+sf.train2, "--out", partial, "--resume", "--chunk", "2")
+	if !strings.Contains(out, "11 rows (3 added)") {
+		t.Errorf("resume output:\n%s", out)
+	}
+	oneShot := sf.p("one")
+	sf.run("store", "build", "--grads", sf.train1+","+sf.train2, "--out", oneShot, "--shard-rows", "4")
+	_, ids1, rows1 := storeRows(t, oneShot)
+	_, ids2, rows2 := storeRows(t, partial)
+	if !slices.Equal(ids1, ids2) || !slices.Equal(rows1, rows2) {
+		t.Errorf("resumed store differs from the one-shot build: ids %v, want %v", ids2, ids1)
+	}
+	for i := range 3 {
+		name := fmt.Sprintf("shard-%06d.safetensors", i)
+		a, _ := os.ReadFile(filepath.Join(oneShot, name))
+		b, _ := os.ReadFile(filepath.Join(partial, name))
+		if len(a) == 0 || !bytes.Equal(a, b) {
+			t.Errorf("%s differs from the one-shot build's", name)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/internal/safetensors"
@@ -26,11 +27,14 @@ type Options struct {
 	Seed       int64       // seed of the projection
 }
 
-// Builder appends rows to a store. It is not safe for concurrent use, and a
-// store must have at most one Builder at a time.
+// Builder appends rows to a store. It is not safe for concurrent use. A
+// store has at most one Builder at a time: Create and Resume take the
+// store's build lock (see LockName) and Close releases it.
 //
-// Ids should be unique across the store. The Builder checks only what is
-// cheap: the ids of each call of Add or AddBatch are distinct.
+// Ids are unique across the store: the Builder keeps the set of the ids
+// committed and buffered, 8 bytes a row while ids arrive increasing and
+// about 40 once they do not, and rejects an id it holds
+// already, naming both places.
 type Builder struct {
 	dir       string
 	m         Manifest // committed state
@@ -42,8 +46,22 @@ type Builder struct {
 	vals []float64
 	sum  hash.Hash
 
+	lock    *lock
+	seen    idSet     // ids committed and buffered
+	resumed []int64   // ids committed before Resume, in order
+	skipped int       // of resumed, the rows Skip has matched
+	segs    []segment // where the rows added came from
+
 	err    error // a failed commit: the Builder is unusable
 	closed bool
+}
+
+// segment records that the rows of the store from row on came from rows
+// first, first+1, … of the input src, for naming them in errors.
+type segment struct {
+	row   int
+	src   string
+	first int
 }
 
 // Create creates a store in dir, making the directory if needed, and returns
@@ -86,19 +104,34 @@ func Create(dir string, opt Options) (*Builder, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, &Error{Path: dir, Err: err}
 	}
+	// The lock comes before the look at the directory, so that of two
+	// builds started together one is refused for the lock and the other
+	// sees the store the first one made.
+	l, err := acquireLock(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := createIn(dir, m); err != nil {
+		l.release()
+		return nil, err
+	}
+	b := newBuilder(dir, m, opt.ShardRows)
+	b.lock = l
+	return b, nil
+}
+
+// createIn commits the empty store m in dir, which must hold no store.
+func createIn(dir string, m Manifest) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, &Error{Path: dir, Err: err}
+		return &Error{Path: dir, Err: err}
 	}
 	for _, e := range entries {
 		if _, ok := shardIndex(e.Name()); ok || e.Name() == ManifestName {
-			return nil, &Error{Path: filepath.Join(dir, e.Name()), Err: ErrExists}
+			return &Error{Path: filepath.Join(dir, e.Name()), Err: ErrExists}
 		}
 	}
-	if err := writeManifest(dir, m); err != nil {
-		return nil, err
-	}
-	return newBuilder(dir, m, opt.ShardRows), nil
+	return writeManifest(dir, m)
 }
 
 // Resume opens the store in dir for appending, after checking it as Open
@@ -107,8 +140,36 @@ func Create(dir string, opt Options) (*Builder, error) {
 // shards hold as many rows as the largest committed one, or
 // DefaultShardRows when there is none; the shard size does not change the
 // rows a reader sees.
+//
+// Resume reads the ids of the committed rows, for the uniqueness of ids and
+// for Skip, which checks that the resumed input is the one the store was
+// built from.
 func Resume(dir string) (*Builder, error) {
+	if _, err := os.Stat(dir); err != nil {
+		// No directory, so no lock file: Open names what is missing.
+		_, err := Open(dir)
+		return nil, err
+	}
+	l, err := acquireLock(dir)
+	if err != nil {
+		return nil, err
+	}
+	b, err := resume(dir)
+	if err != nil {
+		l.release()
+		return nil, err
+	}
+	b.lock = l
+	return b, nil
+}
+
+// resume is Resume under the lock.
+func resume(dir string) (*Builder, error) {
 	s, err := Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := s.IDs(context.Background())
 	if err != nil {
 		return nil, err
 	}
@@ -132,12 +193,80 @@ func Resume(dir string) (*Builder, error) {
 	if rows == 0 {
 		rows = DefaultShardRows
 	}
-	return newBuilder(dir, s.m, rows), nil
+	b := newBuilder(dir, s.m, rows)
+	b.resumed = ids
+	for r, id := range ids {
+		if b.seen.has(id) {
+			first := slices.Index(ids, id)
+			return nil, &Error{Path: dir, Field: "ids", Err: fmt.Errorf("%w: id %d: the store holds it twice, in %s and %s",
+				ErrDuplicate, id, b.m.Shards[b.shardOf(first)].File, b.m.Shards[b.shardOf(r)].File)}
+		}
+		b.seen.add(id)
+	}
+	return b, nil
 }
 
 func newBuilder(dir string, m Manifest, shardRows int) *Builder {
 	return &Builder{dir: dir, m: m, shardRows: shardRows, rowBytes: m.Dim * m.DType.Size(), sum: sha256.New()}
 }
+
+// Skip checks the input of a resumed build against the rows committed
+// before Resume, so that a different input (another split, another file, or
+// the files in another order) is not appended to the store silently. Call it
+// for each input file src in order, with the file's ids in order (or as many
+// of the first ones as remain committed); Skip compares them with the
+// committed rows not yet skipped and returns how many it matched, the rows of
+// src to skip before adding the rest. A difference is an error naming the
+// first differing row of src and both ids.
+func (b *Builder) Skip(src string, ids []int64) (int, error) {
+	if err := b.usable(); err != nil {
+		return 0, err
+	}
+	if b.m.Count > len(b.resumed) || len(b.ids) > 0 {
+		return 0, &Error{Path: b.dir, Err: fmt.Errorf("%w: Skip after rows were added", ErrInput)}
+	}
+	n := min(len(ids), len(b.resumed)-b.skipped)
+	want := b.resumed[b.skipped : b.skipped+n]
+	for i, id := range ids[:n] {
+		if id != want[i] {
+			r := b.skipped + i
+			return 0, &Error{Path: b.dir, Field: "ids", Err: fmt.Errorf("%w: row %d of %s has id %d, the store's row %d (in %s) has id %d",
+				ErrInput, i, src, id, r, b.m.Shards[b.shardOf(r)].File, want[i])}
+		}
+	}
+	if n > 0 {
+		b.record(b.skipped, src, 0)
+	}
+	b.skipped += n
+	return n, nil
+}
+
+// record notes that the rows of the store from row on come from rows first,
+// first+1, … of src, extending the last segment when it continues it.
+func (b *Builder) record(row int, src string, first int) {
+	if k := len(b.segs); k > 0 {
+		last := b.segs[k-1]
+		if last.src == src && last.first+(row-last.row) == first {
+			return
+		}
+	}
+	b.segs = append(b.segs, segment{row: row, src: src, first: first})
+}
+
+// shardOf returns the index of the committed shard holding row r.
+func (b *Builder) shardOf(r int) int {
+	for i, sh := range b.m.Shards {
+		if r < sh.Rows {
+			return i
+		}
+		r -= sh.Rows
+	}
+	return -1
+}
+
+// Manifest returns a copy of the committed state, for a caller that checks
+// its input against a resumed store.
+func (b *Builder) Manifest() Manifest { return b.m.clone() }
 
 // Committed returns the number of rows committed to shards: the rows a build
 // killed now would keep.
@@ -153,7 +282,7 @@ func (b *Builder) Buffered() int { return len(b.ids) }
 // checked before the rows are taken and between shard commits; rows taken
 // but not committed when it ends stay buffered for the next Add or Close.
 func (b *Builder) Add(ctx context.Context, ids []int64, rows []float32) error {
-	return addRows(b, ctx, ids, rows)
+	return addRows(b, ctx, "", 0, ids, rows)
 }
 
 // AddBatch appends the flattened gradients of a batch, whose layers must be
@@ -161,6 +290,12 @@ func (b *Builder) Add(ctx context.Context, ids []int64, rows []float32) error {
 // have ids. A batch of projected gradients is a batch of dense layers of the
 // projected sizes. See Add for the checks and commits.
 func (b *Builder) AddBatch(ctx context.Context, batch *gradients.Batch) error {
+	return b.AddBatchFrom(ctx, "", 0, batch)
+}
+
+// AddBatchFrom is AddBatch for a batch that holds rows first, first+1, … of
+// the input file src, which errors then name, such as that of a repeated id.
+func (b *Builder) AddBatchFrom(ctx context.Context, src string, first int, batch *gradients.Batch) error {
 	if err := b.usable(); err != nil {
 		return err
 	}
@@ -182,12 +317,12 @@ func (b *Builder) AddBatch(ctx context.Context, batch *gradients.Batch) error {
 		}
 		return &Error{Path: b.dir, Err: err}
 	}
-	return addRows(b, ctx, batch.IDs, batch.Flatten().Data)
+	return addRows(b, ctx, src, first, batch.IDs, batch.Flatten().Data)
 }
 
 // AddFile appends every example of a gradient file, reading it in pieces of
 // bounded size. The file's layers must be those of the store and it must hold
-// ids; ids are checked to be distinct within each piece only.
+// ids.
 func (b *Builder) AddFile(ctx context.Context, path string) error {
 	if err := b.usable(); err != nil {
 		return err
@@ -212,7 +347,7 @@ func (b *Builder) AddFile(ctx context.Context, path string) error {
 		if err != nil {
 			return err
 		}
-		if err := b.AddBatch(ctx, batch); err != nil {
+		if err := b.AddBatchFrom(ctx, path, lo, batch); err != nil {
 			return err
 		}
 	}
@@ -242,9 +377,9 @@ func (b *Builder) usable() error {
 	return b.err
 }
 
-// addRows checks and encodes rows, float32 or float64, buffers them and
-// commits every full shard.
-func addRows[T float32 | float64](b *Builder, ctx context.Context, ids []int64, rows []T) error {
+// addRows checks and encodes rows, float32 or float64, the rows first,
+// first+1, … of src, buffers them and commits every full shard.
+func addRows[T float32 | float64](b *Builder, ctx context.Context, src string, first int, ids []int64, rows []T) error {
 	if err := b.usable(); err != nil {
 		return err
 	}
@@ -258,17 +393,19 @@ func addRows[T float32 | float64](b *Builder, ctx context.Context, ids []int64, 
 	if len(ids) == 0 {
 		return nil
 	}
-	seen := make(map[int64]struct{}, len(ids))
-	for _, id := range ids {
-		if _, dup := seen[id]; dup {
-			return &Error{Path: b.dir, Field: "ids", Err: fmt.Errorf("%w: id %d", ErrDuplicate, id)}
-		}
-		seen[id] = struct{}{}
-	}
 	for i, x := range rows {
 		if f := float64(x); math.IsNaN(f) || math.IsInf(f, 0) {
 			return &Error{Path: b.dir, Err: fmt.Errorf("%w: id %d: %v at column %d", ErrNonFinite, ids[i/dim], f, i%dim)}
 		}
+	}
+	// The ids join the set now and leave it again if the call fails.
+	for i, id := range ids {
+		if b.seen.has(id) {
+			err := b.duplicate(id, src, first, ids[:i])
+			b.seen.undo(ids[:i])
+			return err
+		}
+		b.seen.add(id)
 	}
 	// Encode in pieces so that widening float32 input needs little scratch.
 	base := len(b.data)
@@ -283,10 +420,12 @@ func addRows[T float32 | float64](b *Builder, ctx context.Context, ids []int64, 
 				i := lo + re.Index
 				err = fmt.Errorf("%w: id %d: %g at column %d overflows %s", ErrRange, ids[i/dim], re.Value, i%dim, b.m.DType)
 			}
+			b.seen.undo(ids)
 			return &Error{Path: b.dir, Err: err}
 		}
 		b.data = append(b.data, enc...)
 	}
+	b.record(b.m.Count+len(b.ids), src, first)
 	b.ids = append(b.ids, ids...)
 	for len(b.ids) >= b.shardRows {
 		if err := ctx.Err(); err != nil {
@@ -297,6 +436,82 @@ func addRows[T float32 | float64](b *Builder, ctx context.Context, ids []int64, 
 		}
 	}
 	return nil
+}
+
+// duplicate returns the error for id, row first+len(prev) of src, which the
+// store holds already: among prev, the earlier ids of the same call, among
+// the buffered rows, or in a committed shard. Finding where reads the ids of
+// the committed shards again, which only an error pays for.
+func (b *Builder) duplicate(id int64, src string, first int, prev []int64) error {
+	here := b.describe(src, first+len(prev))
+	there := ""
+	if i := slices.Index(prev, id); i >= 0 {
+		there = b.describe(src, first+i)
+	} else if i := slices.Index(b.ids, id); i >= 0 {
+		there = b.place(b.m.Count + i)
+	} else if r := b.committedRow(id); r >= 0 {
+		there = b.place(r)
+	} else {
+		there = "an id already in the store"
+	}
+	return &Error{Path: b.dir, Field: "ids", Err: fmt.Errorf("%w: id %d: %s duplicates %s", ErrDuplicate, id, here, there)}
+}
+
+// describe names row i of the input src, or of the current call when src is
+// not named.
+func (b *Builder) describe(src string, i int) string {
+	if src == "" {
+		return fmt.Sprintf("row %d of this call", i)
+	}
+	return fmt.Sprintf("row %d of %s", i, src)
+}
+
+// place names row r of the store: by its input when known, and by its
+// shard when committed.
+func (b *Builder) place(r int) string {
+	var parts []string
+	if k, _ := slices.BinarySearchFunc(b.segs, r+1, func(s segment, r int) int { return s.row - r }); k > 0 && b.segs[k-1].src != "" {
+		s := b.segs[k-1]
+		parts = append(parts, b.describe(s.src, s.first+r-s.row))
+	}
+	if r < b.m.Count {
+		if len(parts) == 0 {
+			return "an id already in " + b.m.Shards[b.shardOf(r)].File
+		}
+		parts = append(parts, "in "+b.m.Shards[b.shardOf(r)].File)
+	} else if len(parts) == 0 {
+		parts = append(parts, fmt.Sprintf("row %d of the store, not yet committed", r))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// committedRow returns the row of the store holding id, or -1.
+func (b *Builder) committedRow(id int64) int {
+	if i := slices.Index(b.resumed, id); i >= 0 {
+		return i
+	}
+	r := 0
+	for i, sh := range b.m.Shards {
+		if r+sh.Rows <= len(b.resumed) {
+			r += sh.Rows
+			continue
+		}
+		f, err := openShard(b.dir, &b.m, i)
+		if err != nil {
+			return -1
+		}
+		ids := make([]int64, sh.Rows)
+		err = safetensors.DecodeInt64s(ids, safetensors.I64, f.Bytes("ids"))
+		f.Close()
+		if err != nil {
+			return -1
+		}
+		if j := slices.Index(ids, id); j >= 0 {
+			return r + j
+		}
+		r += sh.Rows
+	}
+	return -1
 }
 
 // widen returns v as float64, using scratch when v is not float64 already.
@@ -352,11 +567,14 @@ func (b *Builder) commit(n int) error {
 
 // Close commits the buffered rows as a last, possibly short, shard. The
 // Builder cannot be used afterwards; Resume continues the store.
+//
+// Close releases the build lock, also after an error.
 func (b *Builder) Close() error {
 	if b.closed {
 		return nil
 	}
 	b.closed = true
+	defer b.lock.release()
 	if b.err != nil {
 		return b.err
 	}

@@ -30,7 +30,14 @@
 // store that opens with every committed shard intact. Resume removes what such
 // a build left behind (temporary files and shards the manifest does not name)
 // and appends after the last committed row; Builder.Committed tells the caller
-// where to restart its input.
+// where to restart its input, and Skip checks that the restarted input holds
+// the committed ids, in order.
+//
+// A store has one Builder at a time: Create and Resume take an exclusive lock
+// on the file build.lock in the store directory until Close, and a second
+// build is refused with the process holding it named. The operating system
+// drops the lock of a build that dies; readers ignore it. Example ids are
+// unique across the store, whatever the calls or files they came in.
 //
 // Values are narrowed to the store's dtype on the way in, rounding to nearest
 // even. A NaN or infinite value, or a finite value the dtype cannot hold, is an

@@ -20,6 +20,7 @@ var (
 	ErrExists    = errors.New("store already exists")
 	ErrChecksum  = errors.New("sha256 mismatch")
 	ErrDuplicate = errors.New("duplicate id")
+	ErrInput     = errors.New("input differs from the store's")
 )
 
 // Error describes a problem with a store and where it is: the file (the

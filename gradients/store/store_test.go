@@ -868,12 +868,12 @@ func TestKillBuild(t *testing.T) {
 	}
 	checkKillStore(t, s)
 	entries, _ = os.ReadDir(dir)
-	if want := len(s.Manifest().Shards) + 1; len(entries) != want {
+	if want := len(s.Manifest().Shards) + 2; len(entries) != want { // and the lock file
 		names := make([]string, len(entries))
 		for i, e := range entries {
 			names[i] = e.Name()
 		}
-		t.Errorf("directory holds %q, want the manifest and %d shards", names, want-1)
+		t.Errorf("directory holds %q, want the manifest, the lock file and %d shards", names, want-2)
 	}
 }
 
