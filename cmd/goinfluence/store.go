@@ -156,6 +156,10 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 			b.Close()
 			return fmt.Errorf("store build --resume: %w", err)
 		}
+		if err := sameLastRow(ctx, b, grads[fi], f, need-1, pos+need-1, ids[need-1], p, projected); err != nil {
+			b.Close()
+			return fmt.Errorf("store build --resume: %w", err)
+		}
 		pos += f.N()
 	}
 	progress := newProgress(stderr)
@@ -218,6 +222,23 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fmt.Fprintf(stdout, "store build: wrote %s: %d rows (%d added) in %.1f s\n", *out, m.Count, m.Count-skip, time.Since(start).Seconds())
 	printStoreSummary(stdout, *out, m, storeBytes(*out, m))
 	return nil
+}
+
+// sameLastRow checks that row r of the input file f, prepared as the build
+// prepares it, holds the bytes of the committed store row row, which has
+// its id.
+func sameLastRow(ctx context.Context, b *store.Builder, path string, f *gradients.File, r, row int, id int64, p gradients.Projection, projected bool) error {
+	batch, err := f.Read(r, r+1)
+	if err != nil {
+		return err
+	}
+	batch.IDs = []int64{id}
+	if projected {
+		if batch, err = p.Apply(ctx, batch); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return b.SameRow(path, r, row, batch)
 }
 
 // checkResume checks a resumed store against the flags and inputs: the

@@ -567,6 +567,13 @@ func TestStoreBuildInputs(t *testing.T) {
 	if err := gradients.WriteFile(sf.p("shifted"), shifted, gradients.F32, nil); err != nil {
 		t.Fatal(err)
 	}
+	// Other rows under the first file's ids, as another split numbered
+	// from 0 would carry.
+	sameIDs := sf.train.Slice(5, 11)
+	sameIDs.IDs = slices.Clone(sf.trainIDs[:6])
+	if err := gradients.WriteFile(sf.p("sameids"), sameIDs, gradients.F32, nil); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Symlink(sf.train1, sf.p("link")); err != nil {
 		t.Fatal(err)
 	}
@@ -591,6 +598,8 @@ func TestStoreBuildInputs(t *testing.T) {
 			fmt.Sprintf("id %d: row 2 of %s duplicates row 1 of %s", sf.trainIDs[1], sf.p("overlap"), sf.train1)},
 		{"resume another file", []string{"--grads", sf.train2, "--out", plain, "--resume"}, false,
 			fmt.Sprintf("row 0 of %s has id %d, the store's row 0 (in shard-000000.safetensors) has id %d", sf.train2, sf.trainIDs[6], sf.trainIDs[0])},
+		{"resume other rows under the same ids", []string{"--grads", sf.p("sameids"), "--out", plain, "--resume"}, false,
+			fmt.Sprintf("row 3 of %s differs from the store's row 3 (in shard-000000.safetensors), though their ids match", sf.p("sameids"))},
 		{"resume files swapped", []string{"--grads", sf.train2 + "," + sf.train1, "--out", partial, "--resume"}, false,
 			fmt.Sprintf("row 0 of %s has id %d", sf.train2, sf.trainIDs[6])},
 		{"resume another second file", []string{"--grads", sf.train1 + "," + sf.p("shifted"), "--out", partial, "--resume"}, false,

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -239,6 +240,49 @@ func (b *Builder) Skip(src string, ids []int64) (int, error) {
 	}
 	b.skipped += n
 	return n, nil
+}
+
+// SameRow checks that example, a batch of one example of src (its row
+// srcRow) prepared as the store's rows are (projected, when the store is),
+// encodes to exactly the bytes of the committed store row row. Skip compares
+// ids only, and two inputs can carry the same ids (two splits numbered from
+// 0, a file regenerated from another checkpoint): comparing the content of
+// the last row that Skip matched catches them for the cost of one row.
+func (b *Builder) SameRow(src string, srcRow, row int, example *gradients.Batch) error {
+	if err := b.usable(); err != nil {
+		return err
+	}
+	if row < 0 || row >= b.m.Count {
+		return &Error{Path: b.dir, Err: fmt.Errorf("%w: row %d is not committed (%d rows)", ErrInput, row, b.m.Count)}
+	}
+	if example == nil || example.N != 1 {
+		return &Error{Path: b.dir, Err: fmt.Errorf("%w: SameRow wants a batch of one example", ErrShape)}
+	}
+	if err := b.checkLayers(len(example.Layers), func(i int) (string, int) {
+		return example.Layers[i].Name, example.Layers[i].Dim()
+	}); err != nil {
+		return err
+	}
+	enc, err := safetensors.EncodeFloat64s(b.m.DType.tensor(), example.Flatten().Data)
+	if err != nil {
+		return &Error{Path: b.dir, Err: fmt.Errorf("%w: row %d of %s: %w", ErrInput, srcRow, src, err)}
+	}
+	si := b.shardOf(row)
+	local := row
+	for _, sh := range b.m.Shards[:si] {
+		local -= sh.Rows
+	}
+	f, err := openShard(b.dir, &b.m, si)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	stored := f.Bytes("grads")[local*len(enc) : (local+1)*len(enc)]
+	if !bytes.Equal(stored, enc) {
+		return &Error{Path: b.dir, Field: "grads", Err: fmt.Errorf("%w: row %d of %s differs from the store's row %d (in %s), though their ids match: another input, or another projection",
+			ErrInput, srcRow, src, row, b.m.Shards[si].File)}
+	}
+	return nil
 }
 
 // record notes that the rows of the store from row on come from rows first,
