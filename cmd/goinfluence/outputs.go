@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/goinfluence/goinfluence/gradients/store"
 	"github.com/goinfluence/goinfluence/internal/atomicfile"
@@ -40,10 +41,11 @@ func paths(flag string, names ...string) []atomicfile.Path {
 	return ps
 }
 
-// storeDirFiles names the files of the store directory dir, given with flag:
-// its manifest and every other file in it (its shards), so that no output
-// replaces one of them. A directory that does not exist, or cannot be
-// listed, gives only the manifest; opening the store reports the problem.
+// storeDirFiles names the files of the store directory dir, given with
+// flag: its manifest and its shards, so that no output replaces one of them
+// and no input is one of them when the store is written. A directory that
+// does not exist, or cannot be listed, gives only the manifest; opening the
+// store reports the problem.
 func storeDirFiles(flag, dir string) []atomicfile.Path {
 	ps := paths(flag, filepath.Join(dir, store.ManifestName))
 	ents, err := os.ReadDir(dir)
@@ -51,7 +53,7 @@ func storeDirFiles(flag, dir string) []atomicfile.Path {
 		return ps
 	}
 	for _, e := range ents {
-		if name := e.Name(); name != store.ManifestName && !e.IsDir() {
+		if name := e.Name(); strings.HasPrefix(name, "shard-") && strings.HasSuffix(name, ".safetensors") {
 			ps = append(ps, atomicfile.Path{Flag: flag, Name: filepath.Join(dir, name)})
 		}
 	}

@@ -89,6 +89,12 @@ func TestOutputIsInput(t *testing.T) {
 		{"store score --scores-out the manifest", filepath.Join(p("store"), store.ManifestName), "symlink", func(v, out string) []string {
 			return []string{"store", "score", "--store", p("store"), "--query", p("query"), "--out", filepath.Join(filepath.Dir(out), "top"), "--scores-out", out}
 		}, []string{"--scores-out", "--store " + filepath.Join(p("store"), store.ManifestName)}},
+		{"store build --grads the manifest of --out", filepath.Join(p("store"), store.ManifestName), "", func(v, _ string) []string {
+			return []string{"store", "build", "--resume", "--grads", v, "--out", p("store")}
+		}, []string{"store build: --out " + filepath.Join(p("store"), store.ManifestName), "--grads"}},
+		{"store build --grads a shard of --out", shard, "", func(v, _ string) []string {
+			return []string{"store", "build", "--resume", "--grads", p("train") + "," + v, "--out", p("store")}
+		}, []string{"--out " + shard, "--grads"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
