@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
 
 	"github.com/goinfluence/goinfluence/datasets"
+	"github.com/goinfluence/goinfluence/internal/atomicfile"
 	"github.com/goinfluence/goinfluence/models"
 )
 
@@ -105,7 +107,12 @@ func (c *cache) storeJSON(name, key string, v any) error {
 	if err != nil {
 		return fmt.Errorf("eval: cache: %w", err)
 	}
-	return c.write(c.path(name, key, ".json"), func(tmp string) error { return os.WriteFile(tmp, b, 0o644) })
+	return c.write(c.path(name, key, ".json"), func(path string) error {
+		return atomicfile.WriteFile(path, func(w io.Writer) error {
+			_, err := w.Write(b)
+			return err
+		})
+	})
 }
 
 // loadModel returns the cached model, or nil.
@@ -124,27 +131,17 @@ func (c *cache) storeModel(name, key string, m models.Model) error {
 	if c == nil {
 		return nil
 	}
-	return c.write(c.path(name, key, ".safetensors"), func(tmp string) error { return models.Save(tmp, m) })
+	return c.write(c.path(name, key, ".safetensors"), func(path string) error { return models.Save(path, m) })
 }
 
-// write creates the file through a temporary name in the same directory and
-// renames it into place, so that readers never see half a file.
-func (c *cache) write(path string, create func(tmp string) error) error {
+// write creates the cache directory and calls create, which writes path
+// atomically (models.Save and atomicfile.WriteFile do), so that readers
+// never see half a file.
+func (c *cache) write(path string, create func(path string) error) error {
 	if err := os.MkdirAll(c.dir, 0o755); err != nil {
 		return fmt.Errorf("eval: cache: %w", err)
 	}
-	f, err := os.CreateTemp(c.dir, ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("eval: cache: %w", err)
-	}
-	tmp := f.Name()
-	f.Close()
-	if err := create(tmp); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("eval: cache: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := create(path); err != nil {
 		return fmt.Errorf("eval: cache: %w", err)
 	}
 	return nil

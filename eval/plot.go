@@ -3,13 +3,17 @@ package eval
 import (
 	"fmt"
 	"image/color"
+	"io"
 	"math"
+	"path/filepath"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 
+	"github.com/goinfluence/goinfluence/internal/atomicfile"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -48,7 +52,7 @@ func PlotLOO(path string, r *LOOResult) error {
 		}
 	}
 	p.Legend.Top, p.Legend.Left = true, true
-	if err := p.Save(6*vg.Inch, 6*vg.Inch, path); err != nil {
+	if err := savePlot(p, 6*vg.Inch, 6*vg.Inch, path); err != nil {
 		return fmt.Errorf("eval: plot %s: %w", path, err)
 	}
 	return nil
@@ -87,7 +91,7 @@ func PlotLDS(path string, truth *LDSTruth, scores *linalg.Dense64, o Output, r *
 	s.GlyphStyle.Shape = draw.CircleGlyph{}
 	s.GlyphStyle.Radius = vg.Points(2.5)
 	p.Add(s)
-	if err := p.Save(6*vg.Inch, 6*vg.Inch, path); err != nil {
+	if err := savePlot(p, 6*vg.Inch, 6*vg.Inch, path); err != nil {
 		return fmt.Errorf("eval: plot %s: %w", path, err)
 	}
 	return nil
@@ -130,7 +134,7 @@ func PlotROC(path, title string, curves []ROCCurve) error {
 	// Bottom right, below the curves of useful methods.
 	p.Legend.Top, p.Legend.Left = false, false
 	p.Legend.XOffs, p.Legend.YOffs = -vg.Points(5), vg.Points(5)
-	if err := p.Save(7*vg.Inch, 7*vg.Inch, path); err != nil {
+	if err := savePlot(p, 7*vg.Inch, 7*vg.Inch, path); err != nil {
 		return fmt.Errorf("eval: plot %s: %w", path, err)
 	}
 	return nil
@@ -154,4 +158,18 @@ var palette = []color.Color{
 	color.RGBA{214, 39, 40, 255}, color.RGBA{148, 103, 189, 255}, color.RGBA{140, 86, 75, 255},
 	color.RGBA{227, 119, 194, 255}, color.RGBA{127, 127, 127, 255}, color.RGBA{188, 189, 34, 255},
 	color.RGBA{23, 190, 207, 255},
+}
+
+// savePlot writes p to path, in the format of the file's extension, as
+// plot.Save does but atomically, so that a failed plot leaves no half file.
+func savePlot(p *plot.Plot, w, h vg.Length, path string) error {
+	format := strings.TrimPrefix(strings.ToLower(filepath.Ext(path)), ".")
+	c, err := p.WriterTo(w, h, format)
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, func(w io.Writer) error {
+		_, err := c.WriteTo(w)
+		return err
+	})
 }

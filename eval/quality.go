@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/goinfluence/goinfluence/datasets"
+	"github.com/goinfluence/goinfluence/internal/atomicfile"
 	"github.com/goinfluence/goinfluence/linalg"
 	"github.com/goinfluence/goinfluence/models"
 )
@@ -391,7 +392,10 @@ func (r *QualityResult) WriteJSON(path string) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
+	return atomicfile.WriteFile(path, func(w io.Writer) error {
+		_, err := w.Write(append(b, '\n'))
+		return err
+	})
 }
 
 // Scores runs the registered method key on the task's reference model,

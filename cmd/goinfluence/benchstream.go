@@ -21,6 +21,7 @@ import (
 
 	"github.com/goinfluence/goinfluence/gradients/store"
 	"github.com/goinfluence/goinfluence/influence"
+	"github.com/goinfluence/goinfluence/internal/atomicfile"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -83,6 +84,13 @@ func runBenchStream(ctx context.Context, args []string, stdout, stderr io.Writer
 	if dt.Size() == 0 {
 		return fmt.Errorf("%w: bench stream: --dtype %q, want f16, bf16 or f32", errUsage, *dtype)
 	}
+	var storeDir []atomicfile.Path
+	if *dir != "" {
+		storeDir = storeDirFiles("--dir", *dir)
+	}
+	if err := checkOutputs("bench stream", paths("--cpuprofile", *cpuProfile), storeDir); err != nil {
+		return err
+	}
 	be, err := openBackend(*backend)
 	if err != nil {
 		return err
@@ -137,13 +145,14 @@ func runBenchStream(ctx context.Context, args []string, stdout, stderr io.Writer
 	debug.FreeOSMemory()
 	hwmReset := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
 	fmt.Fprintf(stderr, "streaming %d queries against %d rows, top-%d, chunks of %d\n", *nq, *rows, *topk, *chunk)
+	var prof *atomicfile.File
 	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+		prof, err = atomicfile.Create(*cpuProfile)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
+		defer prof.Cleanup() // unless committed below
+		if err := pprof.StartCPUProfile(prof); err != nil {
 			return err
 		}
 	}
@@ -155,8 +164,11 @@ func runBenchStream(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	defer ns.Close()
 	sr, err := influence.StreamScores(ctx, be, q, ns, influence.StreamOptions{TopK: *topk, ChunkRows: *chunk})
-	if *cpuProfile != "" {
+	if prof != nil {
 		pprof.StopCPUProfile()
+		if err == nil {
+			err = prof.Commit()
+		}
 	}
 	if err != nil {
 		return err

@@ -26,6 +26,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *queries < 1 || *k < 1 {
 		return fmt.Errorf("%w: demo: --queries and --k must be at least 1", errUsage)
 	}
+	if err := checkOutputs("demo", paths("--png", *pngPath), nil); err != nil {
+		return err
+	}
 	start := time.Now()
 	all, err := datasets.Digits()
 	if err != nil {

@@ -39,6 +39,9 @@ func runFit(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if len(grads) == 0 || *out == "" {
 		return fmt.Errorf("%w: fit needs --grads and --out", errUsage)
 	}
+	if err := checkOutputs("fit", paths("--out", *out), paths("--grads", grads...)); err != nil {
+		return err
+	}
 	m, err := ekfac.ParseMethod(*method)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)

@@ -32,8 +32,6 @@ func runGrads(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	switch {
 	case *out == "":
 		return fmt.Errorf("%w: grads: --out is required", errUsage)
-	case *probsOut != "" && *probsOut == *out:
-		return fmt.Errorf("%w: grads: --probs-out must differ from --out", errUsage)
 	case *ckpt == "":
 		return fmt.Errorf("%w: grads: --checkpoint is required", errUsage)
 	case *split == "":
@@ -42,6 +40,10 @@ func runGrads(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("%w: grads: --split %q: want train, test or all", errUsage, *split)
 	case *labels != "true" && *labels != "sampled":
 		return fmt.Errorf("%w: grads: --labels %q: want true or sampled", errUsage, *labels)
+	}
+	outputs := append(paths("--out", *out), paths("--probs-out", *probsOut)...)
+	if err := checkOutputs("grads", outputs, paths("--checkpoint", *ckpt)); err != nil {
+		return err
 	}
 	dt := gradients.DType(strings.ToUpper(*dtype))
 	switch dt {

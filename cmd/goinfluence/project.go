@@ -24,12 +24,13 @@ func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	switch {
 	case *grads == "" || *out == "":
 		return fmt.Errorf("%w: project needs --grads and --out", errUsage)
-	case *grads == *out:
-		return fmt.Errorf("%w: project: --out must differ from --grads", errUsage)
 	case *pf.kind == "" || strings.EqualFold(*pf.kind, "none"):
 		return fmt.Errorf("%w: project: --kind is required (rademacher, sjlt, gaussian or kronecker)", errUsage)
 	case *chunk < 1:
 		return fmt.Errorf("%w: project: --chunk must be at least 1", errUsage)
+	}
+	if err := checkOutputs("project", paths("--out", *out), paths("--grads", *grads)); err != nil {
+		return err
 	}
 	dt := gradients.DType(strings.ToUpper(*dtype))
 	switch dt {

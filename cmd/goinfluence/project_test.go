@@ -138,7 +138,7 @@ func TestProjectErrors(t *testing.T) {
 	}{
 		{"no grads", []string{"--kind", "sjlt", "--k", "4", "--out", out}, true, "needs --grads and --out"},
 		{"no out", []string{"--grads", src, "--kind", "sjlt", "--k", "4"}, true, "needs --grads and --out"},
-		{"same file", []string{"--grads", src, "--out", src, "--kind", "sjlt", "--k", "4"}, true, "must differ"},
+		{"same file", []string{"--grads", src, "--out", src, "--kind", "sjlt", "--k", "4"}, true, "--out " + src + " is the same file as --grads " + src},
 		{"no kind", []string{"--grads", src, "--out", out, "--k", "4"}, true, "--kind is required"},
 		{"bad kind", []string{"--grads", src, "--out", out, "--kind", "countsketch", "--k", "4"}, true, `unknown kind "countsketch"`},
 		{"no k", []string{"--grads", src, "--out", out, "--kind", "rademacher"}, true, "rademacher needs --k"},

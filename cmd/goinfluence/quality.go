@@ -6,10 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/goinfluence/goinfluence/eval"
+	"github.com/goinfluence/goinfluence/internal/atomicfile"
 )
 
 // taskFlags are the flags that pick and train the model of an evaluation.
@@ -168,6 +168,10 @@ func runProtocol(ctx context.Context, which string, args []string, stdout, stder
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	outputs := append(paths("--plot", *plotPath), append(paths("--out-md", *mdOut), paths("--out-json", *jsonOut)...)...)
+	if err := checkOutputs("validate "+which, outputs, nil); err != nil {
+		return err
+	}
 	opt, err := pf.options(methodList(*methods))
 	if err != nil {
 		return err
@@ -201,7 +205,11 @@ func runProtocol(ctx context.Context, which string, args []string, stdout, stder
 		p.stage("wrote " + path)
 	}
 	if *mdOut != "" {
-		if err := os.WriteFile(*mdOut, []byte(res.Markdown()), 0o644); err != nil {
+		err := atomicfile.WriteFile(*mdOut, func(w io.Writer) error {
+			_, err := io.WriteString(w, res.Markdown())
+			return err
+		})
+		if err != nil {
 			return err
 		}
 		p.stage("wrote " + *mdOut)

@@ -7,13 +7,13 @@ import (
 	"image/draw"
 	"image/png"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/basicfont"
 	"golang.org/x/image/math/fixed"
+
+	"github.com/goinfluence/goinfluence/internal/atomicfile"
 )
 
 // demoTile is one 8×8 digit with its label and score.
@@ -139,19 +139,7 @@ func writeGridPNG(path string, rows []demoRow) error {
 			d.DrawString(c.text)
 		}
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".goinfluence-*.png")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := png.Encode(tmp, img); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := atomicfile.WriteFile(path, func(w io.Writer) error { return png.Encode(w, img) }); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil

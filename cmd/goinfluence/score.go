@@ -44,6 +44,10 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *topk > 0 && *queryPath == "" {
 		return fmt.Errorf("%w: score: --topk needs --query", errUsage)
 	}
+	inputs := append(paths("--factors", *factorsPath), append(paths("--train", *trainPath), paths("--query", *queryPath)...)...)
+	if err := checkOutputs("score", paths("--out", *out), inputs); err != nil {
+		return err
+	}
 	damping, err := ekfac.ParseDamping(*dampingFlag)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)

@@ -66,6 +66,12 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 	case *shardRows < 1:
 		return fmt.Errorf("%w: store build: --shard-rows must be at least 1", errUsage)
 	}
+	if fi, err := os.Stat(*out); err == nil && fi.IsDir() {
+		// Shards and manifest are replaced or added in --out.
+		if err := checkOutputs("store build", storeDirFiles("--out", *out), paths("--grads", grads...)); err != nil {
+			return err
+		}
+	}
 	dt := store.DType(strings.ToLower(*dtype))
 	if dt.Size() == 0 {
 		return fmt.Errorf("%w: store build: --dtype %q: want f16, bf16 or f32", errUsage, *dtype)
@@ -358,8 +364,6 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("%w: store score: --topk must be at least 1", errUsage)
 	case *chunk < 1:
 		return fmt.Errorf("%w: store score: --chunk must be at least 1", errUsage)
-	case *scoresOut != "" && *scoresOut == *out:
-		return fmt.Errorf("%w: store score: --scores-out must differ from --out", errUsage)
 	case *hessian != "none" && *hessian != "raw" && *hessian != "trak":
 		return fmt.Errorf("%w: store score: --hessian %q: want none, raw or trak", errUsage, *hessian)
 	case *hessian != "none" && *factorsPath != "":
@@ -374,6 +378,13 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("%w: store score: --trak-probs needs --hessian trak", errUsage)
 	case len(probPaths) > 0 && len(probPaths) != nc:
 		return fmt.Errorf("%w: store score: %d --trak-probs files for %d stores: give one per store", errUsage, len(probPaths), nc)
+	}
+	inputs := append(paths("--query", queryPaths...), append(paths("--factors", *factorsPath), paths("--trak-probs", probPaths...)...)...)
+	for _, dir := range dirs {
+		inputs = append(inputs, storeDirFiles("--store", dir)...)
+	}
+	if err := checkOutputs("store score", append(paths("--out", *out), paths("--scores-out", *scoresOut)...), inputs); err != nil {
+		return err
 	}
 	damping, err := ekfac.ParseDamping(*dampingFlag)
 	if err != nil {

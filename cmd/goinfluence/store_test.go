@@ -490,7 +490,7 @@ func TestStoreErrors(t *testing.T) {
 		{"score without query", []string{"score", "--store", plain, "--out", out}, true, "needs --store, --query and --out"},
 		{"score bad topk", []string{"score", "--store", plain, "--query", sf.q, "--out", out, "--topk", "0"}, true, "--topk must be at least 1"},
 		{"score damping without factors", []string{"score", "--store", plain, "--query", sf.q, "--out", out, "--damping", "0.1"}, true, "--damping needs --factors"},
-		{"score same outputs", []string{"score", "--store", plain, "--query", sf.q, "--out", out, "--scores-out", out}, true, "must differ"},
+		{"score same outputs", []string{"score", "--store", plain, "--query", sf.q, "--out", out, "--scores-out", out}, true, "--scores-out " + out + " is the same file as --out " + out},
 		{"score other layers", []string{"score", "--store", plain, "--query", sf.p("other"), "--out", out}, false, `layer 1 is "tail", the store's is "head"`},
 		{"score dim mismatch", []string{"score", "--store", plain, "--query", sf.p("wide"), "--out", out}, false, `layer "head" has dimension 15 as stored, the store's has 12`},
 		{"score other projection", []string{"score", "--store", sjlt, "--query", sf.q, "--out", out, "--kind", "gaussian", "--k", "4", "--seed", "1"}, false,

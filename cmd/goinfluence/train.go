@@ -35,6 +35,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *out == "" {
 		return fmt.Errorf("%w: train: --out is required", errUsage)
 	}
+	if err := checkOutputs("train", paths("--out", *out), nil); err != nil {
+		return err
+	}
 	if math.IsNaN(*l2) || math.IsInf(*l2, 0) || *l2 < 0 {
 		return fmt.Errorf("%w: train: --l2 %v must be finite and non-negative", errUsage, *l2)
 	}

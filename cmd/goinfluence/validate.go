@@ -31,6 +31,9 @@ func runValidateLOO(ctx context.Context, args []string, stdout, stderr io.Writer
 	if *tf.model != "lr" {
 		return fmt.Errorf("%w: validate loo retrains to the optimum and needs --model lr", errUsage)
 	}
+	if err := checkOutputs("validate loo", paths("--plot", *plotPath), nil); err != nil {
+		return err
+	}
 	progress := newProgress(stderr)
 	task, err := tf.task(ctx, progress)
 	if err != nil {

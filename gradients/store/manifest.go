@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/goinfluence/goinfluence/internal/atomicfile"
 	"github.com/goinfluence/goinfluence/internal/safetensors"
 )
 
@@ -252,43 +253,22 @@ func readManifest(dir string) (Manifest, error) {
 	return m, nil
 }
 
-// writeManifest replaces the manifest of the store in dir atomically: the
-// new one is written to a temporary file, synced and renamed over the old,
-// and the directory is synced so that the rename itself is durable.
-func writeManifest(dir string, m Manifest) (err error) {
+// writeManifest replaces the manifest of the store in dir atomically (see
+// package atomicfile), so that a killed build leaves the old one intact.
+func writeManifest(dir string, m Manifest) error {
 	path := filepath.Join(dir, ManifestName)
 	buf, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return &Error{Path: path, Err: err}
 	}
 	buf = append(buf, '\n')
-	tmp, err := os.CreateTemp(dir, "."+ManifestName+".tmp*")
+	err = atomicfile.WriteFile(path, func(w io.Writer) error {
+		_, err := w.Write(buf)
+		return err
+	})
 	if err != nil {
-		return &Error{Path: path, Err: err}
+		return &Error{Path: path, Err: pathless(err)}
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-			err = &Error{Path: path, Err: err}
-		}
-	}()
-	if _, err = tmp.Write(buf); err != nil {
-		return err
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	syncDir(dir)
 	return nil
 }
 
@@ -299,15 +279,6 @@ func pathless(err error) error {
 		return pe.Err
 	}
 	return err
-}
-
-// syncDir makes renames in dir durable. Not every platform can sync a
-// directory, hence best effort.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }
 
 // isTemp reports whether name is a temporary file of a store write: a shard

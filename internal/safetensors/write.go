@@ -1,17 +1,16 @@
 package safetensors
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/goinfluence/goinfluence/internal/atomicfile"
 )
 
 // Tensor is a tensor to write: Data holds its little-endian values.
@@ -134,51 +133,13 @@ func writeString(buf *bytes.Buffer, s string) {
 	buf.Write(b)
 }
 
-// WriteFile writes tensors and metadata to path atomically: the data goes to
-// a temporary file in the same directory, is synced, and is renamed over
-// path, so a failure leaves any existing file at path untouched.
-func WriteFile(path string, tensors []Tensor, metadata map[string]string) (err error) {
+// WriteFile writes tensors and metadata to path atomically (see package
+// atomicfile): a failure leaves any existing file at path untouched.
+func WriteFile(path string, tensors []Tensor, metadata map[string]string) error {
 	if _, err := encodeHeader(tensors, metadata); err != nil {
 		return err // fail before creating anything
 	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	w := bufio.NewWriterSize(tmp, 1<<20)
-	if err := Write(w, tensors, metadata); err != nil {
-		return err
-	}
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	// Sync the directory so that the rename itself survives a crash; not
-	// every platform allows this, hence best effort.
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.WriteFile(path, func(w io.Writer) error {
+		return Write(w, tensors, metadata)
+	})
 }
