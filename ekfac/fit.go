@@ -269,11 +269,14 @@ func (l *Lambda) checkMemory(b *gradients.Batch) error {
 	var total int64
 	for i := range b.Layers {
 		bl := &b.Layers[i]
-		what, shape := fmt.Sprintf("layer %s: Λ", bl.Name), fmt.Sprintf("%d float64", bl.D)
-		need := linalg.Float64Bytes(bl.D)
+		shape, need := fmt.Sprintf("%d float64", bl.D), linalg.Float64Bytes(bl.D)
 		if bl.Factored() {
-			shape = fmt.Sprintf("%d × %d float64", bl.DOut, bl.DIn)
-			need = linalg.Float64Bytes(bl.DOut, bl.DIn)
+			shape, need = fmt.Sprintf("%d × %d float64", bl.DOut, bl.DIn), linalg.Float64Bytes(bl.DOut, bl.DIn)
+		}
+		if err := linalg.CheckMemory(fmt.Sprintf("layer %s: Λ", bl.Name), shape, need, l.MemoryLimit); err != nil {
+			return fmt.Errorf("ekfac: %w", err)
+		}
+		if bl.Factored() {
 			// The Λ pass also holds one example's rotated or flattened
 			// gradient and the batch's rotated a and s.
 			rows := b.N * bl.Tokens
@@ -282,9 +285,6 @@ func (l *Lambda) checkMemory(b *gradients.Batch) error {
 				fmt.Sprintf("%d × %d + %d × (%d + %d) float64", bl.DOut, bl.DIn, rows, bl.DIn, bl.DOut), work, l.MemoryLimit); err != nil {
 				return fmt.Errorf("ekfac: %w", err)
 			}
-		}
-		if err := linalg.CheckMemory(what, shape, need, l.MemoryLimit); err != nil {
-			return fmt.Errorf("ekfac: %w", err)
 		}
 		total = linalg.AddBytes(total, need)
 	}

@@ -118,3 +118,46 @@ func TestMemLimitFlag(t *testing.T) {
 		})
 	}
 }
+
+// TestMemLimitCommands holds every command with --mem-limit to refusing,
+// with an error naming the flag, inputs whose header-sized buffers exceed
+// it, and to working on the same inputs without the flag.
+func TestMemLimitCommands(t *testing.T) {
+	dir := t.TempDir()
+	p := func(name string) string { return filepath.Join(dir, name) }
+	wideGrads(t, p("g"), 3, 400)
+	ctx := context.Background()
+	setup := [][]string{
+		{"fit", "--grads", p("g"), "--method", "identity", "--out", p("factors")},
+		{"store", "build", "--grads", p("g"), "--out", p("store"), "--kind", "rademacher", "--k", "16"},
+	}
+	for _, args := range setup {
+		var out, errOut bytes.Buffer
+		if err := run(ctx, args, &out, &errOut); err != nil {
+			t.Fatalf("run(%q): %v", args, err)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"score", []string{"score", "--factors", p("factors"), "--train", p("g"), "--query", p("g"), "--out", p("scores")}},
+		{"project", []string{"project", "--grads", p("g"), "--kind", "sjlt", "--k", "8", "--out", p("proj")}},
+		{"store build", []string{"store", "build", "--grads", p("g"), "--out", p("store2")}},
+		{"store score", []string{"store", "score", "--store", p("store"), "--query", p("g"), "--topk", "2", "--out", p("sscores")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			args := append(slicesClone(tc.args), "--mem-limit", "1KiB")
+			err := run(ctx, args, &out, &errOut)
+			if !errors.Is(err, linalg.ErrMemoryLimit) || !strings.Contains(err.Error(), "over the memory limit of 1 KiB (--mem-limit)") {
+				t.Fatalf("run(%q) = %v, want a memory-limit error naming --mem-limit", args, err)
+			}
+			if err := run(ctx, append(slicesClone(tc.args), "--mem-limit", "auto"), &out, &errOut); err != nil {
+				t.Fatalf("without a small limit: %v", err)
+			}
+		})
+	}
+}
+
+func slicesClone(v []string) []string { return append([]string(nil), v...) }
