@@ -40,6 +40,11 @@ func runFit(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if len(grads) == 0 || *out == "" {
 		return fmt.Errorf("%w: fit needs --grads and --out", errUsage)
 	}
+	for _, g := range grads {
+		if err := notInput("fit", "--out", *out, map[string]string{"--grads": g}); err != nil {
+			return err
+		}
+	}
 	m, err := ekfac.ParseMethod(*method)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)

@@ -44,6 +44,14 @@ func runGrads(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case *labels != "true" && *labels != "sampled":
 		return fmt.Errorf("%w: grads: --labels %q: want true or sampled", errUsage, *labels)
 	}
+	for flag, path := range map[string]string{"--out": *out, "--probs-out": *probsOut} {
+		if path == "" {
+			continue
+		}
+		if err := notInput("grads", flag, path, map[string]string{"--checkpoint": *ckpt}); err != nil {
+			return err
+		}
+	}
 	dt := gradients.DType(strings.ToUpper(*dtype))
 	switch dt {
 	case gradients.F32, gradients.F64, gradients.F16, gradients.BF16:

@@ -15,7 +15,7 @@ import (
 
 // wideGrads writes a gradient file of n examples of one factored layer fc1
 // with the given input width and two outputs, in F16.
-func wideGrads(t *testing.T, path string, n, dIn int) {
+func wideGrads(t testing.TB, path string, n, dIn int) {
 	t.Helper()
 	b := &gradients.Batch{N: n, Layers: []gradients.Layer{
 		{Name: "fc1", DIn: dIn, DOut: 2, Tokens: 1, A: make([]float64, n*dIn), S: make([]float64, n*2)},

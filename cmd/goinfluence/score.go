@@ -45,6 +45,9 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *topk > 0 && *queryPath == "" {
 		return fmt.Errorf("%w: score: --topk needs --query", errUsage)
 	}
+	if err := notInput("score", "--out", *out, map[string]string{"--factors": *factorsPath, "--train": *trainPath, "--query": *queryPath}); err != nil {
+		return err
+	}
 	damping, err := ekfac.ParseDamping(*dampingFlag)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
