@@ -114,6 +114,15 @@ func checkProjectMemory(f *gradients.File, path string, p gradients.Projection, 
 			per = linalg.AddBytes(per, linalg.Float64Bytes(p.K))
 		}
 	}
+	for _, l := range f.Layers() {
+		if p.Kind != gradients.Kronecker && l.Factored {
+			// The dense projections flatten an example to DOut × DIn.
+			if err := linalg.CheckMemory(fmt.Sprintf("%s: layer %s: flattened gradient", path, l.Name),
+				fmt.Sprintf("%d × %d float64", l.DOut, l.DIn), linalg.Float64Bytes(l.DOut, l.DIn), limit); err != nil {
+				return withMemFlag("project", err)
+			}
+		}
+	}
 	out := linalg.Float64Bytes(f.N(), max(1, int(per/8)))
 	if err := linalg.CheckMemory(fmt.Sprintf("%s: projected examples", path), fmt.Sprintf("%d × %d float64", f.N(), per/8),
 		out, limit); err != nil {

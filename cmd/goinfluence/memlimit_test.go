@@ -161,3 +161,36 @@ func TestMemLimitCommands(t *testing.T) {
 }
 
 func slicesClone(v []string) []string { return append([]string(nil), v...) }
+
+// TestHugeLayer runs the commands on the 12 MB file of the issue: one
+// example of a layer with 3,000,000 inputs and 3,000,000 outputs (F16),
+// whose covariances and flattened gradient need tens of TiB. Each must
+// refuse it quickly with a memory-limit error instead of dying.
+func TestHugeLayer(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "huge.safetensors")
+	const w = 3_000_000
+	b := &gradients.Batch{N: 1, Layers: []gradients.Layer{
+		{Name: "fc1", DIn: w, DOut: w, Tokens: 1, A: make([]float64, w), S: make([]float64, w)},
+	}}
+	if err := gradients.WriteFile(path, b, gradients.F16, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"fit", "--grads", path, "--method", "ekfac", "--out", filepath.Join(dir, "f")}, "layer fc1: covariance A needs 65.5 TiB (3000000² float64)"},
+		{[]string{"fit", "--grads", path, "--method", "diagonal", "--out", filepath.Join(dir, "f")}, "layer fc1: Λ needs 65.5 TiB (3000000 × 3000000 float64)"},
+		{[]string{"project", "--grads", path, "--kind", "sjlt", "--k", "8", "--out", filepath.Join(dir, "p")}, "layer fc1: flattened gradient needs 65.5 TiB"},
+		{[]string{"store", "build", "--grads", path, "--kind", "rademacher", "--k", "8", "--out", filepath.Join(dir, "s")}, "flattened gradient needs 65.5 TiB"},
+	} {
+		t.Run(strings.Join(tc.args[:2], " "), func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			err := run(context.Background(), tc.args, &out, &errOut)
+			if !errors.Is(err, linalg.ErrMemoryLimit) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("run(%q) = %v, want a memory-limit error containing %q", tc.args, err, tc.want)
+			}
+		})
+	}
+}
