@@ -12,6 +12,12 @@ import (
 // factored layer over token rows, in float64, so that batches, files and
 // shards add up in any split: Add any number of batches, then Eigen.
 type Covariance struct {
+	// MemoryLimit bounds, in bytes, each covariance and eigendecomposition
+	// workspace allocated from the layer shapes of the first batch, which
+	// come from untrusted file headers: 0 means linalg.DefaultMemoryLimit(),
+	// a negative value no limit (see linalg.CheckMemory).
+	MemoryLimit int64
+
 	be     linalg.Backend
 	layers []covLayer
 	n      int
@@ -40,11 +46,11 @@ func (c *Covariance) Add(b *gradients.Batch) error {
 		return fmt.Errorf("ekfac: %w", err)
 	}
 	if c.layers == nil {
+		if err := c.checkMemory(b); err != nil {
+			return err
+		}
 		for i := range b.Layers {
 			l := &b.Layers[i]
-			if !l.Factored() {
-				return fmt.Errorf("ekfac: layer %q is dense (%d values an example); K-FAC and EK-FAC need factored a/s gradients", l.Name, l.D)
-			}
 			c.layers = append(c.layers, covLayer{
 				shape: shapeOf(l),
 				a:     linalg.NewDense64(l.DIn, l.DIn, nil),
@@ -63,6 +69,40 @@ func (c *Covariance) Add(b *gradients.Batch) error {
 		cl.m += rows
 	}
 	c.n += b.N
+	return nil
+}
+
+// checkMemory refuses layer shapes whose covariances or eigendecomposition
+// would not fit in c.MemoryLimit: each one alone, then the sums of all
+// layers, which are held together.
+func (c *Covariance) checkMemory(b *gradients.Batch) error {
+	var total int64
+	for i := range b.Layers {
+		l := &b.Layers[i]
+		if !l.Factored() {
+			return fmt.Errorf("ekfac: layer %q is dense (%d values an example); K-FAC and EK-FAC need factored a/s gradients", l.Name, l.D)
+		}
+		for _, side := range []struct {
+			what string
+			n    int
+		}{{"covariance A", l.DIn}, {"covariance S", l.DOut}} {
+			need := linalg.Float64Bytes(side.n, side.n)
+			if err := linalg.CheckMemory(fmt.Sprintf("layer %s: %s", l.Name, side.what),
+				fmt.Sprintf("%d² float64", side.n), need, c.MemoryLimit); err != nil {
+				return fmt.Errorf("ekfac: %w", err)
+			}
+			// Eigen holds the sum, the normalised covariance, its
+			// eigenvectors and the solver's copy at once.
+			if err := linalg.CheckMemory(fmt.Sprintf("layer %s: eigendecomposition of %s", l.Name, side.what),
+				fmt.Sprintf("4 × %d² float64", side.n), linalg.AddBytes(need, need, need, need), c.MemoryLimit); err != nil {
+				return fmt.Errorf("ekfac: %w", err)
+			}
+			total = linalg.AddBytes(total, need)
+		}
+	}
+	if err := linalg.CheckMemory(fmt.Sprintf("the covariances of %d layers", len(b.Layers)), "", total, c.MemoryLimit); err != nil {
+		return fmt.Errorf("ekfac: %w", err)
+	}
 	return nil
 }
 
@@ -130,6 +170,11 @@ func (e *Eigen) KFAC() *Factors {
 // Lambda accumulates Σ_n (Q_Sᵀ G_n Q_A)∘² (EK-FAC) or Σ_n G_n∘² (diagonal)
 // over examples: Add any number of batches, then Factors.
 type Lambda struct {
+	// MemoryLimit bounds, in bytes, the Λ sums and per-batch workspaces
+	// allocated from the layer shapes of the batches; 0 means
+	// linalg.DefaultMemoryLimit(), a negative value no limit.
+	MemoryLimit int64
+
 	method Method
 	be     linalg.Backend
 	eig    *Eigen
@@ -162,6 +207,9 @@ func NewLambda(method Method, be linalg.Backend, eig *Eigen) (*Lambda, error) {
 func (l *Lambda) Add(b *gradients.Batch) error {
 	if err := b.Validate(); err != nil {
 		return fmt.Errorf("ekfac: %w", err)
+	}
+	if err := l.checkMemory(b); err != nil {
+		return err
 	}
 	if l.layers == nil {
 		for i := range b.Layers {
@@ -212,6 +260,37 @@ func (l *Lambda) Add(b *gradients.Batch) error {
 		}
 	}
 	l.n += b.N
+	return nil
+}
+
+// checkMemory refuses a batch whose Λ sums (DOut × DIn a factored layer,
+// D a dense one) or rotation workspaces would not fit in l.MemoryLimit.
+func (l *Lambda) checkMemory(b *gradients.Batch) error {
+	var total int64
+	for i := range b.Layers {
+		bl := &b.Layers[i]
+		shape, need := fmt.Sprintf("%d float64", bl.D), linalg.Float64Bytes(bl.D)
+		if bl.Factored() {
+			shape, need = fmt.Sprintf("%d × %d float64", bl.DOut, bl.DIn), linalg.Float64Bytes(bl.DOut, bl.DIn)
+		}
+		if err := linalg.CheckMemory(fmt.Sprintf("layer %s: Λ", bl.Name), shape, need, l.MemoryLimit); err != nil {
+			return fmt.Errorf("ekfac: %w", err)
+		}
+		if bl.Factored() {
+			// The Λ pass also holds one example's rotated or flattened
+			// gradient and the batch's rotated a and s.
+			rows := b.N * bl.Tokens
+			work := linalg.AddBytes(need, linalg.Float64Bytes(rows, bl.DIn), linalg.Float64Bytes(rows, bl.DOut))
+			if err := linalg.CheckMemory(fmt.Sprintf("layer %s: Λ workspace", bl.Name),
+				fmt.Sprintf("%d × %d + %d × (%d + %d) float64", bl.DOut, bl.DIn, rows, bl.DIn, bl.DOut), work, l.MemoryLimit); err != nil {
+				return fmt.Errorf("ekfac: %w", err)
+			}
+		}
+		total = linalg.AddBytes(total, need)
+	}
+	if err := linalg.CheckMemory(fmt.Sprintf("Λ of %d layers", len(b.Layers)), "", total, l.MemoryLimit); err != nil {
+		return fmt.Errorf("ekfac: %w", err)
+	}
 	return nil
 }
 
@@ -287,9 +366,30 @@ type Source func(ctx context.Context, fn func(*gradients.Batch) error) error
 // Progress receives stage messages; it may be nil.
 type Progress func(stage string, examples int)
 
+// FitOptions configures FitWithOptions.
+type FitOptions struct {
+	// Progress receives stage messages; it may be nil.
+	Progress Progress
+	// MemoryLimit bounds, in bytes, every allocation sized from the layer
+	// shapes of the fit set (covariances, eigendecomposition workspaces,
+	// Λ): 0 means linalg.DefaultMemoryLimit(), a negative value no limit.
+	// An allocation over it fails with an error matching
+	// linalg.ErrMemoryLimit and naming the layer, before anything is
+	// allocated.
+	MemoryLimit int64
+}
+
 // Fit fits factors of the given method over src: a covariance pass and
-// eigendecomposition (K-FAC, EK-FAC), then a Λ pass (EK-FAC, diagonal).
+// eigendecomposition (K-FAC, EK-FAC), then a Λ pass (EK-FAC, diagonal). It
+// bounds memory by linalg.DefaultMemoryLimit(); FitWithOptions sets the
+// limit.
 func Fit(ctx context.Context, method Method, be linalg.Backend, src Source, progress Progress) (*Factors, error) {
+	return FitWithOptions(ctx, method, be, src, FitOptions{Progress: progress})
+}
+
+// FitWithOptions is Fit with options.
+func FitWithOptions(ctx context.Context, method Method, be linalg.Backend, src Source, opt FitOptions) (*Factors, error) {
+	progress := opt.Progress
 	if _, err := ParseMethod(string(method)); err != nil {
 		return nil, err
 	}
@@ -328,6 +428,7 @@ func Fit(ctx context.Context, method Method, be linalg.Backend, src Source, prog
 	var eig *Eigen
 	if method.needsCovariance() {
 		cov := NewCovariance(be)
+		cov.MemoryLimit = opt.MemoryLimit
 		if err := src(ctx, func(b *gradients.Batch) error {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -351,6 +452,7 @@ func Fit(ctx context.Context, method Method, be linalg.Backend, src Source, prog
 	if err != nil {
 		return nil, err
 	}
+	lam.MemoryLimit = opt.MemoryLimit
 	if err := src(ctx, func(b *gradients.Batch) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -396,13 +498,36 @@ func FileSource(chunk int, paths ...string) Source {
 	}
 }
 
+// FileSourceLimit is FileSource refusing, before decoding, a chunk whose
+// float64 values would need more than memLimit bytes (see
+// linalg.CheckMemory for 0 and negative limits).
+func FileSourceLimit(chunk int, memLimit int64, paths ...string) Source {
+	return func(ctx context.Context, fn func(*gradients.Batch) error) error {
+		for _, p := range paths {
+			if err := eachChunkLimit(ctx, p, chunk, memLimit, fn); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
 func eachChunk(ctx context.Context, path string, chunk int, fn func(*gradients.Batch) error) error {
+	return eachChunkLimit(ctx, path, chunk, 0, fn)
+}
+
+func eachChunkLimit(ctx context.Context, path string, chunk int, memLimit int64, fn func(*gradients.Batch) error) error {
 	f, err := gradients.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	chunk = max(chunk, 1)
+	if n := min(chunk, f.N()); n > 0 {
+		if err := linalg.CheckMemory(fmt.Sprintf("%s: a chunk of %d examples", path, n), "", f.ReadBytes(0, n), memLimit); err != nil {
+			return fmt.Errorf("ekfac: %w", err)
+		}
+	}
 	for lo := 0; lo < f.N(); lo += chunk {
 		if err := ctx.Err(); err != nil {
 			return err

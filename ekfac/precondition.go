@@ -17,6 +17,11 @@ type ScoreOptions struct {
 	// Rank > 0 replaces each layer's P(G) by its rank-Rank truncated SVD
 	// (meant for query gradients, to cut memory and time).
 	Rank int
+	// MemoryLimit bounds, in bytes, the score and preconditioned-gradient
+	// matrices sized from the batches (n_query × n_train per layer,
+	// n × Dim): 0 means linalg.DefaultMemoryLimit(), a negative value no
+	// limit.
+	MemoryLimit int64
 }
 
 // LayerDamping returns the δ used for layer i: the absolute value, or
@@ -52,6 +57,10 @@ func (f *Factors) Precondition(ctx context.Context, be linalg.Backend, g *gradie
 	}
 	if opt.Rank < 0 {
 		return nil, fmt.Errorf("ekfac: rank %d < 0", opt.Rank)
+	}
+	if err := linalg.CheckMemory("preconditioned gradients", fmt.Sprintf("%d × %d float64", g.N, g.Dim()),
+		linalg.Float64Bytes(g.N, g.Dim()), opt.MemoryLimit); err != nil {
+		return nil, fmt.Errorf("ekfac: %w", err)
 	}
 	out := linalg.NewDense64(g.N, g.Dim(), nil)
 	off := 0

@@ -52,6 +52,15 @@ func (f *Factors) LayerScoresAndSelf(ctx context.Context, be linalg.Backend, q, 
 		invs = make([][]float64, len(f.Layers))
 	)
 	if q != nil {
+		scores := linalg.Float64Bytes(len(f.Layers), q.N, t.N)
+		if err := linalg.CheckMemory("per-layer scores", fmt.Sprintf("%d layers × %d queries × %d training examples, float64", len(f.Layers), q.N, t.N),
+			scores, opt.MemoryLimit); err != nil {
+			return nil, nil, fmt.Errorf("ekfac: %w", err)
+		}
+		if err := linalg.CheckMemory("query transforms", fmt.Sprintf("%d × %d float64", q.N, q.Dim()),
+			linalg.AddBytes(scores, linalg.Float64Bytes(q.N, q.Dim())), opt.MemoryLimit); err != nil {
+			return nil, nil, fmt.Errorf("ekfac: %w", err)
+		}
 		var err error
 		if xq, err = f.queryTransform(ctx, be, q, opt); err != nil {
 			return nil, nil, err

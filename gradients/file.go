@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/goinfluence/goinfluence/internal/safetensors"
+	"github.com/goinfluence/goinfluence/linalg"
 )
 
 // Format is the value of the "format" metadata key of a gradient file.
@@ -354,6 +355,25 @@ func (f *File) decode(li LayerInfo, field string, lo, hi, per int) ([]float64, e
 	return v, nil
 }
 
+// ReadBytes returns the bytes of the float64 slices Read(lo, hi) would
+// allocate, computed from the header alone (saturating at math.MaxInt64), so
+// that callers can check it against a memory limit before reading.
+func (f *File) ReadBytes(lo, hi int) int64 {
+	var per int64
+	for _, li := range f.layers {
+		if li.Factored {
+			per = linalg.AddBytes(per, linalg.Float64Bytes(li.Tokens, li.DIn), linalg.Float64Bytes(li.Tokens, li.DOut))
+		} else {
+			per = linalg.AddBytes(per, linalg.Float64Bytes(li.D))
+		}
+	}
+	n := int64(max(hi-lo, 0))
+	if n > 0 && per > math.MaxInt64/n {
+		return math.MaxInt64
+	}
+	return per * n
+}
+
 // ReadAll decodes every example.
 func (f *File) ReadAll() (*Batch, error) { return f.Read(0, f.n) }
 
@@ -375,6 +395,26 @@ func ReadFile(path string) (*Batch, error) {
 	defer f.Close()
 	return f.ReadAll()
 }
+
+// ReadFileLimit is ReadFile refusing, before decoding, a file whose
+// examples need more than limit bytes as float64 (see linalg.CheckMemory
+// for the meaning of 0 and negative limits). The error matches
+// linalg.ErrMemoryLimit and names the file.
+func ReadFileLimit(path string, limit int64) (*Batch, error) {
+	f, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if err := linalg.CheckMemory(path, fmt.Sprintf("%d examples × %d values, float64", f.n, f.dim()),
+		f.ReadBytes(0, f.n), limit); err != nil {
+		return nil, err
+	}
+	return f.ReadAll()
+}
+
+// dim returns the float64 values of one example (saturating).
+func (f *File) dim() int64 { return f.ReadBytes(0, 1) / 8 }
 
 // WriteFile validates b and writes it to path as a gradient file of the given
 // dtype, atomically: an existing file at path is replaced only once the new

@@ -174,6 +174,12 @@ func (p Projection) dense(ctx context.Context, l *Layer, li, n int) (Layer, erro
 		return out, pr.project(ctx, l.Grad, d, out.Grad)
 	}
 	chunk := max(1, min(n, flattenChunk/d))
+	// A factored layer's a and s are small, but its flattened gradient is
+	// DOut × DIn: refuse shapes whose one example would not fit in memory.
+	if err := linalg.CheckMemory("flattened gradient", fmt.Sprintf("%d × %d × %d float64", chunk, l.DOut, l.DIn),
+		linalg.Float64Bytes(chunk, l.DOut, l.DIn), 0); err != nil {
+		return Layer{}, err
+	}
 	buf := make([]float64, chunk*d)
 	for lo := 0; lo < n; lo += chunk {
 		hi := min(n, lo+chunk)

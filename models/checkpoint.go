@@ -45,7 +45,13 @@ func (e *CheckpointError) Unwrap() error { return e.Err }
 //
 // Load reverses it. Non-finite parameters are refused: such a model is of no
 // use to influence computations and is better caught here.
-func Save(path string, m Model) error {
+func Save(path string, m Model) error { return SaveWithMetadata(path, m, nil) }
+
+// SaveWithMetadata is Save adding extra metadata to the header, such as the
+// datasets.Provenance of the training data, so that whoever loads the
+// checkpoint can tell which data it belongs with (ReadMetadata). Keys of
+// extra may not be those Save writes.
+func SaveWithMetadata(path string, m Model, extra map[string]string) error {
 	if m == nil {
 		return fmt.Errorf("models: save %s: nil model", path)
 	}
@@ -53,6 +59,13 @@ func Save(path string, m Model) error {
 		"format": CheckpointFormat,
 		"kind":   m.Kind(),
 		"l2":     strconv.FormatFloat(m.L2(), 'g', -1, 64),
+	}
+	for k, v := range extra {
+		switch k {
+		case "format", "kind", "l2", "sizes", "activation":
+			return fmt.Errorf("models: save %s: extra metadata key %q is the checkpoint's own", path, k)
+		}
+		meta[k] = v
 	}
 	var sizes []int
 	switch m.Kind() {
@@ -221,6 +234,22 @@ func Load(path string) (Model, error) {
 		return nil, bad("tensors", "%d parameters, model has %d", off, len(theta))
 	}
 	return m, nil
+}
+
+// ReadMetadata returns the header metadata of the checkpoint at path: the
+// keys Save writes and any extra ones of SaveWithMetadata. It reads the
+// header only; Load checks the rest.
+func ReadMetadata(path string) (map[string]string, error) {
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("models: read checkpoint metadata: %w", err)
+	}
+	defer f.Close()
+	meta := make(map[string]string, len(f.Metadata))
+	for k, v := range f.Metadata {
+		meta[k] = v
+	}
+	return meta, nil
 }
 
 // checkTensors verifies that f holds exactly the given layers, each a float

@@ -33,6 +33,7 @@ func runFit(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	out := fs.String("out", "", "factors file to write (safetensors)")
 	chunk := fs.Int("chunk", 256, "examples read at a time (bounds memory; results do not depend on it)")
 	backend := fs.String("backend", "auto", "linear-algebra backend: auto, cpu, openblas or cuda")
+	mem := addMemLimit(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -56,14 +57,17 @@ func runFit(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	start := time.Now()
 	progress := newProgress(stderr)
 	last := ""
-	f, err := ekfac.Fit(ctx, m, be, ekfac.FileSource(*chunk, grads...), func(stage string, n int) {
-		if stage != last {
-			progress.stage(fmt.Sprintf("fit %s: %s", m, stage))
-			last = stage
-		}
+	f, err := ekfac.FitWithOptions(ctx, m, be, ekfac.FileSourceLimit(*chunk, mem.bytes(), grads...), ekfac.FitOptions{
+		MemoryLimit: mem.bytes(),
+		Progress: func(stage string, n int) {
+			if stage != last {
+				progress.stage(fmt.Sprintf("fit %s: %s", m, stage))
+				last = stage
+			}
+		},
 	})
 	if err != nil {
-		return err
+		return withMemFlag("fit", err)
 	}
 	f.Meta = map[string]string{
 		"grads":   grads.String(),

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/goinfluence/goinfluence/datasets"
+	"github.com/goinfluence/goinfluence/eval"
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/internal/safetensors"
 	"github.com/goinfluence/goinfluence/linalg"
@@ -62,6 +63,9 @@ func runGrads(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	progress := newProgress(stderr)
 	m, err := models.Load(*ckpt)
 	if err != nil {
+		return err
+	}
+	if err := checkProvenance(*ckpt, train, test, *dataset, *splitSeed, stderr); err != nil {
 		return err
 	}
 	progress.stage(fmt.Sprintf("loaded %s from %s", describe(m), *ckpt))
@@ -132,6 +136,46 @@ func runGrads(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		progress.stage(fmt.Sprintf("wrote %s: p(y) of the true labels of %d examples", *probsOut, len(p)))
 	}
 	return nil
+}
+
+// checkProvenance refuses a checkpoint whose recorded training data are not
+// the data set and split the flags ask for: gradients of other rows would
+// give silently wrong influence scores. A checkpoint without a record (from
+// before it, or saved by a library user) is accepted with a warning.
+func checkProvenance(ckpt string, train, test *datasets.Dataset, dataset string, splitSeed uint64, stderr io.Writer) error {
+	meta, err := models.ReadMetadata(ckpt)
+	if err != nil {
+		return err
+	}
+	have, ok, err := datasets.ParseProvenance(meta)
+	if err != nil {
+		return fmt.Errorf("grads: checkpoint %s: %w", ckpt, err)
+	}
+	if !ok {
+		fmt.Fprintf(stderr, "grads: warning: checkpoint %s records no training data (saved before provenance records, or not by 'goinfluence train'); cannot check that --dataset %s --split-seed %d are the data it was trained on\n",
+			ckpt, dataset, splitSeed)
+		return nil
+	}
+	want, err := eval.SplitProvenance(train, test, splitSeed)
+	if err != nil {
+		return fmt.Errorf("grads: %w", err)
+	}
+	diff := have.Differences(want)
+	if diff == nil {
+		return nil
+	}
+	var asks string
+	switch {
+	case have.Dataset != want.Dataset:
+		asks = fmt.Sprintf("--dataset %s asks for another data set", want.Dataset)
+	case have.SplitSeed != want.SplitSeed:
+		asks = fmt.Sprintf("--split-seed %d asks for another split", want.SplitSeed)
+	case have.Features != want.Features:
+		asks = fmt.Sprintf("--dataset %s has %d features, the checkpoint's data %d", want.Dataset, want.Features, have.Features)
+	default:
+		asks = "this build prepares it otherwise: " + strings.Join(diff, ", ")
+	}
+	return fmt.Errorf("grads: checkpoint %s was trained on %s; %s", ckpt, have, asks)
 }
 
 // ProbsFormat is the format metadata of the files of 'grads --probs-out'.

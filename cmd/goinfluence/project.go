@@ -18,6 +18,7 @@ func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	out := fs.String("out", "", "write the projected gradients to this safetensors file (required)")
 	dtype := fs.String("dtype", "f32", "element type of the file: f32, f64, f16 or bf16")
 	chunk := fs.Int("chunk", 256, "examples read at a time (bounds memory; results do not depend on it)")
+	mem := addMemLimit(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -59,6 +60,9 @@ func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer f.Close()
+	if err := checkProjectMemory(f, *grads, p, *chunk, mem.bytes()); err != nil {
+		return err
+	}
 	if kind == gradients.Kronecker {
 		// Caught here from the header, before any value is read.
 		for _, l := range f.Layers() {

@@ -29,6 +29,7 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	perLayer := fs.Bool("per-layer", false, "also write the per-layer breakdown (scores.<layer>)")
 	out := fs.String("out", "", "scores file to write (safetensors)")
 	backend := fs.String("backend", "auto", "linear-algebra backend: auto, cpu, openblas or cuda")
+	mem := addMemLimit(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -63,9 +64,9 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	progress.stage("score: reading " + *trainPath)
-	train, err := gradients.ReadFile(*trainPath)
+	train, err := gradients.ReadFileLimit(*trainPath, mem.bytes())
 	if err != nil {
-		return err
+		return withMemFlag("score", err)
 	}
 	if err := factors.Compatible(train); err != nil {
 		return fmt.Errorf("%s: %w", *trainPath, err)
@@ -94,7 +95,10 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	var query *gradients.Batch
 	if *queryPath != "" {
-		if query, err = gradients.ReadFile(*queryPath); err != nil {
+		if query, err = gradients.ReadFileLimit(*queryPath, mem.bytes()); err != nil {
+			return withMemFlag("score", err)
+		}
+		if err := checkScoreMemory("score", query.N, train.N, len(train.Layers), *topk, mem.bytes()); err != nil {
 			return err
 		}
 		if err := factors.Compatible(query); err != nil {
@@ -107,9 +111,9 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	// One pass over the training examples serves the scores and the
 	// self-influence: rotating them into the eigenbasis is most of the work.
-	layers, selfInf, err := factors.LayerScoresAndSelf(ctx, be, query, train, ekfac.ScoreOptions{Damping: damping, Rank: *rank}, *self)
+	layers, selfInf, err := factors.LayerScoresAndSelf(ctx, be, query, train, ekfac.ScoreOptions{Damping: damping, Rank: *rank, MemoryLimit: mem.bytes()}, *self)
 	if err != nil {
-		return err
+		return withMemFlag("score", err)
 	}
 	if query != nil {
 		total := linalg.NewDense64(query.N, train.N, nil)

@@ -55,6 +55,7 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 	shardRows := fs.Int("shard-rows", store.DefaultShardRows, "rows per shard file (a resumed build keeps the store's)")
 	chunk := fs.Int("chunk", 4096, "examples read and projected at a time (bounds memory; the store does not depend on it)")
 	resume := fs.Bool("resume", false, "continue an interrupted build of the same --grads: skip the rows the store already holds")
+	mem := addMemLimit(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -108,6 +109,9 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return fmt.Errorf("store build: %w", err)
 		}
 		total += f.N()
+		if err := checkRead("store build", f, path, 0, min(*chunk, f.N()), mem.bytes()); err != nil {
+			return err
+		}
 	}
 	inLayers := files[0].Layers()
 
@@ -351,6 +355,7 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	out := fs.String("out", "", "scores file to write (safetensors; required)")
 	backend := fs.String("backend", "auto", "linear-algebra backend: auto, cpu, openblas or cuda")
 	noVerify := fs.Bool("no-verify", false, "skip the check of every shard's sha256 against the manifest before its rows are first read (one extra sequential pass over each shard); a corrupt shard is then scored without complaint")
+	mem := addMemLimit(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -443,7 +448,7 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return fmt.Errorf("store score: the flags give projection %s, %s holds %s",
 				describeProjection(spec, seed), filepath.Join(dir, store.ManifestName), describeProjection(m.Projection, m.Seed))
 		}
-		query, err := storeQuery(ctx, queryPaths[c], dir, m)
+		query, err := storeQuery(ctx, queryPaths[c], dir, m, mem.bytes())
 		if err != nil {
 			return err
 		}
@@ -454,8 +459,8 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		switch {
 		case factors != nil:
 			method = string(factors.Method)
-			if pre, err = factors.Precondition(ctx, be, query, ekfac.ScoreOptions{Damping: damping}); err != nil {
-				return fmt.Errorf("store score: %s (projected as the store) with %s: %w", queryPaths[c], *factorsPath, err)
+			if pre, err = factors.Precondition(ctx, be, query, ekfac.ScoreOptions{Damping: damping, MemoryLimit: mem.bytes()}); err != nil {
+				return withMemFlag("store score", fmt.Errorf("%s (projected as the store) with %s: %w", queryPaths[c], *factorsPath, err))
 			}
 		case *hessian == "raw":
 			progress.stage(fmt.Sprintf("store score: raw projected Hessian of %s (one pass)", dir))
@@ -503,6 +508,9 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		queries[c] = pre.To32()
 	}
 	nq, count := queries[0].Rows, stores[0].Count()
+	if err := checkStoreScoreMemory(nq, count, *topk, *scoresOut != "", mem.bytes()); err != nil {
+		return err
+	}
 	if len(deltas) > 0 {
 		method += ", δ = " + strings.Join(deltas, ",")
 	}
@@ -605,7 +613,7 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 
 // storeQuery reads a query gradient file whose layers must be the store's
 // before projection, and projects it as the store's rows.
-func storeQuery(ctx context.Context, path, dir string, m store.Manifest) (*gradients.Batch, error) {
+func storeQuery(ctx context.Context, path, dir string, m store.Manifest, memLimit int64) (*gradients.Batch, error) {
 	manifestPath := filepath.Join(dir, store.ManifestName)
 	p, projected, err := gradProjection(m.Projection, m.Seed)
 	if err != nil {
@@ -622,6 +630,10 @@ func storeQuery(ctx context.Context, path, dir string, m store.Manifest) (*gradi
 	if err != nil {
 		qf.Close()
 		return nil, fmt.Errorf("store score: %s against %s: %w", path, manifestPath, err)
+	}
+	if err := checkRead("store score", qf, path, 0, qf.N(), memLimit); err != nil {
+		qf.Close()
+		return nil, err
 	}
 	query, err := qf.ReadAll()
 	qf.Close()

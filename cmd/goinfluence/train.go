@@ -78,6 +78,13 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	// Every checkpoint records its training data, so that grads can refuse
+	// another data set or split.
+	prov, err := eval.SplitProvenance(train, test, *splitSeed)
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	provMeta := prov.Metadata()
 
 	progress := newProgress(stderr)
 	var m models.Model
@@ -110,7 +117,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				}
 				path := epochCheckpoint(*out, epoch)
 				saved = append(saved, path)
-				return models.Save(path, m)
+				return models.SaveWithMetadata(path, m, provMeta)
 			}
 		}
 		err = models.TrainAdam(ctx, m, train.X, train.Y, nil, opt)
@@ -136,13 +143,13 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		progress.stage(fmt.Sprintf("converged after %d Newton steps, ‖∇R‖ = %.2g", res.Iterations, res.GradNorm))
 	}
-	if err := models.Save(*out, m); err != nil {
+	if err := models.SaveWithMetadata(*out, m, provMeta); err != nil {
 		return err
 	}
 	progress.stage("wrote " + *out)
 
-	// Checkpoints carry no data-set metadata, so say which data and split
-	// the grads command must be given to see the same rows.
+	// The checkpoint records its data and split, and grads refuses others;
+	// say which flags give them.
 	fmt.Fprintf(stdout, "%s (λ = %g) on %s, split seed %d: %d training, %d test examples\n",
 		describe(m), m.L2(), train.Name, *splitSeed, train.Len(), test.Len())
 	fmt.Fprintf(stdout, "train accuracy %.2f%%, test accuracy %.2f%%, objective %.6g\n",
