@@ -39,7 +39,8 @@ type Chunk struct {
 //	}
 //
 // Chunks may span shards, so every chunk but the last holds exactly the
-// requested number of rows. One shard is memory-mapped at a time.
+// requested number of rows. One shard is memory-mapped at a time, and, on a
+// store that checks its shards, the next one while it is checked.
 type Iterator struct {
 	s     *Store
 	size  int // rows per chunk
@@ -50,6 +51,10 @@ type Iterator struct {
 	// spent is the shard the last chunk ended, kept mapped until the next
 	// call because a chunk read by NextRaw may alias it.
 	spent *safetensors.File
+
+	// next is the shard after the one being read, mapped and checked on
+	// another goroutine while this one is read.
+	next *pendingShard
 
 	data  []float32
 	raw   []byte // NextRaw's buffer for chunks that span shards
@@ -139,14 +144,12 @@ func (it *Iterator) read(ctx context.Context, data []float32, stride int) (ok bo
 	var raw []byte
 	for filled := 0; filled < n; {
 		if it.f == nil {
-			f, err := openShard(it.s.dir, m, it.shard)
+			f, err := it.open(ctx, it.shard)
 			if err != nil {
 				return it.fail(err)
 			}
 			it.f = f
-			if err := it.s.checkShard(ctx, it.shard, f); err != nil {
-				return it.fail(err)
-			}
+			it.checkAhead(ctx, it.shard+1)
 		}
 		k := min(n-filled, m.Shards[it.shard].Rows-it.pos)
 		grads := it.f.Bytes("grads")[it.pos*rowBytes : (it.pos+k)*rowBytes]
@@ -193,6 +196,77 @@ func (it *Iterator) read(ctx context.Context, data []float32, stride int) (ok bo
 	return true
 }
 
+// pendingShard is a shard being mapped and checked ahead of its use.
+type pendingShard struct {
+	shard  int
+	cancel context.CancelFunc
+	done   chan struct{} // closed when f or err is set
+	f      *safetensors.File
+	err    error
+}
+
+// open maps shard i and checks it, or takes it from checkAhead.
+func (it *Iterator) open(ctx context.Context, i int) (*safetensors.File, error) {
+	if p := it.next; p != nil && p.shard == i {
+		it.next = nil
+		<-p.done
+		p.cancel()
+		// A check cancelled with the context of an earlier call is
+		// made again with this call's.
+		if !errors.Is(p.err, context.Canceled) && !errors.Is(p.err, context.DeadlineExceeded) || ctx.Err() != nil {
+			return p.f, p.err
+		}
+	}
+	f, err := openShard(it.s.dir, &it.s.m, i)
+	if err != nil {
+		return nil, err
+	}
+	if err := it.s.checkShard(ctx, i, f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// checkAhead maps shard i and checks its SHA-256 on another goroutine, so
+// that the hashing of one shard overlaps the reading, and the caller's work
+// on the rows, of the one before: only the first shard of a stream then
+// waits for its check. The rows read are still those of the mapping that
+// was checked. Nothing is done when the store does not check its shards or
+// has checked shard i already.
+func (it *Iterator) checkAhead(ctx context.Context, i int) {
+	if i >= len(it.s.m.Shards) || it.s.checks == nil || it.s.checked(i) {
+		return
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	p := &pendingShard{shard: i, cancel: cancel, done: make(chan struct{})}
+	it.next = p
+	path := filepath.Join(it.s.dir, it.s.m.Shards[i].File)
+	go func() {
+		defer close(p.done)
+		defer panicOnFault()()
+		defer func() {
+			if r := recover(); r != nil {
+				if p.f != nil {
+					p.f.Close()
+					p.f = nil
+				}
+				p.err = faultError(r, path)
+			}
+		}()
+		f, err := openShard(it.s.dir, &it.s.m, i)
+		if err != nil {
+			p.err = err
+			return
+		}
+		p.f = f
+		if err := it.s.checkShard(ctx, i, f); err != nil {
+			f.Close()
+			p.f, p.err = nil, err
+		}
+	}()
+}
+
 // shardPath returns the path of the shard being read.
 func (it *Iterator) shardPath() string {
 	if it.shard >= len(it.s.m.Shards) {
@@ -237,6 +311,14 @@ func (it *Iterator) Err() error { return it.err }
 func (it *Iterator) Close() error {
 	it.done = true
 	err := it.closeSpent()
+	if p := it.next; p != nil {
+		it.next = nil
+		p.cancel()
+		<-p.done
+		if p.f != nil {
+			err = errors.Join(err, p.f.Close())
+		}
+	}
 	if it.f != nil {
 		err = errors.Join(err, it.f.Close())
 		it.f = nil

@@ -106,6 +106,14 @@ func (s *Store) checkShard(ctx context.Context, i int, f *safetensors.File) erro
 	return c.err
 }
 
+// checked reports whether shard i has been checked.
+func (s *Store) checked(i int) bool {
+	c := &s.checks[i]
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.done
+}
+
 // remember records the outcome of a check of shard i made by Verify.
 func (s *Store) remember(i int, err error) {
 	if s.checks == nil {

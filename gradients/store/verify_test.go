@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -169,6 +170,63 @@ func TestVerifyCancelled(t *testing.T) {
 	}
 	if err := s.checkShard(context.Background(), 0, f); err != nil || !s.checks[0].done {
 		t.Fatalf("check: %v, remembered %v", err, s.checks[0].done)
+	}
+}
+
+// TestCheckAhead reads a store whose next shard is checked on another
+// goroutine while the current one is read: a check cancelled with the
+// context of one call is made again by the next call with its own, the rows
+// come out whole and in order, and closing the iterator with a check in
+// flight waits for it and leaves nothing mapped.
+func TestCheckAhead(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "s")
+	ids, rows := randRows(12, 0, 11)
+	build(t, dir, Options{DType: F32, ShardRows: 4, Layers: testLayers}, ids, rows)
+
+	s := open(t, dir)
+	it := s.Chunks(2)
+	ctx, cancel := context.WithCancel(context.Background())
+	if !it.Next(ctx) {
+		t.Fatalf("first chunk: %v", it.Err())
+	}
+	got := slices.Clone(it.Chunk().Rows.Data)
+	gotIDs := slices.Clone(it.Chunk().IDs)
+	cancel() // the check of shard 1, in flight or done, was made with ctx
+	for it.Next(context.Background()) {
+		got = append(got, it.Chunk().Rows.Data...)
+		gotIDs = append(gotIDs, it.Chunk().IDs...)
+	}
+	if err := it.Err(); err != nil {
+		t.Fatalf("after a cancelled check ahead: %v", err)
+	}
+	if !slices.Equal(gotIDs, ids) || !slices.Equal(got, rows) {
+		t.Fatalf("rows or ids differ from those built")
+	}
+	for i := range s.m.Shards {
+		if !s.checked(i) {
+			t.Errorf("shard %d was read unchecked", i)
+		}
+	}
+
+	s = open(t, dir)
+	it = s.Chunks(1)
+	if !it.Next(context.Background()) {
+		t.Fatal(it.Err())
+	}
+	if it.next == nil {
+		t.Fatal("no check of shard 1 started while shard 0 is read")
+	}
+	p := it.next
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	default:
+		t.Fatal("Close returned with the check ahead still running")
+	}
+	if p.f != nil && p.f.Whole() != nil {
+		t.Error("Close left the shard checked ahead mapped")
 	}
 }
 
