@@ -518,25 +518,12 @@ func TestLoadGuards(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			sf, err := safetensors.Open(good)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var ts []safetensors.Tensor
-			for _, name := range sf.Names() {
-				info, _ := sf.Info(name)
-				ts = append(ts, safetensors.Tensor{Name: name, DType: info.DType, Shape: info.Shape, Data: append([]byte(nil), sf.Bytes(name)...)})
-			}
-			meta := map[string]string{}
-			for k, v := range sf.Metadata {
-				meta[k] = v
-			}
-			sf.Close()
+			ts, meta := readTensors(t, good)
 			bad := filepath.Join(dir, "bad")
 			if err := safetensors.WriteFile(bad, tc.tamper(ts, meta), meta); err != nil {
 				t.Fatal(err)
 			}
-			_, err = Load(bad)
+			_, err := Load(bad)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want one containing %q", err, tc.want)
 			}

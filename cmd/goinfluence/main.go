@@ -15,11 +15,11 @@
 //	goinfluence validate curvature [--test-points 20] [--json] [--markdown]
 //	goinfluence train|grads …                         (a checkpoint and its gradient files)
 //	goinfluence project --grads F --kind rademacher|sjlt|gaussian|kronecker --k K [--k-in K --k-out K] --seed S --out F
-//	goinfluence fit --grads F --method ekfac|kfac|diagonal|identity --out FACTORS
+//	goinfluence fit --grads F --method ekfac|kfac|diagonal|identity [--mem-limit auto|SIZE|none] --out FACTORS
 //	goinfluence score --factors FACTORS --train F --query F [--damping X|heuristic] [--self] [--topk K] --out SCORES
 //	goinfluence store build --grads F [--grads F2 …] --out DIR [--kind K --k K --seed S] [--dtype f16|bf16|f32] [--resume]
 //	goinfluence store info --store DIR [--verify] [--json]
-//	goinfluence store score --store DIR --query F [--factors FACTORS --damping X|heuristic] [--topk 50] [--scores-out F] --out SCORES
+//	goinfluence store score --store DIR --query F [--factors FACTORS --damping X|heuristic] [--topk 50] [--scores-out F] [--no-verify] --out SCORES
 //	goinfluence bench gemm|ekfac|stream [--json]
 //
 // Errors go to stderr with a non-zero exit status.
@@ -77,7 +77,12 @@ Commands:
   store info           summarise a store: goinfluence store info --store DIR [--verify] [--json]
   store score          stream a store against queries, keeping the top K per query:
                        goinfluence store score --store DIR --query F [--factors FACTORS]
-                       [--topk 50] [--scores-out F] --out SCORES
+                       [--topk 50] [--scores-out F] [--no-verify] --out SCORES
+
+No command writes over one of its inputs (an output that is the same file
+as an input is refused before any work) or leaves a partial file. fit, score,
+project and store build|score check buffers sized from file headers against
+--mem-limit (default: 80% of the machine's or cgroup's memory).
 
 Run 'goinfluence COMMAND -h' for a command's flags. Set GOINFLUENCE_BACKEND=
 cpu|openblas to force a backend.
