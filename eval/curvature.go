@@ -106,7 +106,7 @@ var curvatureMethods = []ekfac.Method{ekfac.Identity, ekfac.Diagonal, ekfac.KFAC
 // CurvatureAccuracy measures how closely the approximate curvature methods
 // reproduce exact influence on a small MLP whose Gauss–Newton matrix fits in
 // memory. It trains the MLP on digits (pixels scaled to [0, 1], split 80/20
-// by LoadSplit with opt.Seed) with Adam, and for TestPoints test points
+// by datasets.LoadSplit with opt.Seed) with Adam, and for TestPoints test points
 // scores every training example with
 //
 //   - exact influence, P = (G + δI)⁻¹, with G the full Gauss–Newton matrix
@@ -216,7 +216,7 @@ func trainDigitsMLP(ctx context.Context, opt *CurvatureOptions) (*models.MLP, *d
 	if err := opt.defaults(); err != nil {
 		return nil, nil, nil, err
 	}
-	train, test, err := LoadSplit("digits", opt.Seed)
+	train, test, err := datasets.LoadSplit(ctx, "digits", datasets.SplitOptions{Seed: opt.Seed})
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/goinfluence/goinfluence/datasets"
 	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/linalg"
 	"github.com/goinfluence/goinfluence/models"
@@ -15,7 +16,7 @@ import (
 // Gauss–Newton matrix without λI: the diagonal method's Λ must be its
 // diagonal and K-FAC's covariances must give its layer blocks' traces.
 func TestExpectedFisher(t *testing.T) {
-	train, _, err := LoadSplit("digits", 3)
+	train, _, err := datasets.LoadSplit(context.Background(), "digits", datasets.SplitOptions{Seed: 3})
 	if err != nil {
 		t.Fatal(err)
 	}

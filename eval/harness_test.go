@@ -65,7 +65,7 @@ func TestAUC(t *testing.T) {
 }
 
 func TestFlipLabels(t *testing.T) {
-	train, _, err := LoadSplit("digits", 1)
+	train, _, err := datasets.LoadSplit(context.Background(), "digits", datasets.SplitOptions{Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestFlipLabels(t *testing.T) {
 // TestOutputGradients checks ∇(−f) of every output against central
 // differences of f along random directions, for the three model families.
 func TestOutputGradients(t *testing.T) {
-	train, _, err := LoadSplit("digits", 2)
+	train, _, err := datasets.LoadSplit(context.Background(), "digits", datasets.SplitOptions{Seed: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +358,7 @@ func TestMLPQuality(t *testing.T) {
 // regression on it against the goals.
 func TestMNIST(t *testing.T) {
 	ctx := context.Background()
-	train, test, err := loadSplit(ctx, "mnist", 0, "")
+	train, test, err := datasets.LoadSplit(ctx, "mnist", datasets.SplitOptions{})
 	if errors.Is(err, datasets.ErrUnavailable) {
 		t.Skipf("MNIST not available: %v", err)
 	}

@@ -31,40 +31,12 @@ const (
 	DigitsL2 = 1e-2
 )
 
-// LoadSplit loads a built-in data set ("breast-cancer" or "digits"), splits
-// it 80/20 with a shuffle seeded by seed and prepares the features: digit
-// pixels scaled to [0, 1], breast-cancer features standardised with the
-// statistics of the training part only, so that no test information leaks
-// into training. The same name and seed always give the same rows.
-func LoadSplit(name string, seed uint64) (train, test *datasets.Dataset, err error) {
-	d, err := datasets.ByName(name)
-	if err != nil {
-		return nil, nil, err
-	}
-	switch d.Name {
-	case "breast-cancer":
-	case "digits":
-		d = d.Scaled(1.0 / 16)
-	default:
-		return nil, nil, fmt.Errorf("eval: no preparation defined for data set %q", d.Name)
-	}
-	train, test, err = d.Split(d.Len()*4/5, seed)
-	if err != nil {
-		return nil, nil, err
-	}
-	if d.Name == "breast-cancer" {
-		sc := datasets.FitScaler(train.X)
-		train.X, test.X = sc.Transform(train.X), sc.Transform(test.X)
-	}
-	return train, test, nil
-}
-
-// NewProblem loads and splits a built-in data set as LoadSplit does and
+// NewProblem loads and splits a built-in data set as datasets.LoadSplit does and
 // trains the model by Newton's method: logistic regression for breast
 // cancer, softmax regression for digits. l2 ≤ 0 selects the default for the
 // data set.
 func NewProblem(ctx context.Context, name string, l2 float64, seed uint64) (*Problem, error) {
-	train, test, err := LoadSplit(name, seed)
+	train, test, err := datasets.LoadSplit(ctx, name, datasets.SplitOptions{Seed: seed})
 	if err != nil {
 		return nil, err
 	}

@@ -9,7 +9,6 @@ import (
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
 
-	"github.com/goinfluence/goinfluence/datasets"
 	"github.com/goinfluence/goinfluence/linalg"
 	"github.com/goinfluence/goinfluence/models"
 )
@@ -201,19 +200,6 @@ func vnorm(v []float64) float64 {
 		s += x * x
 	}
 	return math.Sqrt(s)
-}
-
-// loadSplit is LoadSplit with MNIST: its files come split 5000/500 (seed
-// is not used) and its pixels are scaled to [0, 1].
-func loadSplit(ctx context.Context, name string, seed uint64, mnistDir string) (train, test *datasets.Dataset, err error) {
-	if name != "mnist" {
-		return LoadSplit(name, seed)
-	}
-	train, test, err = datasets.MNIST(ctx, mnistDir)
-	if err != nil {
-		return nil, nil, err
-	}
-	return train.Scaled(1.0 / 255), test.Scaled(1.0 / 255), nil
 }
 
 // ErrSkipped marks a method that does not apply to a task (too many

@@ -23,7 +23,7 @@ import (
 // be cached under a hash of the setup.
 type Setup struct {
 	// Dataset is "breast-cancer", "digits" or "mnist". The built-in sets
-	// are split 80/20 by LoadSplit with Seed; MNIST comes split 5000/500.
+	// are split 80/20 by datasets.LoadSplit with Seed; MNIST comes split 5000/500.
 	Dataset string `json:"dataset"`
 	// Model is "lr" (logistic regression for two classes, softmax
 	// regression otherwise; trained to its optimum by Newton's method) or
@@ -199,7 +199,7 @@ func NewTask(ctx context.Context, s Setup, opt TaskOptions) (*Task, error) {
 		t.cache = &cache{dir: dir}
 	}
 	t.stage(fmt.Sprintf("loading %s", s.Dataset))
-	train, test, err := loadSplit(ctx, s.Dataset, s.Seed, opt.MNISTDir)
+	train, test, err := datasets.LoadSplit(ctx, s.Dataset, datasets.SplitOptions{Seed: s.Seed, MNISTDir: opt.MNISTDir})
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/goinfluence/goinfluence/datasets"
-	"github.com/goinfluence/goinfluence/eval"
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/internal/safetensors"
 	"github.com/goinfluence/goinfluence/linalg"
@@ -18,7 +17,7 @@ import (
 func runGrads(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("grads", stderr)
 	ckpt := fs.String("checkpoint", "", "model checkpoint written by 'goinfluence train' (required)")
-	dataset := fs.String("dataset", "", "data set the model was trained on: digits or breast-cancer (required)")
+	dataset := fs.String("dataset", "", "data set the model was trained on: digits, breast-cancer or mnist (required)")
 	split := fs.String("split", "", "examples: train, test or all (training rows, then test rows) (required)")
 	labels := fs.String("labels", "true", "labels of the loss: true, or sampled from the model (for curvature fits)")
 	sampleSeed := fs.Uint64("sample-seed", 0, "seed of the sampled labels")
@@ -56,7 +55,7 @@ func runGrads(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if limit && *first < 1 {
 		return fmt.Errorf("%w: grads: --first %d must be at least 1", errUsage, *first)
 	}
-	train, test, err := prepareData(*dataset, *splitSeed)
+	train, test, err := prepareData(ctx, *dataset, *splitSeed)
 	if err != nil {
 		return err
 	}
@@ -156,7 +155,7 @@ func checkProvenance(ckpt string, train, test *datasets.Dataset, dataset string,
 			ckpt, dataset, splitSeed)
 		return nil
 	}
-	want, err := eval.SplitProvenance(train, test, splitSeed)
+	want, err := datasets.SplitProvenance(train, test, splitSeed)
 	if err != nil {
 		return fmt.Errorf("grads: %w", err)
 	}

@@ -125,6 +125,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%w: validate needs a protocol: loo, lds, auc, quality, curvature or projection", errUsage)
 		}
 		switch args[1] {
+		case "help", "-h", "-help", "--help":
+			return groupHelp(stdout, validateUsage)
 		case "loo":
 			return runValidateLOO(ctx, args[2:], stdout, stderr)
 		case "lds":

@@ -31,6 +31,8 @@ func runStore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("%w: store needs a subcommand: build, info or score", errUsage)
 	}
 	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		return groupHelp(stdout, storeUsage)
 	case "build":
 		return runStoreBuild(ctx, args[1:], stdout, stderr)
 	case "info":

@@ -10,14 +10,13 @@ import (
 	"strings"
 
 	"github.com/goinfluence/goinfluence/datasets"
-	"github.com/goinfluence/goinfluence/eval"
 	"github.com/goinfluence/goinfluence/linalg"
 	"github.com/goinfluence/goinfluence/models"
 )
 
 func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("train", stderr)
-	dataset := fs.String("dataset", "", "data set: digits or breast-cancer (required)")
+	dataset := fs.String("dataset", "", "data set: digits, breast-cancer or mnist (MNIST is fetched through the Go module proxy the first time; required)")
 	kind := fs.String("model", "", "model: mlp, softmax or logistic (required; logistic needs two classes)")
 	hidden := fs.String("hidden", "32", "mlp: comma-separated hidden-layer widths, e.g. 32,16 (empty: none)")
 	activation := fs.String("activation", "relu", "mlp: hidden-layer nonlinearity, relu or tanh")
@@ -26,7 +25,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	batch := fs.Int("batch", 64, "mlp: examples per Adam step")
 	lr := fs.Float64("lr", 1e-2, "mlp: Adam step size")
 	seed := fs.Uint64("seed", 0, "mlp: seed of the initial weights and of the minibatch shuffle")
-	splitSeed := fs.Uint64("split-seed", 0, "seed of the 80/20 train/test split")
+	splitSeed := fs.Uint64("split-seed", 0, "seed of the 80/20 train/test split (mnist comes split 5000/500)")
 	out := fs.String("out", "", "write the checkpoint to this safetensors file (required)")
 	every := fs.Int("checkpoint-every", 0, "mlp: also save a checkpoint every `E` epochs, as OUT-epochNNNN.safetensors next to --out (for TracIn-CP and TRAK)")
 	if err := parse(fs, args); err != nil {
@@ -74,13 +73,13 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	default:
 		return fmt.Errorf("%w: train: --model %q: want mlp, softmax or logistic", errUsage, *kind)
 	}
-	train, test, err := prepareData(*dataset, *splitSeed)
+	train, test, err := prepareData(ctx, *dataset, *splitSeed)
 	if err != nil {
 		return err
 	}
 	// Every checkpoint records its training data, so that grads can refuse
 	// another data set or split.
-	prov, err := eval.SplitProvenance(train, test, *splitSeed)
+	prov, err := datasets.SplitProvenance(train, test, *splitSeed)
 	if err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
@@ -165,18 +164,18 @@ func epochCheckpoint(out string, epoch int) string {
 	return fmt.Sprintf("%s-epoch%04d.safetensors", strings.TrimSuffix(out, ".safetensors"), epoch)
 }
 
-// prepareData returns the training and test parts of a built-in data set,
-// prepared exactly as eval prepares them for validation, so that train, grads
-// and validate see the same rows for the same split seed.
-func prepareData(name string, splitSeed uint64) (train, test *datasets.Dataset, err error) {
+// prepareData returns the training and test parts of a data set, prepared
+// exactly as validate prepares them (datasets.LoadSplit), so that train,
+// grads and validate see the same rows for the same split seed.
+func prepareData(ctx context.Context, name string, splitSeed uint64) (train, test *datasets.Dataset, err error) {
 	switch name {
-	case "digits", "breast-cancer":
+	case "digits", "breast-cancer", "mnist":
 	case "":
-		return nil, nil, fmt.Errorf("%w: --dataset is required (digits or breast-cancer)", errUsage)
+		return nil, nil, fmt.Errorf("%w: --dataset is required (digits, breast-cancer or mnist)", errUsage)
 	default:
-		return nil, nil, fmt.Errorf("%w: --dataset: unknown dataset %q (have digits, breast-cancer)", errUsage, name)
+		return nil, nil, fmt.Errorf("%w: --dataset: unknown dataset %q (have digits, breast-cancer, mnist)", errUsage, name)
 	}
-	return eval.LoadSplit(name, splitSeed)
+	return datasets.LoadSplit(ctx, name, datasets.SplitOptions{Seed: splitSeed})
 }
 
 // parseWidths parses comma-separated positive layer widths; "" means none.

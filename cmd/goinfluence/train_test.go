@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/goinfluence/goinfluence/datasets"
-	"github.com/goinfluence/goinfluence/eval"
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/models"
 )
@@ -92,7 +91,7 @@ func TestTrainGradsMLP(t *testing.T) {
 	}
 	grads("test-seed1", "test", "true", "--split-seed", "1", "--checkpoint", legacy)
 
-	train, test, err := eval.LoadSplit("digits", 0)
+	train, test, err := datasets.LoadSplit(context.Background(), "digits", datasets.SplitOptions{Seed: 0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +187,7 @@ func TestTrainGradsLogistic(t *testing.T) {
 	if f.N() != 455 || !slices.Equal(f.Layers(), want) {
 		t.Fatalf("N = %d, layers %+v", f.N(), f.Layers())
 	}
-	train, _, err := eval.LoadSplit("breast-cancer", 3)
+	train, _, err := datasets.LoadSplit(context.Background(), "breast-cancer", datasets.SplitOptions{Seed: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
