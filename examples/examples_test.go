@@ -1,0 +1,77 @@
+package examples_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// cases lists, for each example, the arguments that keep its run small and
+// substrings its output must contain. Every example directory needs a case.
+var cases = map[string]struct {
+	args []string
+	want []string
+}{
+	"quickstart": {
+		args: []string{"-queries", "2", "-k", "2"},
+		want: []string{"accurate on", "Score > 0: helpful", "test digit #", "helpful  train digit", "harmful  train digit", "label "},
+	},
+}
+
+// TestExamples builds every example with the go command (one build, the
+// usual build cache) and runs each with the arguments of its case.
+func TestExamples(t *testing.T) {
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("the go command is not on PATH; cannot build the examples")
+	}
+	dirs, err := os.ReadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d.Name(), "main.go")); d.IsDir() && err == nil {
+			names = append(names, d.Name())
+		}
+	}
+	if len(names) == 0 {
+		t.Fatal("no example directories found")
+	}
+
+	bin := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, goCmd, "build", "-o", bin+string(filepath.Separator))
+	for _, name := range names {
+		build.Args = append(build.Args, "./"+name)
+	}
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(build.Args, " "), err, out)
+	}
+
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			c, ok := cases[name]
+			if !ok {
+				t.Fatalf("no test case for examples/%s: add one to cases in examples_test.go", name)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, filepath.Join(bin, name), c.args...)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("examples/%s %s: %v\n%s", name, strings.Join(c.args, " "), err, out)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("examples/%s: output lacks %q:\n%s", name, w, out)
+				}
+			}
+		})
+	}
+}
