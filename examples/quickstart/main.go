@@ -24,13 +24,8 @@ func main() {
 	flag.Parse()
 	ctx := context.Background()
 
-	// 1797 8×8 digits, pixels 0..16 scaled to [0, 1]; 80 % train, 20 % test.
-	all, err := datasets.Digits()
-	if err != nil {
-		log.Fatal(err)
-	}
-	digits := all.Scaled(1.0 / 16)
-	train, test, err := digits.Split(digits.Len()*4/5, 0)
+	// 1797 8×8 digits, pixels scaled to [0, 1]; 80 % train, 20 % test.
+	train, test, err := datasets.LoadSplit(ctx, "digits", datasets.SplitOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}
