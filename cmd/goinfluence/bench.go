@@ -5,23 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/bench"
 )
 
-// gemmRate is one measured rate, as printed by 'goinfluence bench gemm --json'.
-type gemmRate struct {
-	Backend string  `json:"backend"`
-	Op      string  `json:"op"` // sgemm or dgemm
-	N       int     `json:"n"`
-	GFLOPS  float64 `json:"gflops"`
-	Ratio   float64 `json:"ratio_to_cpu"` // rate over the pure-Go backend's on the same shape
-}
-
+// runBench dispatches 'goinfluence bench gemm|ekfac|stream': flags become
+// the bench package's Options, and its Result is printed as a table or JSON.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "ekfac" {
 		return runBenchEKFAC(ctx, args[1:], stdout, stderr)
@@ -39,52 +31,25 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
-	var ns []int
+	opt := bench.GemmOptions{MinTime: *minTime, Progress: stderr}
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
 			return fmt.Errorf("%w: bench gemm: bad size %q", errUsage, s)
 		}
-		ns = append(ns, n)
+		opt.Sizes = append(opt.Sizes, n)
 	}
-	var rates []gemmRate
-	cpuRate := map[string]float64{}
-	for _, name := range linalg.Backends() {
-		be, err := linalg.Open(name)
-		if err != nil {
-			fmt.Fprintf(stderr, "backend %s not available: %v\n", name, err)
-			continue
-		}
-		for _, op := range []string{"sgemm", "dgemm"} {
-			for _, n := range ns {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				g := linalg.MeasureGemm(be, n, op == "dgemm", *minTime)
-				rates = append(rates, gemmRate{Backend: name, Op: op, N: n, GFLOPS: g})
-				if name == "cpu" {
-					cpuRate[fmt.Sprint(op, n)] = g
-				}
-			}
-		}
+	res, err := bench.Gemm(ctx, opt)
+	if err != nil {
+		return err
 	}
-	for i := range rates {
-		if c := cpuRate[fmt.Sprint(rates[i].Op, rates[i].N)]; c > 0 {
-			rates[i].Ratio = rates[i].GFLOPS / c
-		}
+	return printBench(stdout, *asJSON, res)
+}
+
+// printBench writes a benchmark's result as one line of JSON or as its table.
+func printBench(stdout io.Writer, asJSON bool, res interface{ WriteTable(io.Writer) error }) error {
+	if asJSON {
+		return json.NewEncoder(stdout).Encode(res)
 	}
-	if *asJSON {
-		return json.NewEncoder(stdout).Encode(struct {
-			Date   string     `json:"date"`
-			CPUs   int        `json:"cpus"`
-			GOARCH string     `json:"goarch"`
-			Rates  []gemmRate `json:"rates"`
-		}{time.Now().UTC().Format(time.RFC3339), runtime.NumCPU(), runtime.GOARCH, rates})
-	}
-	fmt.Fprintf(stdout, "GEMM rates, %d CPUs, %s/%s, %s\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, time.Now().UTC().Format("2006-01-02"))
-	fmt.Fprintf(stdout, "%-10s %-6s %6s %10s %8s\n", "backend", "op", "n", "GFLOP/s", "vs cpu")
-	for _, r := range rates {
-		fmt.Fprintf(stdout, "%-10s %-6s %6d %10.1f %8.2f\n", r.Backend, r.Op, r.N, r.GFLOPS, r.Ratio)
-	}
-	return nil
+	return res.WriteTable(stdout)
 }

@@ -1,0 +1,250 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goinfluence/goinfluence/gradients/store"
+	"github.com/goinfluence/goinfluence/linalg"
+)
+
+// These tests run each benchmark at tiny sizes and check the harness: that
+// every number it reports is there and sane, and that the JSON keeps the
+// field names scripts and bench/results/ rely on. They check no timing.
+
+// positive reports whether v is a finite number above zero.
+func positive(v float64) bool { return v > 0 && !math.IsInf(v, 0) && !math.IsNaN(v) }
+
+// jsonKeys returns the top-level keys of v's JSON, in order.
+func jsonKeys(t *testing.T, v any) []string {
+	t.Helper()
+	buf, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(buf))
+	var keys []string
+	depth := 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			break
+		}
+		switch tok := tok.(type) {
+		case json.Delim:
+			if tok == '{' || tok == '[' {
+				depth++
+			} else {
+				depth--
+			}
+		case string:
+			if depth == 1 && dec.More() {
+				keys = append(keys, tok)
+				// Skip the value.
+				var raw json.RawMessage
+				if err := dec.Decode(&raw); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	return keys
+}
+
+func cpuBackend(t *testing.T) linalg.Backend {
+	t.Helper()
+	be, err := linalg.Open("cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return be
+}
+
+func TestGemm(t *testing.T) {
+	var progress bytes.Buffer
+	res, err := Gemm(context.Background(), GemmOptions{Sizes: []int{16, 32}, MinTime: time.Millisecond,
+		Backends: []string{"cpu", "no-such-backend"}, Progress: &progress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(progress.String(), "backend no-such-backend not available") {
+		t.Errorf("progress does not report the missing backend:\n%s", progress.String())
+	}
+	if len(res.Rates) != 4 {
+		t.Fatalf("%d rates, want 4 (sgemm and dgemm at two sizes)", len(res.Rates))
+	}
+	for _, r := range res.Rates {
+		if r.Backend != "cpu" || !positive(r.GFLOPS) || r.Ratio != 1 {
+			t.Errorf("rate %+v: want cpu, a positive rate and ratio 1 to itself", r)
+		}
+	}
+	if want := []string{"date", "cpus", "goarch", "rates"}; !slices.Equal(jsonKeys(t, res), want) {
+		t.Errorf("JSON keys %v, want %v", jsonKeys(t, res), want)
+	}
+	var table bytes.Buffer
+	if err := res.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Count(table.String(), "\n"); lines != 2+len(res.Rates) {
+		t.Errorf("table has %d lines, want %d:\n%s", lines, 2+len(res.Rates), table.String())
+	}
+}
+
+func TestEKFAC(t *testing.T) {
+	res, err := EKFAC(context.Background(), EKFACOptions{Backend: cpuBackend(t), Dim: 12, Tokens: 3,
+		Fit: 6, Queries: 2, Train: 5, Chunk: 4, YardstickTime: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !positive(res.Sgemm) || !positive(res.Dgemm) {
+		t.Errorf("yardsticks Sgemm %g, Dgemm %g GFLOP/s", res.Sgemm, res.Dgemm)
+	}
+	want := []string{"covariance", "eigendecomposition", "lambda (EK-FAC)", "score", "self-influence"}
+	if len(res.Stages) != len(want) {
+		t.Fatalf("%d stages, want %d", len(res.Stages), len(want))
+	}
+	for i, s := range res.Stages {
+		if s.Stage != want[i] || !positive(s.Seconds) || s.GemmSecs > s.Seconds || s.EighSecs > s.Seconds {
+			t.Errorf("stage %d: %+v", i, s)
+		}
+		if s.GemmSecs > 0 && (!positive(s.GemmGFLOP) || !positive(s.RatioSgemm) || !positive(s.RatioDgemm)) {
+			t.Errorf("stage %s: GEMM time without flops or ratios: %+v", s.Stage, s)
+		}
+	}
+	if res.Stages[0].GemmGFLOP <= 0 {
+		t.Errorf("covariance counted no GEMM work: %+v", res.Stages[0])
+	}
+	if res.Stages[1].EighSecs <= 0 {
+		t.Errorf("eigendecomposition timed no Eigh: %+v", res.Stages[1])
+	}
+	wantKeys := []string{"date", "cpus", "backend", "dim", "tokens", "fit", "queries", "train", "sgemm_gflops", "dgemm_gflops", "stages"}
+	if got := jsonKeys(t, res); !slices.Equal(got, wantKeys) {
+		t.Errorf("JSON keys %v, want %v", got, wantKeys)
+	}
+	var table bytes.Buffer
+	if err := res.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), "EK-FAC on a 12×12 layer") || !strings.Contains(table.String(), "self-influence") {
+		t.Errorf("table:\n%s", table.String())
+	}
+}
+
+func TestStream(t *testing.T) {
+	const rows, dim = 2000, 64
+	dir := filepath.Join(t.TempDir(), "store")
+	opt := StreamOptions{Backend: cpuBackend(t), Rows: rows, Dim: dim, Queries: 3, TopK: 4, ChunkRows: 1024, Dir: dir}
+	for _, reuse := range []bool{false, true} {
+		var profile bytes.Buffer
+		opt.CPUProfile = &profile
+		res, err := Stream(context.Background(), opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Reused != reuse || res.Rows != rows || res.DType != "f16" || res.Dir != dir {
+			t.Errorf("reuse %v: result %+v", reuse, res)
+		}
+		if !reuse && !positive(res.BuildSecs) {
+			t.Errorf("built store: build_seconds %g", res.BuildSecs)
+		}
+		if res.StoreBytes < rows*dim*2 {
+			t.Errorf("store of %d bytes, want at least %d", res.StoreBytes, rows*dim*2)
+		}
+		for name, v := range map[string]float64{"stream_seconds": res.StreamSecs, "stream_verify_seconds": res.StreamVerifySecs,
+			"stream_gflops": res.StreamGFLOPS, "sgemm_seconds": res.SgemmSecs, "sgemm_gflops": res.SgemmGFLOPS} {
+			if !positive(v) {
+				t.Errorf("%s = %g", name, v)
+			}
+		}
+		if !(res.Ratio > 0 && res.Ratio < 10) {
+			t.Errorf("ratio %g, want in (0, 10)", res.Ratio)
+		}
+		if len(res.SgemmRuns) != 2 || res.SgemmGFLOPS != max(res.SgemmRuns[0], res.SgemmRuns[1]) {
+			t.Errorf("yardstick %g GFLOP/s from runs %v: want the better of two", res.SgemmGFLOPS, res.SgemmRuns)
+		}
+		if res.VerifyCost <= -1 || res.PeakRSSNote == "" {
+			t.Errorf("verify cost %g, peak RSS note %q", res.VerifyCost, res.PeakRSSNote)
+		}
+		if profile.Len() == 0 {
+			t.Error("no CPU profile written")
+		}
+		var table bytes.Buffer
+		if err := res.WriteTable(&table); err != nil {
+			t.Fatal(err)
+		}
+		if reuse != strings.Contains(table.String(), "store reused from "+dir) {
+			t.Errorf("reuse %v, table:\n%s", reuse, table.String())
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, store.ManifestName)); err != nil {
+		t.Errorf("the store in Dir was not kept: %v", err)
+	}
+	wantKeys := []string{"date", "cpus", "backend", "rows", "dim", "queries", "topk", "dtype", "chunk_rows",
+		"store_bytes", "mem_total_bytes", "store_fits_in_ram", "reused_store", "build_seconds",
+		"stream_seconds", "stream_verify_seconds", "verify_cost", "stream_gflops", "sgemm_seconds", "sgemm_gflops",
+		"sgemm_runs_gflops", "ratio", "peak_rss_bytes", "peak_rss_note"}
+	if got := jsonKeys(t, &StreamResult{}); !slices.Equal(got, wantKeys) {
+		t.Errorf("JSON keys %v, want %v", got, wantKeys)
+	}
+}
+
+// TestOptionErrors checks that options out of range are refused with the
+// field that is wrong, before anything is measured or built.
+func TestOptionErrors(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		run  func() error
+		want string
+	}{
+		{"gemm size", func() error { _, err := Gemm(ctx, GemmOptions{Sizes: []int{8, 0}}); return err }, "size 0"},
+		{"ekfac dim", func() error { _, err := EKFAC(ctx, EKFACOptions{Dim: 1}); return err }, "Dim 1, want ≥ 2"},
+		{"ekfac chunk", func() error { _, err := EKFAC(ctx, EKFACOptions{Chunk: -1}); return err }, "Chunk -1"},
+		{"stream rows", func() error { _, err := Stream(ctx, StreamOptions{Rows: -5}); return err }, "Rows -5"},
+		{"stream topk", func() error { _, err := Stream(ctx, StreamOptions{TopK: -1}); return err }, "TopK -1"},
+		{"stream dtype", func() error { _, err := Stream(ctx, StreamOptions{DType: "f8"}); return err }, `dtype "f8"`},
+		{"stream other store", func() error {
+			dir := filepath.Join(t.TempDir(), "store")
+			opt := StreamOptions{Backend: cpuBackend(t), Rows: 10, Dim: 4, Queries: 1, Dir: dir}
+			if _, err := Stream(ctx, opt); err != nil {
+				return err
+			}
+			opt.Dim = 8
+			_, err := Stream(ctx, opt)
+			return err
+		}, "holds a 10×4 f16 store, not 10×8 f16"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.run()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestMachine(t *testing.T) {
+	m := ThisMachine()
+	if _, err := time.Parse(time.RFC3339, m.Date); err != nil {
+		t.Errorf("date %q: %v", m.Date, err)
+	}
+	if m.CPUs < 1 || m.GOARCH == "" || m.GoVersion == "" || len(m.Day()) != len("2006-01-02") {
+		t.Errorf("machine %+v, day %q", m, m.Day())
+	}
+	status := "Name:\tbench.test\nVmHWM:\t  1234 kB\n"
+	if v, ok := procField(strings.NewReader(status), "VmHWM"); !ok || v != "1234 kB" {
+		t.Errorf("procField: %q, %v", v, ok)
+	}
+	if _, ok := procField(strings.NewReader(status), "VmRSS"); ok {
+		t.Error("procField found a field that is not there")
+	}
+}

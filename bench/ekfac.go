@@ -1,0 +1,256 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/goinfluence/goinfluence/ekfac"
+	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/linalg"
+)
+
+// EKFACOptions sizes the synthetic layer and the example counts EKFAC
+// times. Zero fields take the defaults of 'goinfluence bench ekfac'.
+type EKFACOptions struct {
+	Backend linalg.Backend // default linalg.Auto()
+	Dim     int            // layer size, d_in = d_out (default 2048; at least 2)
+	Tokens  int            // token rows per example (default 64)
+	Fit     int            // examples the factors are fitted on (default 32)
+	Queries int            // query examples (default 8)
+	Train   int            // training examples scored (default 32)
+	Chunk   int            // examples per fit batch (default 8)
+	// YardstickTime is the least time spent measuring each of Sgemm and
+	// Dgemm at n = Dim (default 1 s).
+	YardstickTime time.Duration
+	// Progress, when not nil, receives a line per step.
+	Progress io.Writer
+}
+
+// EKFACStage is the timing of one stage of EKFAC.
+type EKFACStage struct {
+	Stage      string  `json:"stage"`
+	Seconds    float64 `json:"seconds"`
+	GemmGFLOP  float64 `json:"gemm_gflop"`   // GEMM work in the stage
+	GemmSecs   float64 `json:"gemm_seconds"` // time inside GEMM calls
+	GemmRate   float64 `json:"gemm_gflops"`  // GemmGFLOP / GemmSecs
+	RatioSgemm float64 `json:"ratio_to_sgemm"`
+	RatioDgemm float64 `json:"ratio_to_dgemm"`
+	EighSecs   float64 `json:"eigh_seconds"`
+}
+
+// EKFACResult is the outcome of EKFAC. Its JSON is that of
+// 'goinfluence bench ekfac --json'.
+type EKFACResult struct {
+	Machine
+	Backend string       `json:"backend"`
+	Dim     int          `json:"dim"`
+	Tokens  int          `json:"tokens"`
+	Fit     int          `json:"fit"`
+	Queries int          `json:"queries"`
+	Train   int          `json:"train"`
+	Sgemm   float64      `json:"sgemm_gflops"` // the yardsticks, n = Dim, same run
+	Dgemm   float64      `json:"dgemm_gflops"`
+	Stages  []EKFACStage `json:"stages"`
+}
+
+// EKFAC times the stages of EK-FAC on one synthetic layer of seeded random
+// activations and output gradients: covariance, eigendecomposition, Λ,
+// scoring queries against training examples, and self-influence. Each
+// stage's GEMM-like calls (Dgemm, Sgemm, covariance XᵀX counted as a full
+// product) are timed and their flops counted, so that the rate inside them
+// can be compared with the yardstick: the same backend's Sgemm and Dgemm on
+// Dim×Dim×Dim products, measured in the same run. The rest of a stage's time
+// is the work around the products.
+func EKFAC(ctx context.Context, opt EKFACOptions) (*EKFACResult, error) {
+	o, err := opt.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	progress := writerOrDiscard(o.Progress)
+	raw := o.Backend
+	if raw == nil {
+		if raw, err = linalg.Auto(); err != nil {
+			return nil, fmt.Errorf("bench ekfac: %w", err)
+		}
+	}
+	res := &EKFACResult{Machine: ThisMachine(), Backend: raw.Name(),
+		Dim: o.Dim, Tokens: o.Tokens, Fit: o.Fit, Queries: o.Queries, Train: o.Train}
+
+	fmt.Fprintf(progress, "measuring %s Sgemm and Dgemm at n=%d\n", raw.Name(), o.Dim)
+	res.Sgemm = linalg.MeasureGemm(raw, o.Dim, false, o.YardstickTime)
+	res.Dgemm = linalg.MeasureGemm(raw, o.Dim, true, o.YardstickTime)
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	batch := func(n int) *gradients.Batch {
+		l := gradients.Layer{Name: "layer", DIn: o.Dim, DOut: o.Dim, Tokens: o.Tokens, TokenAxis: true,
+			A: make([]float64, n*o.Tokens*o.Dim), S: make([]float64, n*o.Tokens*o.Dim)}
+		for i := range l.A {
+			l.A[i] = rng.NormFloat64()
+			l.S[i] = 1e-2 * rng.NormFloat64()
+		}
+		return &gradients.Batch{N: n, Layers: []gradients.Layer{l}}
+	}
+	fmt.Fprintf(progress, "generating %d fit, %d query and %d training examples of a %d×%d layer with %d tokens\n",
+		o.Fit, o.Queries, o.Train, o.Dim, o.Dim, o.Tokens)
+	fit, q, tr := batch(o.Fit), batch(o.Queries), batch(o.Train)
+	var parts []*gradients.Batch
+	for lo := 0; lo < fit.N; lo += o.Chunk {
+		parts = append(parts, fit.Slice(lo, min(lo+o.Chunk, fit.N)))
+	}
+
+	be := &countingBackend{Backend: raw}
+	cov := ekfac.NewCovariance(be)
+	var eig *ekfac.Eigen
+	var f *ekfac.Factors
+	sopt := ekfac.ScoreOptions{Damping: ekfac.Damping{Heuristic: true}}
+	steps := []struct {
+		name string
+		fn   func() error
+	}{
+		{"covariance", func() error {
+			for _, p := range parts {
+				if err := cov.Add(p); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"eigendecomposition", func() (err error) { eig, err = cov.Eigen(); return err }},
+		{"lambda (EK-FAC)", func() error {
+			lam, err := ekfac.NewLambda(ekfac.EKFAC, be, eig)
+			if err != nil {
+				return err
+			}
+			for _, p := range parts {
+				if err := lam.Add(p); err != nil {
+					return err
+				}
+			}
+			f, err = lam.Factors()
+			return err
+		}},
+		{"score", func() error { _, err := f.LayerScores(ctx, be, q, tr, sopt); return err }},
+		{"self-influence", func() error { _, err := f.SelfInfluence(ctx, be, tr, sopt); return err }},
+	}
+	for _, s := range steps {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		be.reset()
+		t0 := time.Now()
+		if err := s.fn(); err != nil {
+			return nil, fmt.Errorf("bench ekfac: %s: %w", s.name, err)
+		}
+		st := EKFACStage{Stage: s.name, Seconds: time.Since(t0).Seconds(),
+			GemmGFLOP: be.flops / 1e9, GemmSecs: be.gemm.Seconds(), EighSecs: be.eigh.Seconds()}
+		if st.GemmSecs > 0 {
+			st.GemmRate = st.GemmGFLOP / st.GemmSecs
+			st.RatioSgemm, st.RatioDgemm = st.GemmRate/res.Sgemm, st.GemmRate/res.Dgemm
+		}
+		res.Stages = append(res.Stages, st)
+		fmt.Fprintf(progress, "%s: %.2f s\n", s.name, st.Seconds)
+	}
+	return res, nil
+}
+
+// withDefaults returns o with its zero fields set, or an error naming the
+// first field out of range.
+func (o EKFACOptions) withDefaults() (EKFACOptions, error) {
+	for _, f := range []struct {
+		name       string
+		v          *int
+		def, least int
+	}{
+		{"Dim", &o.Dim, 2048, 2},
+		{"Tokens", &o.Tokens, 64, 1},
+		{"Fit", &o.Fit, 32, 1},
+		{"Queries", &o.Queries, 8, 1},
+		{"Train", &o.Train, 32, 1},
+		{"Chunk", &o.Chunk, 8, 1},
+	} {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+		if *f.v < f.least {
+			return o, fmt.Errorf("bench ekfac: %s %d, want ≥ %d", f.name, *f.v, f.least)
+		}
+	}
+	if o.YardstickTime <= 0 {
+		o.YardstickTime = time.Second
+	}
+	return o, nil
+}
+
+// WriteTable writes r as the table 'goinfluence bench ekfac' prints.
+func (r *EKFACResult) WriteTable(w io.Writer) error {
+	ew := &errWriter{w: w}
+	ew.printf("EK-FAC on a %d×%d layer, %d tokens/example: fit %d, score %d queries × %d training examples; backend %s, %d CPUs\n",
+		r.Dim, r.Dim, r.Tokens, r.Fit, r.Queries, r.Train, r.Backend, r.CPUs)
+	ew.printf("yardstick (same run, n=%d): Sgemm %.1f GFLOP/s, Dgemm %.1f GFLOP/s\n", r.Dim, r.Sgemm, r.Dgemm)
+	ew.printf("%-20s %8s %10s %9s %10s %8s %8s %8s\n", "stage", "time s", "GEMM GFLOP", "GEMM s", "GEMM GF/s", "/Sgemm", "/Dgemm", "eigh s")
+	for _, s := range r.Stages {
+		ew.printf("%-20s %8.2f %10.1f %9.2f %10.1f %8.2f %8.2f %8.2f\n",
+			s.Stage, s.Seconds, s.GemmGFLOP, s.GemmSecs, s.GemmRate, s.RatioSgemm, s.RatioDgemm, s.EighSecs)
+	}
+	return ew.err
+}
+
+// countingBackend times a backend's GEMM-like calls and counts their flops.
+type countingBackend struct {
+	linalg.Backend
+	mu    sync.Mutex
+	flops float64
+	gemm  time.Duration
+	eigh  time.Duration
+}
+
+func (c *countingBackend) reset() {
+	c.mu.Lock()
+	c.flops, c.gemm, c.eigh = 0, 0, 0
+	c.mu.Unlock()
+}
+
+// timeGemm runs fn, a product of m×k by k×n, and counts its time and flops.
+func (c *countingBackend) timeGemm(m, n, k int, fn func()) {
+	t0 := time.Now()
+	fn()
+	d := time.Since(t0)
+	c.mu.Lock()
+	c.flops += linalg.GemmFlops(m, n, k)
+	c.gemm += d
+	c.mu.Unlock()
+}
+
+// inner returns k of op(A) for A with r rows and cols columns.
+func inner(t linalg.Transpose, r, cols int) int {
+	if t {
+		return r
+	}
+	return cols
+}
+
+func (c *countingBackend) Dgemm(tA, tB linalg.Transpose, alpha float64, a, b *linalg.Dense64, beta float64, cm *linalg.Dense64) {
+	c.timeGemm(cm.Rows, cm.Cols, inner(tA, a.Rows, a.Cols), func() { c.Backend.Dgemm(tA, tB, alpha, a, b, beta, cm) })
+}
+
+func (c *countingBackend) Sgemm(tA, tB linalg.Transpose, alpha float32, a, b *linalg.Dense32, beta float32, cm *linalg.Dense32) {
+	c.timeGemm(cm.Rows, cm.Cols, inner(tA, a.Rows, a.Cols), func() { c.Backend.Sgemm(tA, tB, alpha, a, b, beta, cm) })
+}
+
+// CovAccumulate counts the full product XᵀX, the work a GEMM would do.
+func (c *countingBackend) CovAccumulate(cm *linalg.Dense64, x *linalg.Dense64) {
+	c.timeGemm(x.Cols, x.Cols, x.Rows, func() { c.Backend.CovAccumulate(cm, x) })
+}
+
+func (c *countingBackend) Eigh(a *linalg.Dense64) ([]float64, *linalg.Dense64, error) {
+	t0 := time.Now()
+	w, v, err := c.Backend.Eigh(a)
+	c.mu.Lock()
+	c.eigh += time.Since(t0)
+	c.mu.Unlock()
+	return w, v, err
+}
