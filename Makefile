@@ -37,8 +37,8 @@ fuzz:
 # with the go command; ground truths are cached, see eval.DefaultCacheDir).
 QUALITY = $(GO) run ./cmd/goinfluence validate quality --dataset mnist --plot-dir bench/results/plots
 validate:
-	$(GO) run ./cmd/goinfluence validate loo --dataset breast-cancer --json --plot bench/results/plots/loo-breast-cancer.png > bench/results/loo-breast-cancer.json
-	$(GO) run ./cmd/goinfluence validate loo --dataset digits --json --plot bench/results/plots/loo-digits.png > bench/results/loo-digits.json
+	$(GO) run ./cmd/goinfluence validate loo --dataset breast-cancer --json --plot bench/results/plots/loo-breast-cancer.png > bench/results/loo-breast-cancer.json.tmp && mv bench/results/loo-breast-cancer.json.tmp bench/results/loo-breast-cancer.json
+	$(GO) run ./cmd/goinfluence validate loo --dataset digits --json --plot bench/results/plots/loo-digits.png > bench/results/loo-digits.json.tmp && mv bench/results/loo-digits.json.tmp bench/results/loo-digits.json
 	$(QUALITY) --model lr --out-md bench/results/quality-mnist-lr.md --out-json bench/results/quality-mnist-lr.json
 	$(QUALITY) --model mlp --iterative-max-params -1 --cg-max-iter 100 --cg-truncate --out-md bench/results/quality-mnist-mlp.md --out-json bench/results/quality-mnist-mlp.json
 	{ echo "# Influence quality on MNIST"; echo; \
