@@ -383,3 +383,7 @@ func sjltOrder(bucket []int32, k int) (order, start []int64) {
 	}
 	return order, start
 }
+
+// maxTopK bounds k in TopK (the kernel sorts the k entries in shared
+// memory).
+const maxTopK = 1024

@@ -122,10 +122,6 @@ func topkKey(v float32, g uint64, lowest bool) uint64 {
 	return uint64(s)<<32 | uint64(0xFFFFFFFF-uint32(g))
 }
 
-// maxTopK bounds k in TopK (the kernel sorts the k entries in shared
-// memory).
-const maxTopK = 1024
-
 // refTopK is topk_f32 on one row: the k best entries, best first, as global
 // indices offset+i and scores.
 func refTopK(row []float32, k int, lowest bool, offset int64) ([]int64, []float32) {
