@@ -18,7 +18,8 @@ import (
 
 // TestAutoWithoutGPU checks linalg.Auto with this package imported: the
 // GPU when one opens, else silently the next backend; and that
-// GOINFLUENCE_BACKEND=cuda turns a missing GPU into an error saying why.
+// GOINFLUENCE_BACKEND=cuda turns a missing GPU into an error saying why, in
+// Auto and in Default.
 func TestAutoWithoutGPU(t *testing.T) {
 	if !slices.Contains(linalg.Backends(), "cuda") || linalg.Backends()[0] != "cuda" {
 		t.Fatalf("cuda not registered first: %v", linalg.Backends())
@@ -47,9 +48,17 @@ func TestAutoWithoutGPU(t *testing.T) {
 		t.Errorf("%s=cuda without a GPU: Auto error %v", linalg.EnvBackend, err)
 	}
 	t.Logf("%s=cuda: %v", linalg.EnvBackend, err)
-	if d := linalg.Default(); d == nil || d.Name() == "cuda" {
-		t.Errorf("Default() = %v", d)
-	}
+	// A forced backend that cannot open is never silently replaced:
+	// Default, which has no error to return, panics with Auto's error.
+	func() {
+		defer func() {
+			if r, ok := recover().(error); !ok || r.Error() != err.Error() {
+				t.Errorf("%s=cuda without a GPU: Default() recovered %v, want a panic with %v", linalg.EnvBackend, r, err)
+			}
+		}()
+		d := linalg.Default()
+		t.Errorf("%s=cuda without a GPU: Default() = %s", linalg.EnvBackend, d.Name())
+	}()
 }
 
 var (

@@ -3,6 +3,7 @@ package cuda
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/goinfluence/goinfluence/linalg"
 )
@@ -359,3 +360,30 @@ func widen(dev *Device, name string, dst []float32, src []uint16) error {
 		return dev.sync()
 	})
 }
+
+// philoxKey returns the key of a 64-bit seed: low word, high word.
+func philoxKey(seed uint64) (k0, k1 uint32) { return uint32(seed), uint32(seed >> 32) }
+
+// sjltOrder sorts the inputs by bucket, stably (inputs of a bucket in
+// increasing order), for sjlt_gather_f64: order lists them and bucket b's
+// inputs are order[start[b]:start[b+1]].
+func sjltOrder(bucket []int32, k int) (order, start []int64) {
+	start = make([]int64, k+1)
+	for _, b := range bucket {
+		start[b+1]++
+	}
+	for b := range k {
+		start[b+1] += start[b]
+	}
+	next := slices.Clone(start[:k])
+	order = make([]int64, len(bucket))
+	for i, b := range bucket {
+		order[next[b]] = int64(i)
+		next[b]++
+	}
+	return order, start
+}
+
+// maxTopK bounds k in TopK (the kernel sorts the k entries in shared
+// memory).
+const maxTopK = 1024

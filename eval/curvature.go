@@ -45,6 +45,9 @@ type CurvatureOptions struct {
 	Seed       uint64
 	TestPoints int       // test points explained; default CurvatureTestPoints
 	Dampings   []float64 // δ added to every curvature; default 1e-3, 1e-2, 1e-1
+	// Backend does the linear algebra, the trained model's included; nil
+	// means linalg.Auto's choice.
+	Backend linalg.Backend
 	// Samples selects the true Fisher the approximate methods are fitted
 	// on. With 0 it is the exact expectation over the model's predictive
 	// distribution (every class, weighted by its probability), which for
@@ -123,7 +126,11 @@ var curvatureMethods = []ekfac.Method{ekfac.Identity, ekfac.Diagonal, ekfac.KFAC
 // reference's, and the correlations averaged over the test points.
 func CurvatureAccuracy(ctx context.Context, opt CurvatureOptions) (*CurvatureResult, error) {
 	start := time.Now()
-	be := linalg.Default()
+	be, err := linalg.OrAuto(opt.Backend)
+	if err != nil {
+		return nil, fmt.Errorf("eval: CurvatureAccuracy: %w", err)
+	}
+	opt.Backend = be
 	m, train, test, err := trainDigitsMLP(ctx, &opt)
 	if err != nil {
 		return nil, err
@@ -226,6 +233,9 @@ func trainDigitsMLP(ctx context.Context, opt *CurvatureOptions) (*models.MLP, *d
 	sizes := append(append([]int{train.X.Cols}, opt.Hidden...), train.Classes)
 	m, err := models.NewMLP(sizes, opt.Activation, opt.L2, opt.Seed)
 	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := models.SetBackend(m, opt.Backend); err != nil {
 		return nil, nil, nil, err
 	}
 	opt.stage(fmt.Sprintf("training %s on %d examples with Adam (%d epochs)", describeMLP(m), train.Len(), opt.Epochs))

@@ -19,6 +19,10 @@ type LOOOptions struct {
 	TestPoints int    // test points to explain (default 3)
 	Remove     int    // training points removed per test point, by |score| (default 40)
 	Seed       uint64 // picks the test points
+	// Backend does the linear algebra of exact influence; nil means
+	// linalg.Auto's choice. The model's own methods run on its backend
+	// (models.SetBackend).
+	Backend linalg.Backend
 	// Scores, when set, replaces exact influence: it returns the scores of
 	// the given test examples (rows) against every training example, with
 	// the sign convention of package influence and query gradients of the
@@ -88,7 +92,10 @@ func LOO(ctx context.Context, p *Problem, opt LOOOptions) (*LOOResult, error) {
 		return nil, fmt.Errorf("eval: %d removals requested per test point; need 2 to %d", opt.Remove, n)
 	}
 	start := time.Now()
-	be := linalg.Default()
+	be, err := linalg.OrAuto(opt.Backend)
+	if err != nil {
+		return nil, fmt.Errorf("eval: LOO: %w", err)
+	}
 	m := p.Model
 	theta := append([]float64(nil), m.Params()...)
 	defer copy(m.Params(), theta)
@@ -100,7 +107,6 @@ func LOO(ctx context.Context, p *Problem, opt LOOOptions) (*LOOResult, error) {
 	h := m.Curvature(p.Train.X, p.Train.Y, nil)
 	method := "exact"
 	var scores *linalg.Dense64
-	var err error
 	if opt.Scores != nil {
 		method = opt.Method
 		scores, err = opt.Scores(ctx, qx)

@@ -41,7 +41,11 @@ type ProjectionResult struct {
 // Damping is the heuristic 0.1 × mean Λ of each space.
 func ProjectionAccuracy(ctx context.Context, opt CurvatureOptions, ks []int, projSeed uint64) (*ProjectionResult, error) {
 	start := time.Now()
-	be := linalg.Default()
+	be, err := linalg.OrAuto(opt.Backend)
+	if err != nil {
+		return nil, fmt.Errorf("eval: ProjectionAccuracy: %w", err)
+	}
+	opt.Backend = be
 	m, train, test, err := trainDigitsMLP(ctx, &opt)
 	if err != nil {
 		return nil, err

@@ -132,7 +132,8 @@ type TaskOptions struct {
 	// MNISTDir, when set, holds mnist_train.csv and mnist_test.csv (see
 	// datasets.MNIST).
 	MNISTDir string
-	// Backend does the linear algebra of scoring; nil means linalg.Default().
+	// Backend does the linear algebra of scoring; nil means linalg.Auto's
+	// choice, resolved by NewTask.
 	Backend linalg.Backend
 	// Progress, when set, receives a line at the start of each stage.
 	Progress func(stage string)
@@ -184,10 +185,11 @@ func NewTask(ctx context.Context, s Setup, opt TaskOptions) (*Task, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	t := &Task{Setup: s, opts: opt, Backend: opt.Backend, worlds: map[string]*world{}}
-	if t.Backend == nil {
-		t.Backend = linalg.Default()
+	be, err := linalg.OrAuto(opt.Backend)
+	if err != nil {
+		return nil, fmt.Errorf("eval: NewTask: %w", err)
 	}
+	t := &Task{Setup: s, opts: opt, Backend: be, worlds: map[string]*world{}}
 	if !opt.NoCache {
 		dir := opt.CacheDir
 		if dir == "" {

@@ -45,7 +45,10 @@ func Arnoldi(ctx context.Context, be linalg.Backend, op Operator, opts ArnoldiOp
 	if op == nil || op.Dim() < 1 {
 		return nil, nil, newError(method, -1, 0, fmt.Errorf("need an operator of dimension ≥ 1"))
 	}
-	be = backendOr(be)
+	be, err := linalg.OrAuto(be)
+	if err != nil {
+		return nil, nil, newError(method, -1, 0, err)
+	}
 	dim := op.Dim()
 	n := opts.Iterations
 	if n == 0 {

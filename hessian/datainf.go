@@ -105,7 +105,10 @@ func (di *DataInf) Apply(ctx context.Context, be linalg.Backend, v *linalg.Dense
 			return nil, newError(method, i, 0, fmt.Errorf("%w: element %d is %v", ErrNotFinite, j, x))
 		}
 	}
-	be = backendOr(be)
+	be, err := linalg.OrAuto(be)
+	if err != nil {
+		return nil, newError(method, -1, 0, err)
+	}
 	q := v.Rows
 	out := linalg.NewDense64(q, v.Cols, nil)
 	layers := di.train.Layers
@@ -124,7 +127,7 @@ func (di *DataInf) Apply(ctx context.Context, be linalg.Backend, v *linalg.Dense
 		return out, nil
 	}
 	n := float64(di.train.N)
-	err := di.chunks(ctx, func(lo int, g *linalg.Dense64) {
+	err = di.chunks(ctx, func(lo int, g *linalg.Dense64) {
 		c := linalg.NewDense64(q, g.Rows, nil)
 		off := 0
 		for l := range layers {

@@ -79,7 +79,10 @@ func (l *LowRank) apply(be linalg.Backend, g *linalg.Dense64, w []float64, c flo
 			return nil, newError("inverse", i, 0, fmt.Errorf("%w: element %d is %v", ErrNotFinite, j, v))
 		}
 	}
-	be = backendOr(be)
+	be, err := linalg.OrAuto(be)
+	if err != nil {
+		return nil, fmt.Errorf("hessian: %w", err)
+	}
 	k := len(w)
 	out := linalg.NewDense64(g.Rows, g.Cols, nil)
 	if c != 0 {

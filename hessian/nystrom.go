@@ -43,7 +43,10 @@ func Nystrom(ctx context.Context, be linalg.Backend, op Operator, opts NystromOp
 	if op == nil || op.Dim() < 1 {
 		return nil, nil, newError(method, -1, 0, fmt.Errorf("need an operator of dimension ≥ 1"))
 	}
-	be = backendOr(be)
+	be, err := linalg.OrAuto(be)
+	if err != nil {
+		return nil, nil, newError(method, -1, 0, err)
+	}
 	dim := op.Dim()
 	r := opts.Rank
 	if r == 0 {

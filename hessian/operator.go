@@ -58,7 +58,8 @@ type Dense struct {
 
 // NewDense wraps h, which must be square, finite and symmetric (to a relative
 // 1e-10 of its largest element; Hv is computed from the rows of h). h is
-// kept, not copied. A nil be means linalg.Default().
+// kept, not copied. A nil be means Auto's choice, resolved here (a forced
+// backend that cannot open is the error).
 func NewDense(h *linalg.Dense64, be linalg.Backend) (*Dense, error) {
 	if h.Rows != h.Cols {
 		return nil, fmt.Errorf("hessian: matrix is %d×%d, not square", h.Rows, h.Cols)
@@ -79,7 +80,11 @@ func NewDense(h *linalg.Dense64, be linalg.Backend) (*Dense, error) {
 			}
 		}
 	}
-	return &Dense{h: h, be: backendOr(be)}, nil
+	be, err := linalg.OrAuto(be)
+	if err != nil {
+		return nil, fmt.Errorf("hessian: %w", err)
+	}
+	return &Dense{h: h, be: be}, nil
 }
 
 // Dim returns P.

@@ -121,10 +121,3 @@ func axpy(alpha float64, x, y []float64) {
 		y[i] += alpha * v
 	}
 }
-
-func backendOr(be linalg.Backend) linalg.Backend {
-	if be == nil {
-		return linalg.Default()
-	}
-	return be
-}

@@ -26,11 +26,12 @@ const MaxTRAKDim = 1 << 13
 
 // TracInCP returns Σ_c η_c ⟨g_c(q), g_c(t)⟩ (n_query × n_train), the
 // TracIn-CP scores of every query against every training example. The zero
-// backend means linalg.Default(). TrainProb is not used. A score that is NaN
+// backend means linalg.Auto's choice. TrainProb is not used. A score that is NaN
 // or ±Inf is a *NonFiniteError naming the query and the training example.
 func TracInCP(ctx context.Context, be linalg.Backend, cps []Checkpoint) (*linalg.Dense64, error) {
-	if be == nil {
-		be = linalg.Default()
+	be, err := linalg.OrAuto(be)
+	if err != nil {
+		return nil, fmt.Errorf("influence: TracInCP: %w", err)
 	}
 	nq, nt, err := checkCheckpoints(cps, false)
 	if err != nil {
@@ -83,12 +84,13 @@ type TRAKOptions struct {
 // with Φ_c the n_train × k matrix of (projected) training gradients of
 // checkpoint c and φ_q,c the query's, each column t multiplied by the mean
 // over checkpoints of Q_t = 1 − p_c(y_t). ΦᵀΦ is not normalised by the number
-// of training examples. The zero backend means linalg.Default(). LR is not
+// of training examples. The zero backend means linalg.Auto's choice. LR is not
 // used. A score that is NaN or ±Inf is a *NonFiniteError naming the query
 // and the training example.
 func TRAK(ctx context.Context, be linalg.Backend, cps []Checkpoint, opt TRAKOptions) (*linalg.Dense64, error) {
-	if be == nil {
-		be = linalg.Default()
+	be, err := linalg.OrAuto(be)
+	if err != nil {
+		return nil, fmt.Errorf("influence: TRAK: %w", err)
 	}
 	nq, nt, err := checkCheckpoints(cps, true)
 	if err != nil {
@@ -217,8 +219,9 @@ func checkCheckpoints(cps []Checkpoint, probs bool) (nq, nt int, err error) {
 // 0.1·trace(ΦᵀΦ)/k, and the δ used is returned. Together with TRAKWeights,
 // StreamCheckpoints then gives the scores of TRAK over the stores' rows.
 func TRAKQueries(ctx context.Context, be linalg.Backend, s *store.Store, query *linalg.Dense64, damping float64, chunkRows int) (*linalg.Dense64, float64, error) {
-	if be == nil {
-		be = linalg.Default()
+	be, err := linalg.OrAuto(be)
+	if err != nil {
+		return nil, 0, fmt.Errorf("influence: TRAKQueries: %w", err)
 	}
 	k := s.Dim()
 	switch {

@@ -27,22 +27,28 @@ type LayerScorer interface {
 }
 
 // Analyzer computes influence scores with a Method on a Backend.
-// The zero Backend means linalg.Default().
+// The zero Backend means the one linalg.Auto picks, looked up by each call
+// (Scores, SelfInfluence, …), which returns Auto's error when a forced
+// backend cannot open.
 type Analyzer struct {
 	Method  Method
 	Backend linalg.Backend
 }
 
-// NewAnalyzer returns an Analyzer for m on the best available backend.
+// NewAnalyzer returns an Analyzer for m on the best available backend: its
+// Backend is left zero, so each call resolves it with linalg.Auto and a
+// forced backend that cannot open is that call's error, not a panic here.
 func NewAnalyzer(m Method) *Analyzer {
-	return &Analyzer{Method: m, Backend: linalg.Default()}
+	return &Analyzer{Method: m}
 }
 
-func (a *Analyzer) backend() linalg.Backend {
-	if a.Backend == nil {
-		return linalg.Default()
+// backend returns the Analyzer's backend, or Auto's choice.
+func (a *Analyzer) backend() (linalg.Backend, error) {
+	be, err := linalg.OrAuto(a.Backend)
+	if err != nil {
+		return nil, fmt.Errorf("influence: %w", err)
 	}
-	return a.Backend
+	return be, nil
 }
 
 // Scores returns the n_query × n_train matrix of score(q, t). Positive means
@@ -90,8 +96,12 @@ func (a *Analyzer) layerScores(ctx context.Context, query, train *gradients.Batc
 	if err := compatible(query, train); err != nil {
 		return nil, err
 	}
+	be, err := a.backend()
+	if err != nil {
+		return nil, err
+	}
 	if ls, ok := a.Method.(LayerScorer); ok {
-		out, err := ls.LayerScores(ctx, a.backend(), query, train)
+		out, err := ls.LayerScores(ctx, be, query, train)
 		if err != nil {
 			return nil, fmt.Errorf("influence: %s: %w", a.Method.Name(), err)
 		}
@@ -112,7 +122,6 @@ func (a *Analyzer) layerScores(ctx context.Context, query, train *gradients.Batc
 	// that memory is bounded by the chunk, not the training set.
 	dim := train.Dim()
 	chunk := max(1, min(train.N, trainChunkFloats/max(dim, 1)))
-	be := a.backend()
 	for lo := 0; lo < train.N; lo += chunk {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -149,7 +158,11 @@ func (a *Analyzer) SelfInfluence(ctx context.Context, train *gradients.Batch) ([
 
 func (a *Analyzer) selfInfluence(ctx context.Context, train *gradients.Batch) ([]float64, error) {
 	if ls, ok := a.Method.(LayerScorer); ok {
-		s, err := ls.SelfInfluence(ctx, a.backend(), train)
+		be, err := a.backend()
+		if err != nil {
+			return nil, err
+		}
+		s, err := ls.SelfInfluence(ctx, be, train)
 		if err != nil {
 			return nil, fmt.Errorf("influence: %s: %w", a.Method.Name(), err)
 		}
@@ -179,7 +192,11 @@ func (a *Analyzer) precondition(ctx context.Context, g *gradients.Batch, what st
 	if err := g.Validate(); err != nil {
 		return nil, fmt.Errorf("influence: %s gradients: %w", what, err)
 	}
-	p, err := a.Method.Precondition(ctx, a.backend(), g)
+	be, err := a.backend()
+	if err != nil {
+		return nil, err
+	}
+	p, err := a.Method.Precondition(ctx, be, g)
 	if err != nil {
 		return nil, fmt.Errorf("influence: %s: %w", a.Method.Name(), err)
 	}

@@ -15,14 +15,20 @@ import (
 )
 
 // streamBackends returns the backends the stream tests run on: the pure-Go
-// one always, OpenBLAS where it loads.
+// one always, then every other registered backend that opens here (OpenBLAS
+// where it loads, cuda on a GPU: cuda_register_test.go imports it).
 func streamBackends(t *testing.T) []linalg.Backend {
 	t.Helper()
 	bes := []linalg.Backend{linalg.CPU()}
-	if be, err := linalg.Open("openblas"); err == nil {
-		bes = append(bes, be)
-	} else {
-		t.Logf("openblas not tested: %v", err)
+	for _, name := range linalg.Backends() {
+		if name == "cpu" {
+			continue
+		}
+		if be, err := linalg.Open(name); err == nil {
+			bes = append(bes, be)
+		} else {
+			t.Logf("%s not tested: %v", name, err)
+		}
 	}
 	return bes
 }

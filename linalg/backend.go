@@ -151,12 +151,33 @@ func Auto() (Backend, error) {
 	return nil, fmt.Errorf("linalg: no backend opens: %w", errors.Join(errs...))
 }
 
-// Default is Auto with a pure-Go fallback: it never fails. Use it where an
-// error has nowhere to go.
+// Default returns the backend Auto picks, for callers that have nowhere to
+// put an error: library functions taking an optional backend resolve a nil
+// one with Default (or OrAuto) once, where they are called, and pass it
+// down, so that the backend a program chose governs all of the work.
+//
+// Without $GOINFLUENCE_BACKEND, Auto cannot fail (the pure-Go CPU backend
+// always opens) and neither can Default. A forced backend that cannot open
+// is an error everywhere, never a silent fallback to another backend (which
+// would run a GPU job on the CPU without a word), so Default then panics
+// with Auto's error. Programs that honour the variable call Auto once at
+// start-up to report it as an error instead, as the goinfluence command
+// does; after that Default cannot fail in them.
 func Default() Backend {
 	b, err := Auto()
 	if err != nil {
-		return CPU()
+		panic(err)
 	}
 	return b
+}
+
+// OrAuto returns be, or, when be is nil, the backend Auto picks: the way a
+// function that takes an optional backend and returns an error resolves it
+// at its entry, so that a forced backend that cannot open is returned as
+// that function's error.
+func OrAuto(be Backend) (Backend, error) {
+	if be != nil {
+		return be, nil
+	}
+	return Auto()
 }

@@ -64,8 +64,11 @@ func TestAuto(t *testing.T) {
 	if _, err := Auto(); err == nil || !strings.Contains(err.Error(), `"nosuch"`) || !strings.Contains(err.Error(), EnvBackend) {
 		t.Errorf("%s=nosuch: Auto() error %v, want one naming the backend and the variable", EnvBackend, err)
 	}
-	if b := Default(); b == nil || b.Name() != "cpu" {
-		t.Errorf("Default() with a bad %s = %v, want cpu", EnvBackend, b)
+	if _, err := OrAuto(nil); err == nil || !strings.Contains(err.Error(), `"nosuch"`) {
+		t.Errorf("%s=nosuch: OrAuto(nil) error %v, want Auto's", EnvBackend, err)
+	}
+	if b, err := OrAuto(CPU()); err != nil || b.Name() != "cpu" {
+		t.Errorf("%s=nosuch: OrAuto(CPU()) = %v, %v, want the backend given", EnvBackend, b, err)
 	}
 
 	t.Setenv(EnvBackend, "")
@@ -98,6 +101,43 @@ func TestAutoFromEnvironment(t *testing.T) {
 	}
 	if b.Name() != name {
 		t.Fatalf("%s=%s: Auto() = %s", EnvBackend, name, b.Name())
+	}
+}
+
+// TestDefaultForced checks that Default honours a forced backend and, when
+// the forced one cannot open, panics with the reason rather than falling
+// back to another backend.
+func TestDefaultForced(t *testing.T) {
+	tests := []struct {
+		env  string
+		want string // backend name, or "" for a panic
+	}{
+		{"cpu", "cpu"},
+		{"auto", ""},
+		{"nosuch", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.env, func(t *testing.T) {
+			t.Setenv(EnvBackend, tc.env)
+			want, wantErr := Auto()
+			var got Backend
+			var recovered any
+			func() {
+				defer func() { recovered = recover() }()
+				got = Default()
+			}()
+			switch {
+			case wantErr != nil:
+				err, ok := recovered.(error)
+				if !ok || err.Error() != wantErr.Error() || !strings.Contains(err.Error(), tc.env) {
+					t.Errorf("%s=%s: Default() = %v, panic %v; want a panic with %v", EnvBackend, tc.env, got, recovered, wantErr)
+				}
+			case recovered != nil:
+				t.Errorf("%s=%s: Default() panicked: %v", EnvBackend, tc.env, recovered)
+			case got.Name() != want.Name() || tc.want != "" && got.Name() != tc.want:
+				t.Errorf("%s=%s: Default() = %s, want %s", EnvBackend, tc.env, got.Name(), want.Name())
+			}
+		})
 	}
 }
 

@@ -45,8 +45,12 @@
 // that backend is used, and failing to open it is an error rather than a
 // silent fallback; the value "auto" is the same as leaving it unset.
 // Otherwise Auto returns the registered backend of highest priority that
-// opens: cuda, then openblas, then cpu. Default is Auto that falls back to
-// CPU instead of returning an error.
+// opens: cuda, then openblas, then cpu. Default is Auto for callers without
+// an error return: it panics when a forced backend cannot open (check Auto
+// once at start-up), and OrAuto resolves an optional backend argument.
+// Library functions take their backend as an argument or an options field
+// (nil meaning Auto's choice, resolved once at the call) and pass it down,
+// so the backend a program opens governs everything it runs.
 //
 // MeasureGemm times a backend's matrix product, to compare backends on a
 // machine.

@@ -28,6 +28,7 @@ type HVP struct {
 	dim int
 	l2  float64
 	n   int
+	be  linalg.Backend // the model's, resolved by NewHVP
 
 	// Regressions.
 	lin  *linear
@@ -56,7 +57,11 @@ func NewHVP(m Model, x *linalg.Dense64, y []int, w []float64) (*HVP, error) {
 	if x.Rows == 0 {
 		return nil, fmt.Errorf("models: HVP: no examples")
 	}
-	h := &HVP{dim: NumParams(m), l2: m.L2(), n: x.Rows, wn: make([]float64, x.Rows)}
+	be, err := backendOf(m)
+	if err != nil {
+		return nil, fmt.Errorf("models: HVP: %w", err)
+	}
+	h := &HVP{dim: NumParams(m), l2: m.L2(), n: x.Rows, be: be, wn: make([]float64, x.Rows)}
 	for i := range h.wn {
 		h.wn[i] = weight(w, i) / float64(x.Rows)
 	}
@@ -138,7 +143,7 @@ func (h *HVP) applyLinear(v, out *linalg.Dense64) {
 	m := h.lin
 	c := m.out
 	g := linearGroup(c)
-	be := linalg.Default()
+	be := h.be
 	vs := linalg.NewDense64(g*c, m.din, nil)
 	z := linalg.NewDense64(h.n, g*c, nil)
 	res := linalg.NewDense64(g*c, m.din, nil)
@@ -188,10 +193,10 @@ func linearGroup(c int) int {
 // applies K_n to the logit tangents and backpropagates the result.
 func (h *HVP) applyMLP(ctx context.Context, v, out *linalg.Dense64) error {
 	m := h.mlp
-	// The products run on the default backend (OpenBLAS where present), as
-	// the regressions' do; each vector is pushed through on its own, so its
+	// The products run on the model's backend (by default Auto's choice,
+	// OpenBLAS where present), as the regressions' do; each vector is pushed through on its own, so its
 	// result does not depend on the other vectors of the block.
-	gemm := gemmOn(linalg.Default())
+	gemm := gemmOn(h.be)
 	for i := 0; i < v.Rows; i++ {
 		clear(out.Row(i))
 	}

@@ -36,6 +36,15 @@ type linear struct {
 	out    int
 	l2     float64
 	params []float64
+	be     linalg.Backend // nil: linalg.Default() (SetBackend)
+}
+
+// backend returns the backend the model's methods run on.
+func (m *linear) backend() linalg.Backend {
+	if m.be != nil {
+		return m.be
+	}
+	return linalg.Default()
 }
 
 func newLinear(kind string, features, out int, l2 float64) linear {
@@ -74,7 +83,7 @@ func (m *linear) logits(x *linalg.Dense64) (z, a *linalg.Dense64) {
 	a = augment(x)
 	z = linalg.NewDense64(x.Rows, m.out, nil)
 	w := linalg.NewDense64(m.out, m.din, m.params)
-	linalg.Default().Dgemm(linalg.NoTrans, linalg.Trans, 1, a, w, 0, z)
+	m.backend().Dgemm(linalg.NoTrans, linalg.Trans, 1, a, w, 0, z)
 	return z, a
 }
 
@@ -133,7 +142,7 @@ func (m *linear) Objective(x *linalg.Dense64, y []int, w []float64, grad []float
 	if grad != nil {
 		g := linalg.NewDense64(m.out, m.din, grad)
 		copy(grad, m.params)
-		linalg.Default().Dgemm(linalg.Trans, linalg.NoTrans, 1, dz, a, m.l2, g)
+		m.backend().Dgemm(linalg.Trans, linalg.NoTrans, 1, dz, a, m.l2, g)
 	}
 	return f
 }
@@ -170,7 +179,7 @@ func (m *linear) Curvature(x *linalg.Dense64, y []int, w []float64) *linalg.Dens
 	dim := m.out * m.din
 	h := linalg.NewDense64(dim, dim, nil)
 	scaled := linalg.NewDense64(x.Rows, m.din, nil)
-	be := linalg.Default()
+	be := m.backend()
 	for c := 0; c < m.out; c++ {
 		for c2 := c; c2 < m.out; c2++ {
 			for i := 0; i < x.Rows; i++ {

@@ -57,7 +57,16 @@ type MLP struct {
 	l2     float64
 	theta  []float64
 	layers []LayerSpec
-	offs   []int // offs[l] is the start of layer l in theta
+	offs   []int          // offs[l] is the start of layer l in theta
+	be     linalg.Backend // nil: linalg.Default() (SetBackend)
+}
+
+// backend returns the backend the model's methods run on.
+func (m *MLP) backend() linalg.Backend {
+	if m.be != nil {
+		return m.be
+	}
+	return linalg.Default()
 }
 
 // NewMLP returns an MLP with layer widths sizes = [inputs, hidden…, classes]
@@ -436,11 +445,12 @@ func (m *MLP) Curvature(x *linalg.Dense64, y []int, w []float64) *linalg.Dense64
 	g := linalg.NewDense64(P, P, nil)
 	per := max(1, ggnBlockFloats/(C*P)) // examples per block
 	rows := make([]int, 0, per)         // examples of the current block
+	be := m.backend()
 	flush := func() {
 		if len(rows) == 0 {
 			return
 		}
-		m.ggnAccumulate(g, x, rows, w, N)
+		m.ggnAccumulate(be, g, x, rows, w, N)
 		rows = rows[:0]
 	}
 	for i := 0; i < N; i++ {
@@ -459,8 +469,8 @@ func (m *MLP) Curvature(x *linalg.Dense64, y []int, w []float64) *linalg.Dense64
 	return g
 }
 
-// ggnAccumulate adds Mᵀ M for the examples in rows to g.
-func (m *MLP) ggnAccumulate(g, x *linalg.Dense64, rows []int, w []float64, N int) {
+// ggnAccumulate adds Mᵀ M for the examples in rows to g, on be.
+func (m *MLP) ggnAccumulate(be linalg.Backend, g, x *linalg.Dense64, rows []int, w []float64, N int) {
 	P := len(m.theta)
 	C := m.Classes()
 	// Each example repeated once per class, so that one backward pass gives
@@ -508,5 +518,5 @@ func (m *MLP) ggnAccumulate(g, x *linalg.Dense64, rows []int, w []float64, N int
 			}
 		}
 	}
-	linalg.Default().CovAccumulate(g, M)
+	be.CovAccumulate(g, M)
 }

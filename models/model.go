@@ -60,6 +60,42 @@ type Model interface {
 	Curvature(x *linalg.Dense64, y []int, w []float64) *linalg.Dense64
 }
 
+// SetBackend makes the dense linear algebra of m's methods (Probs,
+// Objective, Curvature, Gradients, and the HVP and FitNewton built on them)
+// run on be, so that the backend a program opened governs its models too;
+// nil, the default, means linalg.Default() at each call. Model is an
+// interface that other packages may implement, so the backend is set here
+// rather than through a method of Model; SetBackend returns an error for a
+// model that is not a *Logistic, *Softmax or *MLP.
+func SetBackend(m Model, be linalg.Backend) error {
+	switch m := m.(type) {
+	case *Logistic:
+		m.be = be
+	case *Softmax:
+		m.be = be
+	case *MLP:
+		m.be = be
+	default:
+		return fmt.Errorf("models: SetBackend: %T has no backend to set", m)
+	}
+	return nil
+}
+
+// backendOf returns the backend set on m, or Auto's choice: what functions
+// that return an error (NewHVP, FitNewton) resolve once, at their entry.
+func backendOf(m Model) (linalg.Backend, error) {
+	var be linalg.Backend
+	switch m := m.(type) {
+	case *Logistic:
+		be = m.be
+	case *Softmax:
+		be = m.be
+	case *MLP:
+		be = m.be
+	}
+	return linalg.OrAuto(be)
+}
+
 // NumParams returns the number of parameters of m.
 func NumParams(m Model) int {
 	p := 0

@@ -15,7 +15,9 @@ type NewtonOptions struct {
 	Tol float64
 	// MaxIter bounds the Newton steps (default 100).
 	MaxIter int
-	// Backend solves the Newton systems (default linalg.Default()).
+	// Backend solves the Newton systems; nil means the model's backend
+	// (SetBackend), or Auto's choice when none is set. The model's own
+	// methods (Objective, Curvature) run on the model's backend.
 	Backend linalg.Backend
 	// Progress, when set, is called after every step.
 	Progress Progress
@@ -52,7 +54,10 @@ func FitNewton(ctx context.Context, m Model, x *linalg.Dense64, y []int, w []flo
 	}
 	be := opt.Backend
 	if be == nil {
-		be = linalg.Default()
+		var err error
+		if be, err = backendOf(m); err != nil {
+			return NewtonResult{}, fmt.Errorf("models: FitNewton: %w", err)
+		}
 	}
 	theta := m.Params()
 	p := len(theta)

@@ -47,6 +47,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	m := models.NewSoftmax(train.X.Cols, train.Classes, *l2)
+	if err := models.SetBackend(m, be); err != nil {
+		return err
+	}
 	fit, err := models.FitNewton(ctx, m, train.X, train.Y, nil, models.NewtonOptions{Backend: be})
 	if err != nil {
 		return err

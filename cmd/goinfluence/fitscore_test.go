@@ -157,7 +157,6 @@ func TestFitScoreErrors(t *testing.T) {
 		{[]string{"fit", "--grads", p("fit")}, "needs --grads and --out"},
 		{[]string{"fit", "--grads", p("fit"), "--method", "lissa", "--out", p("x")}, `unknown method "lissa"`},
 		{[]string{"fit", "--grads", p("missing"), "--out", p("x")}, "missing"},
-		{[]string{"fit", "--grads", p("fit"), "--out", p("x"), "--backend", "cuda"}, `unknown backend "cuda"`},
 		{[]string{"score", "--factors", p("factors"), "--train", p("fit"), "--out", p("s")}, "needs --query"},
 		{[]string{"score", "--factors", p("factors"), "--train", p("fit"), "--query", p("fit"), "--damping", "-1", "--out", p("s")}, "damping"},
 		{[]string{"score", "--factors", p("factors"), "--train", p("fit"), "--query", p("other"), "--out", p("s")}, `"tail" in the gradients, "head" in the factors`},

@@ -34,6 +34,10 @@ import (
 	"os"
 	"os/signal"
 
+	// cuda registers the GPU backend with linalg (as database/sql drivers
+	// do), so that --backend cuda and GOINFLUENCE_BACKEND=cuda open it and
+	// auto picks it when a GPU answers.
+	_ "github.com/goinfluence/goinfluence/cuda"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -85,7 +89,7 @@ project and store build|score check buffers sized from file headers against
 --mem-limit (default: 80% of the machine's or cgroup's memory).
 
 Run 'goinfluence COMMAND -h' for a command's flags. Set GOINFLUENCE_BACKEND=
-cpu|openblas to force a backend.
+cpu|openblas|cuda to force a backend.
 `
 
 // errUsage marks errors that should print usage and exit with status 2.

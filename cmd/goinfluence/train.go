@@ -135,6 +135,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
+		if err := models.SetBackend(m, be); err != nil {
+			return err
+		}
 		progress.stage(fmt.Sprintf("training %s on %d examples by Newton's method", describe(m), train.Len()))
 		res, err := models.FitNewton(ctx, m, train.X, train.Y, nil, models.NewtonOptions{Backend: be})
 		if err != nil {

@@ -26,9 +26,6 @@ func philox4x32(c [4]uint32, k0, k1 uint32) [4]uint32 {
 	return c
 }
 
-// philoxKey returns the key of a 64-bit seed: low word, high word.
-func philoxKey(seed uint64) (k0, k1 uint32) { return uint32(seed), uint32(seed >> 32) }
-
 // refRademacher is rademacher_f64: dst (rows×k) = (1/√k)·P·x for the rows
 // of x (rows×d), each output summed in float64 over i in increasing order.
 func refRademacher(dst, x []float64, d, k int, seed uint64, stream uint32) {
@@ -67,26 +64,6 @@ func refSJLTHash(d, k int, seed uint64, stream uint32) (bucket []int32, neg []ui
 		neg[i] = uint8(w[1] & 1)
 	}
 	return bucket, neg
-}
-
-// sjltOrder sorts the inputs by bucket, stably (inputs of a bucket in
-// increasing order), for sjlt_gather_f64: order lists them and bucket b's
-// inputs are order[start[b]:start[b+1]].
-func sjltOrder(bucket []int32, k int) (order, start []int64) {
-	start = make([]int64, k+1)
-	for _, b := range bucket {
-		start[b+1]++
-	}
-	for b := range k {
-		start[b+1] += start[b]
-	}
-	next := slices.Clone(start[:k])
-	order = make([]int64, len(bucket))
-	for i, b := range bucket {
-		order[next[b]] = int64(i)
-		next[b]++
-	}
-	return order, start
 }
 
 // refSJLT is sjlt_hash followed by sjlt_gather_f64: dst[r*k+b] is the sum,
@@ -144,10 +121,6 @@ func topkKey(v float32, g uint64, lowest bool) uint64 {
 	}
 	return uint64(s)<<32 | uint64(0xFFFFFFFF-uint32(g))
 }
-
-// maxTopK bounds k in TopK (the kernel sorts the k entries in shared
-// memory).
-const maxTopK = 1024
 
 // refTopK is topk_f32 on one row: the k best entries, best first, as global
 // indices offset+i and scores.
