@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"unicode/utf8"
@@ -46,8 +47,25 @@ func Write(w io.Writer, tensors []Tensor, metadata map[string]string) error {
 }
 
 // encodeHeader returns the JSON header padded with spaces to a multiple of 8
-// bytes. Metadata keys are sorted so that equal inputs give equal files.
+// bytes, checking that each tensor's data fits its shape. Metadata keys are
+// sorted so that equal inputs give equal files.
 func encodeHeader(tensors []Tensor, metadata map[string]string) ([]byte, error) {
+	header, sizes, err := layoutHeader(tensors, metadata)
+	if err != nil {
+		return nil, err
+	}
+	for i, t := range tensors {
+		if sizes[i] != int64(len(t.Data)) {
+			return nil, fmt.Errorf("%w: tensor %q: %d bytes for shape %v of %s", ErrFormat, t.Name, len(t.Data), t.Shape, t.DType)
+		}
+	}
+	return header, nil
+}
+
+// layoutHeader returns the header of tensors of the given names, dtypes and
+// shapes, their data laid out in order, and the byte size of each; Data is
+// not read.
+func layoutHeader(tensors []Tensor, metadata map[string]string) ([]byte, []int64, error) {
 	var buf bytes.Buffer
 	buf.WriteByte('{')
 	sep := func() {
@@ -57,7 +75,7 @@ func encodeHeader(tensors []Tensor, metadata map[string]string) ([]byte, error) 
 	}
 	for k, v := range metadata {
 		if !utf8.ValidString(k) || !utf8.ValidString(v) {
-			return nil, fmt.Errorf("%w: metadata %q: %q is not valid UTF-8", ErrFormat, k, v)
+			return nil, nil, fmt.Errorf("%w: metadata %q: %q is not valid UTF-8", ErrFormat, k, v)
 		}
 	}
 	if len(metadata) > 0 {
@@ -79,22 +97,23 @@ func encodeHeader(tensors []Tensor, metadata map[string]string) ([]byte, error) 
 		buf.WriteByte('}')
 	}
 	seen := make(map[string]bool, len(tensors))
+	sizes := make([]int64, 0, len(tensors))
 	var off int64
 	for _, t := range tensors {
 		if t.Name == metadataKey {
-			return nil, fmt.Errorf("%w: tensor name %q is reserved", ErrFormat, t.Name)
+			return nil, nil, fmt.Errorf("%w: tensor name %q is reserved", ErrFormat, t.Name)
 		}
 		if !utf8.ValidString(t.Name) {
 			// JSON would silently replace the bad bytes.
-			return nil, fmt.Errorf("%w: tensor name %q is not valid UTF-8", ErrFormat, t.Name)
+			return nil, nil, fmt.Errorf("%w: tensor name %q is not valid UTF-8", ErrFormat, t.Name)
 		}
 		if seen[t.Name] {
-			return nil, fmt.Errorf("%w: duplicate tensor %q", ErrFormat, t.Name)
+			return nil, nil, fmt.Errorf("%w: duplicate tensor %q", ErrFormat, t.Name)
 		}
 		seen[t.Name] = true
 		size := t.DType.Size()
 		if size == 0 {
-			return nil, fmt.Errorf("%w: tensor %q has dtype %q", ErrDType, t.Name, t.DType)
+			return nil, nil, fmt.Errorf("%w: tensor %q has dtype %q", ErrDType, t.Name, t.DType)
 		}
 		shape := make([]int64, len(t.Shape))
 		for i, d := range t.Shape {
@@ -102,11 +121,12 @@ func encodeHeader(tensors []Tensor, metadata map[string]string) ([]byte, error) 
 		}
 		count, err := numElements(shape)
 		if err != nil {
-			return nil, fmt.Errorf("%w: tensor %q: %v", ErrFormat, t.Name, err)
+			return nil, nil, fmt.Errorf("%w: tensor %q: %v", ErrFormat, t.Name, err)
 		}
-		if count > int64(len(t.Data)) || count*int64(size) != int64(len(t.Data)) {
-			return nil, fmt.Errorf("%w: tensor %q: %d bytes for shape %v of %s", ErrFormat, t.Name, len(t.Data), t.Shape, t.DType)
+		if count > math.MaxInt64/int64(size) {
+			return nil, nil, fmt.Errorf("%w: tensor %q: shape %v of %s overflows", ErrFormat, t.Name, t.Shape, t.DType)
 		}
+		sizes = append(sizes, count*int64(size))
 		sep()
 		writeString(&buf, t.Name)
 		fmt.Fprintf(&buf, `:{"dtype":"%s","shape":[`, t.DType)
@@ -116,7 +136,7 @@ func encodeHeader(tensors []Tensor, metadata map[string]string) ([]byte, error) 
 			}
 			buf.WriteString(strconv.Itoa(d))
 		}
-		end := off + int64(len(t.Data))
+		end := off + sizes[len(sizes)-1]
 		fmt.Fprintf(&buf, `],"data_offsets":[%d,%d]}`, off, end)
 		off = end
 	}
@@ -124,7 +144,7 @@ func encodeHeader(tensors []Tensor, metadata map[string]string) ([]byte, error) 
 	for buf.Len()%8 != 0 {
 		buf.WriteByte(' ')
 	}
-	return buf.Bytes(), nil
+	return buf.Bytes(), sizes, nil
 }
 
 // writeString writes s as a JSON string.
