@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/linalg/accel"
 )
 
 // The methods below run the package's own kernels (kernels/*.cu) on host
@@ -387,3 +388,10 @@ func sjltOrder(bucket []int32, k int) (order, start []int64) {
 // maxTopK bounds k in TopK (the kernel sorts the k entries in shared
 // memory).
 const maxTopK = 1024
+
+// The capabilities the pipeline finds on this backend by type assertion.
+var (
+	_ accel.Projector      = (*Backend)(nil)
+	_ accel.EKFACScaler    = (*Backend)(nil)
+	_ linalg.ScoreStreamer = (*Backend)(nil)
+)

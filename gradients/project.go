@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/linalg/accel"
 )
 
 // ErrProjection is the cause of errors about a projection's parameters or a
@@ -128,8 +129,18 @@ func (p Projection) check() error {
 // layers with DIn = KIn and DOut = KOut and the same token rows: â = P_in a
 // and ŝ = P_out s, so that EK-FAC runs on the projected layers unchanged.
 // Layer names, their order and the IDs are kept. b is validated first; errors
-// name the layer at fault.
+// name the layer at fault. The products run on the host; ApplyOn runs them
+// on a backend that can.
 func (p Projection) Apply(ctx context.Context, b *Batch) (*Batch, error) {
+	return p.ApplyOn(ctx, nil, b)
+}
+
+// ApplyOn is Apply with the Rademacher and SJLT products (Kronecker's sides
+// included) run by be when it implements accel.Projector, such as the cuda
+// backend, which computes them bit for bit as the host does; a product the
+// backend fails to run is computed on the host. A nil be means the host.
+func (p Projection) ApplyOn(ctx context.Context, be linalg.Backend, b *Batch) (*Batch, error) {
+	dev, _ := be.(accel.Projector)
 	if err := p.check(); err != nil {
 		return nil, err
 	}
@@ -147,9 +158,9 @@ func (p Projection) Apply(ctx context.Context, b *Batch) (*Batch, error) {
 		l := &b.Layers[li]
 		var err error
 		if p.Kind == Kronecker {
-			out.Layers[li], err = p.kronecker(ctx, l, li, b.N)
+			out.Layers[li], err = p.kronecker(ctx, dev, l, li, b.N)
 		} else {
-			out.Layers[li], err = p.dense(ctx, l, li, b.N)
+			out.Layers[li], err = p.dense(ctx, dev, l, li, b.N)
 		}
 		if err != nil {
 			return nil, &Error{Layer: l.Name, Example: -1, Err: err}
@@ -162,12 +173,13 @@ func (p Projection) Apply(ctx context.Context, b *Batch) (*Batch, error) {
 // layer held at once by a dense projection. Results do not depend on it.
 var flattenChunk = 1 << 23
 
-func (p Projection) dense(ctx context.Context, l *Layer, li, n int) (Layer, error) {
+func (p Projection) dense(ctx context.Context, dev accel.Projector, l *Layer, li, n int) (Layer, error) {
 	role := uint32(roleDense)
 	if p.Kind == SJLT {
 		role = roleSJLT
 	}
 	pr := newProjector(p.Kind, p.K, p.Seed, stream(li, role))
+	pr.dev = dev
 	out := Layer{Name: l.Name, D: p.K, Grad: make([]float64, n*p.K)}
 	d := l.Dim()
 	if !l.Factored() {
@@ -197,17 +209,19 @@ func (p Projection) dense(ctx context.Context, l *Layer, li, n int) (Layer, erro
 	return out, nil
 }
 
-func (p Projection) kronecker(ctx context.Context, l *Layer, li, n int) (Layer, error) {
+func (p Projection) kronecker(ctx context.Context, dev accel.Projector, l *Layer, li, n int) (Layer, error) {
 	if !l.Factored() {
 		return Layer{}, fmt.Errorf("%w: kronecker needs a factored layer (activations a and output gradients s), but this one is dense (grad of dimension %d)", ErrProjection, l.D)
 	}
 	out := Layer{Name: l.Name, DIn: p.KIn, DOut: p.KOut, Tokens: l.Tokens, TokenAxis: l.TokenAxis,
 		A: make([]float64, n*l.Tokens*p.KIn), S: make([]float64, n*l.Tokens*p.KOut)}
 	in := newProjector(Rademacher, p.KIn, p.Seed, stream(li, roleKronIn))
+	in.dev = dev
 	if err := in.project(ctx, l.A, l.DIn, out.A); err != nil {
 		return Layer{}, err
 	}
 	outSide := newProjector(Rademacher, p.KOut, p.Seed, stream(li, roleKronOut))
+	outSide.dev = dev
 	if err := outSide.project(ctx, l.S, l.DOut, out.S); err != nil {
 		return Layer{}, err
 	}
@@ -225,13 +239,15 @@ const outBlock = 128
 type projector struct {
 	kind   ProjectionKind // Rademacher, SJLT or Gaussian
 	k      int
+	seed   uint64
 	key    [2]uint32
 	stream uint32
-	block  int // inputs per generated tile
+	block  int             // inputs per generated tile
+	dev    accel.Projector // runs Rademacher and SJLT products when not nil
 }
 
 func newProjector(kind ProjectionKind, k int, seed uint64, stream uint32) projector {
-	return projector{kind: kind, k: k, key: Key(seed), stream: stream, block: max(1, projectBlock)}
+	return projector{kind: kind, k: k, seed: seed, key: Key(seed), stream: stream, block: max(1, projectBlock)}
 }
 
 // counter returns the Philox counter of input i and word w.
@@ -286,6 +302,20 @@ func (pr *projector) project(ctx context.Context, x []float64, d int, dst []floa
 	rows := len(x) / d
 	if rows == 0 {
 		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	switch {
+	case pr.dev == nil:
+	case pr.kind == Rademacher:
+		if pr.dev.ProjectRademacher(dst, x, d, pr.k, pr.seed, pr.stream) == nil {
+			return nil
+		}
+	case pr.kind == SJLT:
+		if pr.dev.ProjectSJLT(dst, x, d, pr.k, pr.seed, pr.stream) == nil {
+			return nil
+		}
 	}
 	clear(dst)
 	workers := runtime.GOMAXPROCS(0)

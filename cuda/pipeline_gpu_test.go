@@ -1,0 +1,77 @@
+package cuda
+
+import (
+	"context"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+
+	"github.com/goinfluence/goinfluence/gradients"
+)
+
+// TestProjectionApplyOnGPU runs the pipeline's projections through the
+// backend's accel.Projector on the GPU and holds them to the host's, bit for
+// bit, as the design promises.
+func TestProjectionApplyOnGPU(t *testing.T) {
+	b := gpuKernels(t)
+	rng := rand.New(rand.NewPCG(11, 12))
+	fill := func(n int) []float64 {
+		v := make([]float64, n)
+		for i := range v {
+			v[i] = rng.NormFloat64()
+		}
+		return v
+	}
+	const n = 37
+	batch := &gradients.Batch{N: n, Layers: []gradients.Layer{
+		{Name: "fc1", DIn: 65, DOut: 40, Tokens: 3, TokenAxis: true, A: fill(n * 3 * 65), S: fill(n * 3 * 40)},
+		{Name: "fc2", DIn: 41, DOut: 10, Tokens: 1, A: fill(n * 41), S: fill(n * 10)},
+	}}
+	for _, p := range []gradients.Projection{
+		{Kind: gradients.Rademacher, K: 300, Seed: 7},
+		{Kind: gradients.SJLT, K: 64, Seed: 8},
+		{Kind: gradients.Kronecker, KIn: 16, KOut: 8, Seed: 9},
+	} {
+		want, err := p.Apply(context.Background(), batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dev := &strictProjector{Backend: b, t: t}
+		got, err := p.ApplyOn(context.Background(), dev, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dev.calls == 0 {
+			t.Errorf("%v: no product ran on the GPU", p.Kind)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%v: the GPU's projection differs from the host's", p.Kind)
+		}
+	}
+}
+
+// strictProjector fails the test when a projection on the GPU fails, which
+// ApplyOn would otherwise hide by computing on the host.
+type strictProjector struct {
+	*Backend
+	t     *testing.T
+	calls int
+}
+
+func (s *strictProjector) ProjectRademacher(dst, x []float64, d, k int, seed uint64, stream uint32) error {
+	s.calls++
+	err := s.Backend.ProjectRademacher(dst, x, d, k, seed, stream)
+	if err != nil {
+		s.t.Errorf("ProjectRademacher on the GPU: %v", err)
+	}
+	return err
+}
+
+func (s *strictProjector) ProjectSJLT(dst, x []float64, d, k int, seed uint64, stream uint32) error {
+	s.calls++
+	err := s.Backend.ProjectSJLT(dst, x, d, k, seed, stream)
+	if err != nil {
+		s.t.Errorf("ProjectSJLT on the GPU: %v", err)
+	}
+	return err
+}
