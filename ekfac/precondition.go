@@ -9,6 +9,7 @@ import (
 
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/linalg/accel"
 )
 
 // ScoreOptions are the choices made at score time, not fit time.
@@ -90,12 +91,21 @@ func (f *Factors) Precondition(ctx context.Context, be linalg.Backend, g *gradie
 			}
 		default:
 			tmp := linalg.NewDense64(l.DOut, l.DIn, nil)
+			back := func(n int, gt *linalg.Dense64) {
+				be.Dgemm(linalg.NoTrans, linalg.Trans, 1, gt, lf.QA, 0, tmp)
+				be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, lf.QS, tmp, 0, linalg.NewDense64(l.DOut, l.DIn, view(n)))
+			}
+			if sc, ok := be.(accel.EKFACScaler); ok {
+				if err := scaleOn(sc, be, l, lf, f.LayerDamping(li, opt.Damping), inv, back, opt.MemoryLimit); err != nil {
+					return nil, err
+				}
+				break
+			}
 			rotated(be, l, lf.QA, lf.QS, func(n int, gt *linalg.Dense64) {
 				for j := range gt.Data {
 					gt.Data[j] *= inv[j]
 				}
-				be.Dgemm(linalg.NoTrans, linalg.Trans, 1, gt, lf.QA, 0, tmp)
-				be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, lf.QS, tmp, 0, linalg.NewDense64(l.DOut, l.DIn, view(n)))
+				back(n, gt)
 			})
 		}
 		if opt.Rank > 0 && l.Factored() && opt.Rank < min(l.DIn, l.DOut) {
@@ -108,6 +118,30 @@ func (f *Factors) Precondition(ctx context.Context, be linalg.Backend, g *gradie
 		off += d
 	}
 	return out, nil
+}
+
+// scaleOn is the scaling step of Precondition for the examples of layer l
+// on a backend that scales (accel.EKFACScaler): the rotated gradients of
+// all examples are scaled in one call, which computes what the host does
+// bit for bit, then rotated back by back. A call the backend fails is made
+// on the host with inv.
+func scaleOn(sc accel.EKFACScaler, be linalg.Backend, l *gradients.Layer, lf *LayerFactors, delta float64, inv []float64,
+	back func(n int, gt *linalg.Dense64), limit int64) error {
+	n, d := len(l.A)/(l.Tokens*l.DIn), l.DOut*l.DIn
+	if err := linalg.CheckMemory("rotated gradients", fmt.Sprintf("%d × %d float64", n, d), linalg.Float64Bytes(n, d), limit); err != nil {
+		return fmt.Errorf("ekfac: layer %q: %w", l.Name, err)
+	}
+	buf := make([]float64, n*d)
+	rotated(be, l, lf.QA, lf.QS, func(i int, gt *linalg.Dense64) { copy(buf[i*d:], gt.Data) })
+	if sc.ScaleEKFAC(buf, lf.Lambda.Data, delta) != nil {
+		for i := range buf {
+			buf[i] *= inv[i%d]
+		}
+	}
+	for i := range n {
+		back(i, linalg.NewDense64(l.DOut, l.DIn, buf[i*d:(i+1)*d]))
+	}
+	return nil
 }
 
 // inverse returns 1/(Λ+δ) of layer i, or an error naming the layer when an

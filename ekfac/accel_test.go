@@ -1,0 +1,64 @@
+package ekfac
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/goinfluence/goinfluence/linalg"
+)
+
+// devScaler is the pure-Go backend with an accel.EKFACScaler that counts
+// its calls and scales as a device would, or fails when fail is set.
+type devScaler struct {
+	linalg.Backend
+	calls int
+	fail  bool
+}
+
+func (d *devScaler) ScaleEKFAC(x, lambda []float64, delta float64) error {
+	d.calls++
+	if d.fail {
+		return errors.New("device: out of memory")
+	}
+	for i := range x {
+		x[i] *= 1 / (lambda[i%len(lambda)] + delta)
+	}
+	return nil
+}
+
+// TestPreconditionOnScaler checks that a backend that scales runs the
+// EK-FAC and K-FAC scaling, one call per layer, with the host's result bit
+// for bit, and that a failing one leaves the result unchanged.
+func TestPreconditionOnScaler(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	fit, q := randomBatch(rng, 30, false), randomBatch(rng, 9, false)
+	ctx := context.Background()
+	for _, m := range []Method{EKFAC, KFAC} {
+		f, err := Fit(ctx, m, linalg.CPU(), BatchSource(fit), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range []Damping{{Heuristic: true}, {Value: 1e-3}} {
+			want, err := f.Precondition(ctx, linalg.CPU(), q, ScoreOptions{Damping: d})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, fail := range []bool{false, true} {
+				dev := &devScaler{Backend: linalg.CPU(), fail: fail}
+				got, err := f.Precondition(ctx, dev, q, ScoreOptions{Damping: d})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(got.Data, want.Data) {
+					t.Errorf("%s %v (fail %v): preconditioned gradients differ from the host's", m, d, fail)
+				}
+				if dev.calls != len(q.Layers) {
+					t.Errorf("%s %v (fail %v): %d scaling calls, want one per layer (%d)", m, d, fail, dev.calls, len(q.Layers))
+				}
+			}
+		}
+	}
+}
