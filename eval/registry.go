@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 
+	"gonum.org/v1/gonum/floats"
+
 	"github.com/goinfluence/goinfluence/datasets"
 	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/gradients"
@@ -491,7 +493,7 @@ func squaredNorms(b *gradients.Batch) []float64 {
 			a, s := l.Acts(n), l.Outs(n)
 			for t := 0; t < l.Tokens; t++ {
 				for u := 0; u < l.Tokens; u++ {
-					out[n] += dotv(s.Row(t), s.Row(u)) * dotv(a.Row(t), a.Row(u))
+					out[n] += floats.Dot(s.Row(t), s.Row(u)) * floats.Dot(a.Row(t), a.Row(u))
 				}
 			}
 		}

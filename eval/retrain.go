@@ -8,6 +8,7 @@ import (
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
+	"gonum.org/v1/gonum/floats"
 
 	"github.com/goinfluence/goinfluence/linalg"
 	"github.com/goinfluence/goinfluence/models"
@@ -78,10 +79,10 @@ func fitWarm(ctx context.Context, m models.Model, x *linalg.Dense64, y []int, w 
 	p := len(theta)
 	g, gNew, d, start := make([]float64, p), make([]float64, p), make([]float64, p), make([]float64, p)
 	f := m.Objective(x, y, w, g)
-	res := models.NewtonResult{Objective: f, GradNorm: vnorm(g)}
+	res := models.NewtonResult{Objective: f, GradNorm: floats.Norm(g, 2)}
 	// step searches along d from theta and reports whether it moved.
 	step := func() bool {
-		slope := dotv(g, d)
+		slope := floats.Dot(g, d)
 		if !(slope < 0) {
 			return false
 		}
@@ -92,12 +93,12 @@ func fitWarm(ctx context.Context, m models.Model, x *linalg.Dense64, y []int, w 
 			}
 			fNew := m.Objective(x, y, w, gNew)
 			armijo := fNew <= f+1e-4*t*slope
-			flat := math.Abs(fNew-f) <= 1e-13*math.Max(1, math.Abs(f)) && vnorm(gNew) < res.GradNorm
+			flat := math.Abs(fNew-f) <= 1e-13*math.Max(1, math.Abs(f)) && floats.Norm(gNew, 2) < res.GradNorm
 			if armijo || flat {
 				f = fNew
 				g, gNew = gNew, g
 				res.Iterations++
-				res.Objective, res.GradNorm = f, vnorm(g)
+				res.Objective, res.GradNorm = f, floats.Norm(g, 2)
 				return true
 			}
 		}
@@ -152,15 +153,15 @@ func pcg(ctx context.Context, op *models.HVP, pre *preconditioner, g, d []float6
 	for i, v := range g {
 		r[i] = -v
 	}
-	bnorm := vnorm(r)
+	bnorm := floats.Norm(r, 2)
 	pre.apply(z, r)
 	copy(q, z)
-	rz := dotv(r, z)
-	for it := 0; it < 200 && vnorm(r) > tol*bnorm; it++ {
+	rz := floats.Dot(r, z)
+	for it := 0; it < 200 && floats.Norm(r, 2) > tol*bnorm; it++ {
 		if err := op.Apply(ctx, q, hq); err != nil {
 			return err
 		}
-		qhq := dotv(q, hq)
+		qhq := floats.Dot(q, hq)
 		if !(qhq > 0) {
 			break
 		}
@@ -170,36 +171,20 @@ func pcg(ctx context.Context, op *models.HVP, pre *preconditioner, g, d []float6
 			r[i] -= a * hq[i]
 		}
 		pre.apply(z, r)
-		rzNew := dotv(r, z)
+		rzNew := floats.Dot(r, z)
 		b := rzNew / rz
 		rz = rzNew
 		for i := range q {
 			q[i] = z[i] + b*q[i]
 		}
 	}
-	if vnorm(d) == 0 { // no progress at all: fall back to the preconditioned gradient
+	if floats.Norm(d, 2) == 0 { // no progress at all: fall back to the preconditioned gradient
 		pre.apply(d, g)
 		for i := range d {
 			d[i] = -d[i]
 		}
 	}
 	return nil
-}
-
-func dotv(a, b []float64) float64 {
-	s := 0.0
-	for i, v := range a {
-		s += v * b[i]
-	}
-	return s
-}
-
-func vnorm(v []float64) float64 {
-	s := 0.0
-	for _, x := range v {
-		s += x * x
-	}
-	return math.Sqrt(s)
 }
 
 // ErrSkipped marks a method that does not apply to a task (too many

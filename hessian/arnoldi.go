@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"sort"
 
+	"gonum.org/v1/gonum/floats"
+
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -66,7 +68,7 @@ func Arnoldi(ctx context.Context, be linalg.Backend, op Operator, opts ArnoldiOp
 	for i := range q0 {
 		q0[i] = rng.NormFloat64()
 	}
-	scaleTo(q0, 1/norm(q0))
+	scaleTo(q0, 1/floats.Norm(q0, 2))
 
 	var hnorm float64
 	m := 0 // vectors of the basis in use
@@ -82,7 +84,7 @@ func Arnoldi(ctx context.Context, be linalg.Backend, op Operator, opts ArnoldiOp
 		if i, v, bad := firstNonFinite(wr); bad {
 			return nil, nil, newError(method, -1, j+1, fmt.Errorf("%w: element %d of H·q is %v", ErrNotFinite, i, v))
 		}
-		hnorm = max(hnorm, norm(wr))
+		hnorm = max(hnorm, floats.Norm(wr, 2))
 		// Classical Gram–Schmidt twice ("twice is enough") keeps the basis
 		// orthonormal to rounding; the coefficients are column j of T.
 		basis := q.Slice(0, j+1, 0, dim)
@@ -95,7 +97,7 @@ func Arnoldi(ctx context.Context, be linalg.Backend, op Operator, opts ArnoldiOp
 			}
 		}
 		m = j + 1
-		beta := norm(wr)
+		beta := floats.Norm(wr, 2)
 		if j+1 == n || beta <= 1e-10*hnorm {
 			break
 		}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 
+	"gonum.org/v1/gonum/floats"
+
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -64,8 +66,8 @@ func CG(ctx context.Context, op Operator, damping float64, b *linalg.Dense64, op
 	rs := make([]float64, k)
 	var act []int
 	for i := 0; i < k; i++ {
-		bnorm[i] = norm(b.Row(i))
-		rs[i] = dot(r.Row(i), r.Row(i))
+		bnorm[i] = floats.Norm(b.Row(i), 2)
+		rs[i] = floats.Dot(r.Row(i), r.Row(i))
 		if bnorm[i] > 0 {
 			act = append(act, i)
 		}
@@ -80,7 +82,7 @@ func CG(ctx context.Context, op Operator, damping float64, b *linalg.Dense64, op
 		next := act[:0:0]
 		for a, i := range act {
 			pi, ri, api := p.Row(i), r.Row(i), ap.Row(a)
-			curv := dot(pi, api)
+			curv := floats.Dot(pi, api)
 			if !finite(curv) {
 				return nil, nil, newError(method, i, it, fmt.Errorf("%w: pᵀ(H+δI)p = %v", ErrNotFinite, curv))
 			}
@@ -90,7 +92,7 @@ func CG(ctx context.Context, op Operator, damping float64, b *linalg.Dense64, op
 			alpha := rs[i] / curv
 			axpy(alpha, pi, x.Row(i))
 			axpy(-alpha, api, ri)
-			rsNew := dot(ri, ri)
+			rsNew := floats.Dot(ri, ri)
 			rep.Iterations[i] = it
 			if math.Sqrt(rsNew) <= tol*bnorm[i] {
 				rs[i] = rsNew
@@ -126,7 +128,7 @@ func CG(ctx context.Context, op Operator, damping float64, b *linalg.Dense64, op
 		for j, v := range b.Row(i) {
 			res[j] = v - res[j]
 		}
-		rep.Residuals[i] = norm(res) / bnorm[i]
+		rep.Residuals[i] = floats.Norm(res, 2) / bnorm[i]
 		if !finite(rep.Residuals[i]) {
 			return nil, nil, newError(method, i, 0, fmt.Errorf("%w: residual is %v", ErrNotFinite, rep.Residuals[i]))
 		}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 
+	"gonum.org/v1/gonum/floats"
+
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -68,7 +70,7 @@ func Trace(ctx context.Context, op Operator, probes int, seed uint64) (float64, 
 	}
 	var t float64
 	for i := 0; i < probes; i++ {
-		t += dot(z.Row(i), hz.Row(i))
+		t += floats.Dot(z.Row(i), hz.Row(i))
 	}
 	if !exact {
 		t /= float64(probes)

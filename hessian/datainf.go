@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"gonum.org/v1/gonum/floats"
+
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/linalg"
 )
@@ -62,7 +64,7 @@ func NewDataInf(ctx context.Context, train *gradients.Batch, opts DataInfOptions
 			dl := train.Layers[l].Dim()
 			for i := 0; i < g.Rows; i++ {
 				row := g.Row(i)[off : off+dl]
-				di.sq[l][lo+i] = dot(row, row)
+				di.sq[l][lo+i] = floats.Dot(row, row)
 			}
 			off += dl
 		}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"gonum.org/v1/gonum/floats"
+
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/linalg"
 )
@@ -41,7 +43,7 @@ func dataInfLoop(train *gradients.Batch, lambda []float64, v *linalg.Dense64) *l
 			vq, oq := v.Row(q)[off:off+d], out.Row(q)[off:off+d]
 			for i := 0; i < train.N; i++ {
 				layer.Gradient(i, g)
-				c := dot(g, vq) / (lambda[l] + dot(g, g))
+				c := floats.Dot(g, vq) / (lambda[l] + floats.Dot(g, g))
 				for j := range oq {
 					oq[j] += (vq[j] - c*g[j]) / (float64(train.N) * lambda[l])
 				}
@@ -84,7 +86,7 @@ func TestDataInfAgainstLoop(t *testing.T) {
 				var s float64
 				for i := 0; i < train.N; i++ {
 					r := g.Row(i)[off : off+d]
-					s += dot(r, r)
+					s += floats.Dot(r, r)
 				}
 				if want := 0.1 * s / float64(train.N*d); math.Abs(lam[l]-want) > 1e-14*want {
 					t.Errorf("%s: layer %d: λ = %v, want %v", c.name, l, lam[l], want)

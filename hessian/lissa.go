@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 
+	"gonum.org/v1/gonum/floats"
+
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -86,7 +88,7 @@ func LiSSA(ctx context.Context, op Operator, damping float64, b *linalg.Dense64,
 	x := linalg.NewDense64(k, dim, nil)
 	bnorm := make([]float64, k)
 	for i := range bnorm {
-		bnorm[i] = norm(b.Row(i))
+		bnorm[i] = floats.Norm(b.Row(i), 2)
 	}
 	blk := newBlock(op, damping, k, dim)
 	var notConverged error
@@ -127,9 +129,9 @@ func LiSSA(ctx context.Context, op Operator, damping float64, b *linalg.Dense64,
 				for t, v := range axi {
 					axi[t] = bi[t] - v/s
 				}
-				stepNorm := norm(axi) / bnorm[i]
+				stepNorm := floats.Norm(axi, 2) / bnorm[i]
 				axpy(1, axi, xi)
-				xNorm := norm(xi) / bnorm[i]
+				xNorm := floats.Norm(xi, 2) / bnorm[i]
 				rep.Iterations[i] = max(rep.Iterations[i], j)
 				rep.Residuals[i] = stepNorm
 				switch {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"gonum.org/v1/gonum/floats"
+
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -54,7 +56,7 @@ func TestLiSSAAgainstCholesky(t *testing.T) {
 			for j, v := range b.Row(i) {
 				hx.Row(0)[j] -= v
 			}
-			r := norm(hx.Row(0)) / norm(b.Row(i))
+			r := floats.Norm(hx.Row(0), 2) / floats.Norm(b.Row(i), 2)
 			if r > rep.Residuals[i]*(1+1e-9)+1e-14 || rep.Residuals[i] > 1 {
 				t.Errorf("%s: rhs %d: reported residual %.4g, true %.4g", c.name, i, rep.Residuals[i], r)
 			}

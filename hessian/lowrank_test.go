@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"gonum.org/v1/gonum/floats"
+
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -19,7 +21,7 @@ func projectedReference(vals []float64, vecs, g *linalg.Dense64, damping float64
 	out := linalg.NewDense64(g.Rows, g.Cols, nil)
 	for r := 0; r < g.Rows; r++ {
 		for i, l := range vals {
-			c := dot(g.Row(r), vecs.Row(i)) / (l + damping)
+			c := floats.Dot(g.Row(r), vecs.Row(i)) / (l + damping)
 			axpy(c, vecs.Row(i), out.Row(r))
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas64"
+	"gonum.org/v1/gonum/floats"
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/goinfluence/goinfluence/linalg"
@@ -72,7 +73,7 @@ func Nystrom(ctx context.Context, be linalg.Backend, op Operator, opts NystromOp
 			return nil, nil, newError(method, -1, 0, fmt.Errorf("%w: element %d of H·ω_%d is %v", ErrNotFinite, j, i, v))
 		}
 	}
-	nu := math.Sqrt(float64(dim)) * 0x1p-52 * norm(y.Data)
+	nu := math.Sqrt(float64(dim)) * 0x1p-52 * floats.Norm(y.Data, 2)
 	axpy(nu, omega.Data, y.Data)
 
 	// M = Ωᵀ Y_ν, symmetrised, and its Cholesky factor C.
@@ -119,7 +120,7 @@ func Nystrom(ctx context.Context, be linalg.Backend, op Operator, opts NystromOp
 func orthonormalizeRows(be linalg.Backend, a *linalg.Dense64) error {
 	for i := 0; i < a.Rows; i++ {
 		row := a.Slice(i, i+1, 0, a.Cols)
-		n0 := norm(row.Row(0))
+		n0 := floats.Norm(row.Row(0), 2)
 		if i > 0 {
 			prev := a.Slice(0, i, 0, a.Cols)
 			c := linalg.NewDense64(1, i, nil)
@@ -128,7 +129,7 @@ func orthonormalizeRows(be linalg.Backend, a *linalg.Dense64) error {
 				be.Dgemm(linalg.NoTrans, linalg.NoTrans, -1, c, prev, 1, row)
 			}
 		}
-		n := norm(row.Row(0))
+		n := floats.Norm(row.Row(0), 2)
 		if !(n > 1e-8*n0) {
 			return fmt.Errorf("test vector %d is linearly dependent on the others", i)
 		}

@@ -105,16 +105,6 @@ func firstNonFinite(v []float64) (int, float64, bool) {
 
 func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 
-func dot(a, b []float64) float64 {
-	var s float64
-	for i, v := range a {
-		s += v * b[i]
-	}
-	return s
-}
-
-func norm(a []float64) float64 { return math.Sqrt(dot(a, a)) }
-
 // axpy computes y += alpha·x.
 func axpy(alpha float64, x, y []float64) {
 	for i, v := range x {

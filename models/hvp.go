@@ -6,6 +6,7 @@ import (
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas64"
+	"gonum.org/v1/gonum/floats"
 
 	"github.com/goinfluence/goinfluence/linalg"
 )
@@ -162,7 +163,7 @@ func (h *HVP) applyLinear(v, out *linalg.Dense64) {
 					t[0] *= h.wn[i] * p[0]
 					continue
 				}
-				kv := dot(p, t)
+				kv := floats.Dot(p, t)
 				for o := range t {
 					t[o] = h.wn[i] * p[o] * (t[o] - kv)
 				}
@@ -208,7 +209,7 @@ func (h *HVP) applyMLP(ctx context.Context, v, out *linalg.Dense64) error {
 			u := m.tangent(gemm, b.hs, v.Row(j))
 			for i := 0; i < u.Rows; i++ {
 				t, p := u.Row(i), b.p.Row(i)
-				kv := dot(p, t)
+				kv := floats.Dot(p, t)
 				s := h.wn[b.lo+i]
 				for o := range t {
 					t[o] = s * p[o] * (t[o] - kv)

@@ -3,6 +3,8 @@ package models
 import (
 	"math"
 
+	"gonum.org/v1/gonum/floats"
+
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/linalg"
 )
@@ -138,7 +140,7 @@ func (m *linear) Objective(x *linalg.Dense64, y []int, w []float64, grad []float
 			dz.Row(i)[j] *= wi / n
 		}
 	}
-	f += 0.5 * m.l2 * dot(m.params, m.params)
+	f += 0.5 * m.l2 * floats.Dot(m.params, m.params)
 	if grad != nil {
 		g := linalg.NewDense64(m.out, m.din, grad)
 		copy(grad, m.params)
@@ -266,12 +268,4 @@ func crossEntropy(z []float64, y int, dz []float64) float64 {
 		dz[y]--
 	}
 	return lse - z[y]
-}
-
-func dot(a, b []float64) float64 {
-	var s float64
-	for i, v := range a {
-		s += v * b[i]
-	}
-	return s
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 
+	"gonum.org/v1/gonum/floats"
+
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -65,7 +67,7 @@ func FitNewton(ctx context.Context, m Model, x *linalg.Dense64, y []int, w []flo
 	gNew := make([]float64, p)
 	start := make([]float64, p)
 	f := m.Objective(x, y, w, g)
-	res := NewtonResult{Objective: f, GradNorm: norm(g)}
+	res := NewtonResult{Objective: f, GradNorm: floats.Norm(g, 2)}
 	for res.GradNorm > opt.Tol {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -81,7 +83,7 @@ func FitNewton(ctx context.Context, m Model, x *linalg.Dense64, y []int, w []flo
 		if err := be.CholeskySolve(h, d); err != nil {
 			return res, fmt.Errorf("models: Newton step %d: %w", res.Iterations+1, err)
 		}
-		slope := dot(g, d.Data)
+		slope := floats.Dot(g, d.Data)
 		if !(slope < 0) {
 			return res, fmt.Errorf("%w: Newton direction is not a descent direction at step %d", ErrNotConverged, res.Iterations+1)
 		}
@@ -95,7 +97,7 @@ func FitNewton(ctx context.Context, m Model, x *linalg.Dense64, y []int, w []flo
 			// Near the optimum f changes by less than its rounding error, so
 			// a step that shrinks the gradient is also accepted there.
 			armijo := fNew <= f+1e-4*t*slope
-			flat := math.Abs(fNew-f) <= 1e-13*math.Max(1, math.Abs(f)) && norm(gNew) < res.GradNorm
+			flat := math.Abs(fNew-f) <= 1e-13*math.Max(1, math.Abs(f)) && floats.Norm(gNew, 2) < res.GradNorm
 			if armijo || flat {
 				f = fNew
 				copy(g, gNew)
@@ -108,12 +110,10 @@ func FitNewton(ctx context.Context, m Model, x *linalg.Dense64, y []int, w []flo
 			copy(theta, start)
 			return res, fmt.Errorf("%w: line search failed at step %d with ‖∇R‖ = %.3g", ErrNotConverged, res.Iterations, res.GradNorm)
 		}
-		res.Objective, res.GradNorm = f, norm(g)
+		res.Objective, res.GradNorm = f, floats.Norm(g, 2)
 		if opt.Progress != nil {
 			opt.Progress(res.Iterations, f, res.GradNorm)
 		}
 	}
 	return res, nil
 }
-
-func norm(v []float64) float64 { return math.Sqrt(dot(v, v)) }

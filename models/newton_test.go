@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"gonum.org/v1/gonum/floats"
+
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -48,7 +50,7 @@ func TestFitNewtonReachesOptimum(t *testing.T) {
 			}
 			g := make([]float64, NumParams(tc.model))
 			tc.model.Objective(x, y, nil, g)
-			if n := norm(g); n > 1e-10 || res.GradNorm > 1e-10 {
+			if n := floats.Norm(g, 2); n > 1e-10 || res.GradNorm > 1e-10 {
 				t.Fatalf("‖∇R‖ = %g (reported %g) after %d steps", n, res.GradNorm, res.Iterations)
 			}
 			if res.Iterations > 30 {

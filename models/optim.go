@@ -7,6 +7,8 @@ import (
 	"math"
 	"math/rand/v2"
 
+	"gonum.org/v1/gonum/floats"
+
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -208,7 +210,7 @@ func minibatches(ctx context.Context, name string, m Model, x *linalg.Dense64, y
 		}
 		if progress != nil {
 			f := m.Objective(x, y, w, g)
-			progress(epoch, f, vecNorm(g))
+			progress(epoch, f, floats.Norm(g, 2))
 		}
 		if epochEnd != nil {
 			if err := epochEnd(epoch); err != nil {
@@ -226,12 +228,4 @@ func isFiniteVec(v []float64) bool {
 		}
 	}
 	return true
-}
-
-func vecNorm(v []float64) float64 {
-	s := 0.0
-	for _, x := range v {
-		s += x * x
-	}
-	return math.Sqrt(s)
 }
