@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -77,7 +78,7 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if dt.Size() == 0 {
 		return fmt.Errorf("%w: store build: --dtype %q: want f16, bf16 or f32", errUsage, *dtype)
 	}
-	spec, seed, err := pf.spec("store build")
+	spec, err := pf.spec("store build")
 	if err != nil {
 		return err
 	}
@@ -122,18 +123,18 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if b, err = store.Resume(*out); err != nil {
 			return fmt.Errorf("store build --resume: %w", err)
 		}
-		if err := checkResume(b, fs, pf, spec, seed, dt, grads, inLayers, total, *out); err != nil {
+		if err := checkResume(b, fs, pf, spec, dt, grads, inLayers, total, *out); err != nil {
 			b.Close()
 			return err
 		}
 		m := b.Manifest()
-		spec, seed, dt = m.Projection, m.Seed, m.DType
+		spec, dt = m.Projection, m.DType
 	} else {
 		layers, err := storeLayers(grads[0], inLayers, spec)
 		if err != nil {
 			return fmt.Errorf("store build: %w", err)
 		}
-		b, err = store.Create(*out, store.Options{DType: dt, ShardRows: *shardRows, Layers: layers, Projection: spec, Seed: seed})
+		b, err = store.Create(*out, store.Options{DType: dt, ShardRows: *shardRows, Layers: layers, Projection: spec})
 		if err != nil {
 			if errors.Is(err, store.ErrExists) {
 				return fmt.Errorf("store build: %w (use --resume to continue it, or another --out)", err)
@@ -141,11 +142,7 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return fmt.Errorf("store build: %w", err)
 		}
 	}
-	p, projected, err := gradProjection(spec, seed)
-	if err != nil {
-		b.Close()
-		return fmt.Errorf("store build: %s: %w", *out, err)
-	}
+	p := spec
 
 	start := time.Now()
 	skip := b.Committed()
@@ -166,7 +163,7 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 			b.Close()
 			return fmt.Errorf("store build --resume: %w", err)
 		}
-		if err := sameLastRow(ctx, b, grads[fi], f, need-1, pos+need-1, ids[need-1], p, projected); err != nil {
+		if err := sameLastRow(ctx, b, grads[fi], f, need-1, pos+need-1, ids[need-1], p); err != nil {
 			b.Close()
 			return fmt.Errorf("store build --resume: %w", err)
 		}
@@ -176,7 +173,7 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if skip > 0 {
 		progress.stage(fmt.Sprintf("store build: resuming %s after its %d committed rows", *out, skip))
 	}
-	msg := fmt.Sprintf("store build: %d examples of %d file(s) into %s, %s, %s projection", total, len(files), *out, dt, describeProjection(spec, seed))
+	msg := fmt.Sprintf("store build: %d examples of %d file(s) into %s, %s, %s projection", total, len(files), *out, dt, spec)
 	tick := progress.counter(msg)
 	buildErr := func() error {
 		pos := 0 // position in the inputs of the file's first example
@@ -195,10 +192,8 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 						batch.IDs[i] = int64(pos + lo + i)
 					}
 				}
-				if projected {
-					if batch, err = p.Apply(ctx, batch); err != nil {
-						return fmt.Errorf("store build: %s: %w", grads[fi], err)
-					}
+				if batch, err = p.ApplyOrKeep(ctx, batch); err != nil {
+					return fmt.Errorf("store build: %s: %w", grads[fi], err)
 				}
 				if err := b.AddBatchFrom(ctx, grads[fi], lo, batch); err != nil {
 					return fmt.Errorf("store build: %s: examples [%d, %d): %w", grads[fi], lo, hi, err)
@@ -237,16 +232,14 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 // sameLastRow checks that row r of the input file f, prepared as the build
 // prepares it, holds the bytes of the committed store row row, which has
 // its id.
-func sameLastRow(ctx context.Context, b *store.Builder, path string, f *gradients.File, r, row int, id int64, p gradients.Projection, projected bool) error {
+func sameLastRow(ctx context.Context, b *store.Builder, path string, f *gradients.File, r, row int, id int64, p gradients.Projection) error {
 	batch, err := f.Read(r, r+1)
 	if err != nil {
 		return err
 	}
 	batch.IDs = []int64{id}
-	if projected {
-		if batch, err = p.Apply(ctx, batch); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
+	if batch, err = p.ApplyOrKeep(ctx, batch); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	return b.SameRow(path, r, row, batch)
 }
@@ -254,13 +247,13 @@ func sameLastRow(ctx context.Context, b *store.Builder, path string, f *gradient
 // checkResume checks a resumed store against the flags and inputs: the
 // projection and dtype where flags give them, the layers, and that the
 // inputs hold at least the store's rows. Skip then checks the ids.
-func checkResume(b *store.Builder, fs *flag.FlagSet, pf *projectionFlags, spec store.Projection, seed int64, dt store.DType,
+func checkResume(b *store.Builder, fs *flag.FlagSet, pf *projectionFlags, spec gradients.Projection, dt store.DType,
 	grads []string, inLayers []gradients.LayerInfo, total int, out string) error {
 	m := b.Manifest()
 	manifest := filepath.Join(out, store.ManifestName)
-	if pf.given() && !sameProjection(spec, seed, m.Projection, m.Seed) {
+	if pf.given() && !spec.Equal(m.Projection) {
 		return fmt.Errorf("store build --resume: %s: the flags give projection %s, the store holds %s",
-			manifest, describeProjection(spec, seed), describeProjection(m.Projection, m.Seed))
+			manifest, spec, m.Projection)
 	}
 	if isSet(fs, "dtype") && dt != m.DType {
 		return fmt.Errorf("store build --resume: %s: --dtype %s, the store holds %s", manifest, dt, m.DType)
@@ -319,20 +312,45 @@ func runStoreInfo(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	size := storeBytes(*dir, m)
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(struct {
-			Dir string `json:"dir"`
-			store.Manifest
-			Bytes    int64 `json:"bytes"`
-			Verified bool  `json:"verified"`
-		}{*dir, m, size, *verify})
+		return writeInfoJSON(stdout, *dir, m, size, *verify)
 	}
 	printStoreSummary(stdout, *dir, m, size)
 	if *verify {
 		fmt.Fprintf(stdout, "  verify      ok: sha256 of %d shards match the manifest\n", len(m.Shards))
 	}
 	return nil
+}
+
+// writeInfoJSON writes store info --json: the manifest's fields as
+// manifest.json holds them, between the directory and the bytes on disk.
+func writeInfoJSON(w io.Writer, dir string, m store.Manifest, size int64, verified bool) error {
+	mj, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	head, err := json.Marshal(struct {
+		Dir string `json:"dir"`
+	}{dir})
+	if err != nil {
+		return err
+	}
+	tail, err := json.Marshal(struct {
+		Bytes    int64 `json:"bytes"`
+		Verified bool  `json:"verified"`
+	}{size, verified})
+	if err != nil {
+		return err
+	}
+	// Three objects joined into one: {"dir":…, <manifest>, "bytes":…}.
+	joined := append(append(append(head[:len(head)-1:len(head)-1], ','), mj[1:len(mj)-1]...), ',')
+	joined = append(joined, tail[1:]...)
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, joined, "", "  "); err != nil {
+		return err
+	}
+	buf.WriteByte('\n')
+	_, err = w.Write(buf.Bytes())
+	return err
 }
 
 // runStoreScore scores query gradients against every row of a store,
@@ -412,7 +430,7 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 			lrs[c] = x
 		}
 	}
-	spec, seed, err := pf.spec("store score")
+	spec, err := pf.spec("store score")
 	if err != nil {
 		return err
 	}
@@ -444,9 +462,9 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return fmt.Errorf("store score: %s holds %d rows, %s %d: the stores of the checkpoints must hold the same examples", dir, s.Count(), dirs[0], stores[0].Count())
 		}
 		m := s.Manifest()
-		if pf.given() && !sameProjection(spec, seed, m.Projection, m.Seed) {
+		if pf.given() && !spec.Equal(m.Projection) {
 			return fmt.Errorf("store score: the flags give projection %s, %s holds %s",
-				describeProjection(spec, seed), filepath.Join(dir, store.ManifestName), describeProjection(m.Projection, m.Seed))
+				spec, filepath.Join(dir, store.ManifestName), m.Projection)
 		}
 		query, err := storeQuery(ctx, queryPaths[c], dir, m, mem.bytes())
 		if err != nil {
@@ -544,7 +562,7 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 	}
 	m := stores[0].Manifest()
-	what := fmt.Sprintf("%s (%s, dim %d, %s projection)", dirs[0], m.DType, m.Dim, describeProjection(m.Projection, m.Seed))
+	what := fmt.Sprintf("%s (%s, dim %d, %s projection)", dirs[0], m.DType, m.Dim, m.Projection.String())
 	if nc > 1 {
 		what = fmt.Sprintf("%d checkpoint stores %s", nc, strings.Join(dirs, ","))
 	}
@@ -566,9 +584,9 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		"factors":         *factorsPath,
 		"method":          method,
 		"damping":         "none",
-		"projection":      describeProjection(m.Projection, m.Seed),
-		"projection_kind": m.Projection.Kind,
-		"projection_seed": strconv.FormatInt(m.Seed, 10),
+		"projection":      m.Projection.String(),
+		"projection_kind": projectionKind(m.Projection),
+		"projection_seed": strconv.FormatInt(int64(m.Projection.Seed), 10),
 		"backend":         be.Name(),
 		"sign":            "positive = helpful: removing a training example raises the query loss by about score/N",
 		"indices":         "topk.indices and bottomk.indices are store row indices; topk.ids and bottomk.ids the stored ids",
@@ -615,10 +633,6 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 // before projection, and projects it as the store's rows.
 func storeQuery(ctx context.Context, path, dir string, m store.Manifest, memLimit int64) (*gradients.Batch, error) {
 	manifestPath := filepath.Join(dir, store.ManifestName)
-	p, projected, err := gradProjection(m.Projection, m.Seed)
-	if err != nil {
-		return nil, fmt.Errorf("store score: %s: %w", manifestPath, err)
-	}
 	qf, err := gradients.Open(path)
 	if err != nil {
 		return nil, err
@@ -640,10 +654,8 @@ func storeQuery(ctx context.Context, path, dir string, m store.Manifest, memLimi
 	if err != nil {
 		return nil, err
 	}
-	if projected {
-		if query, err = p.Apply(ctx, query); err != nil {
-			return nil, fmt.Errorf("store score: %s: %w", path, err)
-		}
+	if query, err = m.Projection.ApplyOrKeep(ctx, query); err != nil {
+		return nil, fmt.Errorf("store score: %s: %w", path, err)
 	}
 	return query, nil
 }
@@ -714,21 +726,21 @@ func (pf *projectionFlags) given() bool {
 	return false
 }
 
-// spec returns the projection the flags name, as a store records it, and its
-// seed. No --kind means none.
-func (pf *projectionFlags) spec(cmd string) (store.Projection, int64, error) {
+// spec returns the projection the flags name, as a store records it. No
+// --kind means none.
+func (pf *projectionFlags) spec(cmd string) (gradients.Projection, error) {
 	sized := isSet(pf.fs, "k") || isSet(pf.fs, "k-in") || isSet(pf.fs, "k-out") || isSet(pf.fs, "seed")
 	if *pf.kind == "" || strings.EqualFold(*pf.kind, "none") {
 		if sized {
-			return store.Projection{}, 0, fmt.Errorf("%w: %s: --k, --k-in, --k-out and --seed need a projection --kind", errUsage, cmd)
+			return gradients.Projection{}, fmt.Errorf("%w: %s: --k, --k-in, --k-out and --seed need a projection --kind", errUsage, cmd)
 		}
-		return store.Projection{Kind: "none"}, 0, nil
+		return gradients.Projection{}, nil
 	}
 	kind, err := gradients.ParseProjectionKind(*pf.kind)
 	if err != nil {
-		return store.Projection{}, 0, fmt.Errorf("%w: %s: --kind: %v (or none)", errUsage, cmd, err)
+		return gradients.Projection{}, fmt.Errorf("%w: %s: --kind: %v (or none)", errUsage, cmd, err)
 	}
-	p := store.Projection{Kind: kind.String()}
+	p := gradients.Projection{Kind: kind, Seed: *pf.seed}
 	if kind == gradients.Kronecker {
 		p.KIn, p.KOut = *pf.k, *pf.k
 		if isSet(pf.fs, "k-in") {
@@ -738,76 +750,44 @@ func (pf *projectionFlags) spec(cmd string) (store.Projection, int64, error) {
 			p.KOut = *pf.kOut
 		}
 		if p.KIn < 1 || p.KOut < 1 {
-			return store.Projection{}, 0, fmt.Errorf("%w: %s: kronecker needs --k-in and --k-out (or --k for both) of at least 1, have %d and %d", errUsage, cmd, p.KIn, p.KOut)
+			return gradients.Projection{}, fmt.Errorf("%w: %s: kronecker needs --k-in and --k-out (or --k for both) of at least 1, have %d and %d", errUsage, cmd, p.KIn, p.KOut)
 		}
 	} else {
 		if isSet(pf.fs, "k-in") || isSet(pf.fs, "k-out") {
-			return store.Projection{}, 0, fmt.Errorf("%w: %s: --k-in and --k-out are for kronecker; %s takes --k", errUsage, cmd, kind)
+			return gradients.Projection{}, fmt.Errorf("%w: %s: --k-in and --k-out are for kronecker; %s takes --k", errUsage, cmd, kind)
 		}
 		if *pf.k < 1 {
-			return store.Projection{}, 0, fmt.Errorf("%w: %s: %s needs --k of at least 1", errUsage, cmd, kind)
+			return gradients.Projection{}, fmt.Errorf("%w: %s: %s needs --k of at least 1", errUsage, cmd, kind)
 		}
 		p.K = *pf.k
 	}
 	if max(p.K, p.KIn, p.KOut) > gradients.MaxProjectionDim {
-		return store.Projection{}, 0, fmt.Errorf("%w: %s: output dimension above %d", errUsage, cmd, gradients.MaxProjectionDim)
+		return gradients.Projection{}, fmt.Errorf("%w: %s: output dimension above %d", errUsage, cmd, gradients.MaxProjectionDim)
 	}
 	if *pf.seed > math.MaxInt64 {
-		return store.Projection{}, 0, fmt.Errorf("%w: %s: --seed %d: a store records seeds below 2⁶³", errUsage, cmd, *pf.seed)
+		return gradients.Projection{}, fmt.Errorf("%w: %s: --seed %d: a store records seeds below 2⁶³", errUsage, cmd, *pf.seed)
 	}
-	return p, int64(*pf.seed), nil
+	return p, nil
 }
 
-// sameProjection reports whether two recorded projections are the same; the
-// seed of kind none does not matter.
-func sameProjection(a store.Projection, aSeed int64, b store.Projection, bSeed int64) bool {
-	if !strings.EqualFold(a.Kind, b.Kind) || a.K != b.K || a.KIn != b.KIn || a.KOut != b.KOut {
-		return false
-	}
-	return strings.EqualFold(a.Kind, "none") || aSeed == bSeed
-}
-
-// describeProjection writes a recorded projection the way the flags name it.
-func describeProjection(p store.Projection, seed int64) string {
-	switch {
-	case strings.EqualFold(p.Kind, "none"):
+// projectionKind is the kind of p as a manifest names it.
+func projectionKind(p gradients.Projection) string {
+	if p.None() {
 		return "none"
-	case p.KIn > 0 || p.KOut > 0:
-		return fmt.Sprintf("%s k_in=%d k_out=%d seed=%d", p.Kind, p.KIn, p.KOut, seed)
 	}
-	return fmt.Sprintf("%s k=%d seed=%d", p.Kind, p.K, seed)
-}
-
-// gradProjection returns the projection a store records, and false for kind
-// none.
-func gradProjection(p store.Projection, seed int64) (gradients.Projection, bool, error) {
-	if strings.EqualFold(p.Kind, "none") {
-		return gradients.Projection{}, false, nil
-	}
-	kind, err := gradients.ParseProjectionKind(p.Kind)
-	if err != nil {
-		return gradients.Projection{}, false, fmt.Errorf("projection: %w", err)
-	}
-	return gradients.Projection{Kind: kind, K: p.K, KIn: p.KIn, KOut: p.KOut, Seed: uint64(seed)}, true, nil
+	return p.Kind.String()
 }
 
 // storeLayers returns the layers of the store rows that the layers of a
-// gradient file give under a projection: the full gradients for none, K per
-// layer for the dense kinds and KIn·KOut per (factored) layer for kronecker.
-func storeLayers(path string, layers []gradients.LayerInfo, p store.Projection) ([]store.LayerInfo, error) {
+// gradient file give under a projection.
+func storeLayers(path string, layers []gradients.LayerInfo, p gradients.Projection) ([]store.LayerInfo, error) {
+	dims, err := p.Dims(layers)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	out := make([]store.LayerInfo, len(layers))
 	for i, l := range layers {
-		out[i] = store.LayerInfo{Name: l.Name, Dim: l.D}
-		switch {
-		case strings.EqualFold(p.Kind, "none"):
-		case strings.EqualFold(p.Kind, gradients.Kronecker.String()):
-			if !l.Factored {
-				return nil, fmt.Errorf("%s: layer %q is dense (grad of dimension %d), but kronecker needs factored layers (a and s)", path, l.Name, l.D)
-			}
-			out[i].Dim = p.KIn * p.KOut
-		default:
-			out[i].Dim = p.K
-		}
+		out[i] = store.LayerInfo{Name: l.Name, Dim: dims[i]}
 	}
 	return out, nil
 }
@@ -873,7 +853,7 @@ func printStoreSummary(w io.Writer, dir string, m store.Manifest, size int64) {
 	fmt.Fprintf(w, "  shards      %d\n", len(m.Shards))
 	fmt.Fprintf(w, "  dtype       %s\n", m.DType)
 	fmt.Fprintf(w, "  dim         %d\n", m.Dim)
-	fmt.Fprintf(w, "  projection  %s\n", describeProjection(m.Projection, m.Seed))
+	fmt.Fprintf(w, "  projection  %s\n", m.Projection.String())
 	fmt.Fprintf(w, "  bytes       %d (%.1f MiB)\n", size, float64(size)/(1<<20))
 	fmt.Fprintf(w, "  layers      %d\n", len(m.Layers))
 	for _, l := range m.Layers {
