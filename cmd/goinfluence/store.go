@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -20,7 +19,6 @@ import (
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
 	"github.com/goinfluence/goinfluence/influence"
-	"github.com/goinfluence/goinfluence/internal/safetensors"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -576,7 +574,6 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 
 	meta := map[string]string{
-		"format":          ScoresFormat,
 		"store":           strings.Join(dirs, ","),
 		"store_count":     strconv.Itoa(count),
 		"store_dtype":     string(m.DType),
@@ -602,20 +599,12 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	k := min(*topk, count)
 	meta["topk"] = strconv.Itoa(k)
-	ts, err := rankingTensors(res.Rankings, k, true)
-	if err != nil {
-		return fmt.Errorf("store score: %w", err)
-	}
-	if err := safetensors.WriteFile(*out, ts, meta); err != nil {
+	if err := influence.WriteScores(*out, &influence.ScoresFile{Metadata: meta, Rankings: res.Rankings, K: k, RankingIDs: true}); err != nil {
 		return err
 	}
 	if *scoresOut != "" {
-		ids, _ := safetensors.EncodeInt64s(safetensors.I64, fullIDs) // I64 holds any int64
-		tensors := []safetensors.Tensor{
-			{Name: "scores", DType: safetensors.F32, Shape: []int{nq, count}, Data: encodeF32(full)},
-			{Name: "ids", DType: safetensors.I64, Shape: []int{count}, Data: ids},
-		}
-		if err := safetensors.WriteFile(*scoresOut, tensors, meta); err != nil {
+		full := &influence.ScoresFile{Metadata: meta, Scores: linalg.NewDense32(nq, count, full), IDs: fullIDs}
+		if err := influence.WriteScores(*scoresOut, full); err != nil {
 			return err
 		}
 	}
@@ -674,7 +663,7 @@ func trakWeights(ctx context.Context, stores []*store.Store, paths []string) ([]
 	}
 	probs := make([][]float64, len(stores))
 	for c, path := range paths {
-		byID, err := readProbs(path)
+		byID, err := influence.ReadProbs(path)
 		if err != nil {
 			return nil, err
 		}
@@ -867,13 +856,4 @@ func methodName(method string, f *ekfac.Factors, d ekfac.Damping) string {
 		return method
 	}
 	return fmt.Sprintf("%s, δ = %s", method, d)
-}
-
-// encodeF32 returns v as little-endian float32 bytes.
-func encodeF32(v []float32) []byte {
-	b := make([]byte, 4*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
-	}
-	return b
 }

@@ -370,7 +370,7 @@ func TestStoreScoreIdentity(t *testing.T) {
 	}
 	defer f.Close()
 	md := f.Metadata
-	for key, v := range map[string]string{"format": ScoresFormat, "store": dir, "query": sf.q, "method": "identity", "projection": "none", "topk": "4", "store_count": "11"} {
+	for key, v := range map[string]string{"format": influence.ScoresFormat, "store": dir, "query": sf.q, "method": "identity", "projection": "none", "topk": "4", "store_count": "11"} {
 		if md[key] != v {
 			t.Errorf("metadata %s = %q, want %q", key, md[key], v)
 		}
