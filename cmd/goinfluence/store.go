@@ -80,207 +80,62 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-
-	// The same file twice would store each of its examples twice.
-	for i := range grads {
-		for j := range i {
-			if sameFile(grads[j], grads[i]) {
-				return fmt.Errorf("%w: store build: --grads %s and %s are the same file: its examples would be stored twice", errUsage, grads[j], grads[i])
-			}
-		}
-	}
-
-	// Every input header is checked before anything is written.
-	files := make([]*gradients.File, 0, len(grads))
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
-	total := 0
-	for _, path := range grads {
-		f, err := gradients.Open(path)
-		if err != nil {
-			return err
-		}
-		files = append(files, f)
-		if err := sameLayers(grads[0], files[0].Layers(), path, f.Layers()); err != nil {
-			return fmt.Errorf("store build: %w", err)
-		}
-		total += f.N()
-		if err := checkRead("store build", f, path, 0, min(*chunk, f.N()), mem.bytes()); err != nil {
-			return err
-		}
-	}
-	inLayers := files[0].Layers()
-
-	var b *store.Builder
-	if *resume {
-		// Resume takes the store's build lock, so the checks below see
-		// the store as no other build will change it.
-		if b, err = store.Resume(*out); err != nil {
-			return fmt.Errorf("store build --resume: %w", err)
-		}
-		if err := checkResume(b, fs, pf, spec, dt, grads, inLayers, total, *out); err != nil {
-			b.Close()
-			return err
-		}
-		m := b.Manifest()
-		spec, dt = m.Projection, m.DType
-	} else {
-		layers, err := storeLayers(grads[0], inLayers, spec)
-		if err != nil {
-			return fmt.Errorf("store build: %w", err)
-		}
-		b, err = store.Create(*out, store.Options{DType: dt, ShardRows: *shardRows, Layers: layers, Projection: spec})
-		if err != nil {
-			if errors.Is(err, store.ErrExists) {
-				return fmt.Errorf("store build: %w (use --resume to continue it, or another --out)", err)
-			}
-			return fmt.Errorf("store build: %w", err)
-		}
-	}
-	p := spec
-
-	start := time.Now()
-	skip := b.Committed()
-	// The rows committed before must be the first rows of the inputs, id
-	// for id; from[i] is the first row of file i still to add.
-	from := make([]int, len(files))
-	for fi, pos := 0, 0; fi < len(files) && pos < skip; fi++ {
-		f := files[fi]
-		need := min(f.N(), skip-pos)
-		ids := f.IDs()
-		if ids == nil {
-			ids = make([]int64, need)
-			for i := range ids {
-				ids[i] = int64(pos + i)
-			}
-		}
-		if from[fi], err = b.Skip(grads[fi], ids[:need]); err != nil {
-			b.Close()
-			return fmt.Errorf("store build --resume: %w", err)
-		}
-		if err := sameLastRow(ctx, b, grads[fi], f, need-1, pos+need-1, ids[need-1], p); err != nil {
-			b.Close()
-			return fmt.Errorf("store build --resume: %w", err)
-		}
-		pos += f.N()
-	}
-	progress := newProgress(stderr)
-	if skip > 0 {
-		progress.stage(fmt.Sprintf("store build: resuming %s after its %d committed rows", *out, skip))
-	}
-	msg := fmt.Sprintf("store build: %d examples of %d file(s) into %s, %s, %s projection", total, len(files), *out, dt, spec)
-	tick := progress.counter(msg)
-	buildErr := func() error {
-		pos := 0 // position in the inputs of the file's first example
-		for fi, f := range files {
-			n := f.N()
-			noIDs := f.IDs() == nil
-			for lo := from[fi]; lo < n; lo += *chunk {
-				hi := min(n, lo+*chunk)
-				batch, err := f.Read(lo, hi)
-				if err != nil {
-					return err
-				}
-				if noIDs {
-					batch.IDs = make([]int64, batch.N)
-					for i := range batch.IDs {
-						batch.IDs[i] = int64(pos + lo + i)
-					}
-				}
-				if batch, err = p.ApplyOrKeep(ctx, batch); err != nil {
-					return fmt.Errorf("store build: %s: %w", grads[fi], err)
-				}
-				if err := b.AddBatchFrom(ctx, grads[fi], lo, batch); err != nil {
-					return fmt.Errorf("store build: %s: examples [%d, %d): %w", grads[fi], lo, hi, err)
-				}
-				if progress.tty {
-					tick(pos+hi, total)
-				} else {
-					fmt.Fprintf(stderr, "store build: %d/%d examples, %d rows committed\n", pos+hi, total, b.Committed())
-				}
-			}
-			pos += n
-		}
-		return nil
-	}()
-	// Close commits the rows buffered so far even after an error (an
-	// interrupt, a bad value), so that --resume loses none of them.
-	closeErr := b.Close()
-	progress.done()
-	if buildErr != nil {
-		return buildErr
-	}
-	if closeErr != nil {
-		return fmt.Errorf("store build: %w", closeErr)
-	}
-	s, err := store.Open(*out)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	m := s.Manifest()
-	fmt.Fprintf(stdout, "store build: wrote %s: %d rows (%d added) in %.1f s\n", *out, m.Count, m.Count-skip, time.Since(start).Seconds())
-	printStoreSummary(stdout, *out, m, storeBytes(*out, m))
-	return nil
-}
-
-// sameLastRow checks that row r of the input file f, prepared as the build
-// prepares it, holds the bytes of the committed store row row, which has
-// its id.
-func sameLastRow(ctx context.Context, b *store.Builder, path string, f *gradients.File, r, row int, id int64, p gradients.Projection) error {
-	batch, err := f.Read(r, r+1)
-	if err != nil {
-		return err
-	}
-	batch.IDs = []int64{id}
-	if batch, err = p.ApplyOrKeep(ctx, batch); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return b.SameRow(path, r, row, batch)
-}
-
-// checkResume checks a resumed store against the flags and inputs: the
-// projection and dtype where flags give them, the layers, and that the
-// inputs hold at least the store's rows. Skip then checks the ids.
-func checkResume(b *store.Builder, fs *flag.FlagSet, pf *projectionFlags, spec gradients.Projection, dt store.DType,
-	grads []string, inLayers []gradients.LayerInfo, total int, out string) error {
-	m := b.Manifest()
-	manifest := filepath.Join(out, store.ManifestName)
-	if pf.given() && !spec.Equal(m.Projection) {
-		return fmt.Errorf("store build --resume: %s: the flags give projection %s, the store holds %s",
-			manifest, spec, m.Projection)
-	}
-	if isSet(fs, "dtype") && dt != m.DType {
-		return fmt.Errorf("store build --resume: %s: --dtype %s, the store holds %s", manifest, dt, m.DType)
-	}
-	want, err := storeLayers(grads[0], inLayers, m.Projection)
-	if err != nil {
+	src, err := store.OpenSource(grads...)
+	var same *store.SameFileError
+	switch {
+	case errors.As(err, &same):
+		return fmt.Errorf("%w: store build: --grads %v", errUsage, err)
+	case err != nil:
 		return fmt.Errorf("store build: %w", err)
 	}
-	if err := layersMatch(want, m.Layers); err != nil {
-		return fmt.Errorf("store build --resume: %s against %s: %w", grads[0], manifest, err)
+	defer src.Close()
+	// Every input is checked before anything is written.
+	for i, f := range src.Files() {
+		if err := checkRead("store build", f, grads[i], 0, min(*chunk, f.N()), mem.bytes()); err != nil {
+			return err
+		}
 	}
-	if m.Count > total {
-		return fmt.Errorf("store build --resume: %s holds %d rows, more than the %d examples of --grads: not the same inputs",
-			out, m.Count, total)
+	opt := store.BuildOptions{DType: dt, ShardRows: *shardRows, Chunk: *chunk, Resume: *resume, CheckProjection: pf.given()}
+	cmd := "store build"
+	if *resume {
+		cmd = "store build --resume"
+		if !isSet(fs, "dtype") {
+			opt.DType = "" // the store's
+		}
 	}
+	start := time.Now()
+	progress := newProgress(stderr)
+	tick := func(done, total int) {}
+	opt.Start = func(m store.Manifest, resumed int) {
+		if resumed > 0 {
+			progress.stage(fmt.Sprintf("store build: resuming %s after its %d committed rows", *out, resumed))
+		}
+		tick = progress.counter(fmt.Sprintf("store build: %d examples of %d file(s) into %s, %s, %s projection", src.Len(), len(grads), *out, m.DType, m.Projection))
+	}
+	opt.Progress = func(done, total, committed int) {
+		if progress.tty {
+			tick(done, total)
+		} else {
+			fmt.Fprintf(stderr, "store build: %d/%d examples, %d rows committed\n", done, total, committed)
+		}
+	}
+	sum, err := store.Build(ctx, *out, src, spec, opt)
+	progress.done()
+	var mismatch *store.MismatchError
+	switch {
+	case errors.As(err, &mismatch) && mismatch.Field == "projection":
+		return fmt.Errorf("%s: %s: the flags give projection %s, the store holds %s", cmd, mismatch.Path, mismatch.Asked, mismatch.Have)
+	case errors.As(err, &mismatch):
+		return fmt.Errorf("%s: %s: --%s %s, the store holds %s", cmd, mismatch.Path, mismatch.Field, mismatch.Asked, mismatch.Have)
+	case errors.Is(err, store.ErrExists) && !*resume:
+		return fmt.Errorf("store build: %w (use --resume to continue it, or another --out)", err)
+	case err != nil:
+		return fmt.Errorf("%s: %w", cmd, err)
+	}
+	m := sum.Manifest
+	fmt.Fprintf(stdout, "store build: wrote %s: %d rows (%d added) in %.1f s\n", *out, m.Count, sum.Added, time.Since(start).Seconds())
+	printStoreSummary(stdout, *out, m, storeBytes(*out, m))
 	return nil
-}
-
-// sameFile reports whether two paths name one file, through links too.
-func sameFile(a, b string) bool {
-	if filepath.Clean(a) == filepath.Clean(b) {
-		return true
-	}
-	sa, err := os.Stat(a)
-	if err != nil {
-		return false
-	}
-	sb, err := os.Stat(b)
-	return err == nil && os.SameFile(sa, sb)
 }
 
 // runStoreInfo prints a store's manifest summary, after checking every
@@ -793,26 +648,6 @@ func layersMatch(got, want []store.LayerInfo) error {
 		}
 		if got[i].Dim != w.Dim {
 			return fmt.Errorf("layer %q has dimension %d as stored, the store's has %d", w.Name, got[i].Dim, w.Dim)
-		}
-	}
-	return nil
-}
-
-// sameLayers checks that two gradient files have the same layers: names,
-// order, kind and shapes (token counts may differ).
-func sameLayers(pathA string, a []gradients.LayerInfo, pathB string, b []gradients.LayerInfo) error {
-	if len(a) != len(b) {
-		return fmt.Errorf("%s has %d layers, %s has %d", pathB, len(b), pathA, len(a))
-	}
-	shape := func(l gradients.LayerInfo) string {
-		if l.Factored {
-			return fmt.Sprintf("factored %d×%d", l.DOut, l.DIn)
-		}
-		return fmt.Sprintf("dense %d", l.D)
-	}
-	for i := range a {
-		if a[i].Name != b[i].Name || shape(a[i]) != shape(b[i]) {
-			return fmt.Errorf("%s: layer %d is %q (%s), in %s it is %q (%s)", pathB, i, b[i].Name, shape(b[i]), pathA, a[i].Name, shape(a[i]))
 		}
 	}
 	return nil
