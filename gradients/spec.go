@@ -65,3 +65,16 @@ func (p Projection) ApplyOrKeep(ctx context.Context, b *Batch) (*Batch, error) {
 	}
 	return p.Apply(ctx, b)
 }
+
+// LayerInfos describes b's layers as a gradient file's header would, so
+// that a batch in memory is checked against a store or a projection as a
+// file is. DType is left empty.
+func (b *Batch) LayerInfos() []LayerInfo {
+	out := make([]LayerInfo, len(b.Layers))
+	for i := range b.Layers {
+		l := &b.Layers[i]
+		out[i] = LayerInfo{Name: l.Name, Factored: l.Factored(), TokenAxis: l.TokenAxis, Tokens: max(l.Tokens, 1),
+			DIn: l.DIn, DOut: l.DOut, D: l.Dim()}
+	}
+	return out
+}

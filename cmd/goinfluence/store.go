@@ -19,7 +19,6 @@ import (
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
 	"github.com/goinfluence/goinfluence/influence"
-	"github.com/goinfluence/goinfluence/linalg"
 )
 
 // runStore dispatches goinfluence store build|info|score: a sharded on-disk
@@ -294,16 +293,35 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	start := time.Now()
 	progress := newProgress(stderr)
 
+	var method influence.StoreMethod
 	var factors *ekfac.Factors
-	if *factorsPath != "" {
+	switch {
+	case *factorsPath != "":
 		if factors, err = ekfac.Load(*factorsPath); err != nil {
 			return err
 		}
+		method = influence.StoreFactors{Factors: factors, Damping: damping, MemoryLimit: mem.bytes()}
+	case *hessian == "raw":
+		method = influence.StoreRawHessian{Damping: damping}
+	case *hessian == "trak":
+		if !damping.Heuristic && damping.Value == 0 {
+			return fmt.Errorf("%w: store score: --hessian trak needs --damping > 0 or heuristic", errUsage)
+		}
+		m := influence.StoreTRAK{Damping: damping}
+		for _, path := range probPaths {
+			byID, err := influence.ReadProbs(path)
+			if err != nil {
+				return fmt.Errorf("store score: %w", err)
+			}
+			m.Probs = append(m.Probs, byID)
+		}
+		method = m
+	case nc > 1:
+		method = influence.StoreTracIn{LR: lrs}
+	default:
+		method = influence.StoreIdentity{}
 	}
 	stores := make([]*store.Store, nc)
-	queries := make([]*linalg.Dense32, nc)
-	method := "identity"
-	var deltas []string
 	for c, dir := range dirs {
 		s, err := store.OpenWith(dir, store.OpenOptions{NoVerify: *noVerify})
 		if err != nil {
@@ -311,121 +329,44 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		defer s.Close()
 		stores[c] = s
-		if c > 0 && s.Count() != stores[0].Count() {
-			return fmt.Errorf("store score: %s holds %d rows, %s %d: the stores of the checkpoints must hold the same examples", dir, s.Count(), dirs[0], stores[0].Count())
-		}
-		m := s.Manifest()
-		if pf.given() && !spec.Equal(m.Projection) {
+		if m := s.Manifest(); pf.given() && !spec.Equal(m.Projection) {
 			return fmt.Errorf("store score: the flags give projection %s, %s holds %s",
 				spec, filepath.Join(dir, store.ManifestName), m.Projection)
 		}
-		query, err := storeQuery(ctx, queryPaths[c], dir, m, mem.bytes())
-		if err != nil {
+	}
+	// The queries are read, and checked against the stores, before the
+	// passes over the stores that opening the scorer may take.
+	queries := make([]*gradients.Batch, nc)
+	for c, path := range queryPaths {
+		if queries[c], err = readStoreQuery(path, dirs[c], stores[c].Manifest(), mem.bytes()); err != nil {
 			return err
 		}
-		if c > 0 && query.N != queries[0].Rows {
-			return fmt.Errorf("store score: %s has %d queries, %s %d: the query files must hold the same examples", queryPaths[c], query.N, queryPaths[0], queries[0].Rows)
+		if c > 0 && queries[c].N != queries[0].N {
+			return fmt.Errorf("store score: %s has %d queries, %s %d: the query files must hold the same examples", path, queries[c].N, queryPaths[0], queries[0].N)
 		}
-		var pre *linalg.Dense64
-		switch {
-		case factors != nil:
-			method = string(factors.Method)
-			if pre, err = factors.Precondition(ctx, be, query, ekfac.ScoreOptions{Damping: damping, MemoryLimit: mem.bytes()}); err != nil {
-				return withMemFlag("store score", fmt.Errorf("%s (projected as the store) with %s: %w", queryPaths[c], *factorsPath, err))
-			}
-		case *hessian == "raw":
-			progress.stage(fmt.Sprintf("store score: raw projected Hessian of %s (one pass)", dir))
-			h, err := influence.ProjectedHessian(ctx, be, s, *chunk)
-			if err != nil {
-				return fmt.Errorf("store score: %w", err)
-			}
-			delta := damping.Value
-			if damping.Heuristic {
-				delta = influence.RawDamping(h)
-			}
-			deltas = append(deltas, fmt.Sprintf("%g", delta))
-			method = "raw projected Hessian"
-			if pre, err = influence.Exact(h, delta).Precondition(ctx, be, query); err != nil {
-				return fmt.Errorf("store score: raw projected Hessian of %s: %w", dir, err)
-			}
-		case *hessian == "trak":
-			progress.stage(fmt.Sprintf("store score: TRAK, ΦᵀΦ of %s (one pass)", dir))
-			var delta float64
-			if !damping.Heuristic {
-				if damping.Value == 0 {
-					return fmt.Errorf("%w: store score: --hessian trak needs --damping > 0 or heuristic", errUsage)
-				}
-				delta = damping.Value
-			}
-			if pre, delta, err = influence.TRAKQueries(ctx, be, s, query.Flatten(), delta, *chunk); err != nil {
-				return fmt.Errorf("store score: %w", err)
-			}
-			deltas = append(deltas, fmt.Sprintf("%g", delta))
-			method = "trak"
-		default:
-			pre = query.Flatten()
-			if nc > 1 {
-				method = "tracin-cp"
-				for i := range pre.Data {
-					pre.Data[i] *= lrs[c]
-				}
-			}
-		}
-		if pre.Cols != s.Dim() {
-			// Unreachable after storeQuery's checks; kept so that a mismatch
-			// is an error and not a wrong answer.
-			return fmt.Errorf("store score: %s: query rows of dimension %d, the store's are %d", queryPaths[c], pre.Cols, s.Dim())
-		}
-		queries[c] = pre.To32()
 	}
-	nq, count := queries[0].Rows, stores[0].Count()
+	nq, count := queries[0].N, stores[0].Count()
 	if err := checkStoreScoreMemory(nq, count, *topk, *scoresOut != "", mem.bytes()); err != nil {
 		return err
 	}
-	if len(deltas) > 0 {
-		method += ", δ = " + strings.Join(deltas, ",")
-	}
-
-	opt := influence.StreamOptions{TopK: *topk, ChunkRows: *chunk}
-	if *hessian == "trak" {
-		if opt.Weights, err = trakWeights(ctx, stores, probPaths); err != nil {
-			return fmt.Errorf("store score: %w", err)
-		}
-	}
-	var full []float32
-	var fullIDs []int64
-	if *scoresOut != "" {
-		if count > 0 && nq > math.MaxInt/4/count {
-			return fmt.Errorf("store score: --scores-out: %d × %d scores do not fit in memory", nq, count)
-		}
-		full = make([]float32, nq*count)
-		fullIDs = make([]int64, count)
-		// Blocks cover disjoint columns, so this is safe even if the
-		// callback were called concurrently.
-		opt.Scores = func(offset int, ids []int64, block *linalg.Dense32) error {
-			if offset < 0 || offset+len(ids) > count || block.Rows != nq || block.Cols != len(ids) {
-				return fmt.Errorf("score block %d×%d for rows [%d, %d) of %d queries × %d rows",
-					block.Rows, block.Cols, offset, offset+len(ids), nq, count)
-			}
-			for q := 0; q < nq; q++ {
-				copy(full[q*count+offset:q*count+offset+len(ids)], block.Row(q))
-			}
-			copy(fullIDs[offset:], ids)
-			return nil
-		}
+	scorer, err := influence.OpenStoreScorer(ctx, be, influence.StoreScorerOptions{Stores: stores, Method: method, TopK: *topk, ChunkRows: *chunk,
+		FullScores: *scoresOut != "", Progress: func(stage string) { progress.stage("store score: " + stage) }})
+	if err != nil {
+		return fmt.Errorf("store score: %w", err)
 	}
 	m := stores[0].Manifest()
-	what := fmt.Sprintf("%s (%s, dim %d, %s projection)", dirs[0], m.DType, m.Dim, m.Projection.String())
+	what := fmt.Sprintf("%s (%s, dim %d, %s projection)", dirs[0], m.DType, m.Dim, m.Projection)
 	if nc > 1 {
 		what = fmt.Sprintf("%d checkpoint stores %s", nc, strings.Join(dirs, ","))
 	}
-	progress.stage(fmt.Sprintf("store score: %d queries × %d rows of %s, %s", nq, count, what, methodName(method, factors, damping)))
-	res, err := influence.StreamCheckpoints(ctx, be, queries, stores, opt)
-	if err != nil {
-		return fmt.Errorf("store score: %s: %w", strings.Join(dirs, ","), err)
+	stageMethod := scorer.Method()
+	if factors != nil {
+		stageMethod += ", δ = " + damping.String()
 	}
-	if res.Rows != count || len(res.Rankings) != nq {
-		return fmt.Errorf("store score: %s: scored %d rows for %d queries, want %d rows for %d", dirs[0], res.Rows, len(res.Rankings), count, nq)
+	progress.stage(fmt.Sprintf("store score: %d queries × %d rows of %s, %s", nq, count, what, stageMethod))
+	res, err := scorer.Score(ctx, queries...)
+	if err != nil {
+		return withMemFlag("store score", fmt.Errorf("store score: %s: %w", strings.Join(dirs, ","), err))
 	}
 
 	meta := map[string]string{
@@ -434,7 +375,7 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		"store_dtype":     string(m.DType),
 		"query":           strings.Join(queryPaths, ","),
 		"factors":         *factorsPath,
-		"method":          method,
+		"method":          scorer.Method(),
 		"damping":         "none",
 		"projection":      m.Projection.String(),
 		"projection_kind": projectionKind(m.Projection),
@@ -446,8 +387,8 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if factors != nil || *hessian != "none" {
 		meta["damping"] = damping.String()
 	}
-	if method == "tracin-cp" {
-		meta["lr"] = strings.Trim(strings.Join(strings.Fields(fmt.Sprint(lrs)), ","), "[]")
+	if lr := scorer.LR(); lr != nil {
+		meta["lr"] = strings.Trim(strings.Join(strings.Fields(fmt.Sprint(lr)), ","), "[]")
 	}
 	if len(probPaths) > 0 {
 		meta["trak_probs"] = strings.Join(probPaths, ",")
@@ -457,86 +398,33 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err := influence.WriteScores(*out, &influence.ScoresFile{Metadata: meta, Rankings: res.Rankings, K: k, RankingIDs: true}); err != nil {
 		return err
 	}
-	if *scoresOut != "" {
-		full := &influence.ScoresFile{Metadata: meta, Scores: linalg.NewDense32(nq, count, full), IDs: fullIDs}
-		if err := influence.WriteScores(*scoresOut, full); err != nil {
-			return err
-		}
-	}
-	secs := time.Since(start).Seconds()
 	wrote := *out
 	if *scoresOut != "" {
+		if err := influence.WriteScores(*scoresOut, &influence.ScoresFile{Metadata: meta, Scores: res.Scores, IDs: res.IDs}); err != nil {
+			return err
+		}
 		wrote += " and " + *scoresOut
 	}
 	progress.stage(fmt.Sprintf("store score: %d queries × %d rows in %.1f s (streaming %.2f s) on %s; wrote %s",
-		nq, count, secs, res.Seconds, be.Name(), wrote))
+		nq, count, time.Since(start).Seconds(), res.Seconds, be.Name(), wrote))
 	return nil
 }
 
-// storeQuery reads a query gradient file whose layers must be the store's
-// before projection, and projects it as the store's rows.
-func storeQuery(ctx context.Context, path, dir string, m store.Manifest, memLimit int64) (*gradients.Batch, error) {
-	manifestPath := filepath.Join(dir, store.ManifestName)
+// readStoreQuery reads a query gradient file after checking, from its
+// header, that its layers are those the store was built from.
+func readStoreQuery(path, dir string, m store.Manifest, memLimit int64) (*gradients.Batch, error) {
 	qf, err := gradients.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	want, err := storeLayers(path, qf.Layers(), m.Projection)
-	if err == nil {
-		err = layersMatch(want, m.Layers)
-	}
-	if err != nil {
-		qf.Close()
-		return nil, fmt.Errorf("store score: %s against %s: %w", path, manifestPath, err)
+	defer qf.Close()
+	if err := m.CheckInput(qf.Layers()); err != nil {
+		return nil, fmt.Errorf("store score: %s against %s: %w", path, filepath.Join(dir, store.ManifestName), err)
 	}
 	if err := checkRead("store score", qf, path, 0, qf.N(), memLimit); err != nil {
-		qf.Close()
 		return nil, err
 	}
-	query, err := qf.ReadAll()
-	qf.Close()
-	if err != nil {
-		return nil, err
-	}
-	if query, err = m.Projection.ApplyOrKeep(ctx, query); err != nil {
-		return nil, fmt.Errorf("store score: %s: %w", path, err)
-	}
-	return query, nil
-}
-
-// trakWeights returns TRAK's column weights for the stores' rows: from the
-// probability files (one per store, matched to the rows by id), or 1/C each
-// without them.
-func trakWeights(ctx context.Context, stores []*store.Store, paths []string) ([]float32, error) {
-	count := stores[0].Count()
-	if len(paths) == 0 {
-		w := make([]float32, count)
-		for i := range w {
-			w[i] = float32(1 / float64(len(stores)))
-		}
-		return w, nil
-	}
-	probs := make([][]float64, len(stores))
-	for c, path := range paths {
-		byID, err := influence.ReadProbs(path)
-		if err != nil {
-			return nil, err
-		}
-		ids, err := stores[c].IDs(ctx)
-		if err != nil {
-			return nil, err
-		}
-		p := make([]float64, count)
-		for i, id := range ids {
-			v, ok := byID[id]
-			if !ok {
-				return nil, fmt.Errorf("%s has no probability for id %d of the store %s", path, id, stores[c].Dir())
-			}
-			p[i] = v
-		}
-		probs[c] = p
-	}
-	return influence.TRAKWeights(probs)
+	return qf.ReadAll()
 }
 
 // projectionFlags are the flags naming a projection, shared by store build
@@ -622,37 +510,6 @@ func projectionKind(p gradients.Projection) string {
 	return p.Kind.String()
 }
 
-// storeLayers returns the layers of the store rows that the layers of a
-// gradient file give under a projection.
-func storeLayers(path string, layers []gradients.LayerInfo, p gradients.Projection) ([]store.LayerInfo, error) {
-	dims, err := p.Dims(layers)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	out := make([]store.LayerInfo, len(layers))
-	for i, l := range layers {
-		out[i] = store.LayerInfo{Name: l.Name, Dim: dims[i]}
-	}
-	return out, nil
-}
-
-// layersMatch checks that a file's layers, as stored, are a store's: the
-// same names in the same order, of the same dimensions.
-func layersMatch(got, want []store.LayerInfo) error {
-	if len(got) != len(want) {
-		return fmt.Errorf("%d layers, the store has %d", len(got), len(want))
-	}
-	for i, w := range want {
-		if got[i].Name != w.Name {
-			return fmt.Errorf("layer %d is %q, the store's is %q", i, got[i].Name, w.Name)
-		}
-		if got[i].Dim != w.Dim {
-			return fmt.Errorf("layer %q has dimension %d as stored, the store's has %d", w.Name, got[i].Dim, w.Dim)
-		}
-	}
-	return nil
-}
-
 // storeBytes returns the bytes on disk of a store's manifest and committed
 // shards; files that cannot be read count as empty.
 func storeBytes(dir string, m store.Manifest) int64 {
@@ -683,12 +540,4 @@ func printStoreSummary(w io.Writer, dir string, m store.Manifest, size int64) {
 	for _, l := range m.Layers {
 		fmt.Fprintf(w, "    %-24s offset %d, dim %d\n", l.Name, l.Offset, l.Dim)
 	}
-}
-
-// methodName describes the preconditioning of store score.
-func methodName(method string, f *ekfac.Factors, d ekfac.Damping) string {
-	if f == nil {
-		return method
-	}
-	return fmt.Sprintf("%s, δ = %s", method, d)
 }
