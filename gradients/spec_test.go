@@ -26,6 +26,9 @@ func TestProjectionSpec(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.p.None() && tc.p.Kind.String() != "none" {
+				t.Errorf("Kind.String() of none = %q", tc.p.Kind.String())
+			}
 			if got := tc.p.String(); got != tc.str {
 				t.Errorf("String() = %q, want %q", got, tc.str)
 			}

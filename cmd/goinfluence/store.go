@@ -378,7 +378,7 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		"method":          scorer.Method(),
 		"damping":         "none",
 		"projection":      m.Projection.String(),
-		"projection_kind": projectionKind(m.Projection),
+		"projection_kind": m.Projection.Kind.String(),
 		"projection_seed": strconv.FormatInt(int64(m.Projection.Seed), 10),
 		"backend":         be.Name(),
 		"sign":            "positive = helpful: removing a training example raises the query loss by about score/N",
@@ -500,14 +500,6 @@ func (pf *projectionFlags) spec(cmd string) (gradients.Projection, error) {
 		return gradients.Projection{}, fmt.Errorf("%w: %s: --seed %d: a store records seeds below 2⁶³", errUsage, cmd, *pf.seed)
 	}
 	return p, nil
-}
-
-// projectionKind is the kind of p as a manifest names it.
-func projectionKind(p gradients.Projection) string {
-	if p.None() {
-		return "none"
-	}
-	return p.Kind.String()
 }
 
 // storeBytes returns the bytes on disk of a store's manifest and committed

@@ -120,10 +120,7 @@ type manifestJSON struct {
 
 // MarshalJSON writes m as manifest.json holds it.
 func (m Manifest) MarshalJSON() ([]byte, error) {
-	p := projectionJSON{Kind: "none", K: m.Projection.K, KIn: m.Projection.KIn, KOut: m.Projection.KOut}
-	if !m.Projection.None() {
-		p.Kind = m.Projection.Kind.String()
-	}
+	p := projectionJSON{Kind: m.Projection.Kind.String(), K: m.Projection.K, KIn: m.Projection.KIn, KOut: m.Projection.KOut}
 	return json.Marshal(manifestJSON{Format: m.Format, DType: m.DType, Dim: m.Dim, Layers: m.Layers,
 		Projection: p, Seed: int64(m.Projection.Seed), Shards: m.Shards, Count: m.Count})
 }
