@@ -101,10 +101,13 @@ type StoreScorerOptions struct {
 // Each Score then projects its queries the way each store's rows were
 // built, preconditions them, streams the stores and ranks the rows.
 //
-// A StoreScorer is safe for concurrent use: it is not modified after
-// OpenStoreScorer, and Score keeps all of its state per call, so that a
-// service can open it once and score requests from several goroutines,
-// with the results of sequential calls. It does not close the stores.
+// A StoreScorer is safe for concurrent use, given a backend that is (the
+// cuda backend serialises device work; CholeskySolve does not modify its
+// matrix): it is not modified after OpenStoreScorer, stores may be read
+// from several goroutines, and Score keeps all of its state per call, so
+// that a service can open it once and score requests from several
+// goroutines with the results of sequential calls. It does not close the
+// stores.
 type StoreScorer struct {
 	be      linalg.Backend
 	stores  []*store.Store
