@@ -41,7 +41,12 @@ const (
 
 var kindNames = [...]string{Rademacher: "rademacher", SJLT: "sjlt", Gaussian: "gaussian", Kronecker: "kronecker"}
 
+// String returns the kind's name, as ParseProjectionKind reads it, and
+// "none" for the zero kind (no projection).
 func (k ProjectionKind) String() string {
+	if k == 0 {
+		return "none"
+	}
 	if k < Rademacher || k > Kronecker {
 		return fmt.Sprintf("ProjectionKind(%d)", int(k))
 	}

@@ -237,6 +237,17 @@ func TRAKQueries(ctx context.Context, be linalg.Backend, s *store.Store, query *
 			return nil, 0, fmt.Errorf("influence: TRAKQueries: query %d: %w: %v at column %d", i/query.Stride, linalg.ErrNotFinite, v, i%query.Stride)
 		}
 	}
+	a, damping, err := trakSystem(ctx, be, s, damping, chunkRows)
+	if err != nil {
+		return nil, 0, err
+	}
+	x, err := trakSolve(be, s, a, damping, query)
+	return x, damping, err
+}
+
+// trakSystem returns ΦᵀΦ + δI over the rows of s, and δ (the heuristic
+// 0.1·trace(ΦᵀΦ)/k for damping 0): the one pass over the store of TRAK.
+func trakSystem(ctx context.Context, be linalg.Backend, s *store.Store, damping float64, chunkRows int) (*linalg.Dense64, float64, error) {
 	h, err := ProjectedHessian(ctx, be, s, chunkRows)
 	if err != nil {
 		return nil, 0, err
@@ -248,14 +259,20 @@ func TRAKQueries(ctx context.Context, be linalg.Backend, s *store.Store, query *
 	if damping == 0 {
 		damping = RawDamping(h)
 	}
-	for i := range k {
+	for i := range h.Rows {
 		h.Data[i*h.Stride+i] += damping
 	}
+	return h, damping, nil
+}
+
+// trakSolve returns query (ΦᵀΦ + δI)⁻¹ for the matrix a of trakSystem,
+// which it does not modify.
+func trakSolve(be linalg.Backend, s *store.Store, a *linalg.Dense64, damping float64, query *linalg.Dense64) (*linalg.Dense64, error) {
 	x := query.T()
-	if err := be.CholeskySolve(h, x); err != nil {
-		return nil, 0, fmt.Errorf("influence: TRAKQueries: ΦᵀΦ + %g·I of %s: %w (increase the damping)", damping, s.Dir(), err)
+	if err := be.CholeskySolve(a, x); err != nil {
+		return nil, fmt.Errorf("influence: TRAKQueries: ΦᵀΦ + %g·I of %s: %w (increase the damping)", damping, s.Dir(), err)
 	}
-	return x.T(), damping, nil
+	return x.T(), nil
 }
 
 // TRAKWeights returns the column weights that turn the sum over checkpoints

@@ -28,4 +28,18 @@
 // of a NaN or ±Inf score. TopK, which may be handed scores computed
 // elsewhere, never ranks a NaN; CheckFinite and CheckFiniteSelf check such
 // scores first.
+//
+// Stores. StreamScores and StreamCheckpoints score preconditioned queries
+// against the rows of gradient stores (package store). StoreScorer is the
+// whole of 'goinfluence store score' as a library: opened once on one or
+// more stores with an explicit StoreMethod (StoreIdentity, StoreFactors,
+// StoreRawHessian, StoreTRAK, StoreTracIn; there is no default, so that no
+// caller gets plain dot products by forgetting a preconditioner), it
+// projects each request's queries as the stores' rows were built,
+// preconditions, streams and ranks, and is safe for concurrent use.
+//
+// Files. WriteScores and ReadScores hold scores, rankings and
+// self-influence in the scores file of DESIGN §5; WriteProbs and ReadProbs
+// the probabilities TRAK weighs rows by. Rankings, in memory (TopK) or
+// streamed, share one order: HelpfulFirst and HarmfulFirst.
 package influence

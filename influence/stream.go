@@ -606,14 +606,10 @@ func newStreamTops(nq, k int) *streamTops {
 	return t
 }
 
-// helpfulWorse and harmfulWorse order entries as TopK does: by score, ties
-// to the lower index.
-func helpfulWorse(a, b Entry) bool {
-	return a.Score < b.Score || (a.Score == b.Score && a.Index > b.Index)
-}
-func harmfulWorse(a, b Entry) bool {
-	return a.Score > b.Score || (a.Score == b.Score && a.Index > b.Index)
-}
+// helpfulWorse and harmfulWorse order the heaps' entries worst first, by
+// the rankings' order (HelpfulFirst, HarmfulFirst) reversed.
+func helpfulWorse(a, b Entry) bool { return HelpfulFirst(b, a) }
+func harmfulWorse(a, b Entry) bool { return HarmfulFirst(b, a) }
 
 // add offers the scores of store rows [offset, offset+scores.Cols) to the
 // heaps. Rows arrive in increasing order, so a new entry that ties the worst

@@ -38,11 +38,25 @@ func TopK(scores *linalg.Dense64, k int) []Ranking {
 	for q := range out {
 		row := scores.Row(q)
 		out[q] = Ranking{
-			Helpful: selectK(row, k, func(a, b Entry) bool { return a.Score > b.Score || (a.Score == b.Score && a.Index < b.Index) }),
-			Harmful: selectK(row, k, func(a, b Entry) bool { return a.Score < b.Score || (a.Score == b.Score && a.Index < b.Index) }),
+			Helpful: selectK(row, k, HelpfulFirst),
+			Harmful: selectK(row, k, HarmfulFirst),
 		}
 	}
 	return out
+}
+
+// HelpfulFirst reports whether a ranks before b among the most helpful
+// examples: the higher score first, ties to the lower index. It is the one
+// order of every ranking of this package, in memory (TopK) and streamed
+// (StreamScores), so that both give the same lists whatever the chunking.
+func HelpfulFirst(a, b Entry) bool {
+	return a.Score > b.Score || (a.Score == b.Score && a.Index < b.Index)
+}
+
+// HarmfulFirst reports whether a ranks before b among the most harmful
+// examples: the lower score first, ties to the lower index.
+func HarmfulFirst(a, b Entry) bool {
+	return a.Score < b.Score || (a.Score == b.Score && a.Index < b.Index)
 }
 
 // selectK keeps the k best entries of row by better in a min-heap of the

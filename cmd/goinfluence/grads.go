@@ -4,12 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"strconv"
 	"strings"
 
 	"github.com/goinfluence/goinfluence/datasets"
 	"github.com/goinfluence/goinfluence/gradients"
-	"github.com/goinfluence/goinfluence/internal/safetensors"
+	"github.com/goinfluence/goinfluence/influence"
 	"github.com/goinfluence/goinfluence/linalg"
 	"github.com/goinfluence/goinfluence/models"
 )
@@ -129,7 +130,10 @@ func runGrads(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		for i, label := range d.Y {
 			p[i] = probs.At(i, label)
 		}
-		if err := writeProbs(*probsOut, b.IDs, p, meta); err != nil {
+		pm := maps.Clone(meta) // the labels of the loss do not apply to p(y)
+		delete(pm, "labels")
+		delete(pm, "sample_seed")
+		if err := influence.WriteProbs(*probsOut, b.IDs, p, pm); err != nil {
 			return err
 		}
 		progress.stage(fmt.Sprintf("wrote %s: p(y) of the true labels of %d examples", *probsOut, len(p)))
@@ -175,67 +179,6 @@ func checkProvenance(ckpt string, train, test *datasets.Dataset, dataset string,
 		asks = "this build prepares it otherwise: " + strings.Join(diff, ", ")
 	}
 	return fmt.Errorf("grads: checkpoint %s was trained on %s; %s", ckpt, have, asks)
-}
-
-// ProbsFormat is the format metadata of the files of 'grads --probs-out'.
-const ProbsFormat = "goinfluence.probs/v1"
-
-// writeProbs writes per-example probabilities of the true label with the
-// examples' ids.
-func writeProbs(path string, ids []int64, p []float64, meta map[string]string) error {
-	m := map[string]string{"format": ProbsFormat}
-	for k, v := range meta {
-		if k != "labels" && k != "sample_seed" {
-			m[k] = v
-		}
-	}
-	idBytes, err := safetensors.EncodeInt64s(safetensors.I64, ids)
-	if err != nil {
-		return err
-	}
-	pBytes, err := safetensors.EncodeFloat64s(safetensors.F64, p)
-	if err != nil {
-		return err
-	}
-	return safetensors.WriteFile(path, []safetensors.Tensor{
-		{Name: "ids", DType: safetensors.I64, Shape: []int{len(ids)}, Data: idBytes},
-		{Name: "probs", DType: safetensors.F64, Shape: []int{len(p)}, Data: pBytes},
-	}, m)
-}
-
-// readProbs reads a file of writeProbs, returning the probability of each
-// id. Probabilities must lie in [0, 1] and ids be distinct.
-func readProbs(path string) (map[int64]float64, error) {
-	f, err := safetensors.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	ids, okIDs := f.Info("ids")
-	probs, okProbs := f.Info("probs")
-	if !okIDs || !okProbs || len(ids.Shape) != 1 || len(probs.Shape) != 1 || ids.Shape[0] != probs.Shape[0] {
-		return nil, fmt.Errorf("%s: want tensors ids I64 [n] and probs F64 or F32 [n] (from 'goinfluence grads --probs-out')", path)
-	}
-	n := ids.Shape[0]
-	idv := make([]int64, n)
-	if err := safetensors.DecodeInt64s(idv, ids.DType, f.Bytes("ids")); err != nil {
-		return nil, fmt.Errorf("%s: ids: %w", path, err)
-	}
-	pv := make([]float64, n)
-	if err := safetensors.DecodeFloat64s(pv, probs.DType, f.Bytes("probs")); err != nil {
-		return nil, fmt.Errorf("%s: probs: %w", path, err)
-	}
-	out := make(map[int64]float64, n)
-	for i, id := range idv {
-		if !(pv[i] >= 0 && pv[i] <= 1) {
-			return nil, fmt.Errorf("%s: probs[%d] (id %d) = %v is not a probability", path, i, id, pv[i])
-		}
-		if _, dup := out[id]; dup {
-			return nil, fmt.Errorf("%s: id %d appears twice", path, id)
-		}
-		out[id] = pv[i]
-	}
-	return out, nil
 }
 
 // concat returns the examples of a followed by those of b.

@@ -39,11 +39,7 @@ func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	default:
 		return fmt.Errorf("%w: project: --dtype %q: want f32, f64, f16 or bf16", errUsage, *dtype)
 	}
-	spec, seed, err := pf.spec("project")
-	if err != nil {
-		return err
-	}
-	p, _, err := gradProjection(spec, seed)
+	p, err := pf.spec("project")
 	if err != nil {
 		return err
 	}
@@ -99,7 +95,7 @@ func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	md := f.Metadata()
 	maps.Copy(md, meta)
 	md["projection"] = kind.String()
-	md["projection_seed"] = strconv.FormatInt(seed, 10)
+	md["projection_seed"] = strconv.FormatInt(int64(p.Seed), 10)
 	md["projection_rng"] = "philox4x32-10, stream = layer<<2|role"
 	md["projection_source"] = *grads
 	if err := gradients.WriteFile(*out, res, dt, md); err != nil {

@@ -10,12 +10,8 @@ import (
 	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/influence"
-	"github.com/goinfluence/goinfluence/internal/safetensors"
 	"github.com/goinfluence/goinfluence/linalg"
 )
-
-// ScoresFormat is the metadata "format" of a scores file.
-const ScoresFormat = "goinfluence.scores/v1"
 
 func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("score", stderr)
@@ -73,7 +69,6 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	meta := map[string]string{
-		"format":  ScoresFormat,
 		"method":  string(factors.Method),
 		"damping": damping.String(),
 		"factors": *factorsPath,
@@ -83,15 +78,7 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"sign":    "positive = helpful: removing a training example raises the query loss by about score/N",
 		"rank":    strconv.Itoa(*rank),
 	}
-	var ts []safetensors.Tensor
-	add := func(name string, shape []int, v []float64, dt safetensors.DType) error {
-		data, err := safetensors.EncodeFloat64s(dt, v)
-		if err != nil {
-			return fmt.Errorf("encoding %s: %w", name, err)
-		}
-		ts = append(ts, safetensors.Tensor{Name: name, DType: dt, Shape: shape, Data: data})
-		return nil
-	}
+	file := &influence.ScoresFile{Metadata: meta}
 
 	var query *gradients.Batch
 	if *queryPath != "" {
@@ -122,9 +109,12 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				total.Data[i] += v
 			}
 			if *perLayer {
-				if err := add("scores."+train.Layers[li].Name, []int{query.N, train.N}, l.Data, safetensors.F32); err != nil {
+				name := "scores." + train.Layers[li].Name
+				m, err := influence.ToF32(name, l)
+				if err != nil {
 					return err
 				}
+				file.Layers = append(file.Layers, influence.LayerScores{Name: train.Layers[li].Name, Scores: m})
 			}
 		}
 		// Scores, top-k and whatever is paid from them must not skip an
@@ -132,79 +122,23 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := influence.CheckFinite(total, train.IDs); err != nil {
 			return fmt.Errorf("score: not writing %s: %w", *out, err)
 		}
-		if err := add("scores", []int{query.N, train.N}, total.Data, safetensors.F32); err != nil {
+		if file.Scores, err = influence.ToF32("scores", total); err != nil {
 			return err
 		}
 		if *topk > 0 {
-			rt, err := rankingTensors(influence.TopK(total, min(*topk, train.N)), min(*topk, train.N), false)
-			if err != nil {
-				return err
-			}
-			ts = append(ts, rt...)
+			file.K = min(*topk, train.N)
+			file.Rankings = influence.TopK(total, file.K)
 		}
 	}
 	if *self {
 		if err := influence.CheckFiniteSelf(selfInf, train.IDs); err != nil {
 			return fmt.Errorf("score: not writing %s: %w", *out, err)
 		}
-		if err := add("self", []int{train.N}, selfInf, safetensors.F32); err != nil {
-			return err
-		}
+		file.Self = selfInf
 	}
-	if err := safetensors.WriteFile(*out, ts, meta); err != nil {
+	if err := influence.WriteScores(*out, file); err != nil {
 		return err
 	}
 	progress.stage(fmt.Sprintf("score: wrote %s in %.1f s on %s", *out, time.Since(start).Seconds(), be.Name()))
-	return nil
-}
-
-// rankingTensors returns the tensors of per-query rankings, each [n_query, k]:
-// topk.indices (I64) and topk.scores (F32), most helpful first, and
-// bottomk.* likewise, most harmful first; with ids also topk.ids and
-// bottomk.ids, the examples' stored ids.
-func rankingTensors(rankings []influence.Ranking, k int, ids bool) ([]safetensors.Tensor, error) {
-	nq := len(rankings)
-	var ts []safetensors.Tensor
-	for _, side := range []string{"topk", "bottomk"} {
-		idx := make([]int64, 0, nq*k)
-		sid := make([]int64, 0, nq*k)
-		val := make([]float64, 0, nq*k)
-		for q, r := range rankings {
-			list := r.Helpful
-			if side == "bottomk" {
-				list = r.Harmful
-			}
-			if len(list) != k {
-				return nil, fmt.Errorf("query %d: %d %s entries, want %d", q, len(list), side, k)
-			}
-			for _, e := range list {
-				idx = append(idx, int64(e.Index))
-				sid = append(sid, e.ID)
-				val = append(val, e.Score)
-			}
-		}
-		if err := appendI64(&ts, side+".indices", []int{nq, k}, idx); err != nil {
-			return nil, err
-		}
-		if ids {
-			if err := appendI64(&ts, side+".ids", []int{nq, k}, sid); err != nil {
-				return nil, err
-			}
-		}
-		data, err := safetensors.EncodeFloat64s(safetensors.F32, val)
-		if err != nil {
-			return nil, fmt.Errorf("encoding %s.scores: %w", side, err)
-		}
-		ts = append(ts, safetensors.Tensor{Name: side + ".scores", DType: safetensors.F32, Shape: []int{nq, k}, Data: data})
-	}
-	return ts, nil
-}
-
-func appendI64(ts *[]safetensors.Tensor, name string, shape []int, v []int64) error {
-	data, err := safetensors.EncodeInt64s(safetensors.I64, v)
-	if err != nil {
-		return fmt.Errorf("encoding %s: %w", name, err)
-	}
-	*ts = append(*ts, safetensors.Tensor{Name: name, DType: safetensors.I64, Shape: shape, Data: data})
 	return nil
 }

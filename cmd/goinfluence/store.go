@@ -1,8 +1,8 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -19,8 +19,6 @@ import (
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
 	"github.com/goinfluence/goinfluence/influence"
-	"github.com/goinfluence/goinfluence/internal/safetensors"
-	"github.com/goinfluence/goinfluence/linalg"
 )
 
 // runStore dispatches goinfluence store build|info|score: a sharded on-disk
@@ -79,219 +77,66 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if dt.Size() == 0 {
 		return fmt.Errorf("%w: store build: --dtype %q: want f16, bf16 or f32", errUsage, *dtype)
 	}
-	spec, seed, err := pf.spec("store build")
+	spec, err := pf.spec("store build")
 	if err != nil {
 		return err
 	}
-
-	// The same file twice would store each of its examples twice.
-	for i := range grads {
-		for j := range i {
-			if sameFile(grads[j], grads[i]) {
-				return fmt.Errorf("%w: store build: --grads %s and %s are the same file: its examples would be stored twice", errUsage, grads[j], grads[i])
-			}
-		}
-	}
-
-	// Every input header is checked before anything is written.
-	files := make([]*gradients.File, 0, len(grads))
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
-	total := 0
-	for _, path := range grads {
-		f, err := gradients.Open(path)
-		if err != nil {
-			return err
-		}
-		files = append(files, f)
-		if err := sameLayers(grads[0], files[0].Layers(), path, f.Layers()); err != nil {
-			return fmt.Errorf("store build: %w", err)
-		}
-		total += f.N()
-		if err := checkRead("store build", f, path, 0, min(*chunk, f.N()), mem.bytes()); err != nil {
-			return err
-		}
-	}
-	inLayers := files[0].Layers()
-
-	var b *store.Builder
-	if *resume {
-		// Resume takes the store's build lock, so the checks below see
-		// the store as no other build will change it.
-		if b, err = store.Resume(*out); err != nil {
-			return fmt.Errorf("store build --resume: %w", err)
-		}
-		if err := checkResume(b, fs, pf, spec, seed, dt, grads, inLayers, total, *out); err != nil {
-			b.Close()
-			return err
-		}
-		m := b.Manifest()
-		spec, seed, dt = m.Projection, m.Seed, m.DType
-	} else {
-		layers, err := storeLayers(grads[0], inLayers, spec)
-		if err != nil {
-			return fmt.Errorf("store build: %w", err)
-		}
-		b, err = store.Create(*out, store.Options{DType: dt, ShardRows: *shardRows, Layers: layers, Projection: spec, Seed: seed})
-		if err != nil {
-			if errors.Is(err, store.ErrExists) {
-				return fmt.Errorf("store build: %w (use --resume to continue it, or another --out)", err)
-			}
-			return fmt.Errorf("store build: %w", err)
-		}
-	}
-	p, projected, err := gradProjection(spec, seed)
-	if err != nil {
-		b.Close()
-		return fmt.Errorf("store build: %s: %w", *out, err)
-	}
-
-	start := time.Now()
-	skip := b.Committed()
-	// The rows committed before must be the first rows of the inputs, id
-	// for id; from[i] is the first row of file i still to add.
-	from := make([]int, len(files))
-	for fi, pos := 0, 0; fi < len(files) && pos < skip; fi++ {
-		f := files[fi]
-		need := min(f.N(), skip-pos)
-		ids := f.IDs()
-		if ids == nil {
-			ids = make([]int64, need)
-			for i := range ids {
-				ids[i] = int64(pos + i)
-			}
-		}
-		if from[fi], err = b.Skip(grads[fi], ids[:need]); err != nil {
-			b.Close()
-			return fmt.Errorf("store build --resume: %w", err)
-		}
-		if err := sameLastRow(ctx, b, grads[fi], f, need-1, pos+need-1, ids[need-1], p, projected); err != nil {
-			b.Close()
-			return fmt.Errorf("store build --resume: %w", err)
-		}
-		pos += f.N()
-	}
-	progress := newProgress(stderr)
-	if skip > 0 {
-		progress.stage(fmt.Sprintf("store build: resuming %s after its %d committed rows", *out, skip))
-	}
-	msg := fmt.Sprintf("store build: %d examples of %d file(s) into %s, %s, %s projection", total, len(files), *out, dt, describeProjection(spec, seed))
-	tick := progress.counter(msg)
-	buildErr := func() error {
-		pos := 0 // position in the inputs of the file's first example
-		for fi, f := range files {
-			n := f.N()
-			noIDs := f.IDs() == nil
-			for lo := from[fi]; lo < n; lo += *chunk {
-				hi := min(n, lo+*chunk)
-				batch, err := f.Read(lo, hi)
-				if err != nil {
-					return err
-				}
-				if noIDs {
-					batch.IDs = make([]int64, batch.N)
-					for i := range batch.IDs {
-						batch.IDs[i] = int64(pos + lo + i)
-					}
-				}
-				if projected {
-					if batch, err = p.Apply(ctx, batch); err != nil {
-						return fmt.Errorf("store build: %s: %w", grads[fi], err)
-					}
-				}
-				if err := b.AddBatchFrom(ctx, grads[fi], lo, batch); err != nil {
-					return fmt.Errorf("store build: %s: examples [%d, %d): %w", grads[fi], lo, hi, err)
-				}
-				if progress.tty {
-					tick(pos+hi, total)
-				} else {
-					fmt.Fprintf(stderr, "store build: %d/%d examples, %d rows committed\n", pos+hi, total, b.Committed())
-				}
-			}
-			pos += n
-		}
-		return nil
-	}()
-	// Close commits the rows buffered so far even after an error (an
-	// interrupt, a bad value), so that --resume loses none of them.
-	closeErr := b.Close()
-	progress.done()
-	if buildErr != nil {
-		return buildErr
-	}
-	if closeErr != nil {
-		return fmt.Errorf("store build: %w", closeErr)
-	}
-	s, err := store.Open(*out)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	m := s.Manifest()
-	fmt.Fprintf(stdout, "store build: wrote %s: %d rows (%d added) in %.1f s\n", *out, m.Count, m.Count-skip, time.Since(start).Seconds())
-	printStoreSummary(stdout, *out, m, storeBytes(*out, m))
-	return nil
-}
-
-// sameLastRow checks that row r of the input file f, prepared as the build
-// prepares it, holds the bytes of the committed store row row, which has
-// its id.
-func sameLastRow(ctx context.Context, b *store.Builder, path string, f *gradients.File, r, row int, id int64, p gradients.Projection, projected bool) error {
-	batch, err := f.Read(r, r+1)
-	if err != nil {
-		return err
-	}
-	batch.IDs = []int64{id}
-	if projected {
-		if batch, err = p.Apply(ctx, batch); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	return b.SameRow(path, r, row, batch)
-}
-
-// checkResume checks a resumed store against the flags and inputs: the
-// projection and dtype where flags give them, the layers, and that the
-// inputs hold at least the store's rows. Skip then checks the ids.
-func checkResume(b *store.Builder, fs *flag.FlagSet, pf *projectionFlags, spec store.Projection, seed int64, dt store.DType,
-	grads []string, inLayers []gradients.LayerInfo, total int, out string) error {
-	m := b.Manifest()
-	manifest := filepath.Join(out, store.ManifestName)
-	if pf.given() && !sameProjection(spec, seed, m.Projection, m.Seed) {
-		return fmt.Errorf("store build --resume: %s: the flags give projection %s, the store holds %s",
-			manifest, describeProjection(spec, seed), describeProjection(m.Projection, m.Seed))
-	}
-	if isSet(fs, "dtype") && dt != m.DType {
-		return fmt.Errorf("store build --resume: %s: --dtype %s, the store holds %s", manifest, dt, m.DType)
-	}
-	want, err := storeLayers(grads[0], inLayers, m.Projection)
-	if err != nil {
+	src, err := store.OpenSource(grads...)
+	var same *store.SameFileError
+	switch {
+	case errors.As(err, &same):
+		return fmt.Errorf("%w: store build: --grads %v", errUsage, err)
+	case err != nil:
 		return fmt.Errorf("store build: %w", err)
 	}
-	if err := layersMatch(want, m.Layers); err != nil {
-		return fmt.Errorf("store build --resume: %s against %s: %w", grads[0], manifest, err)
+	defer src.Close()
+	// Every input is checked before anything is written.
+	for i, f := range src.Files() {
+		if err := checkRead("store build", f, grads[i], 0, min(*chunk, f.N()), mem.bytes()); err != nil {
+			return err
+		}
 	}
-	if m.Count > total {
-		return fmt.Errorf("store build --resume: %s holds %d rows, more than the %d examples of --grads: not the same inputs",
-			out, m.Count, total)
+	opt := store.BuildOptions{DType: dt, ShardRows: *shardRows, Chunk: *chunk, Resume: *resume, CheckProjection: pf.given()}
+	cmd := "store build"
+	if *resume {
+		cmd = "store build --resume"
+		if !isSet(fs, "dtype") {
+			opt.DType = "" // the store's
+		}
 	}
+	start := time.Now()
+	progress := newProgress(stderr)
+	tick := func(done, total int) {}
+	opt.Start = func(m store.Manifest, resumed int) {
+		if resumed > 0 {
+			progress.stage(fmt.Sprintf("store build: resuming %s after its %d committed rows", *out, resumed))
+		}
+		tick = progress.counter(fmt.Sprintf("store build: %d examples of %d file(s) into %s, %s, %s projection", src.Len(), len(grads), *out, m.DType, m.Projection))
+	}
+	opt.Progress = func(done, total, committed int) {
+		if progress.tty {
+			tick(done, total)
+		} else {
+			fmt.Fprintf(stderr, "store build: %d/%d examples, %d rows committed\n", done, total, committed)
+		}
+	}
+	sum, err := store.Build(ctx, *out, src, spec, opt)
+	progress.done()
+	var mismatch *store.MismatchError
+	switch {
+	case errors.As(err, &mismatch) && mismatch.Field == "projection":
+		return fmt.Errorf("%s: %s: the flags give projection %s, the store holds %s", cmd, mismatch.Path, mismatch.Asked, mismatch.Have)
+	case errors.As(err, &mismatch):
+		return fmt.Errorf("%s: %s: --%s %s, the store holds %s", cmd, mismatch.Path, mismatch.Field, mismatch.Asked, mismatch.Have)
+	case errors.Is(err, store.ErrExists) && !*resume:
+		return fmt.Errorf("store build: %w (use --resume to continue it, or another --out)", err)
+	case err != nil:
+		return fmt.Errorf("%s: %w", cmd, err)
+	}
+	m := sum.Manifest
+	fmt.Fprintf(stdout, "store build: wrote %s: %d rows (%d added) in %.1f s\n", *out, m.Count, sum.Added, time.Since(start).Seconds())
+	printStoreSummary(stdout, *out, m, storeBytes(*out, m))
 	return nil
-}
-
-// sameFile reports whether two paths name one file, through links too.
-func sameFile(a, b string) bool {
-	if filepath.Clean(a) == filepath.Clean(b) {
-		return true
-	}
-	sa, err := os.Stat(a)
-	if err != nil {
-		return false
-	}
-	sb, err := os.Stat(b)
-	return err == nil && os.SameFile(sa, sb)
 }
 
 // runStoreInfo prints a store's manifest summary, after checking every
@@ -321,20 +166,45 @@ func runStoreInfo(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	size := storeBytes(*dir, m)
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(struct {
-			Dir string `json:"dir"`
-			store.Manifest
-			Bytes    int64 `json:"bytes"`
-			Verified bool  `json:"verified"`
-		}{*dir, m, size, *verify})
+		return writeInfoJSON(stdout, *dir, m, size, *verify)
 	}
 	printStoreSummary(stdout, *dir, m, size)
 	if *verify {
 		fmt.Fprintf(stdout, "  verify      ok: sha256 of %d shards match the manifest\n", len(m.Shards))
 	}
 	return nil
+}
+
+// writeInfoJSON writes store info --json: the manifest's fields as
+// manifest.json holds them, between the directory and the bytes on disk.
+func writeInfoJSON(w io.Writer, dir string, m store.Manifest, size int64, verified bool) error {
+	mj, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	head, err := json.Marshal(struct {
+		Dir string `json:"dir"`
+	}{dir})
+	if err != nil {
+		return err
+	}
+	tail, err := json.Marshal(struct {
+		Bytes    int64 `json:"bytes"`
+		Verified bool  `json:"verified"`
+	}{size, verified})
+	if err != nil {
+		return err
+	}
+	// Three objects joined into one: {"dir":…, <manifest>, "bytes":…}.
+	joined := append(append(append(head[:len(head)-1:len(head)-1], ','), mj[1:len(mj)-1]...), ',')
+	joined = append(joined, tail[1:]...)
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, joined, "", "  "); err != nil {
+		return err
+	}
+	buf.WriteByte('\n')
+	_, err = w.Write(buf.Bytes())
+	return err
 }
 
 // runStoreScore scores query gradients against every row of a store,
@@ -414,7 +284,7 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 			lrs[c] = x
 		}
 	}
-	spec, seed, err := pf.spec("store score")
+	spec, err := pf.spec("store score")
 	if err != nil {
 		return err
 	}
@@ -425,16 +295,35 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	start := time.Now()
 	progress := newProgress(stderr)
 
+	var method influence.StoreMethod
 	var factors *ekfac.Factors
-	if *factorsPath != "" {
+	switch {
+	case *factorsPath != "":
 		if factors, err = ekfac.Load(*factorsPath); err != nil {
 			return err
 		}
+		method = influence.StoreFactors{Factors: factors, Damping: damping, MemoryLimit: mem.bytes()}
+	case *hessian == "raw":
+		method = influence.StoreRawHessian{Damping: damping}
+	case *hessian == "trak":
+		if !damping.Heuristic && damping.Value == 0 {
+			return fmt.Errorf("%w: store score: --hessian trak needs --damping > 0 or heuristic", errUsage)
+		}
+		m := influence.StoreTRAK{Damping: damping}
+		for _, path := range probPaths {
+			byID, err := influence.ReadProbs(path)
+			if err != nil {
+				return fmt.Errorf("store score: %w", err)
+			}
+			m.Probs = append(m.Probs, byID)
+		}
+		method = m
+	case nc > 1:
+		method = influence.StoreTracIn{LR: lrs}
+	default:
+		method = influence.StoreIdentity{}
 	}
 	stores := make([]*store.Store, nc)
-	queries := make([]*linalg.Dense32, nc)
-	method := "identity"
-	var deltas []string
 	for c, dir := range dirs {
 		s, err := store.OpenWith(dir, store.OpenOptions{NoVerify: *noVerify})
 		if err != nil {
@@ -442,135 +331,57 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		defer s.Close()
 		stores[c] = s
-		if c > 0 && s.Count() != stores[0].Count() {
-			return fmt.Errorf("store score: %s holds %d rows, %s %d: the stores of the checkpoints must hold the same examples", dir, s.Count(), dirs[0], stores[0].Count())
-		}
-		m := s.Manifest()
-		if pf.given() && !sameProjection(spec, seed, m.Projection, m.Seed) {
+		if m := s.Manifest(); pf.given() && !spec.Equal(m.Projection) {
 			return fmt.Errorf("store score: the flags give projection %s, %s holds %s",
-				describeProjection(spec, seed), filepath.Join(dir, store.ManifestName), describeProjection(m.Projection, m.Seed))
+				spec, filepath.Join(dir, store.ManifestName), m.Projection)
 		}
-		query, err := storeQuery(ctx, queryPaths[c], dir, m, mem.bytes())
-		if err != nil {
+	}
+	// The queries are read, and checked against the stores, before the
+	// passes over the stores that opening the scorer may take.
+	queries := make([]*gradients.Batch, nc)
+	for c, path := range queryPaths {
+		if queries[c], err = readStoreQuery(path, dirs[c], stores[c].Manifest(), mem.bytes()); err != nil {
 			return err
 		}
-		if c > 0 && query.N != queries[0].Rows {
-			return fmt.Errorf("store score: %s has %d queries, %s %d: the query files must hold the same examples", queryPaths[c], query.N, queryPaths[0], queries[0].Rows)
+		if c > 0 && queries[c].N != queries[0].N {
+			return fmt.Errorf("store score: %s has %d queries, %s %d: the query files must hold the same examples", path, queries[c].N, queryPaths[0], queries[0].N)
 		}
-		var pre *linalg.Dense64
-		switch {
-		case factors != nil:
-			method = string(factors.Method)
-			if pre, err = factors.Precondition(ctx, be, query, ekfac.ScoreOptions{Damping: damping, MemoryLimit: mem.bytes()}); err != nil {
-				return withMemFlag("store score", fmt.Errorf("%s (projected as the store) with %s: %w", queryPaths[c], *factorsPath, err))
-			}
-		case *hessian == "raw":
-			progress.stage(fmt.Sprintf("store score: raw projected Hessian of %s (one pass)", dir))
-			h, err := influence.ProjectedHessian(ctx, be, s, *chunk)
-			if err != nil {
-				return fmt.Errorf("store score: %w", err)
-			}
-			delta := damping.Value
-			if damping.Heuristic {
-				delta = influence.RawDamping(h)
-			}
-			deltas = append(deltas, fmt.Sprintf("%g", delta))
-			method = "raw projected Hessian"
-			if pre, err = influence.Exact(h, delta).Precondition(ctx, be, query); err != nil {
-				return fmt.Errorf("store score: raw projected Hessian of %s: %w", dir, err)
-			}
-		case *hessian == "trak":
-			progress.stage(fmt.Sprintf("store score: TRAK, ΦᵀΦ of %s (one pass)", dir))
-			var delta float64
-			if !damping.Heuristic {
-				if damping.Value == 0 {
-					return fmt.Errorf("%w: store score: --hessian trak needs --damping > 0 or heuristic", errUsage)
-				}
-				delta = damping.Value
-			}
-			if pre, delta, err = influence.TRAKQueries(ctx, be, s, query.Flatten(), delta, *chunk); err != nil {
-				return fmt.Errorf("store score: %w", err)
-			}
-			deltas = append(deltas, fmt.Sprintf("%g", delta))
-			method = "trak"
-		default:
-			pre = query.Flatten()
-			if nc > 1 {
-				method = "tracin-cp"
-				for i := range pre.Data {
-					pre.Data[i] *= lrs[c]
-				}
-			}
-		}
-		if pre.Cols != s.Dim() {
-			// Unreachable after storeQuery's checks; kept so that a mismatch
-			// is an error and not a wrong answer.
-			return fmt.Errorf("store score: %s: query rows of dimension %d, the store's are %d", queryPaths[c], pre.Cols, s.Dim())
-		}
-		queries[c] = pre.To32()
 	}
-	nq, count := queries[0].Rows, stores[0].Count()
+	nq, count := queries[0].N, stores[0].Count()
 	if err := checkStoreScoreMemory(nq, count, *topk, *scoresOut != "", mem.bytes()); err != nil {
 		return err
 	}
-	if len(deltas) > 0 {
-		method += ", δ = " + strings.Join(deltas, ",")
-	}
-
-	opt := influence.StreamOptions{TopK: *topk, ChunkRows: *chunk}
-	if *hessian == "trak" {
-		if opt.Weights, err = trakWeights(ctx, stores, probPaths); err != nil {
-			return fmt.Errorf("store score: %w", err)
-		}
-	}
-	var full []float32
-	var fullIDs []int64
-	if *scoresOut != "" {
-		if count > 0 && nq > math.MaxInt/4/count {
-			return fmt.Errorf("store score: --scores-out: %d × %d scores do not fit in memory", nq, count)
-		}
-		full = make([]float32, nq*count)
-		fullIDs = make([]int64, count)
-		// Blocks cover disjoint columns, so this is safe even if the
-		// callback were called concurrently.
-		opt.Scores = func(offset int, ids []int64, block *linalg.Dense32) error {
-			if offset < 0 || offset+len(ids) > count || block.Rows != nq || block.Cols != len(ids) {
-				return fmt.Errorf("score block %d×%d for rows [%d, %d) of %d queries × %d rows",
-					block.Rows, block.Cols, offset, offset+len(ids), nq, count)
-			}
-			for q := 0; q < nq; q++ {
-				copy(full[q*count+offset:q*count+offset+len(ids)], block.Row(q))
-			}
-			copy(fullIDs[offset:], ids)
-			return nil
-		}
+	scorer, err := influence.OpenStoreScorer(ctx, be, influence.StoreScorerOptions{Stores: stores, Method: method, TopK: *topk, ChunkRows: *chunk,
+		FullScores: *scoresOut != "", Progress: func(stage string) { progress.stage("store score: " + stage) }})
+	if err != nil {
+		return fmt.Errorf("store score: %w", err)
 	}
 	m := stores[0].Manifest()
-	what := fmt.Sprintf("%s (%s, dim %d, %s projection)", dirs[0], m.DType, m.Dim, describeProjection(m.Projection, m.Seed))
+	what := fmt.Sprintf("%s (%s, dim %d, %s projection)", dirs[0], m.DType, m.Dim, m.Projection)
 	if nc > 1 {
 		what = fmt.Sprintf("%d checkpoint stores %s", nc, strings.Join(dirs, ","))
 	}
-	progress.stage(fmt.Sprintf("store score: %d queries × %d rows of %s, %s", nq, count, what, methodName(method, factors, damping)))
-	res, err := influence.StreamCheckpoints(ctx, be, queries, stores, opt)
-	if err != nil {
-		return fmt.Errorf("store score: %s: %w", strings.Join(dirs, ","), err)
+	stageMethod := scorer.Method()
+	if factors != nil {
+		stageMethod += ", δ = " + damping.String()
 	}
-	if res.Rows != count || len(res.Rankings) != nq {
-		return fmt.Errorf("store score: %s: scored %d rows for %d queries, want %d rows for %d", dirs[0], res.Rows, len(res.Rankings), count, nq)
+	progress.stage(fmt.Sprintf("store score: %d queries × %d rows of %s, %s", nq, count, what, stageMethod))
+	res, err := scorer.Score(ctx, queries...)
+	if err != nil {
+		return withMemFlag("store score", fmt.Errorf("store score: %s: %w", strings.Join(dirs, ","), err))
 	}
 
 	meta := map[string]string{
-		"format":          ScoresFormat,
 		"store":           strings.Join(dirs, ","),
 		"store_count":     strconv.Itoa(count),
 		"store_dtype":     string(m.DType),
 		"query":           strings.Join(queryPaths, ","),
 		"factors":         *factorsPath,
-		"method":          method,
+		"method":          scorer.Method(),
 		"damping":         "none",
-		"projection":      describeProjection(m.Projection, m.Seed),
-		"projection_kind": m.Projection.Kind,
-		"projection_seed": strconv.FormatInt(m.Seed, 10),
+		"projection":      m.Projection.String(),
+		"projection_kind": m.Projection.Kind.String(),
+		"projection_seed": strconv.FormatInt(int64(m.Projection.Seed), 10),
 		"backend":         be.Name(),
 		"sign":            "positive = helpful: removing a training example raises the query loss by about score/N",
 		"indices":         "topk.indices and bottomk.indices are store row indices; topk.ids and bottomk.ids the stored ids",
@@ -578,111 +389,44 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if factors != nil || *hessian != "none" {
 		meta["damping"] = damping.String()
 	}
-	if method == "tracin-cp" {
-		meta["lr"] = strings.Trim(strings.Join(strings.Fields(fmt.Sprint(lrs)), ","), "[]")
+	if lr := scorer.LR(); lr != nil {
+		meta["lr"] = strings.Trim(strings.Join(strings.Fields(fmt.Sprint(lr)), ","), "[]")
 	}
 	if len(probPaths) > 0 {
 		meta["trak_probs"] = strings.Join(probPaths, ",")
 	}
 	k := min(*topk, count)
 	meta["topk"] = strconv.Itoa(k)
-	ts, err := rankingTensors(res.Rankings, k, true)
-	if err != nil {
-		return fmt.Errorf("store score: %w", err)
-	}
-	if err := safetensors.WriteFile(*out, ts, meta); err != nil {
+	if err := influence.WriteScores(*out, &influence.ScoresFile{Metadata: meta, Rankings: res.Rankings, K: k, RankingIDs: true}); err != nil {
 		return err
 	}
-	if *scoresOut != "" {
-		ids, _ := safetensors.EncodeInt64s(safetensors.I64, fullIDs) // I64 holds any int64
-		tensors := []safetensors.Tensor{
-			{Name: "scores", DType: safetensors.F32, Shape: []int{nq, count}, Data: encodeF32(full)},
-			{Name: "ids", DType: safetensors.I64, Shape: []int{count}, Data: ids},
-		}
-		if err := safetensors.WriteFile(*scoresOut, tensors, meta); err != nil {
-			return err
-		}
-	}
-	secs := time.Since(start).Seconds()
 	wrote := *out
 	if *scoresOut != "" {
+		if err := influence.WriteScores(*scoresOut, &influence.ScoresFile{Metadata: meta, Scores: res.Scores, IDs: res.IDs}); err != nil {
+			return err
+		}
 		wrote += " and " + *scoresOut
 	}
 	progress.stage(fmt.Sprintf("store score: %d queries × %d rows in %.1f s (streaming %.2f s) on %s; wrote %s",
-		nq, count, secs, res.Seconds, be.Name(), wrote))
+		nq, count, time.Since(start).Seconds(), res.Seconds, be.Name(), wrote))
 	return nil
 }
 
-// storeQuery reads a query gradient file whose layers must be the store's
-// before projection, and projects it as the store's rows.
-func storeQuery(ctx context.Context, path, dir string, m store.Manifest, memLimit int64) (*gradients.Batch, error) {
-	manifestPath := filepath.Join(dir, store.ManifestName)
-	p, projected, err := gradProjection(m.Projection, m.Seed)
-	if err != nil {
-		return nil, fmt.Errorf("store score: %s: %w", manifestPath, err)
-	}
+// readStoreQuery reads a query gradient file after checking, from its
+// header, that its layers are those the store was built from.
+func readStoreQuery(path, dir string, m store.Manifest, memLimit int64) (*gradients.Batch, error) {
 	qf, err := gradients.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	want, err := storeLayers(path, qf.Layers(), m.Projection)
-	if err == nil {
-		err = layersMatch(want, m.Layers)
-	}
-	if err != nil {
-		qf.Close()
-		return nil, fmt.Errorf("store score: %s against %s: %w", path, manifestPath, err)
+	defer qf.Close()
+	if err := m.CheckInput(qf.Layers()); err != nil {
+		return nil, fmt.Errorf("store score: %s against %s: %w", path, filepath.Join(dir, store.ManifestName), err)
 	}
 	if err := checkRead("store score", qf, path, 0, qf.N(), memLimit); err != nil {
-		qf.Close()
 		return nil, err
 	}
-	query, err := qf.ReadAll()
-	qf.Close()
-	if err != nil {
-		return nil, err
-	}
-	if projected {
-		if query, err = p.Apply(ctx, query); err != nil {
-			return nil, fmt.Errorf("store score: %s: %w", path, err)
-		}
-	}
-	return query, nil
-}
-
-// trakWeights returns TRAK's column weights for the stores' rows: from the
-// probability files (one per store, matched to the rows by id), or 1/C each
-// without them.
-func trakWeights(ctx context.Context, stores []*store.Store, paths []string) ([]float32, error) {
-	count := stores[0].Count()
-	if len(paths) == 0 {
-		w := make([]float32, count)
-		for i := range w {
-			w[i] = float32(1 / float64(len(stores)))
-		}
-		return w, nil
-	}
-	probs := make([][]float64, len(stores))
-	for c, path := range paths {
-		byID, err := readProbs(path)
-		if err != nil {
-			return nil, err
-		}
-		ids, err := stores[c].IDs(ctx)
-		if err != nil {
-			return nil, err
-		}
-		p := make([]float64, count)
-		for i, id := range ids {
-			v, ok := byID[id]
-			if !ok {
-				return nil, fmt.Errorf("%s has no probability for id %d of the store %s", path, id, stores[c].Dir())
-			}
-			p[i] = v
-		}
-		probs[c] = p
-	}
-	return influence.TRAKWeights(probs)
+	return qf.ReadAll()
 }
 
 // projectionFlags are the flags naming a projection, shared by store build
@@ -716,21 +460,21 @@ func (pf *projectionFlags) given() bool {
 	return false
 }
 
-// spec returns the projection the flags name, as a store records it, and its
-// seed. No --kind means none.
-func (pf *projectionFlags) spec(cmd string) (store.Projection, int64, error) {
+// spec returns the projection the flags name, as a store records it. No
+// --kind means none.
+func (pf *projectionFlags) spec(cmd string) (gradients.Projection, error) {
 	sized := isSet(pf.fs, "k") || isSet(pf.fs, "k-in") || isSet(pf.fs, "k-out") || isSet(pf.fs, "seed")
 	if *pf.kind == "" || strings.EqualFold(*pf.kind, "none") {
 		if sized {
-			return store.Projection{}, 0, fmt.Errorf("%w: %s: --k, --k-in, --k-out and --seed need a projection --kind", errUsage, cmd)
+			return gradients.Projection{}, fmt.Errorf("%w: %s: --k, --k-in, --k-out and --seed need a projection --kind", errUsage, cmd)
 		}
-		return store.Projection{Kind: "none"}, 0, nil
+		return gradients.Projection{}, nil
 	}
 	kind, err := gradients.ParseProjectionKind(*pf.kind)
 	if err != nil {
-		return store.Projection{}, 0, fmt.Errorf("%w: %s: --kind: %v (or none)", errUsage, cmd, err)
+		return gradients.Projection{}, fmt.Errorf("%w: %s: --kind: %v (or none)", errUsage, cmd, err)
 	}
-	p := store.Projection{Kind: kind.String()}
+	p := gradients.Projection{Kind: kind, Seed: *pf.seed}
 	if kind == gradients.Kronecker {
 		p.KIn, p.KOut = *pf.k, *pf.k
 		if isSet(pf.fs, "k-in") {
@@ -740,115 +484,24 @@ func (pf *projectionFlags) spec(cmd string) (store.Projection, int64, error) {
 			p.KOut = *pf.kOut
 		}
 		if p.KIn < 1 || p.KOut < 1 {
-			return store.Projection{}, 0, fmt.Errorf("%w: %s: kronecker needs --k-in and --k-out (or --k for both) of at least 1, have %d and %d", errUsage, cmd, p.KIn, p.KOut)
+			return gradients.Projection{}, fmt.Errorf("%w: %s: kronecker needs --k-in and --k-out (or --k for both) of at least 1, have %d and %d", errUsage, cmd, p.KIn, p.KOut)
 		}
 	} else {
 		if isSet(pf.fs, "k-in") || isSet(pf.fs, "k-out") {
-			return store.Projection{}, 0, fmt.Errorf("%w: %s: --k-in and --k-out are for kronecker; %s takes --k", errUsage, cmd, kind)
+			return gradients.Projection{}, fmt.Errorf("%w: %s: --k-in and --k-out are for kronecker; %s takes --k", errUsage, cmd, kind)
 		}
 		if *pf.k < 1 {
-			return store.Projection{}, 0, fmt.Errorf("%w: %s: %s needs --k of at least 1", errUsage, cmd, kind)
+			return gradients.Projection{}, fmt.Errorf("%w: %s: %s needs --k of at least 1", errUsage, cmd, kind)
 		}
 		p.K = *pf.k
 	}
 	if max(p.K, p.KIn, p.KOut) > gradients.MaxProjectionDim {
-		return store.Projection{}, 0, fmt.Errorf("%w: %s: output dimension above %d", errUsage, cmd, gradients.MaxProjectionDim)
+		return gradients.Projection{}, fmt.Errorf("%w: %s: output dimension above %d", errUsage, cmd, gradients.MaxProjectionDim)
 	}
 	if *pf.seed > math.MaxInt64 {
-		return store.Projection{}, 0, fmt.Errorf("%w: %s: --seed %d: a store records seeds below 2⁶³", errUsage, cmd, *pf.seed)
+		return gradients.Projection{}, fmt.Errorf("%w: %s: --seed %d: a store records seeds below 2⁶³", errUsage, cmd, *pf.seed)
 	}
-	return p, int64(*pf.seed), nil
-}
-
-// sameProjection reports whether two recorded projections are the same; the
-// seed of kind none does not matter.
-func sameProjection(a store.Projection, aSeed int64, b store.Projection, bSeed int64) bool {
-	if !strings.EqualFold(a.Kind, b.Kind) || a.K != b.K || a.KIn != b.KIn || a.KOut != b.KOut {
-		return false
-	}
-	return strings.EqualFold(a.Kind, "none") || aSeed == bSeed
-}
-
-// describeProjection writes a recorded projection the way the flags name it.
-func describeProjection(p store.Projection, seed int64) string {
-	switch {
-	case strings.EqualFold(p.Kind, "none"):
-		return "none"
-	case p.KIn > 0 || p.KOut > 0:
-		return fmt.Sprintf("%s k_in=%d k_out=%d seed=%d", p.Kind, p.KIn, p.KOut, seed)
-	}
-	return fmt.Sprintf("%s k=%d seed=%d", p.Kind, p.K, seed)
-}
-
-// gradProjection returns the projection a store records, and false for kind
-// none.
-func gradProjection(p store.Projection, seed int64) (gradients.Projection, bool, error) {
-	if strings.EqualFold(p.Kind, "none") {
-		return gradients.Projection{}, false, nil
-	}
-	kind, err := gradients.ParseProjectionKind(p.Kind)
-	if err != nil {
-		return gradients.Projection{}, false, fmt.Errorf("projection: %w", err)
-	}
-	return gradients.Projection{Kind: kind, K: p.K, KIn: p.KIn, KOut: p.KOut, Seed: uint64(seed)}, true, nil
-}
-
-// storeLayers returns the layers of the store rows that the layers of a
-// gradient file give under a projection: the full gradients for none, K per
-// layer for the dense kinds and KIn·KOut per (factored) layer for kronecker.
-func storeLayers(path string, layers []gradients.LayerInfo, p store.Projection) ([]store.LayerInfo, error) {
-	out := make([]store.LayerInfo, len(layers))
-	for i, l := range layers {
-		out[i] = store.LayerInfo{Name: l.Name, Dim: l.D}
-		switch {
-		case strings.EqualFold(p.Kind, "none"):
-		case strings.EqualFold(p.Kind, gradients.Kronecker.String()):
-			if !l.Factored {
-				return nil, fmt.Errorf("%s: layer %q is dense (grad of dimension %d), but kronecker needs factored layers (a and s)", path, l.Name, l.D)
-			}
-			out[i].Dim = p.KIn * p.KOut
-		default:
-			out[i].Dim = p.K
-		}
-	}
-	return out, nil
-}
-
-// layersMatch checks that a file's layers, as stored, are a store's: the
-// same names in the same order, of the same dimensions.
-func layersMatch(got, want []store.LayerInfo) error {
-	if len(got) != len(want) {
-		return fmt.Errorf("%d layers, the store has %d", len(got), len(want))
-	}
-	for i, w := range want {
-		if got[i].Name != w.Name {
-			return fmt.Errorf("layer %d is %q, the store's is %q", i, got[i].Name, w.Name)
-		}
-		if got[i].Dim != w.Dim {
-			return fmt.Errorf("layer %q has dimension %d as stored, the store's has %d", w.Name, got[i].Dim, w.Dim)
-		}
-	}
-	return nil
-}
-
-// sameLayers checks that two gradient files have the same layers: names,
-// order, kind and shapes (token counts may differ).
-func sameLayers(pathA string, a []gradients.LayerInfo, pathB string, b []gradients.LayerInfo) error {
-	if len(a) != len(b) {
-		return fmt.Errorf("%s has %d layers, %s has %d", pathB, len(b), pathA, len(a))
-	}
-	shape := func(l gradients.LayerInfo) string {
-		if l.Factored {
-			return fmt.Sprintf("factored %d×%d", l.DOut, l.DIn)
-		}
-		return fmt.Sprintf("dense %d", l.D)
-	}
-	for i := range a {
-		if a[i].Name != b[i].Name || shape(a[i]) != shape(b[i]) {
-			return fmt.Errorf("%s: layer %d is %q (%s), in %s it is %q (%s)", pathB, i, b[i].Name, shape(b[i]), pathA, a[i].Name, shape(a[i]))
-		}
-	}
-	return nil
+	return p, nil
 }
 
 // storeBytes returns the bytes on disk of a store's manifest and committed
@@ -875,27 +528,10 @@ func printStoreSummary(w io.Writer, dir string, m store.Manifest, size int64) {
 	fmt.Fprintf(w, "  shards      %d\n", len(m.Shards))
 	fmt.Fprintf(w, "  dtype       %s\n", m.DType)
 	fmt.Fprintf(w, "  dim         %d\n", m.Dim)
-	fmt.Fprintf(w, "  projection  %s\n", describeProjection(m.Projection, m.Seed))
+	fmt.Fprintf(w, "  projection  %s\n", m.Projection.String())
 	fmt.Fprintf(w, "  bytes       %d (%.1f MiB)\n", size, float64(size)/(1<<20))
 	fmt.Fprintf(w, "  layers      %d\n", len(m.Layers))
 	for _, l := range m.Layers {
 		fmt.Fprintf(w, "    %-24s offset %d, dim %d\n", l.Name, l.Offset, l.Dim)
 	}
-}
-
-// methodName describes the preconditioning of store score.
-func methodName(method string, f *ekfac.Factors, d ekfac.Damping) string {
-	if f == nil {
-		return method
-	}
-	return fmt.Sprintf("%s, δ = %s", method, d)
-}
-
-// encodeF32 returns v as little-endian float32 bytes.
-func encodeF32(v []float32) []byte {
-	b := make([]byte, 4*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
-	}
-	return b
 }

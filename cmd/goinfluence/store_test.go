@@ -91,15 +91,14 @@ func TestStoreBuild(t *testing.T) {
 	sf := newStoreFiles(t)
 	kinds := []struct {
 		args []string
-		spec store.Projection
 		p    gradients.Projection
 		dim  int
 	}{
-		{nil, store.Projection{Kind: "none"}, gradients.Projection{}, 5*4 + 4*3},
-		{[]string{"--kind", "rademacher", "--k", "7", "--seed", "3"}, store.Projection{Kind: "rademacher", K: 7}, gradients.Projection{Kind: gradients.Rademacher, K: 7, Seed: 3}, 14},
-		{[]string{"--kind", "sjlt", "--k", "6", "--seed", "3"}, store.Projection{Kind: "sjlt", K: 6}, gradients.Projection{Kind: gradients.SJLT, K: 6, Seed: 3}, 12},
-		{[]string{"--kind", "gaussian", "--k", "5", "--seed", "3"}, store.Projection{Kind: "gaussian", K: 5}, gradients.Projection{Kind: gradients.Gaussian, K: 5, Seed: 3}, 10},
-		{[]string{"--kind", "kronecker", "--k-in", "3", "--k-out", "2", "--seed", "3"}, store.Projection{Kind: "kronecker", KIn: 3, KOut: 2}, gradients.Projection{Kind: gradients.Kronecker, KIn: 3, KOut: 2, Seed: 3}, 12},
+		{nil, gradients.Projection{}, 5*4 + 4*3},
+		{[]string{"--kind", "rademacher", "--k", "7", "--seed", "3"}, gradients.Projection{Kind: gradients.Rademacher, K: 7, Seed: 3}, 14},
+		{[]string{"--kind", "sjlt", "--k", "6", "--seed", "3"}, gradients.Projection{Kind: gradients.SJLT, K: 6, Seed: 3}, 12},
+		{[]string{"--kind", "gaussian", "--k", "5", "--seed", "3"}, gradients.Projection{Kind: gradients.Gaussian, K: 5, Seed: 3}, 10},
+		{[]string{"--kind", "kronecker", "--k-in", "3", "--k-out", "2", "--seed", "3"}, gradients.Projection{Kind: gradients.Kronecker, KIn: 3, KOut: 2, Seed: 3}, 12},
 	}
 	// Relative precision of each dtype, with an absolute floor for values
 	// near f16's subnormals.
@@ -133,7 +132,7 @@ func TestStoreBuild(t *testing.T) {
 					t.Errorf("progress on stderr:\n%s", sf.stderr.String())
 				}
 				m, ids, rows := storeRows(t, dir)
-				if m.Projection != kind.spec || m.Seed != int64(kind.p.Seed) || m.DType != store.DType(dtype) || m.Dim != kind.dim || m.Count != 11 || len(m.Shards) != 4 {
+				if m.Projection != kind.p || m.DType != store.DType(dtype) || m.Dim != kind.dim || m.Count != 11 || len(m.Shards) != 4 {
 					t.Fatalf("manifest %+v", m)
 				}
 				if len(m.Layers) != 2 || m.Layers[0].Name != "block.0.attn" || m.Layers[1].Name != "head" || m.Layers[1].Offset != m.Layers[0].Dim {
@@ -191,7 +190,11 @@ func TestStoreInfo(t *testing.T) {
 		Verified   bool
 		Shards     []struct{ File, SHA256 string }
 		Layers     []store.LayerInfo
-		Projection store.Projection
+		Projection struct {
+			Kind string
+			KIn  int `json:"k_in"`
+			KOut int `json:"k_out"`
+		}
 	}
 	if err := json.Unmarshal([]byte(sf.run("store", "info", "--store", dir, "--json", "--verify")), &info); err != nil {
 		t.Fatalf("info --json: %v\n%s", err, sf.stdout.String())
@@ -206,7 +209,7 @@ func TestStoreInfo(t *testing.T) {
 	}
 	if info.Dir != dir || info.Format != store.Format || info.DType != "f16" || info.Dim != 8 || info.Count != 11 || info.Seed != 5 ||
 		!info.Verified || len(info.Shards) != 3 || len(info.Layers) != 2 || info.Bytes != size ||
-		info.Projection != (store.Projection{Kind: "kronecker", KIn: 2, KOut: 2}) {
+		info.Projection.Kind != "kronecker" || info.Projection.KIn != 2 || info.Projection.KOut != 2 {
 		t.Errorf("info --json: %+v (bytes on disk %d)", info, size)
 	}
 
@@ -259,7 +262,7 @@ func TestStoreResume(t *testing.T) {
 			}
 			m1, ids1, rows1 := storeRows(t, oneShot)
 			m2, ids2, rows2 := storeRows(t, resumed)
-			if m1.Count != m2.Count || m1.Dim != m2.Dim || m1.Projection != m2.Projection || m1.Seed != m2.Seed || m1.DType != m2.DType {
+			if m1.Count != m2.Count || m1.Dim != m2.Dim || m1.Projection != m2.Projection || m1.DType != m2.DType {
 				t.Fatalf("manifests differ:\n%+v\n%+v", m1, m2)
 			}
 			if !slices.Equal(ids1, ids2) || !slices.Equal(ids1, sf.trainIDs) {
@@ -367,7 +370,7 @@ func TestStoreScoreIdentity(t *testing.T) {
 	}
 	defer f.Close()
 	md := f.Metadata
-	for key, v := range map[string]string{"format": ScoresFormat, "store": dir, "query": sf.q, "method": "identity", "projection": "none", "topk": "4", "store_count": "11"} {
+	for key, v := range map[string]string{"format": influence.ScoresFormat, "store": dir, "query": sf.q, "method": "identity", "projection": "none", "topk": "4", "store_count": "11"} {
 		if md[key] != v {
 			t.Errorf("metadata %s = %q, want %q", key, md[key], v)
 		}

@@ -21,11 +21,18 @@ import (
 
 // Options configure a new store.
 type Options struct {
-	DType      DType       // element type of the stored values
-	ShardRows  int         // rows per shard; DefaultShardRows when zero
-	Layers     []LayerInfo // the layers of a row, in order; offsets are computed
-	Projection Projection  // how the rows were projected; Kind "none" when empty
-	Seed       int64       // seed of the projection
+	DType     DType       // element type of the stored values
+	ShardRows int         // rows per shard; DefaultShardRows when zero
+	Layers    []LayerInfo // the layers of a row, in order; offsets are computed
+	// Projection made the rows from the full gradients (zero: none). Its
+	// seed is recorded as an int64: seeds must lie below 2⁶³.
+	Projection gradients.Projection
+
+	// Seed is the seed of the projection when Projection.Seed is zero.
+	//
+	// Deprecated: set Projection.Seed; Seed remains for callers written
+	// when the store recorded its own projection type.
+	Seed int64
 }
 
 // Builder appends rows to a store. It is not safe for concurrent use. A
@@ -73,8 +80,8 @@ func Create(dir string, opt Options) (*Builder, error) {
 	if opt.ShardRows == 0 {
 		opt.ShardRows = DefaultShardRows
 	}
-	if opt.Projection.Kind == "" {
-		opt.Projection.Kind = "none"
+	if opt.Projection.Seed > math.MaxInt64 {
+		return nil, &Error{Path: dir, Field: "projection", Err: fmt.Errorf("%w: seed %d: a store records seeds below 2⁶³", ErrFormat, opt.Projection.Seed)}
 	}
 	if opt.DType.Size() == 0 {
 		return nil, &Error{Path: dir, Field: "dtype", Err: fmt.Errorf("%w: %q, want f16, bf16 or f32", ErrDType, opt.DType)}
@@ -82,12 +89,14 @@ func Create(dir string, opt Options) (*Builder, error) {
 	if opt.ShardRows < 0 {
 		return nil, &Error{Path: dir, Field: "shard rows", Err: fmt.Errorf("%w: %d", ErrShape, opt.ShardRows)}
 	}
+	if opt.Projection.Seed == 0 {
+		opt.Projection.Seed = uint64(opt.Seed) // the bits an int64 seed was recorded with
+	}
 	m := Manifest{
 		Format:     Format,
 		DType:      opt.DType,
 		Layers:     slices.Clone(opt.Layers),
 		Projection: opt.Projection,
-		Seed:       opt.Seed,
 		Shards:     []ShardInfo{},
 	}
 	if err := checkLayers(m.Layers, -1, false); err != nil {

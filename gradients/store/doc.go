@@ -33,6 +33,15 @@
 // where to restart its input, and Skip checks that the restarted input holds
 // the committed ids, in order.
 //
+// Build is the whole of a build as one call: it reads gradient files (a
+// Source, whose files without ids get their positions as ids), projects
+// them chunk by chunk with the manifest's gradients.Projection, adds them
+// and, with BuildOptions.Resume, first checks a killed build's committed
+// rows against the inputs (ids with Skip, the last row's bytes with
+// SameRow). 'goinfluence store build' is its flags and this call.
+// Manifest.CheckInput checks that gradients, once projected, have the
+// store's layers, as queries scored against the store must.
+//
 // A store has one Builder at a time: Create and Resume take an exclusive lock
 // on the file build.lock in the store directory until Close, and a second
 // build is refused with the process holding it named. The operating system

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/internal/atomicfile"
 	"github.com/goinfluence/goinfluence/internal/safetensors"
 )
@@ -72,10 +73,10 @@ type LayerInfo struct {
 	Dim    int    `json:"dim"`
 }
 
-// Projection describes the projection that produced the stored rows from the
-// full gradients. The store records it and checks only that the sizes are not
-// negative; Kind "none" means the rows are the full gradients.
-type Projection struct {
+// projectionJSON is a projection as manifest.json writes it: the kind by
+// name ("none" for none) and the sizes that apply; the seed is the
+// manifest's "seed" field.
+type projectionJSON struct {
 	Kind string `json:"kind"`
 	K    int    `json:"k,omitempty"`     // output size of a dense projection
 	KIn  int    `json:"k_in,omitempty"`  // per-layer input-side size of a factored projection
@@ -91,14 +92,70 @@ type ShardInfo struct {
 
 // Manifest is the committed state of a store, as held in manifest.json.
 type Manifest struct {
-	Format     string      `json:"format"`
-	DType      DType       `json:"dtype"`
-	Dim        int         `json:"dim"`
-	Layers     []LayerInfo `json:"layers"`
-	Projection Projection  `json:"projection"`
-	Seed       int64       `json:"seed"`
-	Shards     []ShardInfo `json:"shards"`
-	Count      int         `json:"count"`
+	Format string
+	DType  DType
+	Dim    int
+	Layers []LayerInfo
+	// Projection made the stored rows from the full gradients (the zero
+	// value: none). Queries are projected by it to be scored against the
+	// rows. The store checks only that its sizes are not negative.
+	Projection gradients.Projection
+	Shards     []ShardInfo
+	Count      int
+}
+
+// manifestJSON is the layout of manifest.json. The seed of the projection
+// is a top-level int64 field: manifests written before the projection was
+// one type keep opening, and new ones are written byte for byte as before.
+type manifestJSON struct {
+	Format     string         `json:"format"`
+	DType      DType          `json:"dtype"`
+	Dim        int            `json:"dim"`
+	Layers     []LayerInfo    `json:"layers"`
+	Projection projectionJSON `json:"projection"`
+	Seed       int64          `json:"seed"`
+	Shards     []ShardInfo    `json:"shards"`
+	Count      int            `json:"count"`
+}
+
+// MarshalJSON writes m as manifest.json holds it.
+func (m Manifest) MarshalJSON() ([]byte, error) {
+	p := projectionJSON{Kind: m.Projection.Kind.String(), K: m.Projection.K, KIn: m.Projection.KIn, KOut: m.Projection.KOut}
+	return json.Marshal(manifestJSON{Format: m.Format, DType: m.DType, Dim: m.Dim, Layers: m.Layers,
+		Projection: p, Seed: int64(m.Projection.Seed), Shards: m.Shards, Count: m.Count})
+}
+
+// UnmarshalJSON reads a manifest.json, without validating it.
+func (m *Manifest) UnmarshalJSON(buf []byte) error {
+	var w manifestJSON
+	if err := json.Unmarshal(buf, &w); err != nil {
+		return err
+	}
+	mm, err := w.manifest()
+	if err != nil {
+		return err
+	}
+	*m = mm
+	return nil
+}
+
+// manifest converts the JSON layout, naming the projection kind; the seed
+// keeps its 64 bits.
+func (w manifestJSON) manifest() (Manifest, error) {
+	m := Manifest{Format: w.Format, DType: w.DType, Dim: w.Dim, Layers: w.Layers, Shards: w.Shards, Count: w.Count,
+		Projection: gradients.Projection{K: w.Projection.K, KIn: w.Projection.KIn, KOut: w.Projection.KOut, Seed: uint64(w.Seed)}}
+	switch {
+	case w.Projection.Kind == "":
+		return Manifest{}, manifestError("projection.kind", "empty; use \"none\" for unprojected rows")
+	case strings.EqualFold(w.Projection.Kind, "none"):
+	default:
+		kind, err := gradients.ParseProjectionKind(w.Projection.Kind)
+		if err != nil {
+			return Manifest{}, manifestError("projection.kind", "%q: want none, rademacher, sjlt, gaussian or kronecker", w.Projection.Kind)
+		}
+		m.Projection.Kind = kind
+	}
+	return m, nil
 }
 
 // clone returns a deep copy of m.
@@ -135,14 +192,18 @@ func manifestError(field, format string, args ...any) error {
 // parseManifest decodes and validates a manifest. Errors are *Error values
 // naming the field at fault; the caller fills in the path.
 func parseManifest(buf []byte) (Manifest, error) {
-	var m Manifest
+	var w manifestJSON
 	dec := json.NewDecoder(bytes.NewReader(buf))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
+	if err := dec.Decode(&w); err != nil {
 		return Manifest{}, &Error{Err: fmt.Errorf("%w: %v", ErrFormat, err)}
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return Manifest{}, &Error{Err: fmt.Errorf("%w: trailing data after the JSON object", ErrFormat)}
+	}
+	m, err := w.manifest()
+	if err != nil {
+		return Manifest{}, err
 	}
 	return m, m.validate()
 }
@@ -162,8 +223,8 @@ func (m *Manifest) validate() error {
 	if err := checkLayers(m.Layers, m.Dim, true); err != nil {
 		return err
 	}
-	if err := m.Projection.check(); err != nil {
-		return err
+	if p := m.Projection; p.K < 0 || p.KIn < 0 || p.KOut < 0 {
+		return manifestError("projection", "negative size in %+v", p)
 	}
 	rowBytes := m.Dim * m.DType.Size()
 	total := 0
@@ -216,16 +277,6 @@ func checkLayers(layers []LayerInfo, dim int, offsets bool) error {
 	}
 	if dim >= 0 && off != dim {
 		return manifestError("layers", "layer dims sum to %d, want dim %d", off, dim)
-	}
-	return nil
-}
-
-func (p Projection) check() error {
-	if p.Kind == "" {
-		return manifestError("projection.kind", "empty; use \"none\" for unprojected rows")
-	}
-	if p.K < 0 || p.KIn < 0 || p.KOut < 0 {
-		return manifestError("projection", "negative size in %+v", p)
 	}
 	return nil
 }

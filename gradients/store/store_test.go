@@ -170,8 +170,8 @@ func TestRoundTripWithinRounding(t *testing.T) {
 func TestManifestFields(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "s")
 	ids, rows := randRows(10, 0, 3)
-	opt := Options{DType: F16, ShardRows: 4, Layers: testLayers, Seed: 42,
-		Projection: Projection{Kind: "kronecker", KIn: 2, KOut: 3}}
+	opt := Options{DType: F16, ShardRows: 4, Layers: testLayers,
+		Projection: gradients.Projection{Kind: gradients.Kronecker, KIn: 2, KOut: 3, Seed: 42}}
 	build(t, dir, opt, ids, rows)
 	buf, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
 	if err != nil {
@@ -230,7 +230,7 @@ func TestManifestFields(t *testing.T) {
 	// Without a projection the kind is "none".
 	dir2 := filepath.Join(t.TempDir(), "s")
 	build(t, dir2, Options{DType: F32, Layers: testLayers}, nil, nil)
-	if p := open(t, dir2).Manifest().Projection; p != (Projection{Kind: "none"}) {
+	if p := open(t, dir2).Manifest().Projection; p != (gradients.Projection{}) {
 		t.Errorf("default projection %+v", p)
 	}
 }
@@ -371,7 +371,7 @@ func TestOpenErrors(t *testing.T) {
 func TestResume(t *testing.T) {
 	ctx := context.Background()
 	ids, rows := randRows(45, 7, 6)
-	opt := Options{DType: F16, ShardRows: 7, Layers: testLayers, Seed: 3}
+	opt := Options{DType: F16, ShardRows: 7, Layers: testLayers, Projection: gradients.Projection{Seed: 3}}
 	single := filepath.Join(t.TempDir(), "single")
 	build(t, single, opt, ids, rows)
 
@@ -401,7 +401,7 @@ func TestResume(t *testing.T) {
 	}
 	sameBits(t, rows2, rows1)
 	m1, m2 := s1.Manifest(), s2.Manifest()
-	if m1.Count != m2.Count || m1.Seed != m2.Seed || !slices.Equal(m1.Layers, m2.Layers) {
+	if m1.Count != m2.Count || m1.Projection != m2.Projection || !slices.Equal(m1.Layers, m2.Layers) {
 		t.Errorf("manifests differ:\n%+v\n%+v", m1, m2)
 	}
 }
@@ -474,7 +474,8 @@ func TestCreateErrors(t *testing.T) {
 		{"repeated layer", "", Options{DType: F16, Layers: []LayerInfo{{Name: "a", Dim: 1}, {Name: "a", Dim: 2}}}, ErrFormat},
 		{"empty layer", "", Options{DType: F16, Layers: []LayerInfo{{Name: "a"}}}, ErrFormat},
 		{"negative shard rows", "", Options{DType: F16, ShardRows: -1, Layers: testLayers}, ErrShape},
-		{"negative projection", "", Options{DType: F16, Layers: testLayers, Projection: Projection{Kind: "dense", K: -1}}, ErrFormat},
+		{"negative projection", "", Options{DType: F16, Layers: testLayers, Projection: gradients.Projection{Kind: gradients.SJLT, K: -1}}, ErrFormat},
+		{"seed above 2⁶³", "", Options{DType: F16, Layers: testLayers, Projection: gradients.Projection{Kind: gradients.SJLT, K: 2, Seed: 1 << 63}}, ErrFormat},
 	}
 	for _, c := range cases {
 		dir := c.dir

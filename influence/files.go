@@ -1,0 +1,372 @@
+package influence
+
+import (
+	"fmt"
+	"maps"
+	"math"
+	"strings"
+
+	"github.com/goinfluence/goinfluence/internal/safetensors"
+	"github.com/goinfluence/goinfluence/linalg"
+)
+
+// ScoresFormat is the metadata "format" of a scores file.
+const ScoresFormat = "goinfluence.scores/v1"
+
+// ProbsFormat is the metadata "format" of a probabilities file: p(y) of
+// each training example's true label, TRAK's weights.
+const ProbsFormat = "goinfluence.probs/v1"
+
+// ScoresFile is the content of a scores file (safetensors), every part
+// optional. Written, its tensors come in this order, each only when set:
+//
+//	scores.<layer>  F32 [n_query, n_train]  per-layer scores, Layers order
+//	scores          F32 [n_query, n_train]
+//	topk.indices    I64 [n_query, K]        most helpful first
+//	topk.ids        I64 [n_query, K]        with RankingIDs
+//	topk.scores     F32 [n_query, K]
+//	bottomk.*       likewise                most harmful first
+//	self            F32 [n_train]           self-influence
+//	ids             I64 [n_train]           the training examples' ids
+//
+// The order is part of the format: equal contents give equal bytes.
+type ScoresFile struct {
+	// Metadata is written as the header's __metadata__; its "format" is
+	// always ScoresFormat.
+	Metadata map[string]string
+
+	Layers []LayerScores   // per-layer breakdown
+	Scores *linalg.Dense32 // n_query × n_train
+
+	// Rankings, one per query, each list of length K; written when not
+	// nil.
+	Rankings []Ranking
+	K        int
+	// RankingIDs also writes the entries' ids (topk.ids, bottomk.ids),
+	// for rankings of store rows whose ids are not their positions.
+	RankingIDs bool
+
+	Self []float64 // self-influence, one per training example
+	IDs  []int64   // the training examples' ids, one per column
+}
+
+// LayerScores is one layer's part of the scores.
+type LayerScores struct {
+	Name   string
+	Scores *linalg.Dense32
+}
+
+// ToF32 narrows float64 scores to the float32 a scores file holds. A
+// finite score beyond the float32 range is an error naming it, never a
+// silent ±Inf.
+func ToF32(name string, m *linalg.Dense64) (*linalg.Dense32, error) {
+	out := linalg.NewDense32(m.Rows, m.Cols, nil)
+	for i := range m.Rows {
+		if _, err := safetensors.EncodeFloat64s(safetensors.F32, m.Row(i)); err != nil {
+			return nil, fmt.Errorf("encoding %s: row %d: %w", name, i, err)
+		}
+		dst := out.Row(i)
+		for j, v := range m.Row(i) {
+			dst[j] = float32(v)
+		}
+	}
+	return out, nil
+}
+
+// WriteScores writes f to path atomically: a reader sees the old file or
+// the whole new one, never a part.
+func WriteScores(path string, f *ScoresFile) error {
+	ts, err := f.tensors()
+	if err != nil {
+		return fmt.Errorf("influence: WriteScores %s: %w", path, err)
+	}
+	meta := maps.Clone(f.Metadata)
+	if meta == nil {
+		meta = map[string]string{}
+	}
+	meta["format"] = ScoresFormat
+	return safetensors.WriteFile(path, ts, meta)
+}
+
+// tensors returns the tensors of f in the order of the format.
+func (f *ScoresFile) tensors() ([]safetensors.Tensor, error) {
+	var ts []safetensors.Tensor
+	for _, l := range f.Layers {
+		ts = append(ts, f32Tensor("scores."+l.Name, []int{l.Scores.Rows, l.Scores.Cols}, l.Scores))
+	}
+	if f.Scores != nil {
+		ts = append(ts, f32Tensor("scores", []int{f.Scores.Rows, f.Scores.Cols}, f.Scores))
+	}
+	if f.Rankings != nil {
+		rt, err := rankingTensors(f.Rankings, f.K, f.RankingIDs)
+		if err != nil {
+			return nil, err
+		}
+		ts = append(ts, rt...)
+	}
+	if f.Self != nil {
+		data, err := safetensors.EncodeFloat64s(safetensors.F32, f.Self)
+		if err != nil {
+			return nil, fmt.Errorf("encoding self: %w", err)
+		}
+		ts = append(ts, safetensors.Tensor{Name: "self", DType: safetensors.F32, Shape: []int{len(f.Self)}, Data: data})
+	}
+	if f.IDs != nil {
+		data, _ := safetensors.EncodeInt64s(safetensors.I64, f.IDs) // I64 holds any int64
+		ts = append(ts, safetensors.Tensor{Name: "ids", DType: safetensors.I64, Shape: []int{len(f.IDs)}, Data: data})
+	}
+	return ts, nil
+}
+
+// f32Tensor returns m's values, row by row, as a little-endian F32 tensor.
+func f32Tensor(name string, shape []int, m *linalg.Dense32) safetensors.Tensor {
+	data := make([]byte, 0, 4*m.Rows*m.Cols)
+	for i := range m.Rows {
+		data = appendF32(data, m.Row(i))
+	}
+	return safetensors.Tensor{Name: name, DType: safetensors.F32, Shape: shape, Data: data}
+}
+
+func appendF32(b []byte, v []float32) []byte {
+	for _, x := range v {
+		u := math.Float32bits(x)
+		b = append(b, byte(u), byte(u>>8), byte(u>>16), byte(u>>24))
+	}
+	return b
+}
+
+// rankingTensors returns the tensors of per-query rankings, each
+// [n_query, K]: topk.indices, topk.ids (with ids), topk.scores, then
+// bottomk.* likewise.
+func rankingTensors(rankings []Ranking, k int, ids bool) ([]safetensors.Tensor, error) {
+	nq := len(rankings)
+	var ts []safetensors.Tensor
+	for _, side := range []string{"topk", "bottomk"} {
+		idx := make([]int64, 0, nq*k)
+		sid := make([]int64, 0, nq*k)
+		val := make([]float64, 0, nq*k)
+		for q, r := range rankings {
+			list := r.Helpful
+			if side == "bottomk" {
+				list = r.Harmful
+			}
+			if len(list) != k {
+				return nil, fmt.Errorf("query %d: %d %s entries, want %d", q, len(list), side, k)
+			}
+			for _, e := range list {
+				idx = append(idx, int64(e.Index))
+				sid = append(sid, e.ID)
+				val = append(val, e.Score)
+			}
+		}
+		shape := []int{nq, k}
+		data, _ := safetensors.EncodeInt64s(safetensors.I64, idx)
+		ts = append(ts, safetensors.Tensor{Name: side + ".indices", DType: safetensors.I64, Shape: shape, Data: data})
+		if ids {
+			data, _ := safetensors.EncodeInt64s(safetensors.I64, sid)
+			ts = append(ts, safetensors.Tensor{Name: side + ".ids", DType: safetensors.I64, Shape: shape, Data: data})
+		}
+		data, err := safetensors.EncodeFloat64s(safetensors.F32, val)
+		if err != nil {
+			return nil, fmt.Errorf("encoding %s.scores: %w", side, err)
+		}
+		ts = append(ts, safetensors.Tensor{Name: side + ".scores", DType: safetensors.F32, Shape: shape, Data: data})
+	}
+	return ts, nil
+}
+
+// ReadScores reads a scores file written by WriteScores (or by any writer
+// of the format). Tensors it does not know are an error, so that a file of
+// another kind is not taken for an empty one.
+func ReadScores(path string) (*ScoresFile, error) {
+	sf, err := safetensors.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer sf.Close()
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("influence: scores file %s: "+format, append([]any{path}, args...)...)
+	}
+	out := &ScoresFile{Metadata: sf.Metadata}
+	if out.Metadata["format"] != ScoresFormat {
+		return nil, bad("format %q, want %q", out.Metadata["format"], ScoresFormat)
+	}
+	matrix := func(name string) (*linalg.Dense32, error) {
+		info, _ := sf.Info(name)
+		if len(info.Shape) != 2 {
+			return nil, bad("%s has shape %v, want [n_query, n]", name, info.Shape)
+		}
+		v, err := sf.Float64s(name)
+		if err != nil {
+			return nil, bad("%s: %w", name, err)
+		}
+		m := linalg.NewDense32(info.Shape[0], info.Shape[1], nil)
+		for i, x := range v {
+			m.Data[i] = float32(x)
+		}
+		return m, nil
+	}
+	var sides [2]rankingSide // topk, bottomk
+	var k int
+	for _, name := range sf.Names() {
+		switch side, part, _ := strings.Cut(name, "."); {
+		case name == "scores":
+			if out.Scores, err = matrix(name); err != nil {
+				return nil, err
+			}
+		case side == "scores":
+			m, err := matrix(name)
+			if err != nil {
+				return nil, err
+			}
+			out.Layers = append(out.Layers, LayerScores{Name: part, Scores: m})
+		case name == "self" || name == "ids":
+			info, _ := sf.Info(name)
+			if len(info.Shape) != 1 {
+				return nil, bad("%s has shape %v, want [n]", name, info.Shape)
+			}
+			if name == "self" {
+				out.Self, err = sf.Float64s(name)
+			} else {
+				out.IDs, err = sf.Int64s(name)
+			}
+			if err != nil {
+				return nil, bad("%s: %w", name, err)
+			}
+		case (side == "topk" || side == "bottomk") && (part == "indices" || part == "ids" || part == "scores"):
+			info, _ := sf.Info(name)
+			if len(info.Shape) != 2 {
+				return nil, bad("%s has shape %v, want [n_query, K]", name, info.Shape)
+			}
+			k = info.Shape[1]
+			sd := &sides[0]
+			if side == "bottomk" {
+				sd = &sides[1]
+			}
+			switch part {
+			case "scores":
+				sd.scores, err = sf.Float64s(name)
+			case "indices":
+				sd.indices, err = sf.Int64s(name)
+			default:
+				sd.ids, err = sf.Int64s(name)
+			}
+			if err != nil {
+				return nil, bad("%s: %w", name, err)
+			}
+		default:
+			return nil, bad("unknown tensor %q", name)
+		}
+	}
+	if sides[0].present() || sides[1].present() {
+		out.K = k
+		if out.Rankings, out.RankingIDs, err = readRankings(sides, k); err != nil {
+			return nil, bad("%w", err)
+		}
+	}
+	return out, nil
+}
+
+// rankingSide holds the decoded topk.* or bottomk.* tensors.
+type rankingSide struct {
+	indices, ids []int64
+	scores       []float64
+}
+
+func (s *rankingSide) present() bool { return s.indices != nil || s.ids != nil || s.scores != nil }
+
+// readRankings assembles rankings from the decoded topk.* and bottomk.*
+// tensors; without ids an entry's ID is its index, as TopK gives.
+func readRankings(sides [2]rankingSide, k int) ([]Ranking, bool, error) {
+	withIDs := sides[0].ids != nil
+	n := len(sides[0].indices)
+	for i, sd := range sides {
+		if sd.indices == nil || sd.scores == nil || (sd.ids != nil) != withIDs {
+			return nil, false, fmt.Errorf("%s: want indices and scores (and ids on both sides or neither)", [2]string{"topk", "bottomk"}[i])
+		}
+		if len(sd.indices) != n || len(sd.scores) != n || (withIDs && len(sd.ids) != n) {
+			return nil, false, fmt.Errorf("topk and bottomk tensors of different shapes")
+		}
+	}
+	nq := 0
+	if k > 0 {
+		nq = n / k
+	}
+	list := func(sd *rankingSide, q int) []Entry {
+		es := make([]Entry, k)
+		for j := range es {
+			i := q*k + j
+			es[j] = Entry{Index: int(sd.indices[i]), ID: sd.indices[i], Score: sd.scores[i]}
+			if withIDs {
+				es[j].ID = sd.ids[i]
+			}
+		}
+		return es
+	}
+	out := make([]Ranking, nq)
+	for q := range out {
+		out[q] = Ranking{Helpful: list(&sides[0], q), Harmful: list(&sides[1], q)}
+	}
+	return out, withIDs, nil
+}
+
+// WriteProbs writes a probabilities file: probs F64 [n], p(y) of each
+// example's true label, with the examples' ids I64 [n], and the metadata
+// given (its "format" is ProbsFormat). The write is atomic.
+func WriteProbs(path string, ids []int64, p []float64, meta map[string]string) error {
+	if len(ids) != len(p) {
+		return fmt.Errorf("influence: WriteProbs %s: %d ids for %d probabilities", path, len(ids), len(p))
+	}
+	m := maps.Clone(meta)
+	if m == nil {
+		m = map[string]string{}
+	}
+	m["format"] = ProbsFormat
+	idBytes, err := safetensors.EncodeInt64s(safetensors.I64, ids)
+	if err != nil {
+		return err
+	}
+	pBytes, err := safetensors.EncodeFloat64s(safetensors.F64, p)
+	if err != nil {
+		return err
+	}
+	return safetensors.WriteFile(path, []safetensors.Tensor{
+		{Name: "ids", DType: safetensors.I64, Shape: []int{len(ids)}, Data: idBytes},
+		{Name: "probs", DType: safetensors.F64, Shape: []int{len(p)}, Data: pBytes},
+	}, m)
+}
+
+// ReadProbs reads a probabilities file, returning the probability of each
+// id. Probabilities must lie in [0, 1] and ids be distinct.
+func ReadProbs(path string) (map[int64]float64, error) {
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	ids, okIDs := f.Info("ids")
+	probs, okProbs := f.Info("probs")
+	if !okIDs || !okProbs || len(ids.Shape) != 1 || len(probs.Shape) != 1 || ids.Shape[0] != probs.Shape[0] {
+		return nil, fmt.Errorf("%s: want tensors ids I64 [n] and probs F64 or F32 [n] (from 'goinfluence grads --probs-out')", path)
+	}
+	n := ids.Shape[0]
+	idv := make([]int64, n)
+	if err := safetensors.DecodeInt64s(idv, ids.DType, f.Bytes("ids")); err != nil {
+		return nil, fmt.Errorf("%s: ids: %w", path, err)
+	}
+	pv := make([]float64, n)
+	if err := safetensors.DecodeFloat64s(pv, probs.DType, f.Bytes("probs")); err != nil {
+		return nil, fmt.Errorf("%s: probs: %w", path, err)
+	}
+	out := make(map[int64]float64, n)
+	for i, id := range idv {
+		if !(pv[i] >= 0 && pv[i] <= 1) {
+			return nil, fmt.Errorf("%s: probs[%d] (id %d) = %v is not a probability", path, i, id, pv[i])
+		}
+		if _, dup := out[id]; dup {
+			return nil, fmt.Errorf("%s: id %d appears twice", path, id)
+		}
+		out[id] = pv[i]
+	}
+	return out, nil
+}
