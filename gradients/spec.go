@@ -3,6 +3,8 @@ package gradients
 import (
 	"context"
 	"fmt"
+
+	"github.com/goinfluence/goinfluence/linalg"
 )
 
 // A Projection is also the record of how stored or exported gradients were
@@ -57,13 +59,13 @@ func (p Projection) Dims(layers []LayerInfo) ([]int, error) {
 	return out, nil
 }
 
-// ApplyOrKeep is Apply, except that none returns b itself: for callers that
-// hold a recorded Projection, which may be none.
-func (p Projection) ApplyOrKeep(ctx context.Context, b *Batch) (*Batch, error) {
+// ApplyOrKeep is ApplyOn, except that none returns b itself: for callers
+// that hold a recorded Projection, which may be none.
+func (p Projection) ApplyOrKeep(ctx context.Context, be linalg.Backend, b *Batch) (*Batch, error) {
 	if p.None() {
 		return b, nil
 	}
-	return p.Apply(ctx, b)
+	return p.ApplyOn(ctx, be, b)
 }
 
 // LayerInfos describes b's layers as a gradient file's header would, so

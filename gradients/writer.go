@@ -235,17 +235,3 @@ func NewReader(r io.ReaderAt, size int64, limit int64) (*File, error) {
 	}
 	return parse(buf, "")
 }
-
-// LayerInfos returns the layout of b's layers, as NewWriter takes it.
-func (b *Batch) LayerInfos() []LayerInfo {
-	out := make([]LayerInfo, len(b.Layers))
-	for i := range b.Layers {
-		l := &b.Layers[i]
-		if l.Factored() {
-			out[i] = LayerInfo{Name: l.Name, Factored: true, TokenAxis: l.TokenAxis || l.Tokens != 1, Tokens: l.Tokens, DIn: l.DIn, DOut: l.DOut, D: l.DIn * l.DOut}
-		} else {
-			out[i] = LayerInfo{Name: l.Name, Tokens: 1, D: l.D}
-		}
-	}
-	return out
-}

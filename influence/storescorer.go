@@ -413,7 +413,7 @@ func (s *StoreScorer) precondition(ctx context.Context, c int, q *gradients.Batc
 	if err := m.CheckInput(q.LayerInfos()); err != nil {
 		return nil, fmt.Errorf("queries against %s: %w", st.Dir(), err)
 	}
-	p, err := m.Projection.ApplyOrKeep(ctx, q)
+	p, err := m.Projection.ApplyOrKeep(ctx, s.be, q)
 	if err != nil {
 		return nil, fmt.Errorf("queries for %s: %w", st.Dir(), err)
 	}

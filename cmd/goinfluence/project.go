@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/linalg"
 )
 
 func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -78,7 +79,7 @@ func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return err
 		}
-		pb, err := p.Apply(ctx, b)
+		pb, err := p.ApplyOn(ctx, linalg.Default(), b)
 		if err != nil {
 			return fmt.Errorf("project %s: %w", *grads, err)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
 	"github.com/goinfluence/goinfluence/influence"
+	"github.com/goinfluence/goinfluence/linalg"
 )
 
 // runStore dispatches goinfluence store build|info|score: a sharded on-disk
@@ -96,7 +97,9 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return err
 		}
 	}
-	opt := store.BuildOptions{DType: dt, ShardRows: *shardRows, Chunk: *chunk, Resume: *resume, CheckProjection: pf.given()}
+	// The projections run on the GPU when one answers (bit for bit as on
+	// the host).
+	opt := store.BuildOptions{DType: dt, ShardRows: *shardRows, Chunk: *chunk, Resume: *resume, CheckProjection: pf.given(), Backend: linalg.Default()}
 	cmd := "store build"
 	if *resume {
 		cmd = "store build --resume"

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/linalg"
 )
 
 // DefaultChunk is the number of examples Build reads and projects at a time
@@ -131,6 +132,9 @@ type BuildOptions struct {
 	// Chunk is the number of examples read and projected at a time
 	// (DefaultChunk when zero). The store does not depend on it.
 	Chunk int
+	// Backend projects the rows when it can (accel.Projector, such as the
+	// cuda backend), bit for bit as the host does; nil means the host.
+	Backend linalg.Backend
 
 	// Resume continues the store in dir, which must exist: the rows it
 	// holds must be the first examples of the source, id for id and, for
@@ -234,7 +238,7 @@ func Build(ctx context.Context, dir string, src *Source, spec gradients.Projecti
 				if err != nil {
 					return err
 				}
-				if batch, err = spec.ApplyOrKeep(ctx, batch); err != nil {
+				if batch, err = spec.ApplyOrKeep(ctx, opt.Backend, batch); err != nil {
 					return fmt.Errorf("%s: %w", src.paths[fi], err)
 				}
 				if err := b.AddBatchFrom(ctx, src.paths[fi], lo, batch); err != nil {
@@ -300,7 +304,7 @@ func skipCommitted(ctx context.Context, b *Builder, src *Source, spec gradients.
 		if err != nil {
 			return nil, err
 		}
-		if last, err = spec.ApplyOrKeep(ctx, last); err != nil {
+		if last, err = spec.ApplyOrKeep(ctx, nil, last); err != nil {
 			return nil, fmt.Errorf("%s: %w", src.paths[fi], err)
 		}
 		if err := b.SameRow(src.paths[fi], need-1, pos+need-1, last); err != nil {

@@ -87,7 +87,7 @@ func TestBuild(t *testing.T) {
 			// The rows are the inputs projected as a whole.
 			var want []float64
 			for _, b := range inputs {
-				p, err := tc.spec.ApplyOrKeep(ctx, b)
+				p, err := tc.spec.ApplyOrKeep(ctx, nil, b)
 				if err != nil {
 					t.Fatal(err)
 				}
