@@ -62,3 +62,38 @@ func TestPreconditionOnScaler(t *testing.T) {
 		}
 	}
 }
+
+// TestNilBackend checks that every entry point taking a backend treats nil
+// as linalg.Auto()'s choice, as the rest of the library does, with the
+// results of that backend.
+func TestNilBackend(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	fit, q := randomBatch(rng, 20, false), randomBatch(rng, 4, false)
+	ctx := context.Background()
+	be, err := linalg.Auto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := Fit(ctx, EKFAC, be, BatchSource(fit), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := Fit(ctx, EKFAC, nil, BatchSource(fit), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(f.Layers[0].Lambda.Data, want.Layers[0].Lambda.Data) {
+		t.Error("Fit with a nil backend differs from Fit on linalg.Auto()")
+	}
+	opt := ScoreOptions{Damping: Damping{Heuristic: true}}
+	if _, err := f.Precondition(ctx, nil, q, opt); err != nil {
+		t.Errorf("Precondition: %v", err)
+	}
+	if _, err := f.LayerScores(ctx, nil, q, q, opt); err != nil {
+		t.Errorf("LayerScores: %v", err)
+	}
+	c := NewCovariance(nil)
+	if err := c.Add(fit); err != nil {
+		t.Errorf("Covariance.Add: %v", err)
+	}
+}

@@ -36,12 +36,20 @@ type shape struct {
 	factored, dense bool
 }
 
-// NewCovariance returns an empty accumulator computing on be.
+// NewCovariance returns an empty accumulator computing on be; nil means
+// linalg.Auto()'s choice, made by the first Add.
 func NewCovariance(be linalg.Backend) *Covariance { return &Covariance{be: be} }
 
 // Add accumulates one batch. Every batch must have the same layers, in the
 // same order and with the same shapes; the number of token rows may differ.
 func (c *Covariance) Add(b *gradients.Batch) error {
+	if c.be == nil {
+		be, err := linalg.Auto()
+		if err != nil {
+			return fmt.Errorf("ekfac: %w", err)
+		}
+		c.be = be
+	}
 	if err := b.Validate(); err != nil {
 		return fmt.Errorf("ekfac: %w", err)
 	}
@@ -188,8 +196,13 @@ type lamLayer struct {
 }
 
 // NewLambda returns an empty Λ accumulator for EKFAC (eig from the same fit
-// set's Covariance) or Diagonal (eig nil).
+// set's Covariance) or Diagonal (eig nil), computing on be (nil:
+// linalg.Auto()'s choice).
 func NewLambda(method Method, be linalg.Backend, eig *Eigen) (*Lambda, error) {
+	be, err := linalg.OrAuto(be)
+	if err != nil {
+		return nil, fmt.Errorf("ekfac: %w", err)
+	}
 	switch method {
 	case EKFAC:
 		if eig == nil {
@@ -387,8 +400,13 @@ func Fit(ctx context.Context, method Method, be linalg.Backend, src Source, prog
 	return FitWithOptions(ctx, method, be, src, FitOptions{Progress: progress})
 }
 
-// FitWithOptions is Fit with options.
+// FitWithOptions is Fit with options. A nil be means linalg.Auto()'s
+// choice.
 func FitWithOptions(ctx context.Context, method Method, be linalg.Backend, src Source, opt FitOptions) (*Factors, error) {
+	be, err := linalg.OrAuto(be)
+	if err != nil {
+		return nil, fmt.Errorf("ekfac: %w", err)
+	}
 	progress := opt.Progress
 	if _, err := ParseMethod(string(method)); err != nil {
 		return nil, err

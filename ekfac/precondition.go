@@ -50,6 +50,10 @@ func (f *Factors) LayerDamping(i int, d Damping) float64 {
 // for K-FAC and EK-FAC, G ⊘ (Λ + δ) for the diagonal method and G for
 // Identity, with the reciprocal taken in float64.
 func (f *Factors) Precondition(ctx context.Context, be linalg.Backend, g *gradients.Batch, opt ScoreOptions) (*linalg.Dense64, error) {
+	be, err := linalg.OrAuto(be)
+	if err != nil {
+		return nil, fmt.Errorf("ekfac: %w", err)
+	}
 	if err := f.Compatible(g); err != nil {
 		return nil, err
 	}

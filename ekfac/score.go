@@ -34,6 +34,10 @@ func (f *Factors) SelfInfluence(ctx context.Context, be linalg.Backend, t *gradi
 // training examples into the eigenbasis once for both: that rotation is most
 // of the work.
 func (f *Factors) LayerScoresAndSelf(ctx context.Context, be linalg.Backend, q, t *gradients.Batch, opt ScoreOptions, withSelf bool) ([]*linalg.Dense64, []float64, error) {
+	be, err := linalg.OrAuto(be)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ekfac: %w", err)
+	}
 	for _, b := range []*gradients.Batch{q, t} {
 		if b == nil {
 			continue

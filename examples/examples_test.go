@@ -20,6 +20,14 @@ var cases = map[string]struct {
 		args: []string{"-queries", "2", "-k", "2"},
 		want: []string{"accurate on", "Score > 0: helpful", "test digit #", "helpful  train digit", "harmful  train digit", "label "},
 	},
+	"store": {
+		args: []string{"-queries", "2", "-k", "2"},
+		want: []string{"1437 training digits in a 256-dimensional f16 store", "test digit #", "helpful  train digit", "harmful  train digit"},
+	},
+	"service": {
+		args: []string{"-selftest", "6"},
+		want: []string{"request  0: most helpful id", "request  5: most helpful id", "most harmful id"},
+	},
 }
 
 // TestExamples builds every example with the go command (one build, the
