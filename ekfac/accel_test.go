@@ -97,3 +97,31 @@ func TestNilBackend(t *testing.T) {
 		t.Errorf("Covariance.Add: %v", err)
 	}
 }
+
+// TestSentinels checks that errors.Is tells a bad damping from gradients
+// that do not fit the factors.
+func TestSentinels(t *testing.T) {
+	rng := rand.New(rand.NewPCG(25, 26))
+	fit := randomBatch(rng, 20, false)
+	f, err := Fit(context.Background(), EKFAC, linalg.CPU(), BatchSource(fit), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := randomBatch(rng, 2, true) // an extra dense layer
+	_, parseErr := ParseDamping("-1")
+	_, singular := f.Precondition(context.Background(), linalg.CPU(), fit, ScoreOptions{Damping: Damping{Value: -1e9}})
+	_, mismatch := f.Precondition(context.Background(), linalg.CPU(), other, ScoreOptions{Damping: Damping{Heuristic: true}})
+	for _, tc := range []struct {
+		name string
+		err  error
+		is   error
+	}{
+		{"parse", parseErr, ErrDamping},
+		{"Λ + δ not positive", singular, ErrDamping},
+		{"layers", mismatch, ErrIncompatible},
+	} {
+		if !errors.Is(tc.err, tc.is) {
+			t.Errorf("%s: %v, want an error matching %v", tc.name, tc.err, tc.is)
+		}
+	}
+}

@@ -160,7 +160,7 @@ func (f *Factors) inverse(i int, d Damping) ([]float64, error) {
 	for j, v := range lf.Lambda.Data {
 		x := v + delta
 		if !(x > 0) || math.IsInf(x, 0) {
-			return nil, fmt.Errorf("ekfac: layer %q: Λ + δ = %v at entry %d (δ = %g); use a larger damping", lf.Name, x, j, delta)
+			return nil, fmt.Errorf("%w: layer %q: Λ + δ = %v at entry %d (δ = %g); use a larger damping", ErrDamping, lf.Name, x, j, delta)
 		}
 		inv[j] = 1 / x
 	}
@@ -194,21 +194,21 @@ func truncate(v []float64, r, c, k int) error {
 // with the same shapes.
 func (f *Factors) Compatible(g *gradients.Batch) error {
 	if len(g.Layers) != len(f.Layers) {
-		return fmt.Errorf("ekfac: gradients have %d layers, the factors %d", len(g.Layers), len(f.Layers))
+		return fmt.Errorf("%w: gradients have %d layers, the factors %d", ErrIncompatible, len(g.Layers), len(f.Layers))
 	}
 	for i := range g.Layers {
 		l, lf := &g.Layers[i], &f.Layers[i]
 		if l.Name != lf.Name {
-			return fmt.Errorf("ekfac: layer %d is %q in the gradients, %q in the factors", i, l.Name, lf.Name)
+			return fmt.Errorf("%w: layer %d is %q in the gradients, %q in the factors", ErrIncompatible, i, l.Name, lf.Name)
 		}
 		if l.Factored() {
 			if l.DIn != lf.DIn || l.DOut != lf.DOut {
-				return fmt.Errorf("ekfac: layer %q: gradients are %d×%d, factors %d×%d", l.Name, l.DOut, l.DIn, lf.DOut, lf.DIn)
+				return fmt.Errorf("%w: layer %q: gradients are %d×%d, factors %d×%d", ErrIncompatible, l.Name, l.DOut, l.DIn, lf.DOut, lf.DIn)
 			}
 			continue
 		}
 		if lf.D != l.D {
-			return fmt.Errorf("ekfac: layer %q: gradients are dense of dimension %d, factors are for %s", l.Name, l.D, lf.describe())
+			return fmt.Errorf("%w: layer %q: gradients are dense of dimension %d, factors are for %s", ErrIncompatible, l.Name, l.D, lf.describe())
 		}
 	}
 	return nil

@@ -9,12 +9,57 @@
 // is no 1/N and no minus sign in the score itself. Negative scores mark
 // harmful examples.
 //
-// An Analyzer pairs a Method (how P is formed: Exact, Identity, the
-// Kronecker-factored methods, CG, LiSSA, Arnoldi and Nystrom on
-// Hessian-vector products from the hessian package, or DataInf on the
-// training gradients) with a linalg.Backend, and computes pairwise scores,
-// self-influence ⟨P(∇L(t)), ∇L(t)⟩ and per-query top-k lists of the
-// most helpful and most harmful training examples.
+// # Entry points, and when to use which
+//
+// Training gradients in memory (up to a few hundred thousand examples of a
+// modest model):
+//
+//   - Analyzer pairs a Method with a linalg.Backend and returns pairwise
+//     scores (Scores, LayerScores), self-influence (SelfInfluence) and, with
+//     TopK, the most helpful and most harmful examples of each query.
+//   - Methods: Exact (a dense Hessian, factorised once), Identity (plain
+//     gradient dot products), EKFAC, KFAC and Diagonal (factors fitted by
+//     package ekfac: the scalable choice for large layers), and the
+//     Hessian-free CG, LiSSA, Arnoldi, Nystrom and DataInf (package hessian)
+//     for models whose Hessian-vector products are all there is.
+//   - TracInCP and TRAK score over several checkpoints of a training run.
+//
+// Training gradients in a store (package gradients/store: projected, on
+// disk, any number of rows):
+//
+//   - StoreScorer is the one to use in a service or an attribution node:
+//     opened once over one store (or one per checkpoint) with an explicit
+//     StoreMethod (StoreIdentity, StoreFactors, StoreRawHessian, StoreTRAK,
+//     StoreTracIn), it does the work that does not depend on the queries
+//     once, and each Score call projects the queries the way the store was
+//     built, preconditions them, streams the store and ranks.
+//   - StreamScores and StreamCheckpoints are the layer below: they stream
+//     already projected and preconditioned queries against stores, for
+//     callers that precondition their own way.
+//
+// Outputs: WriteScores and ReadScores hold the scores file format
+// (ScoresFile), WriteProbs and ReadProbs the probabilities TRAK weighs
+// training examples by.
+//
+// # Concurrency
+//
+// A Method and the factors, Hessians and operators it holds are read-only
+// once built and may be shared. An Analyzer holds no state between calls:
+// its methods may be called from several goroutines when its Method and
+// Backend allow it; the backends of package linalg (pure Go, OpenBLAS) and
+// package cuda do. A StoreScorer is safe for concurrent use: Score may be
+// called from any number of goroutines, each call streaming the stores on
+// its own. Stores, once open, may be read by any number of StoreScorers and
+// iterators at once.
+//
+// # Errors
+//
+// Inputs whose layers do not match (query against training gradients,
+// queries against a store, gradients against factors) are errors naming the
+// layer and both shapes; ekfac.ErrIncompatible marks those against factors.
+// A damping that is negative, not finite, or leaves Λ + δ not positive is
+// an error matching ekfac.ErrDamping (or hessian's, for the iterative
+// methods).
 //
 // Non-finite scores. Inputs are checked for NaN and Inf when read, but
 // finite gradients can still overflow in the products (an entry of 1e300
@@ -23,23 +68,9 @@
 // of a top-k, and anything paid from the scores would skip an example
 // without a word. So every scoring function here (Analyzer.Scores,
 // LayerScores, SelfInfluence, TracInCP, TRAK, StreamScores,
-// StreamCheckpoints) returns a *NonFiniteError naming the query, the
-// training example's index and id (and the layer, for LayerScores) instead
-// of a NaN or ±Inf score. TopK, which may be handed scores computed
-// elsewhere, never ranks a NaN; CheckFinite and CheckFiniteSelf check such
-// scores first.
-//
-// Stores. StreamScores and StreamCheckpoints score preconditioned queries
-// against the rows of gradient stores (package store). StoreScorer is the
-// whole of 'goinfluence store score' as a library: opened once on one or
-// more stores with an explicit StoreMethod (StoreIdentity, StoreFactors,
-// StoreRawHessian, StoreTRAK, StoreTracIn; there is no default, so that no
-// caller gets plain dot products by forgetting a preconditioner), it
-// projects each request's queries as the stores' rows were built,
-// preconditions, streams and ranks, and is safe for concurrent use.
-//
-// Files. WriteScores and ReadScores hold scores, rankings and
-// self-influence in the scores file of DESIGN §5; WriteProbs and ReadProbs
-// the probabilities TRAK weighs rows by. Rankings, in memory (TopK) or
-// streamed, share one order: HelpfulFirst and HarmfulFirst.
+// StreamCheckpoints, StoreScorer.Score) returns a *NonFiniteError naming the
+// query, the training example's index and id (and the layer, for
+// LayerScores) instead of a NaN or ±Inf score. TopK, which may be handed
+// scores computed elsewhere, never ranks a NaN; CheckFinite and
+// CheckFiniteSelf check such scores first.
 package influence
