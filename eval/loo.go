@@ -12,6 +12,7 @@ import (
 	"github.com/goinfluence/goinfluence/datasets"
 	"github.com/goinfluence/goinfluence/influence"
 	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/models"
 )
 
 // LOOOptions configures LOO. Zero values take the defaults.
@@ -75,7 +76,7 @@ type LOOTest struct {
 // examples of largest |score| one at a time, retrains from the optimum to
 // convergence and compares the measured change of the test loss with the
 // prediction +score/N. Retraining is warm started: Newton steps with the
-// inverse Hessian at the optimum, computed once (see fitWarm). The
+// inverse Hessian at the optimum, computed once (see models.FitWarm). The
 // problem's model must be at its optimum; it is left there.
 func LOO(ctx context.Context, p *Problem, opt LOOOptions) (*LOOResult, error) {
 	if opt.TestPoints == 0 {
@@ -120,7 +121,7 @@ func LOO(ctx context.Context, p *Problem, opt LOOOptions) (*LOOResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	pre, err := newPreconditioner(ctx, be, h)
+	pre, err := models.NewPreconditioner(ctx, be, h)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +147,7 @@ func LOO(ctx context.Context, p *Problem, opt LOOOptions) (*LOOResult, error) {
 			}
 			w[t] = 0
 			copy(m.Params(), theta)
-			fit, err := fitWarm(ctx, m, p.Train.X, p.Train.Y, w, pre)
+			fit, err := models.FitWarm(ctx, m, p.Train.X, p.Train.Y, w, pre)
 			if err != nil {
 				return nil, fmt.Errorf("eval: retraining without training example %d: %w", t, err)
 			}

@@ -3,6 +3,7 @@ package eval
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -18,6 +19,11 @@ import (
 	"github.com/goinfluence/goinfluence/linalg"
 	"github.com/goinfluence/goinfluence/models"
 )
+
+// ErrSkipped marks a method that does not apply to a task (too many
+// parameters for a dense curvature, a method not built): test it with
+// errors.Is; the quality table shows the reason instead of numbers.
+var ErrSkipped = errors.New("skipped")
 
 // MethodConfig holds the hyperparameters of the registered methods. Zero
 // values take the defaults noted.

@@ -158,7 +158,7 @@ type Task struct {
 	mu     sync.Mutex // guards worlds and pre
 	progMu sync.Mutex // serialises Progress calls from workers
 	worlds map[string]*world
-	pre    *preconditioner // (H + 0)⁻¹ at the reference optimum, for warm-started retraining
+	pre    *models.Preconditioner // (H + 0)⁻¹ at the reference optimum, for warm-started retraining
 }
 
 // world is one labelling of the training set (clean, or with flipped
@@ -354,7 +354,7 @@ func (t *Task) retrain(ctx context.Context, w *world, rows []int, wt []float64, 
 		return nil, err
 	}
 	m := cloneModel(w.model)
-	if _, err := fitWarm(ctx, m, x, y, wt, pre); err != nil {
+	if _, err := models.FitWarm(ctx, m, x, y, wt, pre); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -362,7 +362,7 @@ func (t *Task) retrain(ctx context.Context, w *world, rows []int, wt []float64, 
 
 // preconditioner returns the inverse Hessian at the optimum of the clean
 // world, computed once; other worlds fall back to Newton's method.
-func (t *Task) preconditioner(ctx context.Context, w *world) (*preconditioner, error) {
+func (t *Task) preconditioner(ctx context.Context, w *world) (*models.Preconditioner, error) {
 	if w.name != "clean" {
 		return nil, nil
 	}
@@ -373,7 +373,7 @@ func (t *Task) preconditioner(ctx context.Context, w *world) (*preconditioner, e
 	}
 	t.stage(fmt.Sprintf("inverting the %d × %d Hessian at the optimum for warm-started retraining", models.NumParams(w.model), models.NumParams(w.model)))
 	h := w.model.Curvature(w.train.X, w.train.Y, nil)
-	p, err := newPreconditioner(ctx, t.Backend, h)
+	p, err := models.NewPreconditioner(ctx, t.Backend, h)
 	if err != nil {
 		return nil, err
 	}
