@@ -30,4 +30,10 @@
 // raising f. Task.Quality runs them and renders the table (Markdown, JSON)
 // and plots (PlotLDS, PlotROC). Retraining runs on parallel goroutines;
 // results do not depend on their number.
+//
+// Each protocol is one call from parameters to result, for command lines
+// and services alike: RunQuality (LDS, AUC and the whole table, from a
+// TaskSpec), RunLOO, CurvatureAccuracy and ProjectionAccuracy. Their
+// results print themselves: WriteText for a terminal, Markdown for
+// reports, encoding/json through their struct tags.
 package eval

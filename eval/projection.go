@@ -14,6 +14,10 @@ import (
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
+// ProjectionKs are the projected sizes k_in = k_out that ProjectionAccuracy
+// compares by default: from far below to about the layer widths of its MLP.
+var ProjectionKs = []int{16, 32, 64}
+
 // ProjectionRow is the agreement of EK-FAC in one projected space with
 // EK-FAC on the full gradients.
 type ProjectionRow struct {
@@ -38,8 +42,12 @@ type ProjectionResult struct {
 // does), fits EK-FAC on the expected Fisher in full and in Kronecker-projected
 // (LoGra) spaces with k_in = k_out = k for each k, and correlates, per test
 // point, the projected scores of every training example with the full ones.
-// Damping is the heuristic 0.1 × mean Λ of each space.
+// Damping is the heuristic 0.1 × mean Λ of each space. Nil ks means
+// ProjectionKs.
 func ProjectionAccuracy(ctx context.Context, opt CurvatureOptions, ks []int, projSeed uint64) (*ProjectionResult, error) {
+	if ks == nil {
+		ks = ProjectionKs
+	}
 	start := time.Now()
 	be, err := linalg.OrAuto(opt.Backend)
 	if err != nil {

@@ -41,21 +41,7 @@ func runValidateCurvature(ctx context.Context, args []string, stdout, stderr io.
 		_, err := fmt.Fprint(stdout, res.Markdown())
 		return err
 	}
-	fitted := "true Fisher in expectation"
-	if res.Fisher == "sampled" {
-		fitted = fmt.Sprintf("true Fisher, %d sampled label(s) per example", res.Samples)
-	}
-	fmt.Fprintf(stdout, "%s (%d parameters, λ = %g) on %s: %d train, %d test, seed %d; train accuracy %.2f%%, test accuracy %.2f%%\n",
-		res.Model, res.Params, res.L2, res.Dataset, res.NTrain, res.NTest, res.Seed, 100*res.TrainAccuracy, 100*res.TestAccuracy)
-	fmt.Fprintf(stdout, "approximations fitted on the %s; correlations with exact influence, mean over %d test points (backend %s, %.1f s)\n",
-		fitted, len(res.TestIndex), res.Backend, res.Seconds)
-	fmt.Fprintf(stdout, "%-9s %8s %-6s %9s %9s %9s %9s %9s\n",
-		"method", "δ", "GGN", "Pearson", "Spearman", "min P", "pooled P", "pooled S")
-	for _, r := range res.Rows {
-		fmt.Fprintf(stdout, "%-9s %8g %-6s %9.4f %9.4f %9.4f %9.4f %9.4f\n",
-			r.Method, r.Damping, r.Reference, r.Pearson, r.Spearman, r.MinPearson, r.PooledPearson, r.PooledSpearman)
-	}
-	return nil
+	return res.WriteText(stdout)
 }
 
 func runValidateProjection(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -69,7 +55,7 @@ func runValidateProjection(ctx context.Context, args []string, stdout, stderr io
 	}
 	progress := newProgress(stderr)
 	res, err := eval.ProjectionAccuracy(ctx, eval.CurvatureOptions{TestPoints: *tests, Seed: *seed, Progress: progress.stage},
-		[]int{16, 32, 64}, *projSeed)
+		nil, *projSeed)
 	progress.done()
 	if err != nil {
 		return err
@@ -77,6 +63,5 @@ func runValidateProjection(ctx context.Context, args []string, stdout, stderr io
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(res)
 	}
-	fmt.Fprint(stdout, res.Markdown())
-	return nil
+	return res.WriteText(stdout)
 }

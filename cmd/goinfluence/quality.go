@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/goinfluence/goinfluence/eval"
-	"github.com/goinfluence/goinfluence/internal/atomicfile"
 )
 
 // taskFlags are the flags that pick and train the model of an evaluation.
@@ -36,21 +35,15 @@ func addTaskFlags(fs *flag.FlagSet, dataset string) *taskFlags {
 	}
 }
 
-func (f *taskFlags) task(ctx context.Context, p *progress) (*eval.Task, error) {
-	s, err := eval.DefaultSetup(*f.dataset, *f.model)
-	if err != nil {
-		return nil, err
-	}
-	if *f.l2 != 0 {
-		s.L2 = *f.l2
-	}
+// spec returns the task the flags name; progress receives its stages.
+func (f *taskFlags) spec(p *progress) (eval.TaskSpec, error) {
 	if *f.nTrain < 0 || *f.nTest < 0 || *f.workers < 0 {
-		return nil, fmt.Errorf("%w: --n-train, --n-test and --workers must be ≥ 0", errUsage)
+		return eval.TaskSpec{}, fmt.Errorf("%w: --n-train, --n-test and --workers must be ≥ 0", errUsage)
 	}
-	s.Seed, s.NTrain, s.NTest = *f.seed, *f.nTrain, *f.nTest
-	return eval.NewTask(ctx, s, eval.TaskOptions{
-		CacheDir: *f.cache, NoCache: *f.noCache, Workers: *f.workers, MNISTDir: *f.mnistDir, Progress: p.stage,
-	})
+	return eval.TaskSpec{
+		Dataset: *f.dataset, Model: *f.model, L2: *f.l2, Seed: *f.seed, NTrain: *f.nTrain, NTest: *f.nTest,
+		TaskOptions: eval.TaskOptions{CacheDir: *f.cache, NoCache: *f.noCache, Workers: *f.workers, MNISTDir: *f.mnistDir, Progress: p.stage},
+	}, nil
 }
 
 // protocolFlags are the parameters of the ground truths and the methods.
@@ -96,13 +89,17 @@ func addProtocolFlags(fs *flag.FlagSet) *protocolFlags {
 	}
 }
 
-func (f *protocolFlags) options(methods []string) (eval.QualityOptions, error) {
+func (f *protocolFlags) options(methods string) (eval.QualityOptions, error) {
 	o, err := eval.ParseOutput(*f.output)
 	if err != nil {
 		return eval.QualityOptions{}, fmt.Errorf("%w: %v", errUsage, err)
 	}
+	keys, err := eval.ParseMethods(methods)
+	if err != nil {
+		return eval.QualityOptions{}, fmt.Errorf("%w: %v", errUsage, err)
+	}
 	return eval.QualityOptions{
-		Methods: methods,
+		Methods: keys,
 		Output:  o,
 		LDS:     eval.LDSOptions{Subsets: *f.subsets, Alpha: *f.alpha, Seeds: *f.seeds, Seed: *f.subsetSeed},
 		LOO:     eval.LOOTruthOptions{Removals: *f.removals, Seed: *f.removalSeed},
@@ -112,19 +109,6 @@ func (f *protocolFlags) options(methods []string) (eval.QualityOptions, error) {
 			CGTol: *f.cgTol, CGMaxIter: *f.cgMaxIter, CGTruncate: *f.cgTruncate, LiSSADepth: *f.lissaDepth, LiSSABatch: *f.lissaBatch, LiSSAScale: *f.lissaScale,
 			ArnoldiIter: *f.arnoldiIter, ArnoldiTopK: *f.arnoldiTopK},
 	}, nil
-}
-
-func methodList(s string) []string {
-	if s == "" || s == "all" {
-		return nil
-	}
-	var out []string
-	for _, m := range strings.Split(s, ",") {
-		if m = strings.TrimSpace(m); m != "" {
-			out = append(out, m)
-		}
-	}
-	return out
 }
 
 // runValidateLDS runs `goinfluence validate lds`.
@@ -154,7 +138,7 @@ func runProtocol(ctx context.Context, which string, args []string, stdout, stder
 	if which == "quality" {
 		defMethod = "all"
 	}
-	methods := fs.String("method", defMethod, "comma-separated methods: "+methodKeys()+", or all")
+	methods := fs.String("method", defMethod, "comma-separated methods: "+eval.MethodKeys()+", or all")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	markdown := fs.Bool("markdown", false, "print the Markdown table (quality)")
 	plotPath := fs.String("plot", "", "write a PNG plot: the LDS scatter of the first method for a typical test point (lds), the ROC curves (auc)")
@@ -172,14 +156,9 @@ func runProtocol(ctx context.Context, which string, args []string, stdout, stder
 	if err := checkOutputs("validate "+which, outputs, nil); err != nil {
 		return err
 	}
-	opt, err := pf.options(methodList(*methods))
+	opt, err := pf.options(*methods)
 	if err != nil {
 		return err
-	}
-	for _, m := range opt.Methods {
-		if _, err := eval.LookupMethod(m); err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
-		}
 	}
 	opt.PlotMethod = *plotMethod
 	switch which {
@@ -191,78 +170,26 @@ func runProtocol(ctx context.Context, which string, args []string, stdout, stder
 		opt.PlotDir, opt.NoLOO, opt.NoLDS, opt.NoAUC = *plotDir, *noLOO, *noLDS, *noAUC
 	}
 	p := newProgress(stderr)
-	task, err := tf.task(ctx, p)
+	spec, err := tf.spec(p)
 	if err != nil {
-		p.done()
 		return err
 	}
-	res, err := task.Quality(ctx, opt)
+	res, err := eval.RunQuality(ctx, eval.QualityRun{Task: spec, Quality: opt, MarkdownFile: *mdOut, JSONFile: *jsonOut})
 	p.done()
-	if err != nil {
-		return err
-	}
-	for _, path := range res.Plots {
-		p.stage("wrote " + path)
-	}
-	if *mdOut != "" {
-		err := atomicfile.WriteFile(*mdOut, func(w io.Writer) error {
-			_, err := io.WriteString(w, res.Markdown())
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		p.stage("wrote " + *mdOut)
-	}
-	if *jsonOut != "" {
-		if err := res.WriteJSON(*jsonOut); err != nil {
-			return err
-		}
-		p.stage("wrote " + *jsonOut)
-	}
 	switch {
+	case err != nil:
+		return err
 	case *asJSON:
 		return json.NewEncoder(stdout).Encode(res)
 	case *markdown || which == "quality":
 		_, err := fmt.Fprint(stdout, res.Markdown())
 		return err
 	}
-	fmt.Fprintf(stdout, "%s on %s, %s (N = %d, %d test points, output %s, backend %s)\n",
-		map[string]string{"lds": "LDS", "auc": "noisy-label AUC"}[which], res.Setup.Dataset, res.Model, res.NTrain, res.NTest, res.Options.Output, res.Backend)
-	var failed []string
-	for _, row := range res.Rows {
-		v := row.LDS
-		if which == "auc" {
-			v = row.AUC
-		}
-		switch {
-		case row.Skipped != "":
-			fmt.Fprintf(stdout, "%-40s skipped: %s\n", row.Method, row.Skipped)
-		case row.Failed != "":
-			fmt.Fprintf(stdout, "%-40s failed: %s\n", row.Method, row.Failed)
-			failed = append(failed, row.Key)
-		default:
-			fmt.Fprintf(stdout, "%-40s %s   (%.2f s)\n", row.Method, fmtValue(v), row.Seconds+row.SelfSeconds)
-		}
+	if err := res.WriteText(stdout, eval.Protocol(which)); err != nil {
+		return err
 	}
-	fmt.Fprintf(stdout, "ground truth: %d models trained this run (0 = all from the cache), %.1f s\n", res.Retrained, res.TruthSeconds)
-	if len(failed) > 0 {
+	if failed := res.Failed(); len(failed) > 0 {
 		return fmt.Errorf("method(s) failed: %s", strings.Join(failed, ", "))
 	}
 	return nil
-}
-
-func fmtValue(v *float64) string {
-	if v == nil {
-		return "     –"
-	}
-	return fmt.Sprintf("%6.4f", *v)
-}
-
-func methodKeys() string {
-	var keys []string
-	for _, m := range eval.Methods() {
-		keys = append(keys, m.Key)
-	}
-	return strings.Join(keys, ", ")
 }

@@ -9,11 +9,8 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
-	"gonum.org/v1/gonum/floats"
 
-	"github.com/goinfluence/goinfluence/datasets"
 	"github.com/goinfluence/goinfluence/eval"
-	"github.com/goinfluence/goinfluence/linalg"
 )
 
 func runValidateLOO(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -21,7 +18,7 @@ func runValidateLOO(ctx context.Context, args []string, stdout, stderr io.Writer
 	tf := addTaskFlags(fs, "breast-cancer")
 	tests := fs.Int("test-points", 3, "test points to explain")
 	remove := fs.Int("remove", 40, "training points removed per test point, largest |score| first")
-	method := fs.String("method", "exact", "influence method validated: "+methodKeys())
+	method := fs.String("method", "exact", "influence method validated: "+eval.MethodKeys())
 	damping := fs.String("damping", eval.DefaultMethodConfig().Damping, "damping of diagonal, K-FAC, EK-FAC and LoGra: l2 (the model's λ), heuristic or a number")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	plotPath := fs.String("plot", "", "write a scatter plot of predicted vs actual to this PNG file")
@@ -31,57 +28,35 @@ func runValidateLOO(ctx context.Context, args []string, stdout, stderr io.Writer
 	if *tf.model != "lr" {
 		return fmt.Errorf("%w: validate loo retrains to the optimum and needs --model lr", errUsage)
 	}
+	if _, err := eval.LookupMethod(*method); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
 	if err := checkOutputs("validate loo", paths("--plot", *plotPath), nil); err != nil {
 		return err
 	}
 	progress := newProgress(stderr)
-	task, err := tf.task(ctx, progress)
+	spec, err := tf.spec(progress)
 	if err != nil {
 		return err
 	}
-	p, err := task.Problem()
-	if err != nil {
-		return err
-	}
-	grad := make([]float64, len(p.Model.Params()))
-	p.Model.Objective(p.Train.X, p.Train.Y, nil, grad)
-	progress.stage(fmt.Sprintf("trained %s: %d examples, ‖∇R‖ = %.2g", p.Model.Kind(), p.Train.Len(), floats.Norm(grad, 2)))
-	opt := eval.LOOOptions{
-		TestPoints: *tests, Remove: *remove, Seed: *tf.seed,
-		Progress: progress.counter("retraining without each removed point"),
-	}
-	if *method != "exact" {
-		if _, err := eval.LookupMethod(*method); err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
-		}
-		opt.Method = *method
-		opt.Scores = func(ctx context.Context, q *datasets.Dataset) (*linalg.Dense64, error) {
-			return task.Scores(ctx, *method, q, eval.NegLoss, eval.MethodConfig{Damping: *damping})
-		}
-	}
-	res, err := eval.LOO(ctx, p, opt)
+	var retrained func(done, total int)
+	res, err := eval.RunLOO(ctx, eval.LOORun{
+		Task: spec, TestPoints: *tests, Remove: *remove, Method: *method, Damping: *damping, Plot: *plotPath,
+		Retrained: func(done, total int) {
+			if retrained == nil {
+				retrained = progress.counter("retraining without each removed point")
+			}
+			retrained(done, total)
+		},
+	})
 	progress.done()
-	if err != nil {
+	switch {
+	case err != nil:
 		return err
-	}
-	if *plotPath != "" {
-		if err := eval.PlotLOO(*plotPath, res); err != nil {
-			return err
-		}
-		progress.stage("wrote " + *plotPath)
-	}
-	if *asJSON {
+	case *asJSON:
 		return json.NewEncoder(stdout).Encode(res)
 	}
-	fmt.Fprintf(stdout, "LOO validation of %s influence, %s %s (λ = %g, N = %d, backend %s)\n",
-		res.Method, res.Dataset, res.Model, res.L2, res.NTrain, res.Backend)
-	fmt.Fprintf(stdout, "%-10s %10s %10s\n", "test", "Pearson", "Spearman")
-	for _, t := range res.PerTest {
-		fmt.Fprintf(stdout, "%-10d %10.4f %10.4f\n", t.Test, t.Pearson, t.Spearman)
-	}
-	fmt.Fprintf(stdout, "%-10s %10.4f %10.4f   (%d points, %d retrainings, max ‖∇R‖ %.1g, %.1f s)\n",
-		"all", res.Pearson, res.Spearman, len(res.Points), res.Retrained, res.GradNorm, res.Seconds)
-	return nil
+	return res.WriteText(stdout)
 }
 
 // progress reports stages on stderr: a bar when stderr is a terminal, a
