@@ -117,9 +117,9 @@ func TestOutputGradients(t *testing.T) {
 		for i := range tc.m.Params() {
 			tc.m.Params()[i] += 0.3 * rng.NormFloat64()
 		}
-		for _, o := range Outputs {
+		for _, o := range models.Outputs {
 			t.Run(tc.name+"/"+string(o), func(t *testing.T) {
-				g := outputGradients(tc.m, tc.d.X, tc.d.Y, o).Flatten()
+				g := models.OutputGradients(tc.m, tc.d.X, tc.d.Y, o).Flatten()
 				theta := tc.m.Params()
 				v := make([]float64, len(theta))
 				for i := range v {
@@ -132,7 +132,7 @@ func TestOutputGradients(t *testing.T) {
 					for i := range theta {
 						theta[i] += s * v[i]
 					}
-					return outputValues(tc.m, tc.d.X, tc.d.Y, []Output{o})[o]
+					return models.OutputValues(tc.m, tc.d.X, tc.d.Y, []models.Output{o})[o]
 				}
 				fp, fm := f(h), f(-h)
 				for n := 0; n < tc.d.Len(); n++ {
@@ -274,7 +274,7 @@ func TestDeterministicAcrossWorkers(t *testing.T) {
 				s.NTrain = 400
 			}
 			opt := LDSOptions{Subsets: 4, Seeds: 2}
-			var outs []map[Output][][]float64
+			var outs []map[models.Output][][]float64
 			for _, cfg := range []struct{ procs, workers int }{{1, 1}, {4, 4}} {
 				prev := runtime.GOMAXPROCS(cfg.procs)
 				task, err := NewTask(ctx, s, TaskOptions{NoCache: true, Workers: cfg.workers})
@@ -289,7 +289,7 @@ func TestDeterministicAcrossWorkers(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			for _, o := range Outputs {
+			for _, o := range models.Outputs {
 				for j := range outs[0][o] {
 					for q, v := range outs[0][o][j] {
 						if w := outs[1][o][j][q]; v != w {
@@ -344,11 +344,11 @@ func TestMLPQuality(t *testing.T) {
 		}
 	}
 	// Exact is skipped, with its reason, when the model is too large.
-	_, err = task.Scores(ctx, "exact", nil, Margin, MethodConfig{ExactMaxParams: 100})
+	_, err = task.Scores(ctx, "exact", nil, models.Margin, MethodConfig{ExactMaxParams: 100})
 	if !errors.Is(err, ErrSkipped) {
 		t.Errorf("exact on %d parameters with a limit of 100: %v", res.Params, err)
 	}
-	if _, err := task.Scores(ctx, "cg", nil, Margin, MethodConfig{}); err != nil && !errors.Is(err, ErrSkipped) {
+	if _, err := task.Scores(ctx, "cg", nil, models.Margin, MethodConfig{}); err != nil && !errors.Is(err, ErrSkipped) {
 		t.Errorf("cg: %v", err)
 	}
 }
@@ -395,10 +395,10 @@ func TestMNIST(t *testing.T) {
 func TestPlotLDS(t *testing.T) {
 	truth := &LDSTruth{
 		Subsets: [][]int{{0}, {1}, {0, 1}},
-		Outputs: map[Output][][]float64{Margin: {{1, 0}, {2, 1}, {3, 2}}},
+		Outputs: map[models.Output][][]float64{models.Margin: {{1, 0}, {2, 1}, {3, 2}}},
 	}
 	scores := linalg.NewDense64(2, 2, []float64{1, 2, 0.5, 0.25})
-	r, err := LDS(truth, scores, Margin)
+	r, err := LDS(truth, scores, models.Margin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +407,7 @@ func TestPlotLDS(t *testing.T) {
 		t.Fatalf("LDS %v per test %v", r.Mean, r.PerTest)
 	}
 	out := filepath.Join(t.TempDir(), "lds.png")
-	if err := PlotLDS(out, truth, scores, Margin, r, "test"); err != nil {
+	if err := PlotLDS(out, truth, scores, models.Margin, r, "test"); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := os.Stat(out); err != nil || st.Size() < 1000 {

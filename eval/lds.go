@@ -3,6 +3,7 @@ package eval
 import (
 	"context"
 	"fmt"
+	"github.com/goinfluence/goinfluence/models"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -62,7 +63,7 @@ type LDSTruth struct {
 	Subsets [][]int `json:"subsets"`
 	// Outputs[o][j][q] is output o of test point q after training on
 	// subset j, averaged over the seeds.
-	Outputs map[Output][][]float64 `json:"outputs"`
+	Outputs map[models.Output][][]float64 `json:"outputs"`
 	// Seconds is the wall time of the retraining.
 	Seconds float64 `json:"seconds"`
 }
@@ -90,7 +91,7 @@ func (t *Task) LDSTruth(ctx context.Context, opt LDSOptions) (*LDSTruth, error) 
 		return nil, fmt.Errorf("eval: LDS subsets of %d of %d training examples", size, n)
 	}
 	rng := rand.New(rand.NewPCG(opt.Seed, 0x6c6473)) // "lds"
-	truth = LDSTruth{Setup: t.Setup, Options: opt, Subsets: make([][]int, opt.Subsets), Outputs: map[Output][][]float64{}}
+	truth = LDSTruth{Setup: t.Setup, Options: opt, Subsets: make([][]int, opt.Subsets), Outputs: map[models.Output][][]float64{}}
 	for j := range truth.Subsets {
 		s := rng.Perm(n)[:size]
 		slices.Sort(s)
@@ -99,21 +100,21 @@ func (t *Task) LDSTruth(ctx context.Context, opt LDSOptions) (*LDSTruth, error) 
 	start := time.Now()
 	jobs := opt.Subsets * opt.Seeds
 	t.stage(fmt.Sprintf("LDS: training %d models on random %d-example subsets (%d workers)", jobs, size, t.workers()))
-	results := make([]map[Output][]float64, jobs)
+	results := make([]map[models.Output][]float64, jobs)
 	var done atomic.Int64
 	err := forEach(ctx, jobs, t.workers(), func(i int) error {
 		m, err := t.retrain(ctx, clean, truth.Subsets[i/opt.Seeds], nil, uint64(i%opt.Seeds))
 		if err != nil {
 			return fmt.Errorf("eval: LDS subset %d: %w", i/opt.Seeds, err)
 		}
-		results[i] = outputValues(m, t.Test.X, t.Test.Y, Outputs)
+		results[i] = models.OutputValues(m, t.Test.X, t.Test.Y, models.Outputs)
 		t.tick("LDS", done.Add(1), jobs)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	for _, o := range Outputs {
+	for _, o := range models.Outputs {
 		rows := make([][]float64, opt.Subsets)
 		for j := range rows {
 			rows[j] = make([]float64, t.Test.Len())
@@ -133,7 +134,7 @@ func (tr *LDSTruth) valid(m, nTest int) bool {
 	if len(tr.Subsets) != m {
 		return false
 	}
-	for _, o := range Outputs {
+	for _, o := range models.Outputs {
 		rows := tr.Outputs[o]
 		if len(rows) != m {
 			return false
@@ -156,7 +157,7 @@ func (t *Task) tick(stage string, done int64, n int) {
 
 // LDSResult is the linear datamodeling score of one method.
 type LDSResult struct {
-	Output Output `json:"output"`
+	Output models.Output `json:"output"`
 	// Mean is the Spearman correlation over the subsets between the
 	// predicted Σ_{i∈S} score(q, i) and the measured output, averaged over
 	// the test points q for which it is defined.
@@ -166,7 +167,7 @@ type LDSResult struct {
 
 // LDS scores a method: scores is its n_test × n_train matrix, computed with
 // query gradients of −f for the output o (see Output).
-func LDS(truth *LDSTruth, scores *linalg.Dense64, o Output) (*LDSResult, error) {
+func LDS(truth *LDSTruth, scores *linalg.Dense64, o models.Output) (*LDSResult, error) {
 	act, ok := truth.Outputs[o]
 	if !ok {
 		return nil, fmt.Errorf("eval: LDS ground truth has no output %q", o)

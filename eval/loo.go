@@ -196,9 +196,9 @@ type LOOTruth struct {
 	Removed []int           `json:"removed"` // training rows
 	// Base[o][q] is output o of test point q with every example; Outputs[o][k][q]
 	// after removing Removed[k].
-	Base    map[Output][]float64   `json:"base"`
-	Outputs map[Output][][]float64 `json:"outputs"`
-	Seconds float64                `json:"seconds"`
+	Base    map[models.Output][]float64   `json:"base"`
+	Outputs map[models.Output][][]float64 `json:"outputs"`
+	Seconds float64                       `json:"seconds"`
 }
 
 // LOOTruth retrains without each of opt.Removals random training examples:
@@ -221,10 +221,10 @@ func (t *Task) LOOTruth(ctx context.Context, opt LOOTruthOptions) (*LOOTruth, er
 	clean := t.worlds["clean"]
 	removed := rand.New(rand.NewPCG(opt.Seed, 0x6c6f6f74)).Perm(n)[:opt.Removals] // "loot"
 	truth = LOOTruth{Setup: t.Setup, Options: opt, NTrain: n, Removed: removed,
-		Base: outputValues(t.Model, t.Test.X, t.Test.Y, Outputs), Outputs: map[Output][][]float64{}}
+		Base: models.OutputValues(t.Model, t.Test.X, t.Test.Y, models.Outputs), Outputs: map[models.Output][][]float64{}}
 	start := time.Now()
 	t.stage(fmt.Sprintf("LOO: retraining without each of %d random training examples (%d workers)", opt.Removals, t.workers()))
-	results := make([]map[Output][]float64, opt.Removals)
+	results := make([]map[models.Output][]float64, opt.Removals)
 	var done atomic.Int64
 	err := forEach(ctx, opt.Removals, t.workers(), func(k int) error {
 		w := make([]float64, n)
@@ -236,14 +236,14 @@ func (t *Task) LOOTruth(ctx context.Context, opt LOOTruthOptions) (*LOOTruth, er
 		if err != nil {
 			return fmt.Errorf("eval: LOO without training example %d: %w", removed[k], err)
 		}
-		results[k] = outputValues(m, t.Test.X, t.Test.Y, Outputs)
+		results[k] = models.OutputValues(m, t.Test.X, t.Test.Y, models.Outputs)
 		t.tick("LOO", done.Add(1), opt.Removals)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	for _, o := range Outputs {
+	for _, o := range models.Outputs {
 		rows := make([][]float64, opt.Removals)
 		for k := range rows {
 			rows[k] = results[k][o]
@@ -255,7 +255,7 @@ func (t *Task) LOOTruth(ctx context.Context, opt LOOTruthOptions) (*LOOTruth, er
 }
 
 func (tr *LOOTruth) valid(nTest int) bool {
-	for _, o := range Outputs {
+	for _, o := range models.Outputs {
 		if len(tr.Base[o]) != nTest || len(tr.Outputs[o]) != len(tr.Removed) {
 			return false
 		}
@@ -270,7 +270,7 @@ func (tr *LOOTruth) valid(nTest int) bool {
 
 // LOOScore is how well a method's scores predict leave-one-out retraining.
 type LOOScore struct {
-	Output Output `json:"output"`
+	Output models.Output `json:"output"`
 	// Pearson and Spearman correlate, per test point, the predicted change
 	// of −f, score/N, with the measured one over the removals; they are
 	// averaged over the test points where they are defined.
@@ -281,7 +281,7 @@ type LOOScore struct {
 
 // LOOCorrelation scores a method against a LOO ground truth; scores is its
 // n_test × n_train matrix for output o.
-func LOOCorrelation(truth *LOOTruth, scores *linalg.Dense64, o Output) (*LOOScore, error) {
+func LOOCorrelation(truth *LOOTruth, scores *linalg.Dense64, o models.Output) (*LOOScore, error) {
 	rows, ok := truth.Outputs[o]
 	if !ok {
 		return nil, fmt.Errorf("eval: LOO ground truth has no output %q", o)

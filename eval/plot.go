@@ -2,6 +2,7 @@ package eval
 
 import (
 	"fmt"
+	"github.com/goinfluence/goinfluence/models"
 	"image/color"
 	"io"
 	"math"
@@ -62,7 +63,7 @@ func PlotLOO(path string, r *LOOResult) error {
 // score(q, i) against the measured output after training on each subset S,
 // for the test point whose Spearman correlation is closest to the method's
 // mean (a typical one, not the best).
-func PlotLDS(path string, truth *LDSTruth, scores *linalg.Dense64, o Output, r *LDSResult, method string) error {
+func PlotLDS(path string, truth *LDSTruth, scores *linalg.Dense64, o models.Output, r *LDSResult, method string) error {
 	q, best := -1, math.Inf(1)
 	for i, v := range r.PerTest {
 		if d := math.Abs(v - r.Mean); d < best {

@@ -23,7 +23,7 @@ type QualityOptions struct {
 	// every registered method.
 	Methods []string `json:"methods,omitempty"`
 	// Output is the measured output of LDS and LOO (default Margin).
-	Output Output          `json:"output"`
+	Output models.Output   `json:"output"`
 	LDS    LDSOptions      `json:"lds"`
 	LOO    LOOTruthOptions `json:"loo"`
 	AUC    AUCOptions      `json:"auc"`
@@ -94,9 +94,9 @@ func (t *Task) Quality(ctx context.Context, opt QualityOptions) (*QualityResult,
 	start := time.Now()
 	retrained0 := t.Retrained()
 	if opt.Output == "" {
-		opt.Output = Margin
+		opt.Output = models.Margin
 	}
-	if _, err := ParseOutput(string(opt.Output)); err != nil {
+	if _, err := models.ParseOutput(string(opt.Output)); err != nil {
 		return nil, err
 	}
 	opt.Config = t.methodConfig(opt.Config)
@@ -401,7 +401,7 @@ func (r *QualityResult) WriteJSON(path string) error {
 // Scores runs the registered method key on the task's reference model,
 // scoring queries (nil: the test set) against the training set with query
 // gradients of −f for output o.
-func (t *Task) Scores(ctx context.Context, key string, queries *datasets.Dataset, o Output, cfg MethodConfig) (*linalg.Dense64, error) {
+func (t *Task) Scores(ctx context.Context, key string, queries *datasets.Dataset, o models.Output, cfg MethodConfig) (*linalg.Dense64, error) {
 	spec, err := LookupMethod(key)
 	if err != nil {
 		return nil, err
@@ -410,7 +410,7 @@ func (t *Task) Scores(ctx context.Context, key string, queries *datasets.Dataset
 		return nil, fmt.Errorf("eval: %s: %w: %s", spec.Name, ErrSkipped, spec.Missing)
 	}
 	if o == "" {
-		o = Margin
+		o = models.Margin
 	}
 	cfg = t.methodConfig(cfg)
 	var truth time.Duration

@@ -128,7 +128,7 @@ type Inputs struct {
 	Model   models.Model
 	Train   *datasets.Dataset
 	Queries *datasets.Dataset // nil when only self-influence is asked for
-	Output  Output            // queries are scored with gradients of −f
+	Output  models.Output     // queries are scored with gradients of −f
 	Backend linalg.Backend
 	Config  MethodConfig
 	// Snapshots returns the TracIn-CP checkpoints; Ensemble k models
@@ -145,7 +145,7 @@ type Inputs struct {
 // QueryGradients returns ∇(−f) of the queries at Model.
 func (in *Inputs) QueryGradients() *gradients.Batch {
 	if in.query == nil {
-		in.query = outputGradients(in.Model, in.Queries.X, in.Queries.Y, in.Output)
+		in.query = models.OutputGradients(in.Model, in.Queries.X, in.Queries.Y, in.Output)
 	}
 	return in.query
 }
@@ -406,7 +406,7 @@ func runTracIn(ctx context.Context, in *Inputs, self bool) (*MethodResult, error
 		train := s.Model.Gradients(in.Train.X, in.Train.Y)
 		cps[c] = influence.Checkpoint{Train: train, LR: s.LR}
 		if in.Queries != nil {
-			cps[c].Query = outputGradients(s.Model, in.Queries.X, in.Queries.Y, in.Output)
+			cps[c].Query = models.OutputGradients(s.Model, in.Queries.X, in.Queries.Y, in.Output)
 		}
 		if self {
 			for i, v := range squaredNorms(train) {
@@ -444,7 +444,7 @@ func trakRun(k int) func(context.Context, *Inputs, bool) (*MethodResult, error) 
 			for c, m := range ms {
 				cps[c] = influence.Checkpoint{
 					Query:     query(m),
-					Train:     outputGradients(m, in.Train.X, in.Train.Y, Margin),
+					Train:     models.OutputGradients(m, in.Train.X, in.Train.Y, models.Margin),
 					TrainProb: trueProbs(m, in.Train),
 				}
 			}
@@ -452,7 +452,7 @@ func trakRun(k int) func(context.Context, *Inputs, bool) (*MethodResult, error) 
 		}
 		if in.Queries != nil {
 			if res.Scores, err = run(func(m models.Model) *gradients.Batch {
-				return outputGradients(m, in.Queries.X, in.Queries.Y, in.Output)
+				return models.OutputGradients(m, in.Queries.X, in.Queries.Y, in.Output)
 			}); err != nil {
 				return nil, err
 			}

@@ -3,6 +3,7 @@ package eval
 import (
 	"context"
 	"fmt"
+	"github.com/goinfluence/goinfluence/models"
 	"io"
 
 	"gonum.org/v1/gonum/floats"
@@ -134,7 +135,7 @@ func RunLOO(ctx context.Context, r LOORun) (*LOOResult, error) {
 	if r.Method != "" && r.Method != "exact" {
 		opt.Method = r.Method
 		opt.Scores = func(ctx context.Context, q *datasets.Dataset) (*linalg.Dense64, error) {
-			return t.Scores(ctx, r.Method, q, NegLoss, MethodConfig{Damping: r.Damping})
+			return t.Scores(ctx, r.Method, q, models.NegLoss, MethodConfig{Damping: r.Damping})
 		}
 	}
 	res, err := LOO(ctx, p, opt)

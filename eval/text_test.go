@@ -3,6 +3,7 @@ package eval
 import (
 	"context"
 	"errors"
+	"github.com/goinfluence/goinfluence/models"
 	"io"
 	"reflect"
 	"strings"
@@ -16,7 +17,7 @@ func ptr(v float64) *float64 { return &v }
 func smallQuality() *QualityResult {
 	return &QualityResult{
 		Setup:   Setup{Dataset: "digits"},
-		Options: QualityOptions{Output: Margin},
+		Options: QualityOptions{Output: models.Margin},
 		Model:   "softmax", NTrain: 100, NTest: 10, Backend: "cpu",
 		Rows: []QualityRow{
 			{Key: "exact", Method: "exact (Cholesky)", LOO: ptr(0.98765), LDS: ptr(0.5), AUC: ptr(0.91234), Seconds: 1.5, SelfSeconds: 0.25},

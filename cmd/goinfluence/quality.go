@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/goinfluence/goinfluence/eval"
+	"github.com/goinfluence/goinfluence/models"
 )
 
 // taskFlags are the flags that pick and train the model of an evaluation.
@@ -62,7 +63,7 @@ type protocolFlags struct {
 func addProtocolFlags(fs *flag.FlagSet) *protocolFlags {
 	d := eval.DefaultMethodConfig()
 	return &protocolFlags{
-		output:      fs.String("output", string(eval.Margin), "measured output f of LDS and LOO: margin (log-odds of the true class), logit-margin or loss (−loss)"),
+		output:      fs.String("output", string(models.Margin), "measured output f of LDS and LOO: margin (log-odds of the true class), logit-margin or loss (−loss)"),
 		subsets:     fs.Int("subsets", eval.DefaultSubsets, "LDS: number m of random training subsets retrained on"),
 		alpha:       fs.Float64("alpha", eval.DefaultAlpha, "LDS: subset size as a fraction of the training set"),
 		seeds:       fs.Int("seeds", 1, "LDS: trainings averaged per subset (mlp; a convex model has one optimum)"),
@@ -90,7 +91,7 @@ func addProtocolFlags(fs *flag.FlagSet) *protocolFlags {
 }
 
 func (f *protocolFlags) options(methods string) (eval.QualityOptions, error) {
-	o, err := eval.ParseOutput(*f.output)
+	o, err := models.ParseOutput(*f.output)
 	if err != nil {
 		return eval.QualityOptions{}, fmt.Errorf("%w: %v", errUsage, err)
 	}

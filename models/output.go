@@ -1,4 +1,4 @@
-package eval
+package models
 
 import (
 	"fmt"
@@ -6,10 +6,9 @@ import (
 
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/linalg"
-	"github.com/goinfluence/goinfluence/models"
 )
 
-// Output is the measured model output f(x, y; θ) of LDS and LOO: the
+// Output is a measured model output f(x, y; θ), as LDS and LOO record it: the
 // quantity whose value after retraining is recorded, and whose negative,
 // −f, plays the part of the query loss when scoring. Every method scores
 // with the query gradient ∇(−f), so that the sign convention holds for every
@@ -41,12 +40,12 @@ func ParseOutput(s string) (Output, error) {
 			return o, nil
 		}
 	}
-	return "", fmt.Errorf("eval: unknown output %q (have margin, logit-margin, loss)", s)
+	return "", fmt.Errorf("models: unknown output %q (have margin, logit-margin, loss)", s)
 }
 
 // logProbs returns log p_c(x_n) for every row and class, computed from the
 // per-class losses so that no probability underflows to log 0.
-func logProbs(m models.Model, x *linalg.Dense64) [][]float64 {
+func logProbs(m Model, x *linalg.Dense64) [][]float64 {
 	n, c := x.Rows, m.Classes()
 	lp := make([][]float64, n)
 	for i := range lp {
@@ -65,7 +64,7 @@ func logProbs(m models.Model, x *linalg.Dense64) [][]float64 {
 }
 
 // outputValues returns f(x_n, y_n) of every row for each output in outs.
-func outputValues(m models.Model, x *linalg.Dense64, y []int, outs []Output) map[Output][]float64 {
+func OutputValues(m Model, x *linalg.Dense64, y []int, outs []Output) map[Output][]float64 {
 	lp := logProbs(m, x)
 	res := make(map[Output][]float64, len(outs))
 	for _, o := range outs {
@@ -121,7 +120,7 @@ func logSumExpExcept(v []float64, skip int) float64 {
 // combinations Σ_c w_c g_c of the loss gradients g_c at every label c with
 // Σ_c w_c = 1, since Σ_c w_c (p − e_c) = p − w: the activations are the
 // same for every label and the output gradients are linear in δ.
-func outputGradients(m models.Model, x *linalg.Dense64, y []int, o Output) *gradients.Batch {
+func OutputGradients(m Model, x *linalg.Dense64, y []int, o Output) *gradients.Batch {
 	if o == NegLoss {
 		return m.Gradients(x, y)
 	}
