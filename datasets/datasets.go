@@ -216,3 +216,25 @@ func (d *Dataset) Scaled(c float64) *Dataset {
 	}
 	return out
 }
+
+// Concat returns the examples of a followed by those of b, for instance a
+// split's training part then its test part; the name and classes are a's.
+// It panics if the two have different numbers of features, a programming
+// error as in linalg.
+func Concat(a, b *Dataset) *Dataset {
+	if a.X.Cols != b.X.Cols {
+		panic(fmt.Sprintf("datasets: concat of %s (%d features) and %s (%d features)", a.Name, a.X.Cols, b.Name, b.X.Cols))
+	}
+	n := a.Len() + b.Len()
+	d := &Dataset{Name: a.Name, X: linalg.NewDense64(n, a.X.Cols, nil), Classes: a.Classes,
+		Y: make([]int, 0, n), Index: make([]int, 0, n)}
+	for i, part := range []*Dataset{a, b} {
+		off := i * a.Len()
+		for r := 0; r < part.Len(); r++ {
+			copy(d.X.Row(off+r), part.X.Row(r))
+		}
+		d.Y = append(d.Y, part.Y...)
+		d.Index = append(d.Index, part.Index...)
+	}
+	return d
+}

@@ -1,8 +1,10 @@
 package datasets
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Provenance records the data a model was trained on: the data set, how it
@@ -128,4 +130,40 @@ func (p Provenance) Differences(q Provenance) []string {
 	add("train fraction", q.TrainFraction, p.TrainFraction)
 	add("train/test sizes", fmt.Sprintf("%d/%d", q.Train, q.Test), fmt.Sprintf("%d/%d", p.Train, p.Test))
 	return d
+}
+
+// ErrNoProvenance is returned by CheckProvenance for metadata without a
+// record: files saved before records existed, or by code that writes none.
+// Callers usually accept such a checkpoint with a warning, since nothing
+// can be checked.
+var ErrNoProvenance = errors.New("datasets: no provenance record")
+
+// ProvenanceError says that a model was trained on other data than those
+// asked for: Have is what its record says, Want what the caller prepared.
+type ProvenanceError struct {
+	Have, Want Provenance
+}
+
+// Error names the training data and how the data asked for differ.
+func (e *ProvenanceError) Error() string {
+	return fmt.Sprintf("trained on %s, not %s: %s", e.Have, e.Want, strings.Join(e.Have.Differences(e.Want), ", "))
+}
+
+// CheckProvenance compares the provenance record in meta (a checkpoint's
+// metadata, as written by Provenance.Metadata) with want, the record of the
+// data about to be used with it. Gradients of other rows than the training
+// rows give silently wrong influence scores, so a mismatch is a
+// *ProvenanceError; a record that is malformed is an error naming the key,
+// and metadata without one give ErrNoProvenance.
+func CheckProvenance(meta map[string]string, want Provenance) error {
+	have, ok, err := ParseProvenance(meta)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return ErrNoProvenance
+	case have.Differences(want) != nil:
+		return &ProvenanceError{Have: have, Want: want}
+	}
+	return nil
 }

@@ -15,4 +15,10 @@
 // trains them to a gradient norm of 1e-10, which leave-one-out validation
 // needs. The MLP provides the exact Gauss–Newton matrix instead and trains
 // with seeded Adam or SGD. Checkpoints are safetensors files (Save, Load).
+//
+// Train is 'goinfluence train' as one call: it builds the model TrainOptions
+// describe and fits it (Newton for the regressions, Adam with optional
+// per-epoch checkpoints for the MLP). ExampleGradients is 'goinfluence
+// grads': the per-example gradients of a split at true or sampled labels,
+// with p(y) for TRAK if asked.
 package models

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -11,7 +12,6 @@ import (
 	"github.com/goinfluence/goinfluence/datasets"
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/influence"
-	"github.com/goinfluence/goinfluence/linalg"
 	"github.com/goinfluence/goinfluence/models"
 )
 
@@ -68,56 +68,43 @@ func runGrads(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := checkProvenance(*ckpt, train, test, *dataset, *splitSeed, stderr); err != nil {
 		return err
 	}
-	progress.stage(fmt.Sprintf("loaded %s from %s", describe(m), *ckpt))
+	progress.stage(fmt.Sprintf("loaded %s from %s", models.Describe(m), *ckpt))
 
-	var d *datasets.Dataset
+	d := train
 	switch *split {
-	case "train":
-		d = train
 	case "test":
 		d = test
 	case "all":
-		d = concat(train, test)
+		d = datasets.Concat(train, test)
 	}
-	if limit {
-		if *first > d.Len() {
-			return fmt.Errorf("%w: grads: --first %d, but the %s split of %s has %d examples",
-				errUsage, *first, *split, d.Name, d.Len())
-		}
-		rows := make([]int, *first)
-		for i := range rows {
-			rows[i] = i
-		}
-		d = d.Subset(rows)
+	if limit && *first > d.Len() {
+		return fmt.Errorf("%w: grads: --first %d, but the %s split of %s has %d examples",
+			errUsage, *first, *split, d.Name, d.Len())
+	}
+	opt := models.GradOptions{Seed: *sampleSeed, First: *first, IDs: d.Index, Probs: *probsOut != ""}
+	if *labels == "sampled" {
+		opt.Labels = models.SampledLabels
 	}
 	// A checkpoint of another data set, or a split of the wrong width, shows
 	// up here as a feature-count or label-range error.
-	if err := models.CheckData(m, d.X, d.Y, nil); err != nil {
+	b, probs, err := models.ExampleGradients(ctx, m, d.X, d.Y, opt)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return fmt.Errorf("grads: checkpoint %s does not fit --dataset %s: %w", *ckpt, d.Name, err)
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-
 	meta := map[string]string{
 		"checkpoint": *ckpt,
 		"model":      m.Kind(),
 		"dataset":    d.Name,
 		"split":      *split,
 		"split_seed": strconv.FormatUint(*splitSeed, 10),
-		"labels":     *labels,
 	}
-	y := d.Y
+	pm := maps.Clone(meta) // the labels of the loss do not apply to p(y)
+	meta["labels"] = *labels
 	if *labels == "sampled" {
-		// SampleLabels draws row by row, so the labels of the first N rows do
-		// not depend on --first.
-		y = models.SampleLabels(m, d.X, *sampleSeed)
 		meta["sample_seed"] = strconv.FormatUint(*sampleSeed, 10)
-	}
-	b := m.Gradients(d.X, y)
-	b.IDs = make([]int64, d.Len())
-	for i, r := range d.Index {
-		b.IDs[i] = int64(r)
 	}
 	if err := gradients.WriteFile(*out, b, dt, meta); err != nil {
 		return err
@@ -125,48 +112,40 @@ func runGrads(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	progress.stage(fmt.Sprintf("wrote %s: %d %s examples of %s, %s labels, %d parameters, %s",
 		*out, b.N, *split, d.Name, *labels, b.Dim(), dt))
 	if *probsOut != "" {
-		probs := m.Probs(d.X)
-		p := make([]float64, d.Len())
-		for i, label := range d.Y {
-			p[i] = probs.At(i, label)
-		}
-		pm := maps.Clone(meta) // the labels of the loss do not apply to p(y)
-		delete(pm, "labels")
-		delete(pm, "sample_seed")
-		if err := influence.WriteProbs(*probsOut, b.IDs, p, pm); err != nil {
+		if err := influence.WriteProbs(*probsOut, b.IDs, probs, pm); err != nil {
 			return err
 		}
-		progress.stage(fmt.Sprintf("wrote %s: p(y) of the true labels of %d examples", *probsOut, len(p)))
+		progress.stage(fmt.Sprintf("wrote %s: p(y) of the true labels of %d examples", *probsOut, len(probs)))
 	}
 	return nil
 }
 
 // checkProvenance refuses a checkpoint whose recorded training data are not
-// the data set and split the flags ask for: gradients of other rows would
-// give silently wrong influence scores. A checkpoint without a record (from
-// before it, or saved by a library user) is accepted with a warning.
+// the data set and split the flags ask for, naming the flag that differs. A
+// checkpoint without a record (from before it, or saved by a library user)
+// is accepted with a warning.
 func checkProvenance(ckpt string, train, test *datasets.Dataset, dataset string, splitSeed uint64, stderr io.Writer) error {
 	meta, err := models.ReadMetadata(ckpt)
 	if err != nil {
 		return err
 	}
-	have, ok, err := datasets.ParseProvenance(meta)
-	if err != nil {
-		return fmt.Errorf("grads: checkpoint %s: %w", ckpt, err)
-	}
-	if !ok {
-		fmt.Fprintf(stderr, "grads: warning: checkpoint %s records no training data (saved before provenance records, or not by 'goinfluence train'); cannot check that --dataset %s --split-seed %d are the data it was trained on\n",
-			ckpt, dataset, splitSeed)
-		return nil
-	}
 	want, err := datasets.SplitProvenance(train, test, splitSeed)
 	if err != nil {
 		return fmt.Errorf("grads: %w", err)
 	}
-	diff := have.Differences(want)
-	if diff == nil {
+	var perr *datasets.ProvenanceError
+	err = datasets.CheckProvenance(meta, want)
+	switch {
+	case err == nil:
 		return nil
+	case errors.Is(err, datasets.ErrNoProvenance):
+		fmt.Fprintf(stderr, "grads: warning: checkpoint %s records no training data (saved before provenance records, or not by 'goinfluence train'); cannot check that --dataset %s --split-seed %d are the data it was trained on\n",
+			ckpt, dataset, splitSeed)
+		return nil
+	case !errors.As(err, &perr):
+		return fmt.Errorf("grads: checkpoint %s: %w", ckpt, err)
 	}
+	have := perr.Have
 	var asks string
 	switch {
 	case have.Dataset != want.Dataset:
@@ -176,23 +155,7 @@ func checkProvenance(ckpt string, train, test *datasets.Dataset, dataset string,
 	case have.Features != want.Features:
 		asks = fmt.Sprintf("--dataset %s has %d features, the checkpoint's data %d", want.Dataset, want.Features, have.Features)
 	default:
-		asks = "this build prepares it otherwise: " + strings.Join(diff, ", ")
+		asks = "this build prepares it otherwise: " + strings.Join(have.Differences(want), ", ")
 	}
 	return fmt.Errorf("grads: checkpoint %s was trained on %s; %s", ckpt, have, asks)
-}
-
-// concat returns the examples of a followed by those of b.
-func concat(a, b *datasets.Dataset) *datasets.Dataset {
-	n := a.Len() + b.Len()
-	d := &datasets.Dataset{Name: a.Name, X: linalg.NewDense64(n, a.X.Cols, nil), Classes: a.Classes,
-		Y: make([]int, 0, n), Index: make([]int, 0, n)}
-	for i, part := range []*datasets.Dataset{a, b} {
-		off := i * a.Len()
-		for r := 0; r < part.Len(); r++ {
-			copy(d.X.Row(off+r), part.X.Row(r))
-		}
-		d.Y = append(d.Y, part.Y...)
-		d.Index = append(d.Index, part.Index...)
-	}
-	return d
 }

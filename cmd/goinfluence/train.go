@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/goinfluence/goinfluence/datasets"
-	"github.com/goinfluence/goinfluence/linalg"
 	"github.com/goinfluence/goinfluence/models"
 )
 
@@ -40,18 +39,13 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if math.IsNaN(*l2) || math.IsInf(*l2, 0) || *l2 < 0 {
 		return fmt.Errorf("%w: train: --l2 %v must be finite and non-negative", errUsage, *l2)
 	}
-	var (
-		sizes []int
-		act   models.Activation
-	)
+	opt := models.TrainOptions{Kind: *kind, L2: *l2, Epochs: *epochs, BatchSize: *batch, LR: *lr, Seed: *seed, CheckpointEvery: *every}
 	switch *kind {
-	case "logistic", "softmax":
-		// Newton's method needs no epochs, step size or seed: the regressions
-		// are convex and it converges to their unique optimum.
+	case models.KindLogistic, models.KindSoftmax:
 		if *every != 0 {
 			return fmt.Errorf("%w: train: --checkpoint-every needs --model mlp (Newton's method has no epochs)", errUsage)
 		}
-	case "mlp":
+	case models.KindMLP:
 		if *epochs < 1 || *batch < 1 {
 			return fmt.Errorf("%w: train: --epochs and --batch must be at least 1", errUsage)
 		}
@@ -62,10 +56,10 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("%w: train: --lr %v must be positive and finite", errUsage, *lr)
 		}
 		var err error
-		if sizes, err = parseWidths(*hidden); err != nil {
+		if opt.Hidden, err = parseWidths(*hidden); err != nil {
 			return fmt.Errorf("%w: train: --hidden: %v", errUsage, err)
 		}
-		if act, err = models.ParseActivation(*activation); err != nil {
+		if opt.Activation, err = models.ParseActivation(*activation); err != nil {
 			return fmt.Errorf("%w: train: --activation %q: want relu or tanh", errUsage, *activation)
 		}
 	case "":
@@ -77,6 +71,10 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if *kind == models.KindLogistic && train.Classes != 2 {
+		return fmt.Errorf("%w: train: --model logistic is binary, but %s has %d classes (use softmax or mlp)",
+			errUsage, train.Name, train.Classes)
+	}
 	// Every checkpoint records its training data, so that grads can refuse
 	// another data set or split.
 	prov, err := datasets.SplitProvenance(train, test, *splitSeed)
@@ -86,64 +84,38 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	provMeta := prov.Metadata()
 
 	progress := newProgress(stderr)
-	var m models.Model
-	switch *kind {
-	case "logistic":
-		if train.Classes != 2 {
-			return fmt.Errorf("%w: train: --model logistic is binary, but %s has %d classes (use softmax or mlp)",
-				errUsage, train.Name, train.Classes)
-		}
-		m = models.NewLogistic(train.X.Cols, *l2)
-	case "softmax":
-		m = models.NewSoftmax(train.X.Cols, train.Classes, *l2)
-	case "mlp":
-		sizes = append(append([]int{train.X.Cols}, sizes...), train.Classes)
-		if m, err = models.NewMLP(sizes, act, *l2, *seed); err != nil {
-			return err
+	var saved []string
+	opt.Checkpoint = func(epoch int, m models.Model) error {
+		path := epochCheckpoint(*out, epoch)
+		saved = append(saved, path)
+		return models.SaveWithMetadata(path, m, provMeta)
+	}
+	var tick func(done, total int)
+	opt.Progress = func(epoch int, _, _ float64) {
+		if tick != nil {
+			tick(epoch, *epochs)
 		}
 	}
-	if *kind == "mlp" {
-		tick := progress.counter(fmt.Sprintf("training %s on %d examples with Adam", describe(m), train.Len()))
-		var saved []string
-		opt := models.AdamOptions{
-			Epochs: *epochs, BatchSize: *batch, LR: *lr, Seed: *seed,
-			Progress: func(epoch int, _, _ float64) { tick(epoch, *epochs) },
+	opt.Start = func(m models.Model) {
+		if *kind == models.KindMLP {
+			tick = progress.counter(fmt.Sprintf("training %s on %d examples with Adam", models.Describe(m), train.Len()))
+		} else {
+			progress.stage(fmt.Sprintf("training %s on %d examples by Newton's method", models.Describe(m), train.Len()))
 		}
-		if *every > 0 {
-			opt.EpochEnd = func(epoch int) error {
-				if epoch%*every != 0 {
-					return nil
-				}
-				path := epochCheckpoint(*out, epoch)
-				saved = append(saved, path)
-				return models.SaveWithMetadata(path, m, provMeta)
-			}
-		}
-		err = models.TrainAdam(ctx, m, train.X, train.Y, nil, opt)
-		progress.done()
-		if err != nil {
-			return fmt.Errorf("train: %w", err)
-		}
-		if len(saved) > 0 {
-			// TracIn-CP weighs checkpoint c by its learning rate η_c; Adam's
-			// step size is constant here.
-			fmt.Fprintf(stdout, "%d checkpoints during training (Adam step size η = %g at each): %s\n",
-				len(saved), *lr, strings.Join(saved, ", "))
-		}
-	} else {
-		be, err := linalg.Auto()
-		if err != nil {
-			return err
-		}
-		if err := models.SetBackend(m, be); err != nil {
-			return err
-		}
-		progress.stage(fmt.Sprintf("training %s on %d examples by Newton's method", describe(m), train.Len()))
-		res, err := models.FitNewton(ctx, m, train.X, train.Y, nil, models.NewtonOptions{Backend: be})
-		if err != nil {
-			return fmt.Errorf("train: %w", err)
-		}
-		progress.stage(fmt.Sprintf("converged after %d Newton steps, ‖∇R‖ = %.2g", res.Iterations, res.GradNorm))
+	}
+	res, err := models.Train(ctx, train.X, train.Y, train.Classes, opt)
+	progress.done()
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	m := res.Model
+	if *kind != models.KindMLP {
+		progress.stage(fmt.Sprintf("converged after %d Newton steps, ‖∇R‖ = %.2g", res.Newton.Iterations, res.Newton.GradNorm))
+	} else if len(saved) > 0 {
+		// TracIn-CP weighs checkpoint c by its learning rate η_c; Adam's
+		// step size is constant here.
+		fmt.Fprintf(stdout, "%d checkpoints during training (Adam step size η = %g at each): %s\n",
+			len(saved), *lr, strings.Join(saved, ", "))
 	}
 	if err := models.SaveWithMetadata(*out, m, provMeta); err != nil {
 		return err
@@ -153,7 +125,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// The checkpoint records its data and split, and grads refuses others;
 	// say which flags give them.
 	fmt.Fprintf(stdout, "%s (λ = %g) on %s, split seed %d: %d training, %d test examples\n",
-		describe(m), m.L2(), train.Name, *splitSeed, train.Len(), test.Len())
+		models.Describe(m), m.L2(), train.Name, *splitSeed, train.Len(), test.Len())
 	fmt.Fprintf(stdout, "train accuracy %.2f%%, test accuracy %.2f%%, objective %.6g\n",
 		100*models.Accuracy(m, train.X, train.Y), 100*models.Accuracy(m, test.X, test.Y),
 		m.Objective(train.X, train.Y, nil, nil))
@@ -195,18 +167,6 @@ func parseWidths(s string) ([]int, error) {
 		v = append(v, w)
 	}
 	return v, nil
-}
-
-// describe names a model with its shape, e.g. "mlp 64-32-10 relu".
-func describe(m models.Model) string {
-	if mlp, ok := m.(*models.MLP); ok {
-		w := make([]string, len(mlp.Sizes()))
-		for i, s := range mlp.Sizes() {
-			w[i] = strconv.Itoa(s)
-		}
-		return fmt.Sprintf("mlp %s %v", strings.Join(w, "-"), mlp.Activation())
-	}
-	return fmt.Sprintf("%s %d-%d", m.Kind(), m.Layers()[0].DIn-1, m.Classes())
 }
 
 // isSet reports whether the flag was given on the command line, to tell an

@@ -110,7 +110,7 @@ func TestTrainGradsMLP(t *testing.T) {
 		{"train-true", train, train.Y, map[string]string{"split": "train", "labels": "true"}},
 		{"test-true", test, test.Y, map[string]string{"split": "test", "labels": "true"}},
 		{"test-first", test.Subset([]int{0, 1, 2, 3, 4}), test.Y[:5], map[string]string{"split": "test"}},
-		{"all", concat(train, test), append(slices.Clone(train.Y), test.Y...), map[string]string{"split": "all"}},
+		{"all", datasets.Concat(train, test), append(slices.Clone(train.Y), test.Y...), map[string]string{"split": "all"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {
