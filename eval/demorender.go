@@ -1,4 +1,4 @@
-package main
+package eval
 
 import (
 	"fmt"
@@ -16,22 +16,6 @@ import (
 	"github.com/goinfluence/goinfluence/internal/atomicfile"
 )
 
-// demoTile is one 8×8 digit with its label and score.
-type demoTile struct {
-	pixels []float64 // 64 values in [0, 1]
-	label  int
-	score  float64
-	id     int // row in the original data file
-}
-
-// demoRow is a test digit with its most helpful and harmful training digits.
-type demoRow struct {
-	query            []float64
-	label, pred, id  int
-	prob             float64
-	helpful, harmful []demoTile
-}
-
 // shades maps intensity to a glyph; each pixel is two glyphs wide so digits
 // keep their aspect ratio in a terminal.
 var shades = []string{"  ", "░░", "▒▒", "▓▓", "██"}
@@ -41,27 +25,28 @@ func shade(v float64) string {
 	return shades[min(max(i, 0), len(shades)-1)]
 }
 
-// printRow draws the query and its rankings side by side, captions above.
-func printRow(w io.Writer, r demoRow) {
+// writeDemoRow draws the query and its rankings side by side, captions
+// above.
+func writeDemoRow(w io.Writer, r DemoRow) error {
 	const width = 16 // 8 pixels × 2 glyphs
-	caps := []string{fmt.Sprintf("test #%d: %d", r.id, r.label)}
-	imgs := [][]float64{r.query}
-	for _, t := range r.helpful {
-		caps = append(caps, fmt.Sprintf("#%d: %d %+.2g", t.id, t.label, t.score))
-		imgs = append(imgs, t.pixels)
+	caps := []string{fmt.Sprintf("test #%d: %d", r.ID, r.Label)}
+	imgs := [][]float64{r.Query}
+	for _, t := range r.Helpful {
+		caps = append(caps, fmt.Sprintf("#%d: %d %+.2g", t.ID, t.Label, t.Score))
+		imgs = append(imgs, t.Pixels)
 	}
-	for _, t := range r.harmful {
-		caps = append(caps, fmt.Sprintf("#%d: %d %+.2g", t.id, t.label, t.score))
-		imgs = append(imgs, t.pixels)
+	for _, t := range r.Harmful {
+		caps = append(caps, fmt.Sprintf("#%d: %d %+.2g", t.ID, t.Label, t.Score))
+		imgs = append(imgs, t.Pixels)
 	}
 	verdict := "correct"
-	if r.pred != r.label {
-		verdict = fmt.Sprintf("MISCLASSIFIED as %d", r.pred)
+	if r.Pred != r.Label {
+		verdict = fmt.Sprintf("MISCLASSIFIED as %d", r.Pred)
 	}
-	fmt.Fprintf(w, "Test digit #%d, label %d, p(label) = %.3f, %s\n", r.id, r.label, r.prob, verdict)
-	fmt.Fprintf(w, "%-*s | %-*s | %s\n", width, "query", (width+2)*len(r.helpful)-2, "most helpful", "most harmful")
+	fmt.Fprintf(w, "Test digit #%d, label %d, p(label) = %.3f, %s\n", r.ID, r.Label, r.Prob, verdict)
+	fmt.Fprintf(w, "%-*s | %-*s | %s\n", width, "query", (width+2)*len(r.Helpful)-2, "most helpful", "most harmful")
 	sep := func(i int) string {
-		if i == 0 || i == 1+len(r.helpful) {
+		if i == 0 || i == 1+len(r.Helpful) {
 			return " | "
 		}
 		return "  "
@@ -89,12 +74,14 @@ func printRow(w io.Writer, r demoRow) {
 		}
 		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
 	}
+	return nil
 }
 
-// writeGridPNG draws one row per test digit: the query, then the helpful
-// digits framed in green and the harmful ones framed in red, each captioned
-// with its label and score.
-func writeGridPNG(path string, rows []demoRow) error {
+// WritePNG draws the result to a PNG file at path, one row per test digit:
+// the query, then the helpful digits framed in green and the harmful ones
+// framed in red, each captioned with its label and score.
+func (res *DemoResult) WritePNG(path string) error {
+	rows := res.Rows
 	const (
 		scale   = 10 // screen pixels per digit pixel
 		tile    = 8 * scale
@@ -105,23 +92,23 @@ func writeGridPNG(path string, rows []demoRow) error {
 	)
 	cols := 1
 	if len(rows) > 0 {
-		cols += len(rows[0].helpful) + len(rows[0].harmful)
+		cols += len(rows[0].Helpful) + len(rows[0].Harmful)
 	}
 	img := image.NewRGBA(image.Rect(0, 0, cols*cellW, len(rows)*cellH))
 	draw.Draw(img, img.Bounds(), image.White, image.Point{}, draw.Src)
 	green, red, blue := color.RGBA{30, 150, 60, 255}, color.RGBA{200, 40, 40, 255}, color.RGBA{40, 80, 200, 255}
 	for ri, r := range rows {
 		type cell struct {
-			t     demoTile
+			t     DemoTile
 			frame color.Color
 			text  string
 		}
-		cells := []cell{{demoTile{pixels: r.query, label: r.label}, blue, fmt.Sprintf("test %d -> %d", r.label, r.pred)}}
-		for _, t := range r.helpful {
-			cells = append(cells, cell{t, green, fmt.Sprintf("%d  %+.2g", t.label, t.score)})
+		cells := []cell{{DemoTile{Pixels: r.Query, Label: r.Label}, blue, fmt.Sprintf("test %d -> %d", r.Label, r.Pred)}}
+		for _, t := range r.Helpful {
+			cells = append(cells, cell{t, green, fmt.Sprintf("%d  %+.2g", t.Label, t.Score)})
 		}
-		for _, t := range r.harmful {
-			cells = append(cells, cell{t, red, fmt.Sprintf("%d  %+.2g", t.label, t.score)})
+		for _, t := range r.Harmful {
+			cells = append(cells, cell{t, red, fmt.Sprintf("%d  %+.2g", t.Label, t.Score)})
 		}
 		for ci, c := range cells {
 			x0, y0 := ci*cellW+pad+15, ri*cellH+pad
@@ -129,7 +116,7 @@ func writeGridPNG(path string, rows []demoRow) error {
 			draw.Draw(img, frame, image.NewUniform(c.frame), image.Point{}, draw.Src)
 			for y := 0; y < 8; y++ {
 				for x := 0; x < 8; x++ {
-					v := uint8(255 - 255*min(max(c.t.pixels[y*8+x], 0), 1))
+					v := uint8(255 - 255*min(max(c.t.Pixels[y*8+x], 0), 1))
 					px := image.Rect(x0+x*scale, y0+y*scale, x0+(x+1)*scale, y0+(y+1)*scale)
 					draw.Draw(img, px, image.NewUniform(color.Gray{Y: v}), image.Point{}, draw.Src)
 				}
