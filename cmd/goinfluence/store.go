@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -138,8 +136,7 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	m := sum.Manifest
 	fmt.Fprintf(stdout, "store build: wrote %s: %d rows (%d added) in %.1f s\n", *out, m.Count, sum.Added, time.Since(start).Seconds())
-	printStoreSummary(stdout, *out, m, storeBytes(*out, m))
-	return nil
+	return store.Summarize(*out, m).WriteText(stdout)
 }
 
 // runStoreInfo prints a store's manifest summary, after checking every
@@ -155,59 +152,18 @@ func runStoreInfo(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *dir == "" {
 		return fmt.Errorf("%w: store info needs --store", errUsage)
 	}
-	s, err := store.Open(*dir)
-	if err != nil {
+	progress := newProgress(stderr)
+	sum, err := store.Info(ctx, *dir, store.InfoOptions{Verify: *verify, Progress: func(stage string) { progress.stage("store info: " + stage) }})
+	var verr *store.VerifyError
+	switch {
+	case errors.As(err, &verr):
+		return fmt.Errorf("store info --verify: %w", verr.Err)
+	case err != nil:
 		return err
+	case *asJSON:
+		return sum.WriteJSON(stdout)
 	}
-	defer s.Close()
-	m := s.Manifest()
-	if *verify {
-		newProgress(stderr).stage(fmt.Sprintf("store info: checking the sha256 of %d shards of %s", len(m.Shards), *dir))
-		if err := s.Verify(ctx); err != nil {
-			return fmt.Errorf("store info --verify: %w", err)
-		}
-	}
-	size := storeBytes(*dir, m)
-	if *asJSON {
-		return writeInfoJSON(stdout, *dir, m, size, *verify)
-	}
-	printStoreSummary(stdout, *dir, m, size)
-	if *verify {
-		fmt.Fprintf(stdout, "  verify      ok: sha256 of %d shards match the manifest\n", len(m.Shards))
-	}
-	return nil
-}
-
-// writeInfoJSON writes store info --json: the manifest's fields as
-// manifest.json holds them, between the directory and the bytes on disk.
-func writeInfoJSON(w io.Writer, dir string, m store.Manifest, size int64, verified bool) error {
-	mj, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	head, err := json.Marshal(struct {
-		Dir string `json:"dir"`
-	}{dir})
-	if err != nil {
-		return err
-	}
-	tail, err := json.Marshal(struct {
-		Bytes    int64 `json:"bytes"`
-		Verified bool  `json:"verified"`
-	}{size, verified})
-	if err != nil {
-		return err
-	}
-	// Three objects joined into one: {"dir":…, <manifest>, "bytes":…}.
-	joined := append(append(append(head[:len(head)-1:len(head)-1], ','), mj[1:len(mj)-1]...), ',')
-	joined = append(joined, tail[1:]...)
-	var buf bytes.Buffer
-	if err := json.Indent(&buf, joined, "", "  "); err != nil {
-		return err
-	}
-	buf.WriteByte('\n')
-	_, err = w.Write(buf.Bytes())
-	return err
+	return sum.WriteText(stdout)
 }
 
 // runStoreScore scores query gradients against every row of a store,
@@ -505,36 +461,4 @@ func (pf *projectionFlags) spec(cmd string) (gradients.Projection, error) {
 		return gradients.Projection{}, fmt.Errorf("%w: %s: --seed %d: a store records seeds below 2⁶³", errUsage, cmd, *pf.seed)
 	}
 	return p, nil
-}
-
-// storeBytes returns the bytes on disk of a store's manifest and committed
-// shards; files that cannot be read count as empty.
-func storeBytes(dir string, m store.Manifest) int64 {
-	var n int64
-	names := []string{store.ManifestName}
-	for _, sh := range m.Shards {
-		names = append(names, sh.File)
-	}
-	for _, name := range names {
-		if st, err := os.Stat(filepath.Join(dir, name)); err == nil {
-			n += st.Size()
-		}
-	}
-	return n
-}
-
-// printStoreSummary writes the manifest summary of store build and info.
-func printStoreSummary(w io.Writer, dir string, m store.Manifest, size int64) {
-	fmt.Fprintf(w, "store %s\n", dir)
-	fmt.Fprintf(w, "  format      %s\n", m.Format)
-	fmt.Fprintf(w, "  rows        %d\n", m.Count)
-	fmt.Fprintf(w, "  shards      %d\n", len(m.Shards))
-	fmt.Fprintf(w, "  dtype       %s\n", m.DType)
-	fmt.Fprintf(w, "  dim         %d\n", m.Dim)
-	fmt.Fprintf(w, "  projection  %s\n", m.Projection.String())
-	fmt.Fprintf(w, "  bytes       %d (%.1f MiB)\n", size, float64(size)/(1<<20))
-	fmt.Fprintf(w, "  layers      %d\n", len(m.Layers))
-	for _, l := range m.Layers {
-		fmt.Fprintf(w, "    %-24s offset %d, dim %d\n", l.Name, l.Offset, l.Dim)
-	}
 }
