@@ -89,6 +89,13 @@ type StoreScorerOptions struct {
 	// FullScores also returns every score, n_query × rows, in
 	// StoreResult.Scores: 4 bytes a score, held in memory.
 	FullScores bool
+	// MemoryLimit bounds, in bytes, the buffers of each Score sized from
+	// the queries and the stores: the projected queries, the rankings and,
+	// with FullScores, the score matrix. 0 means
+	// linalg.DefaultMemoryLimit(), a negative value no limit (see
+	// linalg.CheckMemory). StoreFactors has its own, for the
+	// preconditioned queries.
+	MemoryLimit int64
 	// Progress, when set, is told of the stages of OpenStoreScorer that
 	// read a whole store.
 	Progress func(stage string)
@@ -369,6 +376,9 @@ func (s *StoreScorer) score(ctx context.Context, queries []*gradients.Batch) (*S
 		pre[c] = q.To32()
 	}
 	nq, count := pre[0].Rows, s.stores[0].Count()
+	if err := checkStoreScoreMemory(nq, count, s.opt.TopK, s.opt.FullScores, s.opt.MemoryLimit); err != nil {
+		return nil, err
+	}
 	opt := StreamOptions{TopK: s.opt.TopK, ChunkRows: s.opt.ChunkRows, Weights: s.weights}
 	out := &StoreResult{}
 	if s.opt.FullScores {
@@ -413,7 +423,11 @@ func (s *StoreScorer) precondition(ctx context.Context, c int, q *gradients.Batc
 	if err := m.CheckInput(q.LayerInfos()); err != nil {
 		return nil, fmt.Errorf("queries against %s: %w", st.Dir(), err)
 	}
-	p, err := m.Projection.ApplyOrKeep(ctx, s.be, q)
+	p := q
+	var err error
+	if !m.Projection.None() {
+		p, err = m.Projection.ApplyWith(ctx, q, gradients.ApplyOptions{Backend: s.be, MemoryLimit: s.opt.MemoryLimit})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("queries for %s: %w", st.Dir(), err)
 	}
@@ -449,4 +463,21 @@ func (s *StoreScorer) precondition(ctx context.Context, c int, q *gradients.Batc
 		return flat, nil
 	}
 	return p.Flatten(), nil // StoreIdentity
+}
+
+// checkStoreScoreMemory refuses the buffers of a Score sized from the
+// number of queries and stored rows: the top-k rankings (ids, indices and
+// scores of both sides) and, with full scores, the float32 score matrix
+// with its ids.
+func checkStoreScoreMemory(nq, count, topk int, full bool, limit int64) error {
+	k := min(topk, count)
+	if err := linalg.CheckMemory("top-k rankings", fmt.Sprintf("%d queries × %d, both sides", nq, k),
+		linalg.Float64Bytes(6, nq, k), limit); err != nil {
+		return err
+	}
+	if !full {
+		return nil
+	}
+	need := linalg.AddBytes(linalg.Float64Bytes(nq, count)/2, linalg.Float64Bytes(count))
+	return linalg.CheckMemory("full scores", fmt.Sprintf("%d queries × %d rows, float32", nq, count), need, limit)
 }

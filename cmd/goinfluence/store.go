@@ -89,15 +89,10 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("store build: %w", err)
 	}
 	defer src.Close()
-	// Every input is checked before anything is written.
-	for i, f := range src.Files() {
-		if err := checkRead("store build", f, grads[i], 0, min(*chunk, f.N()), mem.bytes()); err != nil {
-			return err
-		}
-	}
 	// The projections run on the GPU when one answers (bit for bit as on
 	// the host).
-	opt := store.BuildOptions{DType: dt, ShardRows: *shardRows, Chunk: *chunk, Resume: *resume, CheckProjection: pf.given(), Backend: linalg.Default()}
+	opt := store.BuildOptions{DType: dt, ShardRows: *shardRows, Chunk: *chunk, Resume: *resume, CheckProjection: pf.given(),
+		MemoryLimit: mem.bytes(), Backend: linalg.Default()}
 	cmd := "store build"
 	if *resume {
 		cmd = "store build --resume"
@@ -129,6 +124,8 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("%s: %s: the flags give projection %s, the store holds %s", cmd, mismatch.Path, mismatch.Asked, mismatch.Have)
 	case errors.As(err, &mismatch):
 		return fmt.Errorf("%s: %s: --%s %s, the store holds %s", cmd, mismatch.Path, mismatch.Field, mismatch.Asked, mismatch.Have)
+	case errors.Is(err, linalg.ErrMemoryLimit):
+		return fmt.Errorf("%s: %w (--mem-limit)", cmd, err)
 	case errors.Is(err, store.ErrExists) && !*resume:
 		return fmt.Errorf("store build: %w (use --resume to continue it, or another --out)", err)
 	case err != nil:
@@ -307,11 +304,8 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 	}
 	nq, count := queries[0].N, stores[0].Count()
-	if err := checkStoreScoreMemory(nq, count, *topk, *scoresOut != "", mem.bytes()); err != nil {
-		return err
-	}
 	scorer, err := influence.OpenStoreScorer(ctx, be, influence.StoreScorerOptions{Stores: stores, Method: method, TopK: *topk, ChunkRows: *chunk,
-		FullScores: *scoresOut != "", Progress: func(stage string) { progress.stage("store score: " + stage) }})
+		FullScores: *scoresOut != "", MemoryLimit: mem.bytes(), Progress: func(stage string) { progress.stage("store score: " + stage) }})
 	if err != nil {
 		return fmt.Errorf("store score: %w", err)
 	}
@@ -327,7 +321,11 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	progress.stage(fmt.Sprintf("store score: %d queries × %d rows of %s, %s", nq, count, what, stageMethod))
 	res, err := scorer.Score(ctx, queries...)
 	if err != nil {
-		return withMemFlag("store score", fmt.Errorf("store score: %s: %w", strings.Join(dirs, ","), err))
+		err = fmt.Errorf("store score: %s: %w", strings.Join(dirs, ","), err)
+		if errors.Is(err, linalg.ErrMemoryLimit) {
+			return fmt.Errorf("%w (--mem-limit)", err)
+		}
+		return err
 	}
 
 	meta := map[string]string{
@@ -382,10 +380,8 @@ func readStoreQuery(path, dir string, m store.Manifest, memLimit int64) (*gradie
 	if err := m.CheckInput(qf.Layers()); err != nil {
 		return nil, fmt.Errorf("store score: %s against %s: %w", path, filepath.Join(dir, store.ManifestName), err)
 	}
-	if err := checkRead("store score", qf, path, 0, qf.N(), memLimit); err != nil {
-		return nil, err
-	}
-	return qf.ReadAll()
+	b, err := qf.ReadLimit(0, qf.N(), memLimit)
+	return b, withMemFlag("store score", err)
 }
 
 // projectionFlags are the flags naming a projection, shared by store build
