@@ -119,3 +119,42 @@ func TestScoreMemoryLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestStoreScorerMetadata holds Metadata to what each method's scores
+// files record about it.
+func TestStoreScorerMetadata(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(4, 4))
+	spec := gradients.Projection{Kind: gradients.Rademacher, K: 3, Seed: 7}
+	s, p := projectedStore(t, randomBatch(rng, 12), spec)
+	for _, tc := range []struct {
+		name   string
+		stores []*store.Store
+		method StoreMethod
+		want   map[string]string
+	}{
+		{"identity", []*store.Store{s}, StoreIdentity{}, map[string]string{"method": "identity", "damping": "none", "topk": "5", "store_count": "12", "store_dtype": "f32"}},
+		{"factors", []*store.Store{s}, StoreFactors{Factors: ekfac.IdentityFactors(p), Damping: ekfac.Damping{Value: 0.5}},
+			map[string]string{"method": "identity", "damping": "0.5"}},
+		{"raw", []*store.Store{s}, StoreRawHessian{Damping: ekfac.Damping{Heuristic: true}}, map[string]string{"damping": "heuristic"}},
+		{"tracin", []*store.Store{s, s}, StoreTracIn{LR: []float64{0.5, 0.25}},
+			map[string]string{"method": "tracin-cp", "lr": "0.5,0.25", "store": s.Dir() + "," + s.Dir(), "damping": "none"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc, err := OpenStoreScorer(ctx, nil, StoreScorerOptions{Stores: tc.stores, Method: tc.method, TopK: 5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			meta := sc.Metadata()
+			want := map[string]string{"projection": spec.String(), "projection_kind": "rademacher", "projection_seed": "7", "sign": SignNote}
+			for k, v := range tc.want {
+				want[k] = v
+			}
+			for k, v := range want {
+				if meta[k] != v {
+					t.Errorf("%s = %q, want %q", k, meta[k], v)
+				}
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -320,6 +321,50 @@ func (s *StoreScorer) trakWeights(ctx context.Context, probs []map[int64]float64
 // where there is one: "identity", "ekfac", "raw projected Hessian, δ = …",
 // "trak, δ = …,…" or "tracin-cp".
 func (s *StoreScorer) Method() string { return s.name }
+
+// SignNote is the sign convention, as scores files record it in their
+// "sign" metadata.
+const SignNote = "positive = helpful: removing a training example raises the query loss by about score/N"
+
+// Metadata returns what a scores file of this scorer's results records
+// about how they were made: the stores (directories joined by commas, row
+// count, dtype, projection), the method and its damping ("none" without
+// one), the learning rates of StoreTracIn, K, the backend, the sign
+// convention and what the rankings' indices are. Callers add what only
+// they know, such as the paths of the queries and factors.
+func (s *StoreScorer) Metadata() map[string]string {
+	dirs := make([]string, len(s.stores))
+	for c, st := range s.stores {
+		dirs[c] = st.Dir()
+	}
+	m := s.stores[0].Manifest()
+	meta := map[string]string{
+		"store":           strings.Join(dirs, ","),
+		"store_count":     strconv.Itoa(m.Count),
+		"store_dtype":     string(m.DType),
+		"method":          s.name,
+		"damping":         "none",
+		"projection":      m.Projection.String(),
+		"projection_kind": m.Projection.Kind.String(),
+		"projection_seed": strconv.FormatInt(int64(m.Projection.Seed), 10),
+		"backend":         s.be.Name(),
+		"sign":            SignNote,
+		"indices":         "topk.indices and bottomk.indices are store row indices; topk.ids and bottomk.ids the stored ids",
+		"topk":            strconv.Itoa(min(s.opt.TopK, m.Count)),
+	}
+	switch meth := s.method.(type) {
+	case StoreFactors:
+		meta["damping"] = meth.Damping.String()
+	case StoreRawHessian:
+		meta["damping"] = meth.Damping.String()
+	case StoreTRAK:
+		meta["damping"] = meth.Damping.String()
+	}
+	if s.lrs != nil {
+		meta["lr"] = strings.Trim(strings.Join(strings.Fields(fmt.Sprint(s.lrs)), ","), "[]")
+	}
+	return meta
+}
 
 // Stores returns the stores scored, in order.
 func (s *StoreScorer) Stores() []*store.Store { return s.stores }

@@ -75,7 +75,7 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"train":   *trainPath,
 		"query":   *queryPath,
 		"backend": be.Name(),
-		"sign":    "positive = helpful: removing a training example raises the query loss by about score/N",
+		"sign":    influence.SignNote,
 		"rank":    strconv.Itoa(*rank),
 	}
 	var query *gradients.Batch

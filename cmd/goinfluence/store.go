@@ -328,32 +328,13 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 
-	meta := map[string]string{
-		"store":           strings.Join(dirs, ","),
-		"store_count":     strconv.Itoa(count),
-		"store_dtype":     string(m.DType),
-		"query":           strings.Join(queryPaths, ","),
-		"factors":         *factorsPath,
-		"method":          scorer.Method(),
-		"damping":         "none",
-		"projection":      m.Projection.String(),
-		"projection_kind": m.Projection.Kind.String(),
-		"projection_seed": strconv.FormatInt(int64(m.Projection.Seed), 10),
-		"backend":         be.Name(),
-		"sign":            "positive = helpful: removing a training example raises the query loss by about score/N",
-		"indices":         "topk.indices and bottomk.indices are store row indices; topk.ids and bottomk.ids the stored ids",
-	}
-	if factors != nil || *hessian != "none" {
-		meta["damping"] = damping.String()
-	}
-	if lr := scorer.LR(); lr != nil {
-		meta["lr"] = strings.Trim(strings.Join(strings.Fields(fmt.Sprint(lr)), ","), "[]")
-	}
+	meta := scorer.Metadata()
+	meta["query"] = strings.Join(queryPaths, ",")
+	meta["factors"] = *factorsPath
 	if len(probPaths) > 0 {
 		meta["trak_probs"] = strings.Join(probPaths, ",")
 	}
 	k := min(*topk, count)
-	meta["topk"] = strconv.Itoa(k)
 	if err := influence.WriteScores(*out, &influence.ScoresFile{Metadata: meta, Rankings: res.Rankings, K: k, RankingIDs: true}); err != nil {
 		return err
 	}
