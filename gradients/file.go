@@ -374,6 +374,25 @@ func (f *File) ReadBytes(lo, hi int) int64 {
 	return per * n
 }
 
+// ReadLimit is Read refusing, before decoding, examples [lo, hi) whose
+// float64 values need more than limit bytes (see linalg.CheckMemory for 0
+// and negative limits): the sizes come from the header, which can ask for
+// far more memory than the machine has. The error is a
+// *linalg.MemoryError naming the file and the examples.
+func (f *File) ReadLimit(lo, hi int, limit int64) (*Batch, error) {
+	if err := f.CheckRead(lo, hi, limit); err != nil {
+		return nil, err
+	}
+	return f.Read(lo, hi)
+}
+
+// CheckRead returns the error ReadLimit(lo, hi, limit) would refuse with,
+// or nil, without reading: for callers that check every input before
+// writing anything.
+func (f *File) CheckRead(lo, hi int, limit int64) error {
+	return linalg.CheckMemory(fmt.Sprintf("%s: %d examples", f.path, hi-lo), "float64", f.ReadBytes(lo, hi), limit)
+}
+
 // ReadAll decodes every example.
 func (f *File) ReadAll() (*Batch, error) { return f.Read(0, f.n) }
 

@@ -145,7 +145,24 @@ func (p Projection) Apply(ctx context.Context, b *Batch) (*Batch, error) {
 // backend, which computes them bit for bit as the host does; a product the
 // backend fails to run is computed on the host. A nil be means the host.
 func (p Projection) ApplyOn(ctx context.Context, be linalg.Backend, b *Batch) (*Batch, error) {
-	dev, _ := be.(accel.Projector)
+	return p.ApplyWith(ctx, b, ApplyOptions{Backend: be})
+}
+
+// ApplyOptions configure Projection.ApplyWith.
+type ApplyOptions struct {
+	// Backend runs the products it can (see ApplyOn); nil means the host.
+	Backend linalg.Backend
+	// MemoryLimit bounds, in bytes, the buffers sized from b's shapes: the
+	// projected examples and, for the dense kinds, the flattened gradients
+	// of a factored layer (DOut × DIn an example). 0 means
+	// linalg.DefaultMemoryLimit(), a negative value no limit (see
+	// linalg.CheckMemory).
+	MemoryLimit int64
+}
+
+// ApplyWith is ApplyOn with options.
+func (p Projection) ApplyWith(ctx context.Context, b *Batch, opt ApplyOptions) (*Batch, error) {
+	dev, _ := opt.Backend.(accel.Projector)
 	if err := p.check(); err != nil {
 		return nil, err
 	}
@@ -165,7 +182,7 @@ func (p Projection) ApplyOn(ctx context.Context, be linalg.Backend, b *Batch) (*
 		if p.Kind == Kronecker {
 			out.Layers[li], err = p.kronecker(ctx, dev, l, li, b.N)
 		} else {
-			out.Layers[li], err = p.dense(ctx, dev, l, li, b.N)
+			out.Layers[li], err = p.dense(ctx, dev, l, li, b.N, opt.MemoryLimit)
 		}
 		if err != nil {
 			return nil, &Error{Layer: l.Name, Example: -1, Err: err}
@@ -178,7 +195,7 @@ func (p Projection) ApplyOn(ctx context.Context, be linalg.Backend, b *Batch) (*
 // layer held at once by a dense projection. Results do not depend on it.
 var flattenChunk = 1 << 23
 
-func (p Projection) dense(ctx context.Context, dev accel.Projector, l *Layer, li, n int) (Layer, error) {
+func (p Projection) dense(ctx context.Context, dev accel.Projector, l *Layer, li, n int, limit int64) (Layer, error) {
 	role := uint32(roleDense)
 	if p.Kind == SJLT {
 		role = roleSJLT
@@ -194,7 +211,7 @@ func (p Projection) dense(ctx context.Context, dev accel.Projector, l *Layer, li
 	// A factored layer's a and s are small, but its flattened gradient is
 	// DOut × DIn: refuse shapes whose one example would not fit in memory.
 	if err := linalg.CheckMemory("flattened gradient", fmt.Sprintf("%d × %d × %d float64", chunk, l.DOut, l.DIn),
-		linalg.Float64Bytes(chunk, l.DOut, l.DIn), 0); err != nil {
+		linalg.Float64Bytes(chunk, l.DOut, l.DIn), limit); err != nil {
 		return Layer{}, err
 	}
 	buf := make([]float64, chunk*d)

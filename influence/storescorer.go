@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -89,6 +90,13 @@ type StoreScorerOptions struct {
 	// FullScores also returns every score, n_query × rows, in
 	// StoreResult.Scores: 4 bytes a score, held in memory.
 	FullScores bool
+	// MemoryLimit bounds, in bytes, the buffers of each Score sized from
+	// the queries and the stores: the projected queries, the rankings and,
+	// with FullScores, the score matrix. 0 means
+	// linalg.DefaultMemoryLimit(), a negative value no limit (see
+	// linalg.CheckMemory). StoreFactors has its own, for the
+	// preconditioned queries.
+	MemoryLimit int64
 	// Progress, when set, is told of the stages of OpenStoreScorer that
 	// read a whole store.
 	Progress func(stage string)
@@ -314,6 +322,50 @@ func (s *StoreScorer) trakWeights(ctx context.Context, probs []map[int64]float64
 // "trak, δ = …,…" or "tracin-cp".
 func (s *StoreScorer) Method() string { return s.name }
 
+// SignNote is the sign convention, as scores files record it in their
+// "sign" metadata.
+const SignNote = "positive = helpful: removing a training example raises the query loss by about score/N"
+
+// Metadata returns what a scores file of this scorer's results records
+// about how they were made: the stores (directories joined by commas, row
+// count, dtype, projection), the method and its damping ("none" without
+// one), the learning rates of StoreTracIn, K, the backend, the sign
+// convention and what the rankings' indices are. Callers add what only
+// they know, such as the paths of the queries and factors.
+func (s *StoreScorer) Metadata() map[string]string {
+	dirs := make([]string, len(s.stores))
+	for c, st := range s.stores {
+		dirs[c] = st.Dir()
+	}
+	m := s.stores[0].Manifest()
+	meta := map[string]string{
+		"store":           strings.Join(dirs, ","),
+		"store_count":     strconv.Itoa(m.Count),
+		"store_dtype":     string(m.DType),
+		"method":          s.name,
+		"damping":         "none",
+		"projection":      m.Projection.String(),
+		"projection_kind": m.Projection.Kind.String(),
+		"projection_seed": strconv.FormatInt(int64(m.Projection.Seed), 10),
+		"backend":         s.be.Name(),
+		"sign":            SignNote,
+		"indices":         "topk.indices and bottomk.indices are store row indices; topk.ids and bottomk.ids the stored ids",
+		"topk":            strconv.Itoa(min(s.opt.TopK, m.Count)),
+	}
+	switch meth := s.method.(type) {
+	case StoreFactors:
+		meta["damping"] = meth.Damping.String()
+	case StoreRawHessian:
+		meta["damping"] = meth.Damping.String()
+	case StoreTRAK:
+		meta["damping"] = meth.Damping.String()
+	}
+	if s.lrs != nil {
+		meta["lr"] = strings.Trim(strings.Join(strings.Fields(fmt.Sprint(s.lrs)), ","), "[]")
+	}
+	return meta
+}
+
 // Stores returns the stores scored, in order.
 func (s *StoreScorer) Stores() []*store.Store { return s.stores }
 
@@ -369,6 +421,9 @@ func (s *StoreScorer) score(ctx context.Context, queries []*gradients.Batch) (*S
 		pre[c] = q.To32()
 	}
 	nq, count := pre[0].Rows, s.stores[0].Count()
+	if err := checkStoreScoreMemory(nq, count, s.opt.TopK, s.opt.FullScores, s.opt.MemoryLimit); err != nil {
+		return nil, err
+	}
 	opt := StreamOptions{TopK: s.opt.TopK, ChunkRows: s.opt.ChunkRows, Weights: s.weights}
 	out := &StoreResult{}
 	if s.opt.FullScores {
@@ -413,7 +468,11 @@ func (s *StoreScorer) precondition(ctx context.Context, c int, q *gradients.Batc
 	if err := m.CheckInput(q.LayerInfos()); err != nil {
 		return nil, fmt.Errorf("queries against %s: %w", st.Dir(), err)
 	}
-	p, err := m.Projection.ApplyOrKeep(ctx, s.be, q)
+	p := q
+	var err error
+	if !m.Projection.None() {
+		p, err = m.Projection.ApplyWith(ctx, q, gradients.ApplyOptions{Backend: s.be, MemoryLimit: s.opt.MemoryLimit})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("queries for %s: %w", st.Dir(), err)
 	}
@@ -449,4 +508,21 @@ func (s *StoreScorer) precondition(ctx context.Context, c int, q *gradients.Batc
 		return flat, nil
 	}
 	return p.Flatten(), nil // StoreIdentity
+}
+
+// checkStoreScoreMemory refuses the buffers of a Score sized from the
+// number of queries and stored rows: the top-k rankings (ids, indices and
+// scores of both sides) and, with full scores, the float32 score matrix
+// with its ids.
+func checkStoreScoreMemory(nq, count, topk int, full bool, limit int64) error {
+	k := min(topk, count)
+	if err := linalg.CheckMemory("top-k rankings", fmt.Sprintf("%d queries × %d, both sides", nq, k),
+		linalg.Float64Bytes(6, nq, k), limit); err != nil {
+		return err
+	}
+	if !full {
+		return nil
+	}
+	need := linalg.AddBytes(linalg.Float64Bytes(nq, count)/2, linalg.Float64Bytes(count))
+	return linalg.CheckMemory("full scores", fmt.Sprintf("%d queries × %d rows, float32", nq, count), need, limit)
 }

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 
-	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -64,69 +63,4 @@ func withMemFlag(cmd string, err error) error {
 		return fmt.Errorf("%s: %w (--mem-limit)", cmd, err)
 	}
 	return err
-}
-
-// checkRead refuses, before decoding, examples [lo, hi) of a gradient file
-// whose float64 values need more than limit bytes.
-func checkRead(cmd string, f *gradients.File, path string, lo, hi int, limit int64) error {
-	err := linalg.CheckMemory(fmt.Sprintf("%s: %d examples", path, hi-lo), "float64", f.ReadBytes(lo, hi), limit)
-	return withMemFlag(cmd, err)
-}
-
-// checkScoreMemory refuses score outputs sized from the inputs' headers that
-// do not fit in limit: the summed n_query × n_train float64 scores and
-// their float32 copy for the file, plus, with top-k, the rankings (indices
-// and scores, both sides).
-func checkScoreMemory(cmd string, nq, nt, layers, topk int, limit int64) error {
-	need := linalg.AddBytes(linalg.Float64Bytes(nq, nt), linalg.Float64Bytes(nq, nt)/2,
-		linalg.Float64Bytes(layers, nq, nt), linalg.Float64Bytes(4, nq, min(topk, nt)))
-	err := linalg.CheckMemory("scores", fmt.Sprintf("%d queries × %d training examples, %d layers", nq, nt, layers), need, limit)
-	return withMemFlag(cmd, err)
-}
-
-// checkStoreScoreMemory refuses the buffers of store score sized from the
-// store and query headers: the top-k rankings (ids, indices and scores of
-// both sides) and, with --scores-out, the full float32 score matrix with its
-// ids.
-func checkStoreScoreMemory(nq, count, topk int, scoresOut bool, limit int64) error {
-	k := min(topk, count)
-	if err := linalg.CheckMemory("top-k rankings", fmt.Sprintf("%d queries × %d, both sides", nq, k),
-		linalg.Float64Bytes(6, nq, k), limit); err != nil {
-		return withMemFlag("store score", err)
-	}
-	if !scoresOut {
-		return nil
-	}
-	need := linalg.AddBytes(linalg.Float64Bytes(nq, count)/2, linalg.Float64Bytes(count))
-	err := linalg.CheckMemory("--scores-out matrix", fmt.Sprintf("%d queries × %d rows, float32", nq, count), need, limit)
-	return withMemFlag("store score", err)
-}
-
-// checkProjectMemory refuses a projection whose projected examples (held
-// whole until written) or whose chunk of input examples would not fit in
-// limit, from the header alone.
-func checkProjectMemory(f *gradients.File, path string, p gradients.Projection, chunk int, limit int64) error {
-	var per int64
-	for _, l := range f.Layers() {
-		if p.Kind == gradients.Kronecker {
-			per = linalg.AddBytes(per, linalg.Float64Bytes(l.Tokens, p.KIn), linalg.Float64Bytes(l.Tokens, p.KOut))
-		} else {
-			per = linalg.AddBytes(per, linalg.Float64Bytes(p.K))
-		}
-	}
-	for _, l := range f.Layers() {
-		if p.Kind != gradients.Kronecker && l.Factored {
-			// The dense projections flatten an example to DOut × DIn.
-			if err := linalg.CheckMemory(fmt.Sprintf("%s: layer %s: flattened gradient", path, l.Name),
-				fmt.Sprintf("%d × %d float64", l.DOut, l.DIn), linalg.Float64Bytes(l.DOut, l.DIn), limit); err != nil {
-				return withMemFlag("project", err)
-			}
-		}
-	}
-	out := linalg.Float64Bytes(f.N(), max(1, int(per/8)))
-	if err := linalg.CheckMemory(fmt.Sprintf("%s: projected examples", path), fmt.Sprintf("%d × %d float64", f.N(), per/8),
-		out, limit); err != nil {
-		return withMemFlag("project", err)
-	}
-	return checkRead("project", f, path, 0, min(chunk, f.N()), limit)
 }

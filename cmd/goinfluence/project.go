@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -57,34 +58,20 @@ func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer f.Close()
-	if err := checkProjectMemory(f, *grads, p, *chunk, mem.bytes()); err != nil {
-		return err
-	}
-	if kind == gradients.Kronecker {
-		// Caught here from the header, before any value is read.
-		for _, l := range f.Layers() {
-			if !l.Factored {
-				return fmt.Errorf("project: %s: layer %q is dense (grad of dimension %d), but kronecker needs factored layers (a and s)", *grads, l.Name, l.D)
-			}
-		}
-	}
 	progress := newProgress(stderr)
-	n := f.N()
-	tick := progress.counter(fmt.Sprintf("project %s: %d examples of %s", kind, n, *grads))
-	var res *gradients.Batch
-	// One pass even with no examples, so that the layers are still written.
-	for lo := 0; lo == 0 || lo < n; lo += *chunk {
-		hi := min(n, lo+*chunk)
-		b, err := f.Read(lo, hi)
-		if err != nil {
-			return err
+	var tick func(done, total int)
+	announce := func(done, total int) { // once the header checks pass
+		if tick == nil {
+			tick = progress.counter(fmt.Sprintf("project %s: %d examples of %s", kind, total, *grads))
 		}
-		pb, err := p.ApplyOn(ctx, linalg.Default(), b)
-		if err != nil {
-			return fmt.Errorf("project %s: %w", *grads, err)
+		tick(done, total)
+	}
+	res, err := p.ApplyFile(ctx, f, gradients.ProjectFileOptions{Chunk: *chunk, Backend: linalg.Default(), MemoryLimit: mem.bytes(), Progress: announce})
+	if err != nil {
+		if errors.Is(err, linalg.ErrMemoryLimit) {
+			return fmt.Errorf("project: %w (--mem-limit)", err)
 		}
-		res = appendBatch(res, pb, n)
-		tick(hi, n)
+		return fmt.Errorf("project: %w", err)
 	}
 	inDim := 0
 	for _, l := range f.Layers() {
@@ -105,43 +92,4 @@ func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	progress.stage(fmt.Sprintf("wrote %s: %d examples, %d layers, %d → %d dimensions, %s projection, %s",
 		*out, res.N, len(res.Layers), inDim, res.Dim(), kind, dt))
 	return nil
-}
-
-// appendBatch appends the examples of b to acc (nil for the first), sizing
-// acc's slices for n examples in all.
-func appendBatch(acc, b *gradients.Batch, n int) *gradients.Batch {
-	grow := func(v []float64) []float64 {
-		if b.N == 0 {
-			return make([]float64, 0)
-		}
-		return make([]float64, 0, len(v)/b.N*n)
-	}
-	if acc == nil {
-		acc = &gradients.Batch{Layers: make([]gradients.Layer, len(b.Layers))}
-		if b.IDs != nil {
-			acc.IDs = make([]int64, 0, n)
-		}
-		for i, l := range b.Layers {
-			if l.Factored() {
-				l.A, l.S = grow(l.A), grow(l.S)
-			} else {
-				l.Grad = grow(l.Grad)
-			}
-			acc.Layers[i] = l
-		}
-	}
-	acc.N += b.N
-	if b.IDs != nil {
-		acc.IDs = append(acc.IDs, b.IDs...)
-	}
-	for i := range b.Layers {
-		dst, src := &acc.Layers[i], &b.Layers[i]
-		if src.Factored() {
-			dst.A = append(dst.A, src.A...)
-			dst.S = append(dst.S, src.S...)
-		} else {
-			dst.Grad = append(dst.Grad, src.Grad...)
-		}
-	}
-	return acc
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -10,7 +11,6 @@ import (
 	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/influence"
-	"github.com/goinfluence/goinfluence/linalg"
 )
 
 func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -75,18 +75,13 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"train":   *trainPath,
 		"query":   *queryPath,
 		"backend": be.Name(),
-		"sign":    "positive = helpful: removing a training example raises the query loss by about score/N",
+		"sign":    influence.SignNote,
 		"rank":    strconv.Itoa(*rank),
 	}
-	file := &influence.ScoresFile{Metadata: meta}
-
 	var query *gradients.Batch
 	if *queryPath != "" {
 		if query, err = gradients.ReadFileLimit(*queryPath, mem.bytes()); err != nil {
 			return withMemFlag("score", err)
-		}
-		if err := checkScoreMemory("score", query.N, train.N, len(train.Layers), *topk, mem.bytes()); err != nil {
-			return err
 		}
 		if err := factors.Compatible(query); err != nil {
 			return fmt.Errorf("%s: %w", *queryPath, err)
@@ -96,46 +91,19 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *self {
 		progress.stage(fmt.Sprintf("score: self-influence of %d training examples", train.N))
 	}
-	// One pass over the training examples serves the scores and the
-	// self-influence: rotating them into the eigenbasis is most of the work.
-	layers, selfInf, err := factors.LayerScoresAndSelf(ctx, be, query, train, ekfac.ScoreOptions{Damping: damping, Rank: *rank, MemoryLimit: mem.bytes()}, *self)
-	if err != nil {
+	file, err := influence.FactorScores(ctx, be, factors, query, train, influence.FactorScoresOptions{
+		ScoreOptions: ekfac.ScoreOptions{Damping: damping, Rank: *rank, MemoryLimit: mem.bytes()},
+		TopK:         *topk, PerLayer: *perLayer, Self: *self})
+	var nonFinite *influence.NonFiniteError
+	switch {
+	case errors.As(err, &nonFinite):
+		// Scores, top-k and whatever is paid from them must not skip an
+		// example whose score overflowed.
+		return fmt.Errorf("score: not writing %s: %w", *out, err)
+	case err != nil:
 		return withMemFlag("score", err)
 	}
-	if query != nil {
-		total := linalg.NewDense64(query.N, train.N, nil)
-		for li, l := range layers {
-			for i, v := range l.Data {
-				total.Data[i] += v
-			}
-			if *perLayer {
-				name := "scores." + train.Layers[li].Name
-				m, err := influence.ToF32(name, l)
-				if err != nil {
-					return err
-				}
-				file.Layers = append(file.Layers, influence.LayerScores{Name: train.Layers[li].Name, Scores: m})
-			}
-		}
-		// Scores, top-k and whatever is paid from them must not skip an
-		// example whose score overflowed: refuse to write NaN or ±Inf.
-		if err := influence.CheckFinite(total, train.IDs); err != nil {
-			return fmt.Errorf("score: not writing %s: %w", *out, err)
-		}
-		if file.Scores, err = influence.ToF32("scores", total); err != nil {
-			return err
-		}
-		if *topk > 0 {
-			file.K = min(*topk, train.N)
-			file.Rankings = influence.TopK(total, file.K)
-		}
-	}
-	if *self {
-		if err := influence.CheckFiniteSelf(selfInf, train.IDs); err != nil {
-			return fmt.Errorf("score: not writing %s: %w", *out, err)
-		}
-		file.Self = selfInf
-	}
+	file.Metadata = meta
 	if err := influence.WriteScores(*out, file); err != nil {
 		return err
 	}

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -91,15 +89,10 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("store build: %w", err)
 	}
 	defer src.Close()
-	// Every input is checked before anything is written.
-	for i, f := range src.Files() {
-		if err := checkRead("store build", f, grads[i], 0, min(*chunk, f.N()), mem.bytes()); err != nil {
-			return err
-		}
-	}
 	// The projections run on the GPU when one answers (bit for bit as on
 	// the host).
-	opt := store.BuildOptions{DType: dt, ShardRows: *shardRows, Chunk: *chunk, Resume: *resume, CheckProjection: pf.given(), Backend: linalg.Default()}
+	opt := store.BuildOptions{DType: dt, ShardRows: *shardRows, Chunk: *chunk, Resume: *resume, CheckProjection: pf.given(),
+		MemoryLimit: mem.bytes(), Backend: linalg.Default()}
 	cmd := "store build"
 	if *resume {
 		cmd = "store build --resume"
@@ -131,6 +124,8 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("%s: %s: the flags give projection %s, the store holds %s", cmd, mismatch.Path, mismatch.Asked, mismatch.Have)
 	case errors.As(err, &mismatch):
 		return fmt.Errorf("%s: %s: --%s %s, the store holds %s", cmd, mismatch.Path, mismatch.Field, mismatch.Asked, mismatch.Have)
+	case errors.Is(err, linalg.ErrMemoryLimit):
+		return fmt.Errorf("%s: %w (--mem-limit)", cmd, err)
 	case errors.Is(err, store.ErrExists) && !*resume:
 		return fmt.Errorf("store build: %w (use --resume to continue it, or another --out)", err)
 	case err != nil:
@@ -138,8 +133,7 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	m := sum.Manifest
 	fmt.Fprintf(stdout, "store build: wrote %s: %d rows (%d added) in %.1f s\n", *out, m.Count, sum.Added, time.Since(start).Seconds())
-	printStoreSummary(stdout, *out, m, storeBytes(*out, m))
-	return nil
+	return store.Summarize(*out, m).WriteText(stdout)
 }
 
 // runStoreInfo prints a store's manifest summary, after checking every
@@ -155,59 +149,18 @@ func runStoreInfo(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *dir == "" {
 		return fmt.Errorf("%w: store info needs --store", errUsage)
 	}
-	s, err := store.Open(*dir)
-	if err != nil {
+	progress := newProgress(stderr)
+	sum, err := store.Info(ctx, *dir, store.InfoOptions{Verify: *verify, Progress: func(stage string) { progress.stage("store info: " + stage) }})
+	var verr *store.VerifyError
+	switch {
+	case errors.As(err, &verr):
+		return fmt.Errorf("store info --verify: %w", verr.Err)
+	case err != nil:
 		return err
+	case *asJSON:
+		return sum.WriteJSON(stdout)
 	}
-	defer s.Close()
-	m := s.Manifest()
-	if *verify {
-		newProgress(stderr).stage(fmt.Sprintf("store info: checking the sha256 of %d shards of %s", len(m.Shards), *dir))
-		if err := s.Verify(ctx); err != nil {
-			return fmt.Errorf("store info --verify: %w", err)
-		}
-	}
-	size := storeBytes(*dir, m)
-	if *asJSON {
-		return writeInfoJSON(stdout, *dir, m, size, *verify)
-	}
-	printStoreSummary(stdout, *dir, m, size)
-	if *verify {
-		fmt.Fprintf(stdout, "  verify      ok: sha256 of %d shards match the manifest\n", len(m.Shards))
-	}
-	return nil
-}
-
-// writeInfoJSON writes store info --json: the manifest's fields as
-// manifest.json holds them, between the directory and the bytes on disk.
-func writeInfoJSON(w io.Writer, dir string, m store.Manifest, size int64, verified bool) error {
-	mj, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	head, err := json.Marshal(struct {
-		Dir string `json:"dir"`
-	}{dir})
-	if err != nil {
-		return err
-	}
-	tail, err := json.Marshal(struct {
-		Bytes    int64 `json:"bytes"`
-		Verified bool  `json:"verified"`
-	}{size, verified})
-	if err != nil {
-		return err
-	}
-	// Three objects joined into one: {"dir":…, <manifest>, "bytes":…}.
-	joined := append(append(append(head[:len(head)-1:len(head)-1], ','), mj[1:len(mj)-1]...), ',')
-	joined = append(joined, tail[1:]...)
-	var buf bytes.Buffer
-	if err := json.Indent(&buf, joined, "", "  "); err != nil {
-		return err
-	}
-	buf.WriteByte('\n')
-	_, err = w.Write(buf.Bytes())
-	return err
+	return sum.WriteText(stdout)
 }
 
 // runStoreScore scores query gradients against every row of a store,
@@ -351,11 +304,8 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 	}
 	nq, count := queries[0].N, stores[0].Count()
-	if err := checkStoreScoreMemory(nq, count, *topk, *scoresOut != "", mem.bytes()); err != nil {
-		return err
-	}
 	scorer, err := influence.OpenStoreScorer(ctx, be, influence.StoreScorerOptions{Stores: stores, Method: method, TopK: *topk, ChunkRows: *chunk,
-		FullScores: *scoresOut != "", Progress: func(stage string) { progress.stage("store score: " + stage) }})
+		FullScores: *scoresOut != "", MemoryLimit: mem.bytes(), Progress: func(stage string) { progress.stage("store score: " + stage) }})
 	if err != nil {
 		return fmt.Errorf("store score: %w", err)
 	}
@@ -371,35 +321,20 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	progress.stage(fmt.Sprintf("store score: %d queries × %d rows of %s, %s", nq, count, what, stageMethod))
 	res, err := scorer.Score(ctx, queries...)
 	if err != nil {
-		return withMemFlag("store score", fmt.Errorf("store score: %s: %w", strings.Join(dirs, ","), err))
+		err = fmt.Errorf("store score: %s: %w", strings.Join(dirs, ","), err)
+		if errors.Is(err, linalg.ErrMemoryLimit) {
+			return fmt.Errorf("%w (--mem-limit)", err)
+		}
+		return err
 	}
 
-	meta := map[string]string{
-		"store":           strings.Join(dirs, ","),
-		"store_count":     strconv.Itoa(count),
-		"store_dtype":     string(m.DType),
-		"query":           strings.Join(queryPaths, ","),
-		"factors":         *factorsPath,
-		"method":          scorer.Method(),
-		"damping":         "none",
-		"projection":      m.Projection.String(),
-		"projection_kind": m.Projection.Kind.String(),
-		"projection_seed": strconv.FormatInt(int64(m.Projection.Seed), 10),
-		"backend":         be.Name(),
-		"sign":            "positive = helpful: removing a training example raises the query loss by about score/N",
-		"indices":         "topk.indices and bottomk.indices are store row indices; topk.ids and bottomk.ids the stored ids",
-	}
-	if factors != nil || *hessian != "none" {
-		meta["damping"] = damping.String()
-	}
-	if lr := scorer.LR(); lr != nil {
-		meta["lr"] = strings.Trim(strings.Join(strings.Fields(fmt.Sprint(lr)), ","), "[]")
-	}
+	meta := scorer.Metadata()
+	meta["query"] = strings.Join(queryPaths, ",")
+	meta["factors"] = *factorsPath
 	if len(probPaths) > 0 {
 		meta["trak_probs"] = strings.Join(probPaths, ",")
 	}
 	k := min(*topk, count)
-	meta["topk"] = strconv.Itoa(k)
 	if err := influence.WriteScores(*out, &influence.ScoresFile{Metadata: meta, Rankings: res.Rankings, K: k, RankingIDs: true}); err != nil {
 		return err
 	}
@@ -426,10 +361,8 @@ func readStoreQuery(path, dir string, m store.Manifest, memLimit int64) (*gradie
 	if err := m.CheckInput(qf.Layers()); err != nil {
 		return nil, fmt.Errorf("store score: %s against %s: %w", path, filepath.Join(dir, store.ManifestName), err)
 	}
-	if err := checkRead("store score", qf, path, 0, qf.N(), memLimit); err != nil {
-		return nil, err
-	}
-	return qf.ReadAll()
+	b, err := qf.ReadLimit(0, qf.N(), memLimit)
+	return b, withMemFlag("store score", err)
 }
 
 // projectionFlags are the flags naming a projection, shared by store build
@@ -505,36 +438,4 @@ func (pf *projectionFlags) spec(cmd string) (gradients.Projection, error) {
 		return gradients.Projection{}, fmt.Errorf("%w: %s: --seed %d: a store records seeds below 2⁶³", errUsage, cmd, *pf.seed)
 	}
 	return p, nil
-}
-
-// storeBytes returns the bytes on disk of a store's manifest and committed
-// shards; files that cannot be read count as empty.
-func storeBytes(dir string, m store.Manifest) int64 {
-	var n int64
-	names := []string{store.ManifestName}
-	for _, sh := range m.Shards {
-		names = append(names, sh.File)
-	}
-	for _, name := range names {
-		if st, err := os.Stat(filepath.Join(dir, name)); err == nil {
-			n += st.Size()
-		}
-	}
-	return n
-}
-
-// printStoreSummary writes the manifest summary of store build and info.
-func printStoreSummary(w io.Writer, dir string, m store.Manifest, size int64) {
-	fmt.Fprintf(w, "store %s\n", dir)
-	fmt.Fprintf(w, "  format      %s\n", m.Format)
-	fmt.Fprintf(w, "  rows        %d\n", m.Count)
-	fmt.Fprintf(w, "  shards      %d\n", len(m.Shards))
-	fmt.Fprintf(w, "  dtype       %s\n", m.DType)
-	fmt.Fprintf(w, "  dim         %d\n", m.Dim)
-	fmt.Fprintf(w, "  projection  %s\n", m.Projection.String())
-	fmt.Fprintf(w, "  bytes       %d (%.1f MiB)\n", size, float64(size)/(1<<20))
-	fmt.Fprintf(w, "  layers      %d\n", len(m.Layers))
-	for _, l := range m.Layers {
-		fmt.Fprintf(w, "    %-24s offset %d, dim %d\n", l.Name, l.Offset, l.Dim)
-	}
 }

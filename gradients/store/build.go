@@ -132,6 +132,12 @@ type BuildOptions struct {
 	// Chunk is the number of examples read and projected at a time
 	// (DefaultChunk when zero). The store does not depend on it.
 	Chunk int
+	// MemoryLimit bounds, in bytes, the float64 values of a chunk of
+	// examples read from each file, checked from the headers before
+	// anything is written, and the projection's buffers
+	// (gradients.ApplyOptions): 0 means linalg.DefaultMemoryLimit(), a
+	// negative value no limit (see linalg.CheckMemory).
+	MemoryLimit int64
 	// Backend projects the rows when it can (accel.Projector, such as the
 	// cuda backend), bit for bit as the host does; nil means the host.
 	Backend linalg.Backend
@@ -191,6 +197,11 @@ func Build(ctx context.Context, dir string, src *Source, spec gradients.Projecti
 	case opt.Chunk == 0:
 		opt.Chunk = DefaultChunk
 	}
+	for _, f := range src.files {
+		if err := f.CheckRead(0, min(opt.Chunk, f.N()), opt.MemoryLimit); err != nil {
+			return BuildSummary{}, err
+		}
+	}
 	var b *Builder
 	var err error
 	if opt.Resume {
@@ -238,7 +249,10 @@ func Build(ctx context.Context, dir string, src *Source, spec gradients.Projecti
 				if err != nil {
 					return err
 				}
-				if batch, err = spec.ApplyOrKeep(ctx, opt.Backend, batch); err != nil {
+				if !spec.None() {
+					batch, err = spec.ApplyWith(ctx, batch, gradients.ApplyOptions{Backend: opt.Backend, MemoryLimit: opt.MemoryLimit})
+				}
+				if err != nil {
 					return fmt.Errorf("%s: %w", src.paths[fi], err)
 				}
 				if err := b.AddBatchFrom(ctx, src.paths[fi], lo, batch); err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/linalg"
 )
 
 // writeGrads writes n examples of a factored layer (3×2) and a dense one
@@ -156,6 +157,10 @@ func TestBuildErrors(t *testing.T) {
 		want string
 	}{
 		{"over a store", src, rad, BuildOptions{}, ErrExists, "manifest.json"},
+		// Checked from the headers before anything else, the store
+		// included: a chunk of 4 examples of 9 values.
+		{"chunk over the memory limit", src, rad, BuildOptions{Chunk: 4, MemoryLimit: 100}, linalg.ErrMemoryLimit,
+			p1 + ": 4 examples needs 288 B (float64), over the memory limit of 100 B"},
 		{"kronecker on a dense layer", src, gradients.Projection{Kind: gradients.Kronecker, KIn: 2, KOut: 2}, BuildOptions{}, nil,
 			`layer "head" is dense (grad of dimension 4), but kronecker needs factored layers`},
 		{"resume other projection", src, gradients.Projection{Kind: gradients.Rademacher, K: 2, Seed: 2}, BuildOptions{Resume: true, CheckProjection: true}, nil,

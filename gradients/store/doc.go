@@ -63,6 +63,8 @@
 // that a corrupted or swapped shard is an error rather than scores
 // (OpenOptions.NoVerify skips this); Verify checks every shard at once. A
 // shard that shrinks while mapped is an error (ErrFault), not a SIGBUS.
+// Info summarises a store (manifest, bytes on disk, verification) as
+// 'goinfluence store info' prints it, in text or JSON.
 //
 // Errors are *Error values naming the file and field at fault and wrapping one
 // of the sentinel errors of this package, for use with errors.Is.

@@ -119,10 +119,13 @@ type manifestJSON struct {
 }
 
 // MarshalJSON writes m as manifest.json holds it.
-func (m Manifest) MarshalJSON() ([]byte, error) {
+func (m Manifest) MarshalJSON() ([]byte, error) { return json.Marshal(m.toJSON()) }
+
+// toJSON returns m in the layout of manifest.json.
+func (m Manifest) toJSON() manifestJSON {
 	p := projectionJSON{Kind: m.Projection.Kind.String(), K: m.Projection.K, KIn: m.Projection.KIn, KOut: m.Projection.KOut}
-	return json.Marshal(manifestJSON{Format: m.Format, DType: m.DType, Dim: m.Dim, Layers: m.Layers,
-		Projection: p, Seed: int64(m.Projection.Seed), Shards: m.Shards, Count: m.Count})
+	return manifestJSON{Format: m.Format, DType: m.DType, Dim: m.Dim, Layers: m.Layers,
+		Projection: p, Seed: int64(m.Projection.Seed), Shards: m.Shards, Count: m.Count}
 }
 
 // UnmarshalJSON reads a manifest.json, without validating it.
