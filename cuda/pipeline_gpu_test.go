@@ -10,10 +10,10 @@ import (
 	"github.com/goinfluence/goinfluence/gradients"
 )
 
-// TestProjectionApplyOnGPU runs the pipeline's projections through the
+// TestProjectionOnGPU runs the pipeline's projections through the
 // backend's accel.Projector on the GPU and holds them to the host's, bit for
 // bit, as the design promises.
-func TestProjectionApplyOnGPU(t *testing.T) {
+func TestProjectionOnGPU(t *testing.T) {
 	b := gpuKernels(t)
 	rng := rand.New(rand.NewPCG(11, 12))
 	fill := func(n int) []float64 {
@@ -38,7 +38,7 @@ func TestProjectionApplyOnGPU(t *testing.T) {
 			t.Fatal(err)
 		}
 		dev := &strictProjector{Backend: b, t: t}
-		got, err := p.ApplyOn(context.Background(), dev, batch)
+		got, err := p.ApplyWith(context.Background(), batch, gradients.ApplyOptions{Backend: dev})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,7 +52,7 @@ func TestProjectionApplyOnGPU(t *testing.T) {
 }
 
 // strictProjector fails the test when a projection on the GPU fails, which
-// ApplyOn would otherwise hide by computing on the host.
+// ApplyWith would otherwise hide by computing on the host.
 type strictProjector struct {
 	*Backend
 	t     *testing.T

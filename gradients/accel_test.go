@@ -34,10 +34,10 @@ func (d *devProjector) ProjectSJLT(dst, x []float64, dim, k int, seed uint64, st
 	return d.run(SJLT, dst, x, dim, k, seed, stream)
 }
 
-// TestApplyOn checks that a backend with accel.Projector runs the
+// TestApplyWithBackend checks that a backend with accel.Projector runs the
 // Rademacher, SJLT and Kronecker products, with the host's result, that
 // Gaussian stays on the host, and that a failing device falls back to it.
-func TestApplyOn(t *testing.T) {
+func TestApplyWithBackend(t *testing.T) {
 	b := mixed(5)
 	fact := mixed(5)
 	fact.Layers = []Layer{fact.Layers[0], fact.Layers[2]}
@@ -58,7 +58,7 @@ func TestApplyOn(t *testing.T) {
 		}
 		for _, fail := range []bool{false, true} {
 			dev := &devProjector{Backend: linalg.CPU(), fail: fail}
-			got, err := tc.p.ApplyOn(context.Background(), dev, tc.b)
+			got, err := tc.p.ApplyWith(context.Background(), tc.b, ApplyOptions{Backend: dev})
 			if err != nil {
 				t.Fatalf("%v (fail %v): %v", tc.p.Kind, fail, err)
 			}

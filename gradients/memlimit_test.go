@@ -1,8 +1,10 @@
 package gradients
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,6 +29,7 @@ func TestMemoryLimits(t *testing.T) {
 	}
 	defer f.Close()
 	dense := Projection{Kind: SJLT, K: 4, Seed: 1}
+	out := filepath.Join(t.TempDir(), "projected")
 	kron := Projection{Kind: Kronecker, KIn: 2, KOut: 2, Seed: 1}
 	// One example holds 3·13 + 3·11 + 300 + 7 + 5 = 384 values: 3072 bytes.
 	for _, tc := range []struct {
@@ -43,20 +46,20 @@ func TestMemoryLimits(t *testing.T) {
 			_, err := dense.ApplyWith(ctx, b, ApplyOptions{MemoryLimit: l})
 			return err
 		}, 1000, []string{`layer "enc.fc1"`, "flattened gradient needs", "6 × 11 × 13 float64"}},
-		{"ApplyFile flattened gradient", func(l int64) error {
-			_, err := dense.ApplyFile(ctx, f, ProjectFileOptions{MemoryLimit: l})
+		{"ProjectFile flattened gradient", func(l int64) error {
+			_, err := dense.ProjectFile(ctx, f, out, F32, nil, ProjectFileOptions{MemoryLimit: l})
 			return err
 		}, 1000, []string{path + ": layer enc.fc1: flattened gradient needs 1.12 KiB (11 × 13 float64)"}},
-		{"ApplyFile kronecker dense layer", func(l int64) error {
-			_, err := kron.ApplyFile(ctx, f, ProjectFileOptions{Chunk: 2, MemoryLimit: l})
+		{"ProjectFile kronecker dense layer", func(l int64) error {
+			_, err := kron.ProjectFile(ctx, f, out, F32, nil, ProjectFileOptions{Chunk: 2, MemoryLimit: l})
 			return err
 		}, 2000, []string{path + ": layer \"enc.bias\" is dense"}},
-		{"ApplyFile kronecker projected examples", func(l int64) error {
-			_, err := kron.ApplyFile(ctx, testFactoredFile(t), ProjectFileOptions{MemoryLimit: l})
+		{"ProjectFile kronecker projected chunk", func(l int64) error {
+			_, err := kron.ProjectFile(ctx, testFactoredFile(t), out, F32, nil, ProjectFileOptions{Chunk: 4, MemoryLimit: l})
 			return err
-		}, 100, []string{"projected examples needs 768 B (6 × 16 float64), over the memory limit of 100 B"}},
-		{"ApplyFile chunk read", func(l int64) error {
-			_, err := dense.ApplyFile(ctx, f, ProjectFileOptions{Chunk: 3, MemoryLimit: l})
+		}, 100, []string{"projected examples needs 512 B (4 × 16 float64), over the memory limit of 100 B"}},
+		{"ProjectFile chunk read", func(l int64) error {
+			_, err := dense.ProjectFile(ctx, f, out, F32, nil, ProjectFileOptions{Chunk: 3, MemoryLimit: l})
 			return err
 		}, 5000, []string{path + ": 3 examples needs 9 KiB (float64)"}},
 	} {
@@ -100,11 +103,13 @@ func testFactoredFile(t *testing.T) *File {
 	return f
 }
 
-// TestApplyFile holds ApplyFile to Apply's result on the whole file, bit
-// for bit, whatever the chunk.
-func TestApplyFile(t *testing.T) {
+// TestProjectFile holds ProjectFile to WriteFile of Apply's result on the
+// whole file, byte for byte, whatever the chunk, and checks that a failed
+// projection leaves no file.
+func TestProjectFile(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "g.safetensors")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "g.safetensors")
 	b := testBatch(7, false)
 	if err := WriteFile(path, b, F64, nil); err != nil {
 		t.Fatal(err)
@@ -118,24 +123,48 @@ func TestApplyFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	meta := map[string]string{"projection": "test"}
 	for _, p := range []Projection{{Kind: Rademacher, K: 5, Seed: 2}, {Kind: SJLT, K: 6, Seed: 3}, {Kind: Gaussian, K: 3, Seed: 4}} {
 		want, err := p.Apply(ctx, all)
 		if err != nil {
 			t.Fatal(err)
 		}
+		wantPath := filepath.Join(dir, "want")
+		if err := WriteFile(wantPath, want, F32, meta); err != nil {
+			t.Fatal(err)
+		}
+		wantBytes, err := os.ReadFile(wantPath)
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, chunk := range []int{0, 1, 3, 7, 100} {
 			var calls [][2]int
-			got, err := p.ApplyFile(ctx, f, ProjectFileOptions{Chunk: chunk, Progress: func(done, total int) { calls = append(calls, [2]int{done, total}) }})
+			out := filepath.Join(dir, "got")
+			layers, err := p.ProjectFile(ctx, f, out, F32, meta, ProjectFileOptions{Chunk: chunk, Progress: func(done, total int) { calls = append(calls, [2]int{done, total}) }})
 			if err != nil {
 				t.Fatalf("%s, chunk %d: %v", p.Kind, chunk, err)
 			}
-			sameBatch(t, p.Kind.String(), got, want)
+			got, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, wantBytes) || len(layers) != len(want.Layers) {
+				t.Errorf("%s, chunk %d: file differs from WriteFile of Apply's result", p.Kind, chunk)
+			}
 			if len(calls) == 0 || calls[0] != [2]int{0, 7} || calls[len(calls)-1] != [2]int{7, 7} {
 				t.Errorf("%s, chunk %d: progress %v, want (0, 7) first and (7, 7) last", p.Kind, chunk, calls)
 			}
 		}
 	}
-	if _, err := (Projection{Kind: SJLT, K: 2}).ApplyFile(ctx, f, ProjectFileOptions{Chunk: -1}); err == nil {
+	if _, err := (Projection{Kind: SJLT, K: 2}).ProjectFile(ctx, f, filepath.Join(dir, "x"), F32, nil, ProjectFileOptions{Chunk: -1}); err == nil {
 		t.Error("chunk -1: no error")
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := (Projection{Kind: SJLT, K: 2}).ProjectFile(cancelled, f, filepath.Join(dir, "y"), F32, nil, ProjectFileOptions{Chunk: 2}); err == nil {
+		t.Error("cancelled: no error")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "y")); !os.IsNotExist(err) {
+		t.Errorf("a cancelled projection left its file: %v", err)
 	}
 }

@@ -134,23 +134,18 @@ func (p Projection) check() error {
 // layers with DIn = KIn and DOut = KOut and the same token rows: â = P_in a
 // and ŝ = P_out s, so that EK-FAC runs on the projected layers unchanged.
 // Layer names, their order and the IDs are kept. b is validated first; errors
-// name the layer at fault. The products run on the host; ApplyOn runs them
-// on a backend that can.
+// name the layer at fault. The products run on the host; ApplyWith runs
+// them on a backend that can.
 func (p Projection) Apply(ctx context.Context, b *Batch) (*Batch, error) {
-	return p.ApplyOn(ctx, nil, b)
-}
-
-// ApplyOn is Apply with the Rademacher and SJLT products (Kronecker's sides
-// included) run by be when it implements accel.Projector, such as the cuda
-// backend, which computes them bit for bit as the host does; a product the
-// backend fails to run is computed on the host. A nil be means the host.
-func (p Projection) ApplyOn(ctx context.Context, be linalg.Backend, b *Batch) (*Batch, error) {
-	return p.ApplyWith(ctx, b, ApplyOptions{Backend: be})
+	return p.ApplyWith(ctx, b, ApplyOptions{})
 }
 
 // ApplyOptions configure Projection.ApplyWith.
 type ApplyOptions struct {
-	// Backend runs the products it can (see ApplyOn); nil means the host.
+	// Backend runs the Rademacher and SJLT products (Kronecker's sides
+	// included) when it implements accel.Projector, such as the cuda
+	// backend, which computes them bit for bit as the host does; a product
+	// the backend fails to run is computed on the host. Nil means the host.
 	Backend linalg.Backend
 	// MemoryLimit bounds, in bytes, the buffers sized from b's shapes: the
 	// projected examples and, for the dense kinds, the flattened gradients
@@ -160,7 +155,7 @@ type ApplyOptions struct {
 	MemoryLimit int64
 }
 
-// ApplyWith is ApplyOn with options.
+// ApplyWith is Apply with options.
 func (p Projection) ApplyWith(ctx context.Context, b *Batch, opt ApplyOptions) (*Batch, error) {
 	dev, _ := opt.Backend.(accel.Projector)
 	if err := p.check(); err != nil {

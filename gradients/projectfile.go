@@ -3,20 +3,21 @@ package gradients
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
-// ProjectFileOptions configure Projection.ApplyFile.
+// ProjectFileOptions configure Projection.ProjectFile.
 type ProjectFileOptions struct {
 	// Chunk is the number of examples read and projected at a time
 	// (256 when zero); the result does not depend on it.
 	Chunk int
-	// Backend runs the products it can (see ApplyOn); nil means the host.
+	// Backend runs the products it can (see ApplyOptions); nil means the host.
 	Backend linalg.Backend
 	// MemoryLimit bounds, in bytes, the buffers sized from the file's
-	// header, all checked before any value is read: the projected examples
-	// (held whole), a chunk of examples read, and for the dense kinds a
+	// header, all checked before any value is read: a chunk of examples
+	// read and projected, and for the dense kinds a
 	// factored layer's flattened gradient. 0 means
 	// linalg.DefaultMemoryLimit(), a negative value no limit (see
 	// linalg.CheckMemory).
@@ -28,16 +29,17 @@ type ProjectFileOptions struct {
 	Progress func(done, total int)
 }
 
-// ApplyFile projects every example of f, a chunk at a time, into one
-// Batch, as Apply would project them all at once. Everything that can be
-// told from the header (memory, a dense layer given to Kronecker) is
-// checked before any value is read, so that a file too large for the
-// machine is refused in a moment instead of killing the process; errors
-// name the file and the layer.
-func (p Projection) ApplyFile(ctx context.Context, f *File, opt ProjectFileOptions) (*Batch, error) {
+// ProjectFile projects every example of f, a chunk at a time, into a new
+// gradient file at path of the given dtype and metadata (as WriteFile
+// writes it), each projected chunk written as it comes (Writer): memory
+// holds a chunk, never the whole file, and the file appears only once
+// complete. Everything that can be told from the header (memory, a dense
+// layer given to Kronecker) is checked before any value is read; errors
+// name the file and the layer. It returns the layers written.
+func (p Projection) ProjectFile(ctx context.Context, f *File, path string, dtype DType, meta map[string]string, opt ProjectFileOptions) ([]LayerInfo, error) {
 	switch {
 	case opt.Chunk < 0:
-		return nil, fmt.Errorf("gradients: ApplyFile: chunk %d < 0", opt.Chunk)
+		return nil, fmt.Errorf("gradients: ProjectFile: chunk %d < 0", opt.Chunk)
 	case opt.Chunk == 0:
 		opt.Chunk = 256
 	}
@@ -51,8 +53,13 @@ func (p Projection) ApplyFile(ctx context.Context, f *File, opt ProjectFileOptio
 	if opt.Progress != nil && n > 0 {
 		opt.Progress(0, n)
 	}
-	var res *Batch
-	// One pass even with no examples, so that the layers are still there.
+	var w *Writer
+	defer func() {
+		if w != nil {
+			w.Abort() // after Close, a no-op
+		}
+	}()
+	// One pass even with no examples, so that the layers are still written.
 	for lo := 0; lo == 0 || lo < n; lo += opt.Chunk {
 		hi := min(n, lo+opt.Chunk)
 		b, err := f.Read(lo, hi)
@@ -63,17 +70,27 @@ func (p Projection) ApplyFile(ctx context.Context, f *File, opt ProjectFileOptio
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", f.path, err)
 		}
-		res = appendBatch(res, pb, n)
+		if w == nil {
+			if w, err = NewWriter(path, n, pb.LayerInfos(), dtype, pb.IDs != nil, meta); err != nil {
+				return nil, err
+			}
+		}
+		if err := w.Write(pb); err != nil {
+			return nil, err
+		}
 		if opt.Progress != nil {
 			opt.Progress(hi, n)
 		}
 	}
-	return res, nil
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return slices.Clone(w.layers), nil
 }
 
-// checkFile refuses, from f's header alone, a projection whose projected
-// examples (held whole), flattened gradients or chunk of input examples
-// would not fit in limit, and a dense layer given to Kronecker.
+// checkFile refuses, from f's header alone, a projection whose chunk of
+// projected examples, flattened gradients or chunk of input examples would
+// not fit in limit, and a dense layer given to Kronecker.
 func (p Projection) checkFile(f *File, chunk int, limit int64) error {
 	var per int64
 	for _, l := range f.layers {
@@ -95,48 +112,10 @@ func (p Projection) checkFile(f *File, chunk int, limit int64) error {
 			}
 		}
 	}
-	if err := linalg.CheckMemory(fmt.Sprintf("%s: projected examples", f.path), fmt.Sprintf("%d × %d float64", f.N(), per/8),
-		linalg.Float64Bytes(f.N(), max(1, int(per/8))), limit); err != nil {
+	rows := min(chunk, f.N())
+	if err := linalg.CheckMemory(fmt.Sprintf("%s: projected examples", f.path), fmt.Sprintf("%d × %d float64", rows, per/8),
+		linalg.Float64Bytes(rows, max(1, int(per/8))), limit); err != nil {
 		return err
 	}
 	return f.CheckRead(0, min(chunk, f.N()), limit)
-}
-
-// appendBatch appends the examples of b to acc (nil for the first), sizing
-// acc's slices for n examples in all.
-func appendBatch(acc, b *Batch, n int) *Batch {
-	grow := func(v []float64) []float64 {
-		if b.N == 0 {
-			return make([]float64, 0)
-		}
-		return make([]float64, 0, len(v)/b.N*n)
-	}
-	if acc == nil {
-		acc = &Batch{Layers: make([]Layer, len(b.Layers))}
-		if b.IDs != nil {
-			acc.IDs = make([]int64, 0, n)
-		}
-		for i, l := range b.Layers {
-			if l.Factored() {
-				l.A, l.S = grow(l.A), grow(l.S)
-			} else {
-				l.Grad = grow(l.Grad)
-			}
-			acc.Layers[i] = l
-		}
-	}
-	acc.N += b.N
-	if b.IDs != nil {
-		acc.IDs = append(acc.IDs, b.IDs...)
-	}
-	for i := range b.Layers {
-		dst, src := &acc.Layers[i], &b.Layers[i]
-		if src.Factored() {
-			dst.A = append(dst.A, src.A...)
-			dst.S = append(dst.S, src.S...)
-		} else {
-			dst.Grad = append(dst.Grad, src.Grad...)
-		}
-	}
-	return acc
 }

@@ -3,8 +3,6 @@ package gradients
 import (
 	"context"
 	"fmt"
-
-	"github.com/goinfluence/goinfluence/linalg"
 )
 
 // A Projection is also the record of how stored or exported gradients were
@@ -59,13 +57,13 @@ func (p Projection) Dims(layers []LayerInfo) ([]int, error) {
 	return out, nil
 }
 
-// ApplyOrKeep is ApplyOn, except that none returns b itself: for callers
+// ApplyOrKeep is ApplyWith, except that none returns b itself: for callers
 // that hold a recorded Projection, which may be none.
-func (p Projection) ApplyOrKeep(ctx context.Context, be linalg.Backend, b *Batch) (*Batch, error) {
+func (p Projection) ApplyOrKeep(ctx context.Context, b *Batch, opt ApplyOptions) (*Batch, error) {
 	if p.None() {
 		return b, nil
 	}
-	return p.ApplyOn(ctx, be, b)
+	return p.ApplyWith(ctx, b, opt)
 }
 
 // LayerInfos describes b's layers as a gradient file's header would, so

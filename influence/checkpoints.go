@@ -137,10 +137,10 @@ func trakCheckpoint(ctx context.Context, be linalg.Backend, cp *Checkpoint, c in
 			p.Seed += uint64(c)
 		}
 		var err error
-		if query, err = p.ApplyOn(ctx, be, query); err != nil {
+		if query, err = p.ApplyWith(ctx, query, gradients.ApplyOptions{Backend: be}); err != nil {
 			return fmt.Errorf("projecting query gradients: %w", err)
 		}
-		if train, err = p.ApplyOn(ctx, be, train); err != nil {
+		if train, err = p.ApplyWith(ctx, train, gradients.ApplyOptions{Backend: be}); err != nil {
 			return fmt.Errorf("projecting training gradients: %w", err)
 		}
 	}

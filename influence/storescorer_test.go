@@ -24,7 +24,7 @@ func projectedStore(t *testing.T, train *gradients.Batch, spec gradients.Project
 	for i := range b.IDs {
 		b.IDs[i] = 1000 + 3*int64(i)
 	}
-	p, err := spec.ApplyOrKeep(context.Background(), nil, &b)
+	p, err := spec.ApplyOrKeep(context.Background(), &b, gradients.ApplyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

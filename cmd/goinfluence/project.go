@@ -66,30 +66,30 @@ func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		tick(done, total)
 	}
-	res, err := p.ApplyFile(ctx, f, gradients.ProjectFileOptions{Chunk: *chunk, Backend: linalg.Default(), MemoryLimit: mem.bytes(), Progress: announce})
-	if err != nil {
-		if errors.Is(err, linalg.ErrMemoryLimit) {
-			return fmt.Errorf("project: %w (--mem-limit)", err)
-		}
-		return fmt.Errorf("project: %w", err)
-	}
-	inDim := 0
-	for _, l := range f.Layers() {
-		inDim += l.D
-	}
-
 	// The source's provenance (checkpoint, dataset…) still describes the
-	// examples; format and layers are set by WriteFile.
+	// examples; format and layers are set by the writer.
 	md := f.Metadata()
 	maps.Copy(md, meta)
 	md["projection"] = kind.String()
 	md["projection_seed"] = strconv.FormatInt(int64(p.Seed), 10)
 	md["projection_rng"] = "philox4x32-10, stream = layer<<2|role"
 	md["projection_source"] = *grads
-	if err := gradients.WriteFile(*out, res, dt, md); err != nil {
-		return err
+	layers, err := p.ProjectFile(ctx, f, *out, dt, md,
+		gradients.ProjectFileOptions{Chunk: *chunk, Backend: linalg.Default(), MemoryLimit: mem.bytes(), Progress: announce})
+	if err != nil {
+		if errors.Is(err, linalg.ErrMemoryLimit) {
+			return fmt.Errorf("project: %w (--mem-limit)", err)
+		}
+		return fmt.Errorf("project: %w", err)
+	}
+	inDim, outDim := 0, 0
+	for _, l := range f.Layers() {
+		inDim += l.D
+	}
+	for _, l := range layers {
+		outDim += l.D
 	}
 	progress.stage(fmt.Sprintf("wrote %s: %d examples, %d layers, %d → %d dimensions, %s projection, %s",
-		*out, res.N, len(res.Layers), inDim, res.Dim(), kind, dt))
+		*out, f.N(), len(layers), inDim, outDim, kind, dt))
 	return nil
 }

@@ -318,7 +318,7 @@ func skipCommitted(ctx context.Context, b *Builder, src *Source, spec gradients.
 		if err != nil {
 			return nil, err
 		}
-		if last, err = spec.ApplyOrKeep(ctx, nil, last); err != nil {
+		if last, err = spec.ApplyOrKeep(ctx, last, gradients.ApplyOptions{}); err != nil {
 			return nil, fmt.Errorf("%s: %w", src.paths[fi], err)
 		}
 		if err := b.SameRow(src.paths[fi], need-1, pos+need-1, last); err != nil {

@@ -88,7 +88,7 @@ func TestBuild(t *testing.T) {
 			// The rows are the inputs projected as a whole.
 			var want []float64
 			for _, b := range inputs {
-				p, err := tc.spec.ApplyOrKeep(ctx, nil, b)
+				p, err := tc.spec.ApplyOrKeep(ctx, b, gradients.ApplyOptions{})
 				if err != nil {
 					t.Fatal(err)
 				}
