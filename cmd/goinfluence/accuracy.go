@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/goinfluence/goinfluence/eval"
+	"github.com/goinfluence/goinfluence/internal/progress"
 )
 
 func runValidateCurvature(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -24,13 +25,13 @@ func runValidateCurvature(ctx context.Context, args []string, stdout, stderr io.
 	if *tests < 1 || *epochs < 1 || *samples < 0 {
 		return fmt.Errorf("%w: validate curvature: --test-points and --epochs must be at least 1, --samples at least 0", errUsage)
 	}
-	progress := newProgress(stderr)
+	prog := progress.New(stderr)
 	res, err := eval.CurvatureAccuracy(ctx, eval.CurvatureOptions{
 		Seed: *seed, TestPoints: *tests, Epochs: *epochs,
 		Samples: *samples, SampleSeed: *sampleSeed,
-		Progress: progress.stage,
+		Progress: prog.Stage,
 	})
-	progress.done()
+	prog.Done()
 	if err != nil {
 		return err
 	}
@@ -53,10 +54,10 @@ func runValidateProjection(ctx context.Context, args []string, stdout, stderr io
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	progress := newProgress(stderr)
-	res, err := eval.ProjectionAccuracy(ctx, eval.CurvatureOptions{TestPoints: *tests, Seed: *seed, Progress: progress.stage},
+	prog := progress.New(stderr)
+	res, err := eval.ProjectionAccuracy(ctx, eval.CurvatureOptions{TestPoints: *tests, Seed: *seed, Progress: prog.Stage},
 		nil, *projSeed)
-	progress.done()
+	prog.Done()
 	if err != nil {
 		return err
 	}

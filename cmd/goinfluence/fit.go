@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/goinfluence/goinfluence/ekfac"
+	"github.com/goinfluence/goinfluence/internal/progress"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -55,13 +56,13 @@ func runFit(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	start := time.Now()
-	progress := newProgress(stderr)
+	prog := progress.New(stderr)
 	last := ""
 	f, err := ekfac.FitWithOptions(ctx, m, be, ekfac.FileSourceLimit(*chunk, mem.bytes(), grads...), ekfac.FitOptions{
 		MemoryLimit: mem.bytes(),
 		Progress: func(stage string, n int) {
 			if stage != last {
-				progress.stage(fmt.Sprintf("fit %s: %s", m, stage))
+				prog.Stage(fmt.Sprintf("fit %s: %s", m, stage))
 				last = stage
 			}
 		},
@@ -77,7 +78,7 @@ func runFit(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := f.Save(*out); err != nil {
 		return err
 	}
-	progress.stage(fmt.Sprintf("fit %s: %d examples, %d layers, %.1f s on %s; wrote %s",
+	prog.Stage(fmt.Sprintf("fit %s: %d examples, %d layers, %.1f s on %s; wrote %s",
 		m, f.N, len(f.Layers), time.Since(start).Seconds(), be.Name(), *out))
 	return nil
 }

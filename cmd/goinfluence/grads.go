@@ -12,6 +12,7 @@ import (
 	"github.com/goinfluence/goinfluence/datasets"
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/influence"
+	"github.com/goinfluence/goinfluence/internal/progress"
 	"github.com/goinfluence/goinfluence/models"
 )
 
@@ -60,7 +61,7 @@ func runGrads(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	progress := newProgress(stderr)
+	prog := progress.New(stderr)
 	m, err := models.Load(*ckpt)
 	if err != nil {
 		return err
@@ -68,7 +69,7 @@ func runGrads(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := checkProvenance(*ckpt, train, test, *dataset, *splitSeed, stderr); err != nil {
 		return err
 	}
-	progress.stage(fmt.Sprintf("loaded %s from %s", models.Describe(m), *ckpt))
+	prog.Stage(fmt.Sprintf("loaded %s from %s", models.Describe(m), *ckpt))
 
 	d := train
 	switch *split {
@@ -109,13 +110,13 @@ func runGrads(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := gradients.WriteFile(*out, b, dt, meta); err != nil {
 		return err
 	}
-	progress.stage(fmt.Sprintf("wrote %s: %d %s examples of %s, %s labels, %d parameters, %s",
+	prog.Stage(fmt.Sprintf("wrote %s: %d %s examples of %s, %s labels, %d parameters, %s",
 		*out, b.N, *split, d.Name, *labels, b.Dim(), dt))
 	if *probsOut != "" {
 		if err := influence.WriteProbs(*probsOut, b.IDs, probs, pm); err != nil {
 			return err
 		}
-		progress.stage(fmt.Sprintf("wrote %s: p(y) of the true labels of %d examples", *probsOut, len(probs)))
+		prog.Stage(fmt.Sprintf("wrote %s: p(y) of the true labels of %d examples", *probsOut, len(probs)))
 	}
 	return nil
 }

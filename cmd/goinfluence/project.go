@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/internal/progress"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -58,11 +59,11 @@ func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer f.Close()
-	progress := newProgress(stderr)
+	prog := progress.New(stderr)
 	var tick func(done, total int)
 	announce := func(done, total int) { // once the header checks pass
 		if tick == nil {
-			tick = progress.counter(fmt.Sprintf("project %s: %d examples of %s", kind, total, *grads))
+			tick = prog.Counter(fmt.Sprintf("project %s: %d examples of %s", kind, total, *grads))
 		}
 		tick(done, total)
 	}
@@ -89,7 +90,7 @@ func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	for _, l := range layers {
 		outDim += l.D
 	}
-	progress.stage(fmt.Sprintf("wrote %s: %d examples, %d layers, %d → %d dimensions, %s projection, %s",
+	prog.Stage(fmt.Sprintf("wrote %s: %d examples, %d layers, %d → %d dimensions, %s projection, %s",
 		*out, f.N(), len(layers), inDim, outDim, kind, dt))
 	return nil
 }

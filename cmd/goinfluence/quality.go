@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/goinfluence/goinfluence/eval"
+	"github.com/goinfluence/goinfluence/internal/progress"
 	"github.com/goinfluence/goinfluence/models"
 )
 
@@ -37,13 +38,13 @@ func addTaskFlags(fs *flag.FlagSet, dataset string) *taskFlags {
 }
 
 // spec returns the task the flags name; progress receives its stages.
-func (f *taskFlags) spec(p *progress) (eval.TaskSpec, error) {
+func (f *taskFlags) spec(p *progress.Reporter) (eval.TaskSpec, error) {
 	if *f.nTrain < 0 || *f.nTest < 0 || *f.workers < 0 {
 		return eval.TaskSpec{}, fmt.Errorf("%w: --n-train, --n-test and --workers must be ≥ 0", errUsage)
 	}
 	return eval.TaskSpec{
 		Dataset: *f.dataset, Model: *f.model, L2: *f.l2, Seed: *f.seed, NTrain: *f.nTrain, NTest: *f.nTest,
-		TaskOptions: eval.TaskOptions{CacheDir: *f.cache, NoCache: *f.noCache, Workers: *f.workers, MNISTDir: *f.mnistDir, Progress: p.stage},
+		TaskOptions: eval.TaskOptions{CacheDir: *f.cache, NoCache: *f.noCache, Workers: *f.workers, MNISTDir: *f.mnistDir, Progress: p.Stage},
 	}, nil
 }
 
@@ -170,13 +171,13 @@ func runProtocol(ctx context.Context, which string, args []string, stdout, stder
 	case "quality":
 		opt.PlotDir, opt.NoLOO, opt.NoLDS, opt.NoAUC = *plotDir, *noLOO, *noLDS, *noAUC
 	}
-	p := newProgress(stderr)
+	p := progress.New(stderr)
 	spec, err := tf.spec(p)
 	if err != nil {
 		return err
 	}
 	res, err := eval.RunQuality(ctx, eval.QualityRun{Task: spec, Quality: opt, MarkdownFile: *mdOut, JSONFile: *jsonOut})
-	p.done()
+	p.Done()
 	switch {
 	case err != nil:
 		return err

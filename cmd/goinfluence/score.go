@@ -11,6 +11,7 @@ import (
 	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/influence"
+	"github.com/goinfluence/goinfluence/internal/progress"
 )
 
 func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -54,12 +55,12 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	start := time.Now()
-	progress := newProgress(stderr)
+	prog := progress.New(stderr)
 	factors, err := ekfac.Load(*factorsPath)
 	if err != nil {
 		return err
 	}
-	progress.stage("score: reading " + *trainPath)
+	prog.Stage("score: reading " + *trainPath)
 	train, err := gradients.ReadFileLimit(*trainPath, mem.bytes())
 	if err != nil {
 		return withMemFlag("score", err)
@@ -86,10 +87,10 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := factors.Compatible(query); err != nil {
 			return fmt.Errorf("%s: %w", *queryPath, err)
 		}
-		progress.stage(fmt.Sprintf("score: %d queries × %d training examples, %s, δ = %s", query.N, train.N, factors.Method, damping))
+		prog.Stage(fmt.Sprintf("score: %d queries × %d training examples, %s, δ = %s", query.N, train.N, factors.Method, damping))
 	}
 	if *self {
-		progress.stage(fmt.Sprintf("score: self-influence of %d training examples", train.N))
+		prog.Stage(fmt.Sprintf("score: self-influence of %d training examples", train.N))
 	}
 	file, err := influence.FactorScores(ctx, be, factors, query, train, influence.FactorScoresOptions{
 		ScoreOptions: ekfac.ScoreOptions{Damping: damping, Rank: *rank, MemoryLimit: mem.bytes()},
@@ -107,6 +108,6 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := influence.WriteScores(*out, file); err != nil {
 		return err
 	}
-	progress.stage(fmt.Sprintf("score: wrote %s in %.1f s on %s", *out, time.Since(start).Seconds(), be.Name()))
+	prog.Stage(fmt.Sprintf("score: wrote %s in %.1f s on %s", *out, time.Since(start).Seconds(), be.Name()))
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
 	"github.com/goinfluence/goinfluence/influence"
+	"github.com/goinfluence/goinfluence/internal/progress"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -101,23 +102,23 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 	}
 	start := time.Now()
-	progress := newProgress(stderr)
+	prog := progress.New(stderr)
 	tick := func(done, total int) {}
 	opt.Start = func(m store.Manifest, resumed int) {
 		if resumed > 0 {
-			progress.stage(fmt.Sprintf("store build: resuming %s after its %d committed rows", *out, resumed))
+			prog.Stage(fmt.Sprintf("store build: resuming %s after its %d committed rows", *out, resumed))
 		}
-		tick = progress.counter(fmt.Sprintf("store build: %d examples of %d file(s) into %s, %s, %s projection", src.Len(), len(grads), *out, m.DType, m.Projection))
+		tick = prog.Counter(fmt.Sprintf("store build: %d examples of %d file(s) into %s, %s, %s projection", src.Len(), len(grads), *out, m.DType, m.Projection))
 	}
 	opt.Progress = func(done, total, committed int) {
-		if progress.tty {
+		if prog.TTY() {
 			tick(done, total)
 		} else {
 			fmt.Fprintf(stderr, "store build: %d/%d examples, %d rows committed\n", done, total, committed)
 		}
 	}
 	sum, err := store.Build(ctx, *out, src, spec, opt)
-	progress.done()
+	prog.Done()
 	var mismatch *store.MismatchError
 	switch {
 	case errors.As(err, &mismatch) && mismatch.Field == "projection":
@@ -149,8 +150,8 @@ func runStoreInfo(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *dir == "" {
 		return fmt.Errorf("%w: store info needs --store", errUsage)
 	}
-	progress := newProgress(stderr)
-	sum, err := store.Info(ctx, *dir, store.InfoOptions{Verify: *verify, Progress: func(stage string) { progress.stage("store info: " + stage) }})
+	prog := progress.New(stderr)
+	sum, err := store.Info(ctx, *dir, store.InfoOptions{Verify: *verify, Progress: func(stage string) { prog.Stage("store info: " + stage) }})
 	var verr *store.VerifyError
 	switch {
 	case errors.As(err, &verr):
@@ -249,7 +250,7 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	start := time.Now()
-	progress := newProgress(stderr)
+	prog := progress.New(stderr)
 
 	var method influence.StoreMethod
 	var factors *ekfac.Factors
@@ -305,7 +306,7 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	nq, count := queries[0].N, stores[0].Count()
 	scorer, err := influence.OpenStoreScorer(ctx, be, influence.StoreScorerOptions{Stores: stores, Method: method, TopK: *topk, ChunkRows: *chunk,
-		FullScores: *scoresOut != "", MemoryLimit: mem.bytes(), Progress: func(stage string) { progress.stage("store score: " + stage) }})
+		FullScores: *scoresOut != "", MemoryLimit: mem.bytes(), Progress: func(stage string) { prog.Stage("store score: " + stage) }})
 	if err != nil {
 		return fmt.Errorf("store score: %w", err)
 	}
@@ -318,7 +319,7 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if factors != nil {
 		stageMethod += ", δ = " + damping.String()
 	}
-	progress.stage(fmt.Sprintf("store score: %d queries × %d rows of %s, %s", nq, count, what, stageMethod))
+	prog.Stage(fmt.Sprintf("store score: %d queries × %d rows of %s, %s", nq, count, what, stageMethod))
 	res, err := scorer.Score(ctx, queries...)
 	if err != nil {
 		err = fmt.Errorf("store score: %s: %w", strings.Join(dirs, ","), err)
@@ -345,7 +346,7 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		wrote += " and " + *scoresOut
 	}
-	progress.stage(fmt.Sprintf("store score: %d queries × %d rows in %.1f s (streaming %.2f s) on %s; wrote %s",
+	prog.Stage(fmt.Sprintf("store score: %d queries × %d rows in %.1f s (streaming %.2f s) on %s; wrote %s",
 		nq, count, time.Since(start).Seconds(), res.Seconds, be.Name(), wrote))
 	return nil
 }

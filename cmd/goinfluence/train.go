@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/goinfluence/goinfluence/datasets"
+	"github.com/goinfluence/goinfluence/internal/progress"
 	"github.com/goinfluence/goinfluence/models"
 )
 
@@ -83,7 +84,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	provMeta := prov.Metadata()
 
-	progress := newProgress(stderr)
+	prog := progress.New(stderr)
 	var saved []string
 	opt.Checkpoint = func(epoch int, m models.Model) error {
 		path := epochCheckpoint(*out, epoch)
@@ -98,19 +99,19 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	opt.Start = func(m models.Model) {
 		if *kind == models.KindMLP {
-			tick = progress.counter(fmt.Sprintf("training %s on %d examples with Adam", models.Describe(m), train.Len()))
+			tick = prog.Counter(fmt.Sprintf("training %s on %d examples with Adam", models.Describe(m), train.Len()))
 		} else {
-			progress.stage(fmt.Sprintf("training %s on %d examples by Newton's method", models.Describe(m), train.Len()))
+			prog.Stage(fmt.Sprintf("training %s on %d examples by Newton's method", models.Describe(m), train.Len()))
 		}
 	}
 	res, err := models.Train(ctx, train.X, train.Y, train.Classes, opt)
-	progress.done()
+	prog.Done()
 	if err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
 	m := res.Model
 	if *kind != models.KindMLP {
-		progress.stage(fmt.Sprintf("converged after %d Newton steps, ‖∇R‖ = %.2g", res.Newton.Iterations, res.Newton.GradNorm))
+		prog.Stage(fmt.Sprintf("converged after %d Newton steps, ‖∇R‖ = %.2g", res.Newton.Iterations, res.Newton.GradNorm))
 	} else if len(saved) > 0 {
 		// TracIn-CP weighs checkpoint c by its learning rate η_c; Adam's
 		// step size is constant here.
@@ -120,7 +121,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := models.SaveWithMetadata(*out, m, provMeta); err != nil {
 		return err
 	}
-	progress.stage("wrote " + *out)
+	prog.Stage("wrote " + *out)
 
 	// The checkpoint records its data and split, and grads refuses others;
 	// say which flags give them.

@@ -5,12 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-
-	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
 
 	"github.com/goinfluence/goinfluence/eval"
+	"github.com/goinfluence/goinfluence/internal/progress"
 )
 
 func runValidateLOO(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -34,8 +31,8 @@ func runValidateLOO(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := checkOutputs("validate loo", paths("--plot", *plotPath), nil); err != nil {
 		return err
 	}
-	progress := newProgress(stderr)
-	spec, err := tf.spec(progress)
+	prog := progress.New(stderr)
+	spec, err := tf.spec(prog)
 	if err != nil {
 		return err
 	}
@@ -44,12 +41,12 @@ func runValidateLOO(ctx context.Context, args []string, stdout, stderr io.Writer
 		Task: spec, TestPoints: *tests, Remove: *remove, Method: *method, Damping: *damping, Plot: *plotPath,
 		Retrained: func(done, total int) {
 			if retrained == nil {
-				retrained = progress.counter("retraining without each removed point")
+				retrained = prog.Counter("retraining without each removed point")
 			}
 			retrained(done, total)
 		},
 	})
-	progress.done()
+	prog.Done()
 	switch {
 	case err != nil:
 		return err
@@ -57,50 +54,4 @@ func runValidateLOO(ctx context.Context, args []string, stdout, stderr io.Writer
 		return json.NewEncoder(stdout).Encode(res)
 	}
 	return res.WriteText(stdout)
-}
-
-// progress reports stages on stderr: a bar when stderr is a terminal, a
-// plain line per stage otherwise (so logs stay readable).
-type progress struct {
-	w   io.Writer
-	tty bool
-	bar *progressbar.ProgressBar
-}
-
-func newProgress(w io.Writer) *progress {
-	f, ok := w.(*os.File)
-	return &progress{w: w, tty: ok && term.IsTerminal(int(f.Fd()))}
-}
-
-func (p *progress) stage(msg string) {
-	p.done()
-	fmt.Fprintln(p.w, msg)
-}
-
-// counter returns a callback for a stage of known length.
-func (p *progress) counter(msg string) func(done, total int) {
-	p.done()
-	if !p.tty {
-		fmt.Fprintln(p.w, msg)
-		return func(done, total int) {
-			if done == total {
-				fmt.Fprintf(p.w, "%s: %d/%d done\n", msg, done, total)
-			}
-		}
-	}
-	return func(done, total int) {
-		if p.bar == nil {
-			p.bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(p.w),
-				progressbar.OptionSetDescription(msg), progressbar.OptionShowCount(),
-				progressbar.OptionClearOnFinish())
-		}
-		_ = p.bar.Set(done)
-	}
-}
-
-func (p *progress) done() {
-	if p.bar != nil {
-		_ = p.bar.Finish()
-		p.bar = nil
-	}
 }
