@@ -10,6 +10,7 @@ import (
 
 	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -106,7 +107,7 @@ func EKFAC(ctx context.Context, opt EKFACOptions) (*EKFACResult, error) {
 	cov := ekfac.NewCovariance(be)
 	var eig *ekfac.Eigen
 	var f *ekfac.Factors
-	sopt := ekfac.ScoreOptions{Damping: ekfac.Damping{Heuristic: true}}
+	sopt := ekfac.ScoreOptions{Damping: hessian.Damping{Heuristic: true}}
 	steps := []struct {
 		name string
 		fn   func() error

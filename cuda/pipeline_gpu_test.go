@@ -8,6 +8,7 @@ import (
 
 	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/hessian"
 )
 
 // TestProjectionOnGPU runs the pipeline's projections through the
@@ -101,7 +102,7 @@ func TestPreconditionOnGPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	q := batch(11)
-	opt := ekfac.ScoreOptions{Damping: ekfac.Damping{Heuristic: true}}
+	opt := ekfac.ScoreOptions{Damping: hessian.Damping{Heuristic: true}}
 	want, err := f.Precondition(ctx, b.Host(), q, opt)
 	if err != nil {
 		t.Fatal(err)

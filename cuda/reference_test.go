@@ -9,6 +9,7 @@ import (
 
 	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/influence"
 	"github.com/goinfluence/goinfluence/linalg"
 )
@@ -146,7 +147,7 @@ func TestRefScaleEKFACMatchesEKFAC(t *testing.T) {
 	}
 	f := &ekfac.Factors{Method: ekfac.Diagonal, N: n, M: n, Layers: []ekfac.LayerFactors{{Name: "l", D: d, Lambda: linalg.NewDense64(1, d, lambda)}}}
 	b := &gradients.Batch{N: n, Layers: []gradients.Layer{{Name: "l", D: d, Grad: g}}}
-	want, err := f.Precondition(context.Background(), linalg.CPU(), b, ekfac.ScoreOptions{Damping: ekfac.Damping{Value: delta}})
+	want, err := f.Precondition(context.Background(), linalg.CPU(), b, ekfac.ScoreOptions{Damping: hessian.Damping{Value: delta}})
 	if err != nil {
 		t.Fatal(err)
 	}

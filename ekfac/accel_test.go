@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -41,7 +42,7 @@ func TestPreconditionOnScaler(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, d := range []Damping{{Heuristic: true}, {Value: 1e-3}} {
+		for _, d := range []hessian.Damping{{Heuristic: true}, {Value: 1e-3}} {
 			want, err := f.Precondition(ctx, linalg.CPU(), q, ScoreOptions{Damping: d})
 			if err != nil {
 				t.Fatal(err)
@@ -85,7 +86,7 @@ func TestNilBackend(t *testing.T) {
 	if !slices.Equal(f.Layers[0].Lambda.Data, want.Layers[0].Lambda.Data) {
 		t.Error("Fit with a nil backend differs from Fit on linalg.Auto()")
 	}
-	opt := ScoreOptions{Damping: Damping{Heuristic: true}}
+	opt := ScoreOptions{Damping: hessian.Damping{Heuristic: true}}
 	if _, err := f.Precondition(ctx, nil, q, opt); err != nil {
 		t.Errorf("Precondition: %v", err)
 	}
@@ -108,16 +109,16 @@ func TestSentinels(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := randomBatch(rng, 2, true) // an extra dense layer
-	_, parseErr := ParseDamping("-1")
-	_, singular := f.Precondition(context.Background(), linalg.CPU(), fit, ScoreOptions{Damping: Damping{Value: -1e9}})
-	_, mismatch := f.Precondition(context.Background(), linalg.CPU(), other, ScoreOptions{Damping: Damping{Heuristic: true}})
+	_, parseErr := hessian.ParseDamping("-1")
+	_, singular := f.Precondition(context.Background(), linalg.CPU(), fit, ScoreOptions{Damping: hessian.Damping{Value: -1e9}})
+	_, mismatch := f.Precondition(context.Background(), linalg.CPU(), other, ScoreOptions{Damping: hessian.Damping{Heuristic: true}})
 	for _, tc := range []struct {
 		name string
 		err  error
 		is   error
 	}{
-		{"parse", parseErr, ErrDamping},
-		{"Λ + δ not positive", singular, ErrDamping},
+		{"parse", parseErr, hessian.ErrDamping},
+		{"Λ + δ not positive", singular, hessian.ErrDamping},
 		{"layers", mismatch, ErrIncompatible},
 	} {
 		if !errors.Is(tc.err, tc.is) {

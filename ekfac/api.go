@@ -60,39 +60,6 @@ type LayerFactors struct {
 	ACov, SCov *linalg.Dense64
 }
 
-// Sentinel errors, for errors.Is: a bad damping is the caller's choice of
-// δ; incompatible gradients are the wrong input for the factors.
-var (
-	// ErrDamping marks a damping that is not a finite number ≥ 0 or
-	// "heuristic", or that leaves an entry of Λ + δ not positive.
-	ErrDamping = errors.New("ekfac: bad damping")
-	// ErrIncompatible marks gradients whose layers, order or shapes are
-	// not those of the factors.
-	ErrIncompatible = errors.New("ekfac: gradients do not match the factors")
-)
-
-// Damping is the δ added to Λ at score time: an absolute value, or the
-// heuristic 0.1 × mean(Λ) per layer.
-type Damping struct {
-	Heuristic bool
-	Value     float64
-}
-
-// ParseDamping parses a number ≥ 0 or "heuristic".
-func ParseDamping(s string) (Damping, error) {
-	if s == "heuristic" {
-		return Damping{Heuristic: true}, nil
-	}
-	var v float64
-	if _, err := fmt.Sscan(s, &v); err != nil || v < 0 || v != v || v > 1e300 {
-		return Damping{}, fmt.Errorf("%w: %q: want a finite number ≥ 0 or \"heuristic\"", ErrDamping, s)
-	}
-	return Damping{Value: v}, nil
-}
-
-func (d Damping) String() string {
-	if d.Heuristic {
-		return "heuristic"
-	}
-	return fmt.Sprint(d.Value)
-}
+// ErrIncompatible marks gradients whose layers, order or shapes are not
+// those of the factors (errors.Is). A bad damping is hessian.ErrDamping.
+var ErrIncompatible = errors.New("ekfac: gradients do not match the factors")

@@ -12,6 +12,7 @@ import (
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/internal/safetensors"
 	"github.com/goinfluence/goinfluence/linalg"
 )
@@ -74,7 +75,7 @@ func refGrad(l *gradients.Layer, n int) *mat.Dense {
 
 // reference computes scores(q, t) by DESIGN §3 literally, in float64, with
 // loops and gonum, sharing no code with the package.
-func reference(method Method, fit, q, tr *gradients.Batch, damp Damping) (scores *mat.Dense, self []float64) {
+func reference(method Method, fit, q, tr *gradients.Batch, damp hessian.Damping) (scores *mat.Dense, self []float64) {
 	scores = mat.NewDense(q.N, tr.N, nil)
 	self = make([]float64, tr.N)
 	for li := range fit.Layers {
@@ -230,16 +231,16 @@ func TestAgainstReference(t *testing.T) {
 	fitFactored := randomBatch(rng, 40, false)
 	tests := []struct {
 		method Method
-		damp   Damping
+		damp   hessian.Damping
 		dense  bool
 	}{
-		{EKFAC, Damping{Heuristic: true}, false},
-		{EKFAC, Damping{Value: 1e-3}, false},
-		{KFAC, Damping{Heuristic: true}, false},
-		{KFAC, Damping{Value: 0.05}, false},
-		{Diagonal, Damping{Heuristic: true}, true},
-		{Diagonal, Damping{Value: 1e-2}, true},
-		{Identity, Damping{Heuristic: true}, true},
+		{EKFAC, hessian.Damping{Heuristic: true}, false},
+		{EKFAC, hessian.Damping{Value: 1e-3}, false},
+		{KFAC, hessian.Damping{Heuristic: true}, false},
+		{KFAC, hessian.Damping{Value: 0.05}, false},
+		{Diagonal, hessian.Damping{Heuristic: true}, true},
+		{Diagonal, hessian.Damping{Value: 1e-2}, true},
+		{Identity, hessian.Damping{Heuristic: true}, true},
 	}
 	for _, tc := range tests {
 		t.Run(string(tc.method)+"/"+tc.damp.String(), func(t *testing.T) {
@@ -324,7 +325,7 @@ func TestInvariance(t *testing.T) {
 			if f.N != 37 {
 				t.Fatalf("%s %s: N = %d", method, name, f.N)
 			}
-			s, _ := score(t, be, f, q, tr, ScoreOptions{Damping: Damping{Heuristic: true}})
+			s, _ := score(t, be, f, q, tr, ScoreOptions{Damping: hessian.Damping{Heuristic: true}})
 			if ref == nil {
 				ref = s
 				continue
@@ -358,7 +359,7 @@ func TestSaveLoad(t *testing.T) {
 		if g.Method != method || g.N != 20 || g.Meta["grads"] != "fit.safetensors" || len(g.Layers) != 2 || g.Layers[0].M != f.Layers[0].M {
 			t.Fatalf("%s: loaded %+v", method, g)
 		}
-		opt := ScoreOptions{Damping: Damping{Heuristic: true}}
+		opt := ScoreOptions{Damping: hessian.Damping{Heuristic: true}}
 		a, _ := score(t, be, f, q, tr, opt)
 		b, _ := score(t, be, g, q, tr, opt)
 		for i := range a.Data {
@@ -394,7 +395,7 @@ func TestErrors(t *testing.T) {
 		t.Error("unknown method accepted")
 	}
 	for _, s := range []string{"-1", "x", "NaN", "Inf"} {
-		if _, err := ParseDamping(s); err == nil {
+		if _, err := hessian.ParseDamping(s); err == nil {
 			t.Errorf("damping %q accepted", s)
 		}
 	}
@@ -429,12 +430,12 @@ func TestRank(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	full, err := f.Precondition(context.Background(), be, q, ScoreOptions{Damping: Damping{Heuristic: true}})
+	full, err := f.Precondition(context.Background(), be, q, ScoreOptions{Damping: hessian.Damping{Heuristic: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range []int{1, 2, 3} {
-		low, err := f.Precondition(context.Background(), be, q, ScoreOptions{Damping: Damping{Heuristic: true}, Rank: r})
+		low, err := f.Precondition(context.Background(), be, q, ScoreOptions{Damping: hessian.Damping{Heuristic: true}, Rank: r})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -453,7 +454,7 @@ func TestRank(t *testing.T) {
 		}
 		// LayerScores with a rank limit scores the truncated P(G_q).
 		tr := randomBatch(rng, 3, false)
-		opt := ScoreOptions{Damping: Damping{Heuristic: true}, Rank: r}
+		opt := ScoreOptions{Damping: hessian.Damping{Heuristic: true}, Rank: r}
 		layers, err := f.LayerScores(context.Background(), be, q, tr, opt)
 		if err != nil {
 			t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -31,7 +32,7 @@ func ExampleFit() {
 	if err != nil {
 		panic(err)
 	}
-	opt := ekfac.ScoreOptions{Damping: ekfac.Damping{Heuristic: true}}
+	opt := ekfac.ScoreOptions{Damping: hessian.Damping{Heuristic: true}}
 	train := batch(5)
 	self, err := f.SelfInfluence(ctx, be, train, opt)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/internal/safetensors"
 	"github.com/goinfluence/goinfluence/linalg"
 )
@@ -46,7 +47,7 @@ func FuzzDecode(f *testing.F) {
 			if fac.Method.needsCovariance() && (lf.QA == nil || lf.QS == nil || len(lf.LambdaA) != lf.DIn || len(lf.LambdaS) != lf.DOut) {
 				t.Fatalf("layer %d: K-FAC/EK-FAC factors without eigenbases", i)
 			}
-			_ = fac.LayerDamping(i, Damping{Heuristic: true})
+			_ = fac.LayerDamping(i, hessian.Damping{Heuristic: true})
 			if lf.D > maxDim || lf.DIn > maxDim || lf.DOut > maxDim {
 				return
 			}
@@ -63,7 +64,7 @@ func FuzzDecode(f *testing.F) {
 				b.Layers = append(b.Layers, gradients.Layer{Name: lf.Name, DIn: lf.DIn, DOut: lf.DOut, Tokens: 1, A: ones(lf.DIn), S: ones(lf.DOut)})
 			}
 		}
-		if _, err := fac.Precondition(context.Background(), linalg.CPU(), b, ScoreOptions{Damping: Damping{Heuristic: true}}); err != nil {
+		if _, err := fac.Precondition(context.Background(), linalg.CPU(), b, ScoreOptions{Damping: hessian.Damping{Heuristic: true}}); err != nil {
 			t.Logf("Precondition: %v", err) // allowed: zero damping of a zero Λ, say
 		}
 	})

@@ -8,13 +8,14 @@ import (
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/linalg"
 	"github.com/goinfluence/goinfluence/linalg/accel"
 )
 
 // ScoreOptions are the choices made at score time, not fit time.
 type ScoreOptions struct {
-	Damping Damping
+	Damping hessian.Damping
 	// Rank > 0 replaces each layer's P(G) by its rank-Rank truncated SVD
 	// (meant for query gradients, to cut memory and time).
 	Rank int
@@ -27,19 +28,16 @@ type ScoreOptions struct {
 
 // LayerDamping returns the δ used for layer i: the absolute value, or
 // 0.1 × mean(Λ) of the layer for the heuristic (0 for Identity).
-func (f *Factors) LayerDamping(i int, d Damping) float64 {
-	if !d.Heuristic {
-		return d.Value
-	}
+func (f *Factors) LayerDamping(i int, d hessian.Damping) float64 {
 	lam := f.Layers[i].Lambda
-	if lam == nil || len(lam.Data) == 0 {
-		return 0
+	if !d.Heuristic || lam == nil {
+		return d.Resolve(0, 0)
 	}
 	var s float64
 	for _, v := range lam.Data {
 		s += v
 	}
-	return 0.1 * s / float64(len(lam.Data))
+	return d.Resolve(s, len(lam.Data))
 }
 
 // Precondition returns P(G) for every example of g as an N × Dim matrix,
@@ -150,7 +148,7 @@ func scaleOn(sc accel.EKFACScaler, be linalg.Backend, l *gradients.Layer, lf *La
 
 // inverse returns 1/(Λ+δ) of layer i, or an error naming the layer when an
 // entry is not positive (no damping on a singular factor) or not finite.
-func (f *Factors) inverse(i int, d Damping) ([]float64, error) {
+func (f *Factors) inverse(i int, d hessian.Damping) ([]float64, error) {
 	lf := &f.Layers[i]
 	if f.Method == Identity {
 		return nil, nil
@@ -160,7 +158,7 @@ func (f *Factors) inverse(i int, d Damping) ([]float64, error) {
 	for j, v := range lf.Lambda.Data {
 		x := v + delta
 		if !(x > 0) || math.IsInf(x, 0) {
-			return nil, fmt.Errorf("%w: layer %q: Λ + δ = %v at entry %d (δ = %g); use a larger damping", ErrDamping, lf.Name, x, j, delta)
+			return nil, fmt.Errorf("%w: layer %q: Λ + δ = %v at entry %d (δ = %g); use a larger damping", hessian.ErrDamping, lf.Name, x, j, delta)
 		}
 		inv[j] = 1 / x
 	}

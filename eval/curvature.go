@@ -13,6 +13,7 @@ import (
 	"github.com/goinfluence/goinfluence/datasets"
 	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/influence"
 	"github.com/goinfluence/goinfluence/linalg"
 	"github.com/goinfluence/goinfluence/models"
@@ -198,7 +199,7 @@ func CurvatureAccuracy(ctx context.Context, opt CurvatureOptions) (*CurvatureRes
 		}
 		for i, f := range factors {
 			an := &influence.Analyzer{
-				Method:  influence.Factors(f, ekfac.ScoreOptions{Damping: ekfac.Damping{Value: delta}}),
+				Method:  influence.Factors(f, ekfac.ScoreOptions{Damping: hessian.Damping{Value: delta}}),
 				Backend: be,
 			}
 			s, err := an.Scores(ctx, query, trainGrads)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/influence"
 	"github.com/goinfluence/goinfluence/linalg"
 )
@@ -62,7 +63,7 @@ func ProjectionAccuracy(ctx context.Context, opt CurvatureOptions, ks []int, pro
 	sort.Ints(tests)
 	qx := test.Subset(tests)
 	fit, query, tr := expectedFisher(m, train.X), m.Gradients(qx.X, qx.Y), m.Gradients(train.X, train.Y)
-	damp := ekfac.ScoreOptions{Damping: ekfac.Damping{Heuristic: true}}
+	damp := ekfac.ScoreOptions{Damping: hessian.Damping{Heuristic: true}}
 	scores := func(fit, q, t *gradients.Batch) (*linalg.Dense64, error) {
 		f, err := ekfac.Fit(ctx, ekfac.EKFAC, be, ekfac.BatchSource(fit), nil)
 		if err != nil {

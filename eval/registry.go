@@ -43,10 +43,10 @@ type MethodConfig struct {
 	// (default 32).
 	LoGraK int `json:"logra_k"`
 	// TRAKDim is the SJLT projection dimension per layer of TRAK
-	// (default 2048), TRAKDamping its absolute δ (0: the heuristic
-	// 0.1·trace(ΦᵀΦ)/k per model).
-	TRAKDim     int     `json:"trak_dim"`
-	TRAKDamping float64 `json:"trak_damping"`
+	// (default 2048), TRAKDamping its δ as hessian.ParseDamping reads it
+	// (default "heuristic": 0.1·trace(ΦᵀΦ)/k per model).
+	TRAKDim     int    `json:"trak_dim"`
+	TRAKDamping string `json:"trak_damping"`
 	// CGTol and CGMaxIter stop CG on each query (defaults 1e-4 relative
 	// residual and 300 iterations; missing the tolerance is an error).
 	CGTol     float64 `json:"cg_tol"`
@@ -86,6 +86,7 @@ func (c *MethodConfig) defaults() {
 	c.ExactMaxParams = cmp.Or(c.ExactMaxParams, 12000)
 	c.LoGraK = cmp.Or(c.LoGraK, 32)
 	c.TRAKDim = cmp.Or(c.TRAKDim, 2048)
+	c.TRAKDamping = cmp.Or(c.TRAKDamping, "heuristic")
 	c.CGTol = cmp.Or(c.CGTol, 1e-4)
 	c.CGMaxIter = cmp.Or(c.CGMaxIter, 300)
 	c.LiSSADepth = cmp.Or(c.LiSSADepth, 300)
@@ -113,11 +114,11 @@ func (t *Task) methodConfig(c MethodConfig) MethodConfig {
 }
 
 // fittedDamping resolves Damping for a model.
-func (c *MethodConfig) fittedDamping(m models.Model) (ekfac.Damping, error) {
+func (c *MethodConfig) fittedDamping(m models.Model) (hessian.Damping, error) {
 	if c.Damping == "l2" {
-		return ekfac.Damping{Value: m.L2()}, nil
+		return hessian.Damping{Value: m.L2()}, nil
 	}
-	return ekfac.ParseDamping(c.Damping)
+	return hessian.ParseDamping(c.Damping)
 }
 
 // Inputs is what a method may use to score: a trained model, the training
@@ -433,8 +434,12 @@ func trakRun(k int) func(context.Context, *Inputs, bool) (*MethodResult, error) 
 		if err != nil {
 			return nil, err
 		}
+		damping, err := hessian.ParseDamping(in.Config.TRAKDamping)
+		if err != nil {
+			return nil, fmt.Errorf("TRAK: %w", err)
+		}
 		opt := influence.TRAKOptions{
-			Damping:           in.Config.TRAKDamping,
+			Damping:           damping,
 			Projection:        gradients.Projection{Kind: gradients.SJLT, K: in.Config.TRAKDim, Seed: in.Config.Seed},
 			SeedPerCheckpoint: true,
 		}

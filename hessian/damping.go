@@ -2,6 +2,7 @@ package hessian
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 
@@ -10,11 +11,40 @@ import (
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
-// Damping is a δ: an absolute value, or the heuristic 0.1 × the mean
-// eigenvalue of the curvature it damps (trace/P).
+// Damping is the δ of (H + δI)⁻¹, for every method of the library: an
+// absolute value, or, with Heuristic, a tenth of the mean eigenvalue of the
+// curvature it damps (DampingFromTrace): 0.1 × mean(Λ) per layer for
+// K-FAC and EK-FAC, 0.1 × trace/k for a projected Hessian. The zero value
+// is an explicit δ = 0, never a default in disguise.
 type Damping struct {
 	Heuristic bool
 	Value     float64
+}
+
+// ErrDamping marks a damping that is not a finite number ≥ 0 or
+// "heuristic", or that leaves the damped curvature not positive definite.
+var ErrDamping = errors.New("bad damping")
+
+// ParseDamping parses a number ≥ 0 or "heuristic", as the command line
+// gives it.
+func ParseDamping(s string) (Damping, error) {
+	if s == "heuristic" {
+		return Damping{Heuristic: true}, nil
+	}
+	var v float64
+	if _, err := fmt.Sscan(s, &v); err != nil || v < 0 || v != v || v > 1e300 {
+		return Damping{}, fmt.Errorf("%w: %q: want a finite number ≥ 0 or \"heuristic\"", ErrDamping, s)
+	}
+	return Damping{Value: v}, nil
+}
+
+// Resolve returns δ for a curvature of the given trace and dimension: the
+// value, or the heuristic DampingFromTrace(trace, dim).
+func (d Damping) Resolve(trace float64, dim int) float64 {
+	if d.Heuristic {
+		return DampingFromTrace(trace, dim)
+	}
+	return d.Value
 }
 
 func (d Damping) String() string {

@@ -89,7 +89,7 @@ func checkRHS(method string, op Operator, b *linalg.Dense64) error {
 // checkDamping rejects a negative or non-finite δ.
 func checkDamping(method string, d float64) error {
 	if d < 0 || math.IsNaN(d) || math.IsInf(d, 0) {
-		return newError(method, -1, 0, fmt.Errorf("damping %v must be finite and ≥ 0", d))
+		return newError(method, -1, 0, fmt.Errorf("%w: damping %v must be finite and ≥ 0", ErrDamping, d))
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -65,9 +66,10 @@ func TracInCP(ctx context.Context, be linalg.Backend, cps []Checkpoint) (*linalg
 
 // TRAKOptions configures TRAK.
 type TRAKOptions struct {
-	// Damping is the absolute δ added to ΦᵀΦ. Zero means the heuristic
-	// 0.1·trace(ΦᵀΦ)/k, computed per checkpoint.
-	Damping float64
+	// Damping is the δ added to ΦᵀΦ per checkpoint: a value, or the
+	// heuristic 0.1·trace(ΦᵀΦ)/k. The zero value is δ = 0, which TRAK
+	// refuses: ΦᵀΦ is singular whenever k exceeds the training examples.
+	Damping hessian.Damping
 	// Projection is applied to the query and training gradients of every
 	// checkpoint before scoring (a dense kind such as Rademacher with K).
 	// Kind 0 uses the gradients as they are.
@@ -96,8 +98,8 @@ func TRAK(ctx context.Context, be linalg.Backend, cps []Checkpoint, opt TRAKOpti
 	if err != nil {
 		return nil, fmt.Errorf("influence: TRAK: %w", err)
 	}
-	if d := opt.Damping; d < 0 || math.IsNaN(d) || math.IsInf(d, 0) {
-		return nil, fmt.Errorf("influence: TRAK: damping %v must be finite and ≥ 0", d)
+	if d := opt.Damping; !d.Heuristic && !(d.Value > 0 && !math.IsInf(d.Value, 0)) {
+		return nil, fmt.Errorf("influence: TRAK: %w: %v, want a finite δ > 0 or the heuristic", hessian.ErrDamping, d)
 	}
 	out := linalg.NewDense64(nq, nt, nil)
 	for c := range cps {
@@ -151,10 +153,7 @@ func trakCheckpoint(ctx context.Context, be linalg.Backend, cp *Checkpoint, c in
 	phi := train.Flatten()
 	h := linalg.NewDense64(k, k, nil)
 	be.CovAccumulate(h, phi)
-	damping := opt.Damping
-	if damping == 0 {
-		damping = RawDamping(h)
-	}
+	damping := RawDamping(h, opt.Damping)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -215,10 +214,10 @@ func checkCheckpoints(cps []Checkpoint, probs bool) (nq, nt int, err error) {
 // φ_q (ΦᵀΦ + δI)⁻¹, with Φ the rows of the store s (the checkpoint's
 // projected training gradients) and query the queries projected as the
 // store's rows (n_query × k). ΦᵀΦ is accumulated over the store as
-// ProjectedHessian does, in one pass. damping is δ, or 0 for the heuristic
+// ProjectedHessian does, in one pass. damping is δ or the heuristic
 // 0.1·trace(ΦᵀΦ)/k, and the δ used is returned. Together with TRAKWeights,
 // StreamCheckpoints then gives the scores of TRAK over the stores' rows.
-func TRAKQueries(ctx context.Context, be linalg.Backend, s *store.Store, query *linalg.Dense64, damping float64, chunkRows int) (*linalg.Dense64, float64, error) {
+func TRAKQueries(ctx context.Context, be linalg.Backend, s *store.Store, query *linalg.Dense64, damping hessian.Damping, chunkRows int) (*linalg.Dense64, float64, error) {
 	be, err := linalg.OrAuto(be)
 	if err != nil {
 		return nil, 0, fmt.Errorf("influence: TRAKQueries: %w", err)
@@ -229,25 +228,25 @@ func TRAKQueries(ctx context.Context, be linalg.Backend, s *store.Store, query *
 		return nil, 0, fmt.Errorf("influence: TRAKQueries: queries have dimension %d, the store %s %d", query.Cols, s.Dir(), k)
 	case k > MaxTRAKDim:
 		return nil, 0, fmt.Errorf("influence: TRAKQueries: the store %s has dimension %d, more than %d: build it with a projection", s.Dir(), k, MaxTRAKDim)
-	case damping < 0 || math.IsNaN(damping) || math.IsInf(damping, 0):
-		return nil, 0, fmt.Errorf("influence: TRAKQueries: damping %v must be finite and ≥ 0", damping)
+	case !damping.Heuristic && (damping.Value < 0 || math.IsNaN(damping.Value) || math.IsInf(damping.Value, 0)):
+		return nil, 0, fmt.Errorf("influence: TRAKQueries: %w: %v must be finite and ≥ 0", hessian.ErrDamping, damping)
 	}
 	for i, v := range query.Data {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return nil, 0, fmt.Errorf("influence: TRAKQueries: query %d: %w: %v at column %d", i/query.Stride, linalg.ErrNotFinite, v, i%query.Stride)
 		}
 	}
-	a, damping, err := trakSystem(ctx, be, s, damping, chunkRows)
+	a, delta, err := trakSystem(ctx, be, s, damping, chunkRows)
 	if err != nil {
 		return nil, 0, err
 	}
-	x, err := trakSolve(be, s, a, damping, query)
-	return x, damping, err
+	x, err := trakSolve(be, s, a, delta, query)
+	return x, delta, err
 }
 
-// trakSystem returns ΦᵀΦ + δI over the rows of s, and δ (the heuristic
-// 0.1·trace(ΦᵀΦ)/k for damping 0): the one pass over the store of TRAK.
-func trakSystem(ctx context.Context, be linalg.Backend, s *store.Store, damping float64, chunkRows int) (*linalg.Dense64, float64, error) {
+// trakSystem returns ΦᵀΦ + δI over the rows of s, and δ (d resolved
+// against ΦᵀΦ): the one pass over the store of TRAK.
+func trakSystem(ctx context.Context, be linalg.Backend, s *store.Store, d hessian.Damping, chunkRows int) (*linalg.Dense64, float64, error) {
 	h, err := ProjectedHessian(ctx, be, s, chunkRows)
 	if err != nil {
 		return nil, 0, err
@@ -256,9 +255,7 @@ func trakSystem(ctx context.Context, be linalg.Backend, s *store.Store, damping 
 	for i := range h.Data {
 		h.Data[i] *= n // ΦᵀΦ, as TRAK forms it: not normalised
 	}
-	if damping == 0 {
-		damping = RawDamping(h)
-	}
+	damping := RawDamping(h, d)
 	for i := range h.Rows {
 		h.Data[i*h.Stride+i] += damping
 	}

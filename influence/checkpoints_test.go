@@ -11,6 +11,7 @@ import (
 
 	"github.com/goinfluence/goinfluence/datasets"
 	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/linalg"
 	"github.com/goinfluence/goinfluence/models"
 )
@@ -176,7 +177,7 @@ func TestTRAKAgainstInverse(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(7, uint64(tc.checkpoints*100+tc.k)))
 			cps := randomCheckpoints(rng, tc.checkpoints, 5, 30)
-			opt := TRAKOptions{Damping: tc.damping, SeedPerCheckpoint: tc.perCheckpoint}
+			opt := TRAKOptions{Damping: hessian.Damping{Heuristic: tc.damping == 0, Value: tc.damping}, SeedPerCheckpoint: tc.perCheckpoint}
 			if tc.k > 0 {
 				opt.Projection = gradients.Projection{Kind: gradients.Rademacher, K: tc.k, Seed: 42}
 			}
@@ -209,11 +210,11 @@ func TestTRAKProjectionSeeds(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	cps := randomCheckpoints(rng, 2, 3, 20)
 	proj := gradients.Projection{Kind: gradients.Rademacher, K: 8, Seed: 1}
-	same, err := TRAK(ctx, linalg.CPU(), cps, TRAKOptions{Projection: proj})
+	same, err := TRAK(ctx, linalg.CPU(), cps, TRAKOptions{Projection: proj, Damping: hessian.Damping{Heuristic: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	per, err := TRAK(ctx, linalg.CPU(), cps, TRAKOptions{Projection: proj, SeedPerCheckpoint: true})
+	per, err := TRAK(ctx, linalg.CPU(), cps, TRAKOptions{Projection: proj, SeedPerCheckpoint: true, Damping: hessian.Damping{Heuristic: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +244,7 @@ func TestTRAKQWeighting(t *testing.T) {
 	for c := range cps {
 		cps[c].TrainProb[5] = 1
 	}
-	opt := TRAKOptions{Damping: 0.3}
+	opt := TRAKOptions{Damping: hessian.Damping{Value: 0.3}}
 	base, err := TRAK(ctx, linalg.CPU(), zero, opt)
 	if err != nil {
 		t.Fatal(err)
@@ -314,8 +315,10 @@ func TestCheckpointErrors(t *testing.T) {
 			trak: "checkpoint 1: training example 3: probability NaN"},
 		{name: "learning rate", edit: func(c []Checkpoint) []Checkpoint { c[1].LR = math.Inf(1); return c },
 			tracin: "checkpoint 1: learning rate +Inf"},
-		{name: "negative damping", edit: func(c []Checkpoint) []Checkpoint { return c }, opt: TRAKOptions{Damping: -1},
-			trak: "damping -1"},
+		{name: "negative damping", edit: func(c []Checkpoint) []Checkpoint { return c }, opt: TRAKOptions{Damping: hessian.Damping{Value: -1}},
+			trak: "bad damping: -1"},
+		{name: "zero damping", edit: func(c []Checkpoint) []Checkpoint { return c }, opt: TRAKOptions{Damping: hessian.Damping{}},
+			trak: "bad damping: 0, want a finite δ > 0 or the heuristic"},
 		{name: "bad projection", edit: func(c []Checkpoint) []Checkpoint { return c },
 			opt:  TRAKOptions{Projection: gradients.Projection{Kind: gradients.Rademacher}},
 			trak: "checkpoint 0: projecting query gradients"},
@@ -337,7 +340,11 @@ func TestCheckpointErrors(t *testing.T) {
 			case tc.tracin != "" && (err == nil || !strings.Contains(err.Error(), tc.tracin)):
 				t.Errorf("TracInCP: error %v, want one containing %q", err, tc.tracin)
 			}
-			_, err = TRAK(ctx, linalg.CPU(), tc.edit(good()), tc.opt)
+			opt := tc.opt
+			if opt.Damping == (hessian.Damping{}) && tc.name != "zero damping" {
+				opt.Damping.Heuristic = true // the zero Damping is δ = 0, which TRAK refuses
+			}
+			_, err = TRAK(ctx, linalg.CPU(), tc.edit(good()), opt)
 			switch {
 			case tc.trak == "" && err != nil:
 				t.Errorf("TRAK: %v", err)
@@ -355,7 +362,7 @@ func TestCheckpointsCancelled(t *testing.T) {
 	if _, err := TracInCP(ctx, linalg.CPU(), cps); err == nil {
 		t.Error("TracInCP ignored a cancelled context")
 	}
-	if _, err := TRAK(ctx, linalg.CPU(), cps, TRAKOptions{}); err == nil {
+	if _, err := TRAK(ctx, linalg.CPU(), cps, TRAKOptions{Damping: hessian.Damping{Heuristic: true}}); err == nil {
 		t.Error("TRAK ignored a cancelled context")
 	}
 }
@@ -412,7 +419,7 @@ func TestCheckpointsOnDigits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	trak, err := TRAK(ctx, nil, cps, TRAKOptions{Projection: gradients.Projection{Kind: gradients.Rademacher, K: 64, Seed: 3}})
+	trak, err := TRAK(ctx, nil, cps, TRAKOptions{Projection: gradients.Projection{Kind: gradients.Rademacher, K: 64, Seed: 3}, Damping: hessian.Damping{Heuristic: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,7 @@
 // queries against a store, gradients against factors) are errors naming the
 // layer and both shapes; ekfac.ErrIncompatible marks those against factors.
 // A damping that is negative, not finite, or leaves Λ + δ not positive is
-// an error matching ekfac.ErrDamping (or hessian's, for the iterative
+// an error matching hessian.ErrDamping, for every
 // methods).
 //
 // Non-finite scores. Inputs are checked for NaN and Inf when read, but

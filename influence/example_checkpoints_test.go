@@ -9,6 +9,7 @@ import (
 
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/influence"
 	"github.com/goinfluence/goinfluence/linalg"
 )
@@ -43,7 +44,7 @@ func ExampleTRAK() {
 		Train:     dense(2, 0, 0, 1, -1, 0),
 		TrainProb: []float64{0.5, 0.9, 0.2},
 	}}
-	scores, err := influence.TRAK(context.Background(), linalg.CPU(), cps, influence.TRAKOptions{Damping: 0.1})
+	scores, err := influence.TRAK(context.Background(), linalg.CPU(), cps, influence.TRAKOptions{Damping: hessian.Damping{Value: 0.1}})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -25,7 +26,7 @@ func TestFactorScores(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	so := ekfac.ScoreOptions{Damping: ekfac.Damping{Heuristic: true}}
+	so := ekfac.ScoreOptions{Damping: hessian.Damping{Heuristic: true}}
 	layers, err := f.LayerScores(ctx, be, query, train, so)
 	if err != nil {
 		t.Fatal(err)
@@ -134,9 +135,9 @@ func TestStoreScorerMetadata(t *testing.T) {
 		want   map[string]string
 	}{
 		{"identity", []*store.Store{s}, StoreIdentity{}, map[string]string{"method": "identity", "damping": "none", "topk": "5", "store_count": "12", "store_dtype": "f32"}},
-		{"factors", []*store.Store{s}, StoreFactors{Factors: ekfac.IdentityFactors(p), Damping: ekfac.Damping{Value: 0.5}},
+		{"factors", []*store.Store{s}, StoreFactors{Factors: ekfac.IdentityFactors(p), Damping: hessian.Damping{Value: 0.5}},
 			map[string]string{"method": "identity", "damping": "0.5"}},
-		{"raw", []*store.Store{s}, StoreRawHessian{Damping: ekfac.Damping{Heuristic: true}}, map[string]string{"damping": "heuristic"}},
+		{"raw", []*store.Store{s}, StoreRawHessian{Damping: hessian.Damping{Heuristic: true}}, map[string]string{"damping": "heuristic"}},
 		{"tracin", []*store.Store{s, s}, StoreTracIn{LR: []float64{0.5, 0.25}},
 			map[string]string{"method": "tracin-cp", "lr": "0.5,0.25", "store": s.Dir() + "," + s.Dir(), "damping": "none"}},
 	} {

@@ -11,6 +11,7 @@ import (
 	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -77,7 +78,7 @@ func TestScoresNonFinite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range []Method{Identity(), Factors(f, ekfac.ScoreOptions{Damping: ekfac.Damping{Heuristic: true}})} {
+	for _, m := range []Method{Identity(), Factors(f, ekfac.ScoreOptions{Damping: hessian.Damping{Heuristic: true}})} {
 		t.Run(m.Name(), func(t *testing.T) {
 			an := &Analyzer{Method: m, Backend: linalg.CPU()}
 			check := func(what string, err error, query int, layer string) {

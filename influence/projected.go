@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/goinfluence/goinfluence/gradients/store"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -55,12 +56,16 @@ func ProjectedHessian(ctx context.Context, be linalg.Backend, s *store.Store, ch
 	return h, nil
 }
 
-// RawDamping returns the heuristic damping of a projected Hessian,
-// 0.1 × trace(H)/k.
-func RawDamping(h *linalg.Dense64) float64 {
+// RawDamping returns δ for the projected Hessian h: d's value, or the
+// heuristic a tenth of h's mean eigenvalue, 0.1 × trace(h)/k
+// (hessian.DampingFromTrace).
+func RawDamping(h *linalg.Dense64, d hessian.Damping) float64 {
+	if !d.Heuristic {
+		return d.Value
+	}
 	var tr float64
 	for i := 0; i < h.Rows; i++ {
 		tr += h.At(i, i)
 	}
-	return 0.1 * tr / float64(max(h.Rows, 1))
+	return d.Resolve(tr, h.Rows)
 }

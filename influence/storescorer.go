@@ -12,6 +12,7 @@ import (
 	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -34,7 +35,7 @@ type StoreIdentity struct{}
 // store's projection).
 type StoreFactors struct {
 	Factors *ekfac.Factors
-	Damping ekfac.Damping
+	Damping hessian.Damping
 	// MemoryLimit bounds the preconditioned queries, as
 	// ekfac.ScoreOptions.MemoryLimit.
 	MemoryLimit int64
@@ -45,7 +46,7 @@ type StoreFactors struct {
 // gradients themselves. H is accumulated at open, one pass per store.
 type StoreRawHessian struct {
 	// Damping δ, or the heuristic 0.1·trace(H)/k.
-	Damping ekfac.Damping
+	Damping hessian.Damping
 }
 
 // StoreTRAK scores TRAK over one store per checkpoint: each store's queries
@@ -54,7 +55,7 @@ type StoreRawHessian struct {
 // pass per store.
 type StoreTRAK struct {
 	// Damping δ > 0, or the heuristic 0.1·trace(ΦᵀΦ)/k.
-	Damping ekfac.Damping
+	Damping hessian.Damping
 	// Probs holds, per store, p(y_t) of each stored row's true label by
 	// id (ReadProbs). Nil weighs every row 1/C for C stores.
 	Probs []map[int64]float64
@@ -189,10 +190,7 @@ func (s *StoreScorer) open(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			delta := m.Damping.Value
-			if m.Damping.Heuristic {
-				delta = RawDamping(h)
-			}
+			delta := RawDamping(h, m.Damping)
 			if delta < 0 || math.IsNaN(delta) || math.IsInf(delta, 0) {
 				return fmt.Errorf("damping %v must be finite and ≥ 0", delta)
 			}
@@ -220,11 +218,7 @@ func (s *StoreScorer) open(ctx context.Context) error {
 			if st.Dim() > MaxTRAKDim {
 				return fmt.Errorf("the store %s has dimension %d, more than %d: build it with a projection", st.Dir(), st.Dim(), MaxTRAKDim)
 			}
-			delta := m.Damping.Value
-			if m.Damping.Heuristic {
-				delta = 0
-			}
-			a, delta, err := trakSystem(ctx, s.be, st, delta, s.opt.ChunkRows)
+			a, delta, err := trakSystem(ctx, s.be, st, m.Damping, s.opt.ChunkRows)
 			if err != nil {
 				return err
 			}

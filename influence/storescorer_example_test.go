@@ -7,9 +7,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/influence"
 )
 
@@ -50,7 +50,7 @@ func ExampleStoreScorer() {
 	// Score: the preconditioner is chosen, explicitly, at open.
 	scorer, err := influence.OpenStoreScorer(ctx, nil, influence.StoreScorerOptions{
 		Stores: []*store.Store{s},
-		Method: influence.StoreRawHessian{Damping: ekfac.Damping{Value: 0.1}},
+		Method: influence.StoreRawHessian{Damping: hessian.Damping{Value: 0.1}},
 		TopK:   2,
 	})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -105,7 +106,7 @@ func TestStoreScorer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fdamp := ekfac.Damping{Value: 0.3}
+	fdamp := hessian.Damping{Value: 0.3}
 
 	identity, err := NewAnalyzer(Identity()).Scores(ctx, pquery[0], ptrain[0])
 	if err != nil {
@@ -121,7 +122,7 @@ func TestStoreScorer(t *testing.T) {
 	}
 	diag := dots(pre, flatTrain)
 	cps := []Checkpoint{{Query: pquery[0], Train: ptrain[0], LR: 0.5, TrainProb: probs}, {Query: pquery[1], Train: ptrain[1], LR: 2, TrainProb: probs}}
-	trak, err := TRAK(ctx, be, cps, TRAKOptions{Damping: 0.7})
+	trak, err := TRAK(ctx, be, cps, TRAKOptions{Damping: hessian.Damping{Value: 0.7}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,8 +140,8 @@ func TestStoreScorer(t *testing.T) {
 	}{
 		{"identity", 1, StoreIdentity{}, identity, "identity"},
 		{"factors", 1, StoreFactors{Factors: factors, Damping: fdamp}, diag, "diagonal"},
-		{"raw Hessian", 1, StoreRawHessian{Damping: ekfac.Damping{Value: 0.5}}, raw, "raw projected Hessian, δ = 0.5"},
-		{"trak", 2, StoreTRAK{Damping: ekfac.Damping{Value: 0.7}, Probs: []map[int64]float64{byID, byID}}, trak, "trak, δ = 0.7,0.7"},
+		{"raw Hessian", 1, StoreRawHessian{Damping: hessian.Damping{Value: 0.5}}, raw, "raw projected Hessian, δ = 0.5"},
+		{"trak", 2, StoreTRAK{Damping: hessian.Damping{Value: 0.7}, Probs: []map[int64]float64{byID, byID}}, trak, "trak, δ = 0.7,0.7"},
 		{"tracin-cp", 2, StoreTracIn{LR: []float64{0.5, 2}}, tracin, "tracin-cp"},
 	}
 	for _, tc := range tests {
@@ -221,7 +222,7 @@ func TestStoreScorerConcurrent(t *testing.T) {
 	spec := gradients.Projection{Kind: gradients.Rademacher, K: 5, Seed: 2}
 	s1, _ := projectedStore(t, randomBatch(rng, 30), spec)
 	s2, _ := projectedStore(t, randomBatch(rng, 30), spec)
-	sc, err := OpenStoreScorer(ctx, nil, StoreScorerOptions{Stores: []*store.Store{s1, s2}, Method: StoreTRAK{Damping: ekfac.Damping{Heuristic: true}},
+	sc, err := OpenStoreScorer(ctx, nil, StoreScorerOptions{Stores: []*store.Store{s1, s2}, Method: StoreTRAK{Damping: hessian.Damping{Heuristic: true}},
 		TopK: 4, ChunkRows: 1, FullScores: true})
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -46,7 +47,7 @@ func TestStreamTRAK(t *testing.T) {
 		probs := make([][]float64, len(cps))
 		for c, cp := range cps {
 			stores[c] = batchStore(t, cp.Train, store.F32, []int{700, 4096, 1}[c%2])
-			q, _, err := TRAKQueries(ctx, be, stores[c], cp.Query.Flatten(), 0, 1024)
+			q, _, err := TRAKQueries(ctx, be, stores[c], cp.Query.Flatten(), hessian.Damping{Heuristic: true}, 1024)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -68,7 +69,9 @@ func TestStreamTRAK(t *testing.T) {
 			weights []float32
 			want    func() (*linalg.Dense64, error)
 		}{
-			{"TRAK", trakQ, w, func() (*linalg.Dense64, error) { return TRAK(ctx, be, cps, TRAKOptions{}) }},
+			{"TRAK", trakQ, w, func() (*linalg.Dense64, error) {
+				return TRAK(ctx, be, cps, TRAKOptions{Damping: hessian.Damping{Heuristic: true}})
+			}},
 			{"TracIn-CP", tracQ, nil, func() (*linalg.Dense64, error) { return TracInCP(ctx, be, cps) }},
 		} {
 			want, err := tc.want()
@@ -152,7 +155,7 @@ func TestStreamCheckpointsErrors(t *testing.T) {
 			t.Errorf("%s: error %v, want one mentioning %q", tc.name, err, tc.message)
 		}
 	}
-	if _, _, err := TRAKQueries(ctx, nil, sa, linalg.NewDense64(1, a.Dim()+1, nil), 0, 0); err == nil {
+	if _, _, err := TRAKQueries(ctx, nil, sa, linalg.NewDense64(1, a.Dim()+1, nil), hessian.Damping{Heuristic: true}, 0); err == nil {
 		t.Error("TRAKQueries accepted queries of another dimension")
 	}
 	if _, err := TRAKWeights([][]float64{{0.5, 1.5}}); err == nil || !strings.Contains(err.Error(), "example 1") {

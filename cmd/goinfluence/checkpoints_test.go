@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/influence"
 	"github.com/goinfluence/goinfluence/linalg"
 )
@@ -56,7 +57,7 @@ func TestCheckpointPipeline(t *testing.T) {
 	ctx := context.Background()
 	be := linalg.CPU()
 	proj := gradients.Projection{Kind: gradients.Rademacher, K: k, Seed: seed0}
-	wantTRAK, err := influence.TRAK(ctx, be, cps, influence.TRAKOptions{Projection: proj, SeedPerCheckpoint: true})
+	wantTRAK, err := influence.TRAK(ctx, be, cps, influence.TRAKOptions{Projection: proj, SeedPerCheckpoint: true, Damping: hessian.Damping{Heuristic: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

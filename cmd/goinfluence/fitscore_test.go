@@ -11,6 +11,7 @@ import (
 
 	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/influence"
 	"github.com/goinfluence/goinfluence/internal/safetensors"
 	"github.com/goinfluence/goinfluence/linalg"
@@ -86,7 +87,7 @@ func TestFitScore(t *testing.T) {
 					t.Fatalf("score: %v\n%s", err, errOut.String())
 				}
 				m, _ := ekfac.ParseMethod(method)
-				d, _ := ekfac.ParseDamping(damping)
+				d, _ := hessian.ParseDamping(damping)
 				f, err := ekfac.Fit(ctx, m, be, ekfac.BatchSource(fit), nil)
 				if err != nil {
 					t.Fatal(err)

@@ -57,7 +57,8 @@ type protocolFlags struct {
 	arnoldiIter, arnoldiTopK                  *int
 	cgTol, lissaScale                         *float64
 	cgTruncate                                *bool
-	alpha, noise, trakDamping                 *float64
+	alpha, noise                              *float64
+	trakDamping                               *string
 	subsetSeed, removalSeed, noiseSeed, mSeed *uint64
 }
 
@@ -76,7 +77,7 @@ func addProtocolFlags(fs *flag.FlagSet) *protocolFlags {
 		damping:     fs.String("damping", d.Damping, "damping of diagonal, K-FAC, EK-FAC and LoGra: l2 (the model's λ), heuristic (0.1 × mean Λ) or a number"),
 		loGraK:      fs.Int("logra-k", d.LoGraK, "LoGra: k_in = k_out of the Kronecker projection"),
 		trakDim:     fs.Int("trak-dim", d.TRAKDim, "TRAK: SJLT projection dimension per layer"),
-		trakDamping: fs.Float64("trak-damping", 0, "TRAK: absolute damping added to ΦᵀΦ (0: 0.1·trace/k per model)"),
+		trakDamping: fs.String("trak-damping", "heuristic", "TRAK: damping added to ΦᵀΦ, a number > 0 or heuristic (0.1·trace/k per model)"),
 		mSeed:       fs.Uint64("method-seed", 0, "seed of sampled Fisher labels and projections (0: the task seed)"),
 		selfMax:     fs.Int("iterative-self-max", d.IterativeSelfMax, "CG, LiSSA: compute self-influence (AUC) only up to this many training examples"),
 		iterMax:     fs.Int("iterative-max-params", d.IterativeMaxParams, "CG, LiSSA: skip models with more parameters (-1: no limit)"),

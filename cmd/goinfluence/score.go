@@ -10,6 +10,7 @@ import (
 
 	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/influence"
 	"github.com/goinfluence/goinfluence/internal/progress"
 )
@@ -46,7 +47,7 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := checkOutputs("score", paths("--out", *out), inputs); err != nil {
 		return err
 	}
-	damping, err := ekfac.ParseDamping(*dampingFlag)
+	damping, err := hessian.ParseDamping(*dampingFlag)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/influence"
 	"github.com/goinfluence/goinfluence/internal/progress"
 	"github.com/goinfluence/goinfluence/linalg"
@@ -174,7 +175,7 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.Var(&queryPaths, "query", "gradient file of the query examples, unprojected: they are projected as the store's rows (required); with several stores, one file per store (the queries' gradients at that checkpoint)")
 	factorsPath := fs.String("factors", "", "factors from 'goinfluence fit' on gradients projected as the store's (for kronecker: 'goinfluence project --kind kronecker' with the store's sizes and seed); identity when absent; one store only")
 	dampingFlag := fs.String("damping", "heuristic", "with --factors: damping δ added to Λ, a number ≥ 0 or heuristic (0.1 × mean Λ per layer); with --hessian raw: δ added to H, a number or heuristic (0.1 × trace(H)/k); with --hessian trak: δ added to ΦᵀΦ, a number or heuristic (0.1 × trace(ΦᵀΦ)/k)")
-	hessian := fs.String("hessian", "none", "none; raw: precondition queries with (H + δI)⁻¹, H = (1/N) ΦᵀΦ over each store's rows; trak: TRAK, queries times (ΦᵀΦ + δI)⁻¹ per store, scores averaged over the stores and weighted by the mean of 1 − p(y_t) (--trak-probs); raw and trak take one extra pass over each store")
+	hessianFlag := fs.String("hessian", "none", "none; raw: precondition queries with (H + δI)⁻¹, H = (1/N) ΦᵀΦ over each store's rows; trak: TRAK, queries times (ΦᵀΦ + δI)⁻¹ per store, scores averaged over the stores and weighted by the mean of 1 − p(y_t) (--trak-probs); raw and trak take one extra pass over each store")
 	lrFlag := fs.String("lr", "", "with several stores and --hessian none: comma-separated learning rates η_c of the checkpoints (TracIn-CP weights; default 1 each)")
 	fs.Var(&probPaths, "trak-probs", "with --hessian trak: one file per store from 'goinfluence grads --probs-out' on the training examples at that checkpoint, for TRAK's weights 1 − p(y_t) (default: no weighting)")
 	pf := addProjectionFlags(fs, "the store's; when given, must match it")
@@ -198,17 +199,17 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("%w: store score: --topk must be at least 1", errUsage)
 	case *chunk < 1:
 		return fmt.Errorf("%w: store score: --chunk must be at least 1", errUsage)
-	case *hessian != "none" && *hessian != "raw" && *hessian != "trak":
-		return fmt.Errorf("%w: store score: --hessian %q: want none, raw or trak", errUsage, *hessian)
-	case *hessian != "none" && *factorsPath != "":
-		return fmt.Errorf("%w: store score: --hessian %s and --factors are two preconditioners; choose one", errUsage, *hessian)
+	case *hessianFlag != "none" && *hessianFlag != "raw" && *hessianFlag != "trak":
+		return fmt.Errorf("%w: store score: --hessian %q: want none, raw or trak", errUsage, *hessianFlag)
+	case *hessianFlag != "none" && *factorsPath != "":
+		return fmt.Errorf("%w: store score: --hessian %s and --factors are two preconditioners; choose one", errUsage, *hessianFlag)
 	case *factorsPath != "" && nc > 1:
 		return fmt.Errorf("%w: store score: --factors takes one store, not %d", errUsage, nc)
-	case *factorsPath == "" && *hessian == "none" && isSet(fs, "damping"):
+	case *factorsPath == "" && *hessianFlag == "none" && isSet(fs, "damping"):
 		return fmt.Errorf("%w: store score: --damping needs --factors or --hessian raw|trak", errUsage)
-	case *lrFlag != "" && (*hessian != "none" || *factorsPath != ""):
+	case *lrFlag != "" && (*hessianFlag != "none" || *factorsPath != ""):
 		return fmt.Errorf("%w: store score: --lr weighs checkpoints for TracIn-CP: it needs --hessian none and no --factors", errUsage)
-	case len(probPaths) > 0 && *hessian != "trak":
+	case len(probPaths) > 0 && *hessianFlag != "trak":
 		return fmt.Errorf("%w: store score: --trak-probs needs --hessian trak", errUsage)
 	case len(probPaths) > 0 && len(probPaths) != nc:
 		return fmt.Errorf("%w: store score: %d --trak-probs files for %d stores: give one per store", errUsage, len(probPaths), nc)
@@ -220,7 +221,7 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err := checkOutputs("store score", append(paths("--out", *out), paths("--scores-out", *scoresOut)...), inputs); err != nil {
 		return err
 	}
-	damping, err := ekfac.ParseDamping(*dampingFlag)
+	damping, err := hessian.ParseDamping(*dampingFlag)
 	if err != nil {
 		return fmt.Errorf("%w: store score: --damping: %v", errUsage, err)
 	}
@@ -260,9 +261,9 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return err
 		}
 		method = influence.StoreFactors{Factors: factors, Damping: damping, MemoryLimit: mem.bytes()}
-	case *hessian == "raw":
+	case *hessianFlag == "raw":
 		method = influence.StoreRawHessian{Damping: damping}
-	case *hessian == "trak":
+	case *hessianFlag == "trak":
 		if !damping.Heuristic && damping.Value == 0 {
 			return fmt.Errorf("%w: store score: --hessian trak needs --damping > 0 or heuristic", errUsage)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/influence"
 	"github.com/goinfluence/goinfluence/internal/safetensors"
 	"github.com/goinfluence/goinfluence/linalg"
@@ -427,7 +428,7 @@ func TestStoreScoreFactors(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				d, _ := ekfac.ParseDamping(damping)
+				d, _ := hessian.ParseDamping(damping)
 				an := &influence.Analyzer{Method: influence.Factors(f, ekfac.ScoreOptions{Damping: d}), Backend: linalg.CPU()}
 				want, err := an.Scores(sf.ctx, pquery, ptrain)
 				if err != nil {
@@ -533,7 +534,7 @@ func TestStoreScoreRawHessian(t *testing.T) {
 	for _, tc := range []struct {
 		damping string
 		delta   float64
-	}{{"0.1", 0.1}, {"heuristic", influence.RawDamping(h)}} {
+	}{{"0.1", 0.1}, {"heuristic", influence.RawDamping(h, hessian.Damping{Heuristic: true})}} {
 		sf.run("store", "score", "--store", dir, "--query", sf.q, "--hessian", "raw", "--damping", tc.damping,
 			"--topk", "3", "--chunk", "5", "--scores-out", sf.p("full"), "--out", sf.p("scores"), "--backend", "cpu")
 		an := &influence.Analyzer{Method: influence.Exact(h, tc.delta), Backend: linalg.CPU()}

@@ -22,9 +22,9 @@ import (
 	"sync"
 
 	"github.com/goinfluence/goinfluence/datasets"
-	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/influence"
 	"github.com/goinfluence/goinfluence/linalg"
 	"github.com/goinfluence/goinfluence/models"
@@ -120,7 +120,7 @@ func setup(ctx context.Context, dir string) (*influence.StoreScorer, models.Mode
 	check(err)
 	scorer, err := influence.OpenStoreScorer(ctx, nil, influence.StoreScorerOptions{
 		Stores: []*store.Store{s},
-		Method: influence.StoreRawHessian{Damping: ekfac.Damping{Heuristic: true}},
+		Method: influence.StoreRawHessian{Damping: hessian.Damping{Heuristic: true}},
 		TopK:   3,
 	})
 	check(err)

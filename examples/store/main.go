@@ -17,6 +17,7 @@ import (
 	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
+	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/influence"
 	"github.com/goinfluence/goinfluence/models"
 )
@@ -57,7 +58,7 @@ func main() {
 	defer s.Close()
 	scorer, err := influence.OpenStoreScorer(ctx, nil, influence.StoreScorerOptions{
 		Stores: []*store.Store{s},
-		Method: influence.StoreFactors{Factors: factors, Damping: ekfac.Damping{Heuristic: true}},
+		Method: influence.StoreFactors{Factors: factors, Damping: hessian.Damping{Heuristic: true}},
 		TopK:   *k,
 	})
 	check(err)
