@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
 	"github.com/goinfluence/goinfluence/influence"
 	"github.com/goinfluence/goinfluence/linalg"
@@ -25,13 +26,13 @@ import (
 // take the defaults of 'goinfluence bench stream', except TopK, where 0
 // keeps no rankings, as in influence.StreamOptions.
 type StreamOptions struct {
-	Backend   linalg.Backend // default linalg.Auto()
-	Rows      int            // store rows (default 200000)
-	Dim       int            // row dimension (default 4096)
-	Queries   int            // queries (default 512)
-	TopK      int            // helpful and harmful entries kept per query
-	DType     store.DType    // store dtype (default f16)
-	ChunkRows int            // store rows per chunk (default influence.DefaultChunkRows)
+	Backend   linalg.Backend  // default linalg.Auto()
+	Rows      int             // store rows (default 200000)
+	Dim       int             // row dimension (default 4096)
+	Queries   int             // queries (default 512)
+	TopK      int             // helpful and harmful entries kept per query
+	DType     gradients.DType // store dtype (default f16)
+	ChunkRows int             // store rows per chunk (default influence.DefaultChunkRows)
 	// Dir is the store's directory. A store of the same shape there is
 	// reused; another store there is an error (the benchmark never deletes
 	// what it did not create); an empty or missing directory gets a new
@@ -102,7 +103,7 @@ func Stream(ctx context.Context, opt StreamOptions) (*StreamResult, error) {
 	}
 	res := &StreamResult{
 		Machine: ThisMachine(), Backend: be.Name(), Dir: opt.Dir,
-		Rows: o.Rows, Dim: o.Dim, Queries: o.Queries, TopK: o.TopK, DType: string(o.DType), ChunkRows: o.ChunkRows,
+		Rows: o.Rows, Dim: o.Dim, Queries: o.Queries, TopK: o.TopK, DType: strings.ToLower(string(o.DType)), ChunkRows: o.ChunkRows,
 	}
 
 	path := o.Dir
@@ -221,10 +222,10 @@ func (o StreamOptions) withDefaults() (StreamOptions, error) {
 		return o, fmt.Errorf("bench stream: TopK %d, want ≥ 0", o.TopK)
 	}
 	if o.DType == "" {
-		o.DType = store.F16
+		o.DType = gradients.F16
 	}
-	if o.DType.Size() == 0 {
-		return o, fmt.Errorf("bench stream: dtype %q, want f16, bf16 or f32", o.DType)
+	if o.DType != gradients.F16 && o.DType != gradients.BF16 && o.DType != gradients.F32 {
+		return o, fmt.Errorf("bench stream: dtype %q, want f16, bf16 or f32", strings.ToLower(string(o.DType)))
 	}
 	return o, nil
 }
@@ -265,7 +266,7 @@ func fmtRates(r []float64) string {
 // benchStore opens the store in dir when it has the wanted shape, or builds
 // one there from seeded random rows. A store of another shape is an error:
 // the benchmark never deletes what it did not create.
-func benchStore(ctx context.Context, dir string, dt store.DType, rows, dim int, progress io.Writer) (s *store.Store, reused bool, secs float64, err error) {
+func benchStore(ctx context.Context, dir string, dt gradients.DType, rows, dim int, progress io.Writer) (s *store.Store, reused bool, secs float64, err error) {
 	if _, err := os.Stat(filepath.Join(dir, store.ManifestName)); err == nil {
 		s, err := store.Open(dir)
 		if err != nil {
@@ -276,7 +277,7 @@ func benchStore(ctx context.Context, dir string, dt store.DType, rows, dim int, 
 		}
 		s.Close()
 		return nil, false, 0, fmt.Errorf("bench stream: %s holds a %d×%d %s store, not %d×%d %s: choose another --dir",
-			dir, s.Count(), s.Dim(), s.DType(), rows, dim, dt)
+			dir, s.Count(), s.Dim(), strings.ToLower(string(s.DType())), rows, dim, strings.ToLower(string(dt)))
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, false, 0, err
 	}

@@ -13,12 +13,13 @@ import (
 
 	"github.com/goinfluence/goinfluence/gradients/store"
 	"github.com/goinfluence/goinfluence/influence"
+	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
 // gpuStore writes a store of n rows of dimension dim (ids 7n+i, values
 // normal, a few exact ties) and opens it.
-func gpuStore(tb testing.TB, dt store.DType, n, dim, shard int, seed uint64) *store.Store {
+func gpuStore(tb testing.TB, dt gradients.DType, n, dim, shard int, seed uint64) *store.Store {
 	tb.Helper()
 	dir := tb.TempDir()
 	bl, err := store.Create(dir, store.Options{DType: dt, ShardRows: shard, Layers: []store.LayerInfo{{Name: "g", Dim: dim}}})
@@ -94,8 +95,8 @@ func TestGPUStream(t *testing.T) {
 	b := gpuKernels(t)
 	rng := rand.New(rand.NewPCG(41, 1))
 	const n, dim, nq, k = 20000, 300, 16, 10
-	f16 := gpuStore(t, store.F16, n, dim, 7000, 1)
-	bf16 := gpuStore(t, store.BF16, n, 77, 3000, 2)
+	f16 := gpuStore(t, gradients.F16, n, dim, 7000, 1)
+	bf16 := gpuStore(t, gradients.BF16, n, 77, 3000, 2)
 	q := randomQueries(rng, nq, dim)
 	q2 := randomQueries(rng, nq, 77)
 	weights := make([]float32, n)
@@ -311,7 +312,7 @@ func BenchmarkGPUStream(b *testing.B) {
 	})
 
 	b.Run("store", func(b *testing.B) {
-		s := gpuStore(b, store.F16, rows/2, dim, 16384, 4)
+		s := gpuStore(b, gradients.F16, rows/2, dim, 16384, 4)
 		bytes := s.Count() * dim * 2
 		sopt := influence.StreamOptions{TopK: k, ChunkRows: chunk}
 		if _, err := influence.StreamScores(context.Background(), be, q, s, sopt); err != nil { // page in

@@ -31,6 +31,19 @@ const (
 
 func (d DType) valid() bool { return d == F64 || d == F32 || d == F16 || d == BF16 }
 
+// Size returns the bytes of one element, or 0 for an unknown dtype.
+func (d DType) Size() int {
+	switch d {
+	case F64:
+		return 8
+	case F32:
+		return 4
+	case F16, BF16:
+		return 2
+	}
+	return 0
+}
+
 // LayerInfo describes one layer of a gradient file.
 type LayerInfo struct {
 	Name      string

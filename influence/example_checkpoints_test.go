@@ -62,7 +62,7 @@ func ExampleStreamScores() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	b, err := store.Create(filepath.Join(dir, "s"), store.Options{DType: store.F32, Layers: []store.LayerInfo{{Name: "w", Dim: 2}}})
+	b, err := store.Create(filepath.Join(dir, "s"), store.Options{DType: gradients.F32, Layers: []store.LayerInfo{{Name: "w", Dim: 2}}})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -110,7 +110,7 @@ func TestScoresNonFinite(t *testing.T) {
 func TestStreamNonFinite(t *testing.T) {
 	const n, dim, bad = 50, 8, 5
 	i := 0
-	s := testStore(t, store.F32, 16, n, dim, 3, func(rng *rand.Rand) float32 {
+	s := testStore(t, gradients.F32, 16, n, dim, 3, func(rng *rand.Rand) float32 {
 		i++
 		if (i-1)/dim == bad {
 			return 1e30

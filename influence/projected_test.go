@@ -5,7 +5,7 @@ import (
 	"math"
 	"testing"
 
-	"github.com/goinfluence/goinfluence/gradients/store"
+	"github.com/goinfluence/goinfluence/gradients"
 )
 
 // TestProjectedHessian holds (1/N) ΦᵀΦ to a float64 loop over the rows read
@@ -16,7 +16,7 @@ func TestProjectedHessian(t *testing.T) {
 	const n, dim = 2600, 9
 	first := map[string][]float64{}
 	for _, tc := range []struct{ shard, chunk int }{{1000, 257}, {7777, 8192}, {300, 1}} {
-		s := testStore(t, store.F16, tc.shard, n, dim, 3, normal)
+		s := testStore(t, gradients.F16, tc.shard, n, dim, 3, normal)
 		want := make([]float64, dim*dim)
 		it := s.Chunks(100)
 		for it.Next(ctx) {

@@ -335,7 +335,7 @@ func (s *StoreScorer) Metadata() map[string]string {
 	meta := map[string]string{
 		"store":           strings.Join(dirs, ","),
 		"store_count":     strconv.Itoa(m.Count),
-		"store_dtype":     string(m.DType),
+		"store_dtype":     strings.ToLower(string(m.DType)),
 		"method":          s.name,
 		"damping":         "none",
 		"projection":      m.Projection.String(),

@@ -38,7 +38,7 @@ func ExampleStoreScorer() {
 		log.Fatal(err)
 	}
 	defer src.Close()
-	if _, err := store.Build(ctx, filepath.Join(dir, "store"), src, gradients.Projection{}, store.BuildOptions{DType: store.F32}); err != nil {
+	if _, err := store.Build(ctx, filepath.Join(dir, "store"), src, gradients.Projection{}, store.BuildOptions{DType: gradients.F32}); err != nil {
 		log.Fatal(err)
 	}
 	s, err := store.Open(filepath.Join(dir, "store"))

@@ -33,7 +33,7 @@ func projectedStore(t *testing.T, train *gradients.Batch, spec gradients.Project
 	for _, l := range p.Layers {
 		layers = append(layers, store.LayerInfo{Name: l.Name, Dim: l.Dim()})
 	}
-	s := buildStore(t, store.Options{DType: store.F32, ShardRows: 7, Layers: layers, Projection: spec}, func(bl *store.Builder) error {
+	s := buildStore(t, store.Options{DType: gradients.F32, ShardRows: 7, Layers: layers, Projection: spec}, func(bl *store.Builder) error {
 		return bl.AddBatch(context.Background(), p)
 	})
 	return s, p

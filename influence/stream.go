@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
 	"github.com/goinfluence/goinfluence/linalg"
 )
@@ -440,11 +441,11 @@ func streamOptions(stores []*store.Store, chunkRows int, opt StreamOptions) lina
 }
 
 // rowType is the linalg name of a store's element type.
-func rowType(d store.DType) linalg.DType {
+func rowType(d gradients.DType) linalg.DType {
 	switch d {
-	case store.F16:
+	case gradients.F16:
 		return linalg.F16
-	case store.BF16:
+	case gradients.BF16:
 		return linalg.BF16
 	}
 	return linalg.F32

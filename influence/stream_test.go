@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
 	"github.com/goinfluence/goinfluence/linalg"
 )
@@ -36,7 +37,7 @@ func streamBackends(t *testing.T) []linalg.Backend {
 // testStore builds a store of n rows of dimension dim in a temporary
 // directory. Row i has id 1000+3i, so ids and indices differ, and values
 // drawn by value(rng).
-func testStore(t *testing.T, dt store.DType, shardRows, n, dim int, seed uint64, value func(*rand.Rand) float32) *store.Store {
+func testStore(t *testing.T, dt gradients.DType, shardRows, n, dim int, seed uint64, value func(*rand.Rand) float32) *store.Store {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 7))
 	opt := store.Options{DType: dt, ShardRows: shardRows, Layers: []store.LayerInfo{{Name: "g", Dim: dim}}}
@@ -142,7 +143,7 @@ func TestStreamScoresInvariance(t *testing.T) {
 	ctx := context.Background()
 	stores := map[int]*store.Store{}
 	for _, shard := range []int{1000, 7777} {
-		stores[shard] = testStore(t, store.F16, shard, n, dim, 1, normal)
+		stores[shard] = testStore(t, gradients.F16, shard, n, dim, 1, normal)
 	}
 	for _, be := range streamBackends(t) {
 		for _, nq := range []int{1, 70} {
@@ -196,7 +197,7 @@ func TestStreamScoresInvariance(t *testing.T) {
 // from the float32 values read back from the store.
 func TestStreamScoresReference(t *testing.T) {
 	ctx := context.Background()
-	for _, dt := range []store.DType{store.F16, store.BF16, store.F32} {
+	for _, dt := range []gradients.DType{gradients.F16, gradients.BF16, gradients.F32} {
 		s := testStore(t, dt, 300, 700, 33, 5, normal)
 		rows := readAll(t, s)
 		q := testQueries(4, 33, 9)
@@ -247,7 +248,7 @@ func TestStreamScoresTopK(t *testing.T) {
 	const n, dim = 1500, 64
 	ctx := context.Background()
 	// Values in {-1, 0, 1} and small integer queries make exact ties common.
-	s := testStore(t, store.F16, 400, n, dim, 2, func(rng *rand.Rand) float32 { return float32(rng.IntN(3) - 1) })
+	s := testStore(t, gradients.F16, 400, n, dim, 2, func(rng *rand.Rand) float32 { return float32(rng.IntN(3) - 1) })
 	rows := readAll(t, s)
 	q := linalg.NewDense32(6, dim, nil)
 	rng := rand.New(rand.NewPCG(4, 4))
@@ -286,7 +287,7 @@ func TestStreamScoresTopK(t *testing.T) {
 // TestStreamScoresEmpty covers a store with no rows and no queries.
 func TestStreamScoresEmpty(t *testing.T) {
 	ctx := context.Background()
-	empty := testStore(t, store.F16, 10, 0, 8, 1, normal)
+	empty := testStore(t, gradients.F16, 10, 0, 8, 1, normal)
 	res, err := StreamScores(ctx, linalg.CPU(), testQueries(2, 8, 1), empty, StreamOptions{TopK: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -294,7 +295,7 @@ func TestStreamScoresEmpty(t *testing.T) {
 	if res.Rows != 0 || len(res.Rankings) != 2 || res.Rankings[0].Helpful != nil {
 		t.Errorf("empty store: %+v", res)
 	}
-	s := testStore(t, store.F16, 10, 25, 8, 1, normal)
+	s := testStore(t, gradients.F16, 10, 25, 8, 1, normal)
 	res, err = StreamScores(ctx, linalg.CPU(), linalg.NewDense32(0, 8, nil), s, StreamOptions{TopK: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -306,7 +307,7 @@ func TestStreamScoresEmpty(t *testing.T) {
 
 func TestStreamScoresErrors(t *testing.T) {
 	ctx := context.Background()
-	s := testStore(t, store.F16, 50, 120, 8, 1, normal)
+	s := testStore(t, gradients.F16, 50, 120, 8, 1, normal)
 	errStop := errors.New("stop")
 	nan := testQueries(3, 8, 1)
 	nan.Set(2, 5, float32(math.NaN()))
@@ -358,7 +359,7 @@ func TestStreamScoresErrors(t *testing.T) {
 }
 
 func TestStreamScoresCancel(t *testing.T) {
-	s := testStore(t, store.F16, 500, 3000, 8, 1, normal)
+	s := testStore(t, gradients.F16, 500, 3000, 8, 1, normal)
 	q := testQueries(2, 8, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
 	"github.com/goinfluence/goinfluence/linalg"
 )
@@ -19,7 +20,7 @@ import (
 // index and id, instead of dropping the row from the top-k.
 func TestStreamCorruptShard(t *testing.T) {
 	const dim, row = 8, 1500 // row 1500 is row 500 of the second shard
-	s := testStore(t, store.F32, 1000, 3000, dim, 1, normal)
+	s := testStore(t, gradients.F32, 1000, 3000, dim, 1, normal)
 	path := filepath.Join(s.Dir(), "shard-000001.safetensors")
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -67,7 +68,7 @@ func TestStreamTruncatedShard(t *testing.T) {
 	const dim = 16
 	q := testQueries(2, dim, 2)
 	for _, be := range streamBackends(t) {
-		s := testStore(t, store.F16, 8192, 8192, dim, 1, normal)
+		s := testStore(t, gradients.F16, 8192, 8192, dim, 1, normal)
 		path := filepath.Join(s.Dir(), "shard-000000.safetensors")
 		truncated := false
 		opt := StreamOptions{TopK: 3, ChunkRows: 1024, Scores: func(offset int, _ []int64, _ *linalg.Dense32) error {

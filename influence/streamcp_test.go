@@ -15,7 +15,7 @@ import (
 
 // batchStore writes the flattened gradients of b to a new store, ids
 // 1000+3i.
-func batchStore(t *testing.T, b *gradients.Batch, dt store.DType, shardRows int) *store.Store {
+func batchStore(t *testing.T, b *gradients.Batch, dt gradients.DType, shardRows int) *store.Store {
 	t.Helper()
 	var layers []store.LayerInfo
 	for _, l := range b.Layers {
@@ -46,7 +46,7 @@ func TestStreamTRAK(t *testing.T) {
 		tracQ := make([]*linalg.Dense32, len(cps))
 		probs := make([][]float64, len(cps))
 		for c, cp := range cps {
-			stores[c] = batchStore(t, cp.Train, store.F32, []int{700, 4096, 1}[c%2])
+			stores[c] = batchStore(t, cp.Train, gradients.F32, []int{700, 4096, 1}[c%2])
 			q, _, err := TRAKQueries(ctx, be, stores[c], cp.Query.Flatten(), hessian.Damping{Heuristic: true}, 1024)
 			if err != nil {
 				t.Fatal(err)
@@ -118,8 +118,8 @@ func TestStreamCheckpointsErrors(t *testing.T) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(8, 9))
 	a := randomBatch(rng, 30)
-	sa := batchStore(t, a, store.F16, 7)
-	sb := batchStore(t, randomBatch(rng, 31), store.F32, 0)
+	sa := batchStore(t, a, gradients.F16, 7)
+	sb := batchStore(t, randomBatch(rng, 31), gradients.F32, 0)
 	// Same count as sa, other ids.
 	c := randomBatch(rng, 30)
 	c.IDs = make([]int64, 30)
@@ -130,7 +130,7 @@ func TestStreamCheckpointsErrors(t *testing.T) {
 	for _, l := range c.Layers {
 		layers = append(layers, store.LayerInfo{Name: l.Name, Dim: l.Dim()})
 	}
-	sc := buildStore(t, store.Options{DType: store.F32, Layers: layers}, func(bl *store.Builder) error {
+	sc := buildStore(t, store.Options{DType: gradients.F32, Layers: layers}, func(bl *store.Builder) error {
 		return bl.AddBatch(ctx, c)
 	})
 

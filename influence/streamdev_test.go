@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
 	"github.com/goinfluence/goinfluence/linalg"
 )
@@ -213,15 +214,15 @@ func TestStreamDevice(t *testing.T) {
 		queries []*linalg.Dense32
 	}
 	configs := map[string]config{}
-	for _, dt := range []store.DType{store.F16, store.BF16, store.F32} {
+	for _, dt := range []gradients.DType{gradients.F16, gradients.BF16, gradients.F32} {
 		for _, shard := range []int{700, 4096} {
 			s := testStore(t, dt, shard, n, dim, 1, normal)
 			configs[fmt.Sprintf("%s/shard=%d", dt, shard)] = config{[]*store.Store{s}, []*linalg.Dense32{testQueries(nq, dim, 2)}}
 		}
 	}
 	// Two checkpoints of other dtypes, dimensions and shardings.
-	a := testStore(t, store.F16, 1000, n, dim, 1, normal)
-	b := testStore(t, store.F32, 333, n, 20, 2, normal)
+	a := testStore(t, gradients.F16, 1000, n, dim, 1, normal)
+	b := testStore(t, gradients.F32, 333, n, 20, 2, normal)
 	configs["checkpoints"] = config{[]*store.Store{a, b}, []*linalg.Dense32{testQueries(nq, dim, 3), testQueries(nq, 20, 4)}}
 
 	for name, cfg := range configs {
@@ -266,7 +267,7 @@ func TestStreamDevice(t *testing.T) {
 					t.Errorf("stream options %+v", f.opt)
 				}
 				for c, p := range f.opt.Parts {
-					if p.Cols != cfg.stores[c].Dim() || p.Type.String() != string(cfg.stores[c].DType()) {
+					if p.Cols != cfg.stores[c].Dim() || !strings.EqualFold(p.Type.String(), string(cfg.stores[c].DType())) {
 						t.Errorf("part %d is %v, store %s %d", c, p, cfg.stores[c].DType(), cfg.stores[c].Dim())
 					}
 				}
@@ -302,7 +303,7 @@ func cmp(v, def int) int {
 // and shapes that never reach the stream.
 func TestStreamDeviceErrors(t *testing.T) {
 	ctx := context.Background()
-	s := testStore(t, store.BF16, 1500, 5000, 16, 1, normal)
+	s := testStore(t, gradients.BF16, 1500, 5000, 16, 1, normal)
 	q := testQueries(3, 16, 1)
 	want, err := StreamScores(ctx, linalg.CPU(), q, s, StreamOptions{TopK: 4, ChunkRows: 1024})
 	if err != nil {
@@ -368,7 +369,7 @@ func TestStreamDeviceErrors(t *testing.T) {
 	if res, err := StreamScores(ctx, f, linalg.NewDense32(0, 16, nil), s, StreamOptions{TopK: 2}); err != nil || res.Rows != 5000 || f.opened != 0 {
 		t.Errorf("no queries: %v, %+v, opened %d", err, res, f.opened)
 	}
-	empty := testStore(t, store.F16, 10, 0, 16, 1, normal)
+	empty := testStore(t, gradients.F16, 10, 0, 16, 1, normal)
 	if res, err := StreamScores(ctx, f, q, empty, StreamOptions{TopK: 2}); err != nil || res.Rows != 0 || f.opened != 0 {
 		t.Errorf("empty store: %v, %+v, opened %d", err, res, f.opened)
 	}

@@ -4,9 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/goinfluence/goinfluence/bench"
-	"github.com/goinfluence/goinfluence/gradients/store"
+	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/influence"
 	"github.com/goinfluence/goinfluence/internal/atomicfile"
 )
@@ -30,7 +31,7 @@ func runBenchStream(ctx context.Context, args []string, stdout, stderr io.Writer
 	if *rows < 1 || *dim < 1 || *nq < 1 || *topk < 0 || *chunk < 1 {
 		return fmt.Errorf("%w: bench stream: sizes must be positive", errUsage)
 	}
-	dt := store.DType(*dtype)
+	dt := gradients.DType(strings.ToUpper(*dtype))
 	if dt.Size() == 0 {
 		return fmt.Errorf("%w: bench stream: --dtype %q, want f16, bf16 or f32", errUsage, *dtype)
 	}

@@ -74,8 +74,8 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return err
 		}
 	}
-	dt := store.DType(strings.ToLower(*dtype))
-	if dt.Size() == 0 {
+	dt := gradients.DType(strings.ToUpper(*dtype))
+	if dt != gradients.F16 && dt != gradients.BF16 && dt != gradients.F32 {
 		return fmt.Errorf("%w: store build: --dtype %q: want f16, bf16 or f32", errUsage, *dtype)
 	}
 	spec, err := pf.spec("store build")
@@ -109,7 +109,7 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if resumed > 0 {
 			prog.Stage(fmt.Sprintf("store build: resuming %s after its %d committed rows", *out, resumed))
 		}
-		tick = prog.Counter(fmt.Sprintf("store build: %d examples of %d file(s) into %s, %s, %s projection", src.Len(), len(grads), *out, m.DType, m.Projection))
+		tick = prog.Counter(fmt.Sprintf("store build: %d examples of %d file(s) into %s, %s, %s projection", src.Len(), len(grads), *out, strings.ToLower(string(m.DType)), m.Projection))
 	}
 	opt.Progress = func(done, total, committed int) {
 		if prog.TTY() {
@@ -312,7 +312,7 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("store score: %w", err)
 	}
 	m := stores[0].Manifest()
-	what := fmt.Sprintf("%s (%s, dim %d, %s projection)", dirs[0], m.DType, m.Dim, m.Projection)
+	what := fmt.Sprintf("%s (%s, dim %d, %s projection)", dirs[0], strings.ToLower(string(m.DType)), m.Dim, m.Projection)
 	if nc > 1 {
 		what = fmt.Sprintf("%d checkpoint stores %s", nc, strings.Join(dirs, ","))
 	}

@@ -133,7 +133,7 @@ func TestStoreBuild(t *testing.T) {
 					t.Errorf("progress on stderr:\n%s", sf.stderr.String())
 				}
 				m, ids, rows := storeRows(t, dir)
-				if m.Projection != kind.p || m.DType != store.DType(dtype) || m.Dim != kind.dim || m.Count != 11 || len(m.Shards) != 4 {
+				if m.Projection != kind.p || m.DType != gradients.DType(strings.ToUpper(dtype)) || m.Dim != kind.dim || m.Count != 11 || len(m.Shards) != 4 {
 					t.Fatalf("manifest %+v", m)
 				}
 				if len(m.Layers) != 2 || m.Layers[0].Name != "block.0.attn" || m.Layers[1].Name != "head" || m.Layers[1].Offset != m.Layers[0].Dim {

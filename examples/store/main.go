@@ -44,7 +44,7 @@ func main() {
 	src, err := store.OpenSource(trainFile)
 	check(err)
 	defer src.Close()
-	_, err = store.Build(ctx, filepath.Join(dir, "store"), src, spec, store.BuildOptions{DType: store.F16})
+	_, err = store.Build(ctx, filepath.Join(dir, "store"), src, spec, store.BuildOptions{DType: gradients.F16})
 	check(err)
 
 	// EK-FAC on projected gradients at labels sampled from the model.

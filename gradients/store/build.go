@@ -125,7 +125,7 @@ func positions(from, n int) []int64 {
 type BuildOptions struct {
 	// DType of the stored rows; F16 when empty. When resuming, empty means
 	// the store's, and another is a *MismatchError.
-	DType DType
+	DType gradients.DType
 	// ShardRows per shard file of a new store (DefaultShardRows when zero);
 	// a resumed store keeps its own.
 	ShardRows int
@@ -214,7 +214,7 @@ func Build(ctx context.Context, dir string, src *Source, spec gradients.Projecti
 		}
 	} else {
 		if opt.DType == "" {
-			opt.DType = F16
+			opt.DType = gradients.F16
 		}
 		dims, err := spec.Dims(src.Layers())
 		if err != nil {
@@ -289,7 +289,7 @@ func checkResume(b *Builder, src *Source, spec gradients.Projection, opt BuildOp
 		return &MismatchError{Path: manifest, Field: "projection", Asked: spec.String(), Have: m.Projection.String()}
 	}
 	if opt.DType != "" && opt.DType != m.DType {
-		return &MismatchError{Path: manifest, Field: "dtype", Asked: string(opt.DType), Have: string(m.DType)}
+		return &MismatchError{Path: manifest, Field: "dtype", Asked: dtypeName(opt.DType), Have: dtypeName(m.DType)}
 	}
 	if err := m.CheckInput(src.Layers()); err != nil {
 		return fmt.Errorf("%s against %s: %w", src.paths[0], manifest, err)

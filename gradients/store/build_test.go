@@ -72,7 +72,7 @@ func TestBuild(t *testing.T) {
 			defer src.Close()
 			out := filepath.Join(t.TempDir(), "s")
 			var calls int
-			sum, err := Build(ctx, out, src, tc.spec, BuildOptions{DType: F32, ShardRows: 4, Chunk: 3,
+			sum, err := Build(ctx, out, src, tc.spec, BuildOptions{DType: gradients.F32, ShardRows: 4, Chunk: 3,
 				Progress: func(done, total, committed int) { calls++ }})
 			if err != nil {
 				t.Fatal(err)
@@ -107,7 +107,7 @@ func TestBuild(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := Build(ctx, resumed, src1, tc.spec, BuildOptions{DType: F32, ShardRows: 4}); err != nil {
+			if _, err := Build(ctx, resumed, src1, tc.spec, BuildOptions{DType: gradients.F32, ShardRows: 4}); err != nil {
 				t.Fatal(err)
 			}
 			src1.Close()
@@ -165,7 +165,7 @@ func TestBuildErrors(t *testing.T) {
 			`layer "head" is dense (grad of dimension 4), but kronecker needs factored layers`},
 		{"resume other projection", src, gradients.Projection{Kind: gradients.Rademacher, K: 2, Seed: 2}, BuildOptions{Resume: true, CheckProjection: true}, nil,
 			"projection rademacher k=2 seed=2 asked for, the store holds rademacher k=2 seed=1"},
-		{"resume other dtype", src, rad, BuildOptions{Resume: true, DType: F32}, nil, "dtype f32 asked for, the store holds f16"},
+		{"resume other dtype", src, rad, BuildOptions{Resume: true, DType: gradients.F32}, nil, "dtype f32 asked for, the store holds f16"},
 		{"resume other rows, same ids", other, rad, BuildOptions{Resume: true}, ErrInput, "differs from the store's row 3"},
 	}
 	for _, tc := range tests {

@@ -21,9 +21,9 @@ import (
 
 // Options configure a new store.
 type Options struct {
-	DType     DType       // element type of the stored values
-	ShardRows int         // rows per shard; DefaultShardRows when zero
-	Layers    []LayerInfo // the layers of a row, in order; offsets are computed
+	DType     gradients.DType // element type of the stored values
+	ShardRows int             // rows per shard; DefaultShardRows when zero
+	Layers    []LayerInfo     // the layers of a row, in order; offsets are computed
 	// Projection made the rows from the full gradients (zero: none). Its
 	// seed is recorded as an int64: seeds must lie below 2⁶³.
 	Projection gradients.Projection
@@ -84,7 +84,7 @@ func Create(dir string, opt Options) (*Builder, error) {
 		return nil, &Error{Path: dir, Field: "projection", Err: fmt.Errorf("%w: seed %d: a store records seeds below 2⁶³", ErrFormat, opt.Projection.Seed)}
 	}
 	if opt.DType.Size() == 0 {
-		return nil, &Error{Path: dir, Field: "dtype", Err: fmt.Errorf("%w: %q, want f16, bf16 or f32", ErrDType, opt.DType)}
+		return nil, &Error{Path: dir, Field: "dtype", Err: fmt.Errorf("%w: %q, want f16, bf16 or f32", ErrDType, dtypeName(opt.DType))}
 	}
 	if opt.ShardRows < 0 {
 		return nil, &Error{Path: dir, Field: "shard rows", Err: fmt.Errorf("%w: %d", ErrShape, opt.ShardRows)}
@@ -272,7 +272,7 @@ func (b *Builder) SameRow(src string, srcRow, row int, example *gradients.Batch)
 	}); err != nil {
 		return err
 	}
-	enc, err := safetensors.EncodeFloat64s(b.m.DType.tensor(), example.Flatten().Data)
+	enc, err := safetensors.EncodeFloat64s(safetensors.DType(b.m.DType), example.Flatten().Data)
 	if err != nil {
 		return &Error{Path: b.dir, Err: fmt.Errorf("%w: row %d of %s: %w", ErrInput, srcRow, src, err)}
 	}
@@ -465,13 +465,13 @@ func addRows[T float32 | float64](b *Builder, ctx context.Context, src string, f
 	piece := max(1, 4096/dim) * dim
 	for lo := 0; lo < len(rows); lo += piece {
 		v := widen(&b.vals, rows[lo:min(lo+piece, len(rows))])
-		enc, err := safetensors.EncodeFloat64s(b.m.DType.tensor(), v)
+		enc, err := safetensors.EncodeFloat64s(safetensors.DType(b.m.DType), v)
 		if err != nil {
 			b.data = b.data[:base]
 			var re *safetensors.RangeError
 			if errors.As(err, &re) {
 				i := lo + re.Index
-				err = fmt.Errorf("%w: id %d: %g at column %d overflows %s", ErrRange, ids[i/dim], re.Value, i%dim, b.m.DType)
+				err = fmt.Errorf("%w: id %d: %g at column %d overflows %s", ErrRange, ids[i/dim], re.Value, i%dim, dtypeName(b.m.DType))
 			}
 			b.seen.undo(ids)
 			return &Error{Path: b.dir, Err: err}
@@ -589,7 +589,7 @@ func (b *Builder) commit(n int) error {
 	path := filepath.Join(b.dir, name)
 	ids, _ := safetensors.EncodeInt64s(safetensors.I64, b.ids[:n]) // I64 holds any int64
 	tensors := []safetensors.Tensor{
-		{Name: "grads", DType: b.m.DType.tensor(), Shape: []int{n, b.m.Dim}, Data: b.data[:n*b.rowBytes]},
+		{Name: "grads", DType: safetensors.DType(b.m.DType), Shape: []int{n, b.m.Dim}, Data: b.data[:n*b.rowBytes]},
 		{Name: "ids", DType: safetensors.I64, Shape: []int{n}, Data: ids},
 	}
 	meta := map[string]string{"format": Format}

@@ -22,7 +22,7 @@ import (
 func TestBuildLock(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "s")
-	opt := Options{DType: F32, ShardRows: 4, Layers: testLayers}
+	opt := Options{DType: gradients.F32, ShardRows: 4, Layers: testLayers}
 	ids, rows := randRows(10, 0, 1)
 	b, err := Create(dir, opt)
 	if err != nil {
@@ -100,7 +100,7 @@ func TestHelperHoldLock(t *testing.T) {
 	if dir == "" {
 		t.Skip("subprocess of TestBuildLockKilled")
 	}
-	b, err := Create(dir, Options{DType: F16, ShardRows: killShard, Layers: []LayerInfo{{Name: "w", Dim: killDim}}})
+	b, err := Create(dir, Options{DType: gradients.F16, ShardRows: killShard, Layers: []LayerInfo{{Name: "w", Dim: killDim}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestSkip(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "s")
-			build(t, dir, Options{DType: F32, ShardRows: 4, Layers: testLayers}, ids[:6], rows[:6*testDim])
+			build(t, dir, Options{DType: gradients.F32, ShardRows: 4, Layers: testLayers}, ids[:6], rows[:6*testDim])
 			b, err := Resume(dir)
 			if err != nil {
 				t.Fatal(err)
@@ -258,7 +258,7 @@ func TestDuplicateIDs(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := Create(filepath.Join(t.TempDir(), "s"), Options{DType: F32, ShardRows: 4, Layers: testLayers})
+			b, err := Create(filepath.Join(t.TempDir(), "s"), Options{DType: gradients.F32, ShardRows: 4, Layers: testLayers})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -278,7 +278,7 @@ func TestDuplicateIDs(t *testing.T) {
 
 	// After Resume, the ids of the shards committed before count too.
 	dir := filepath.Join(root, "s")
-	b, err := Create(dir, Options{DType: F32, ShardRows: 4, Layers: testLayers})
+	b, err := Create(dir, Options{DType: gradients.F32, ShardRows: 4, Layers: testLayers})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
 )
 
@@ -21,7 +22,7 @@ func Example() {
 
 	// Five examples with 3-value rows (two layers), two rows per shard.
 	b, err := store.Create(dir, store.Options{
-		DType:     store.BF16,
+		DType:     gradients.BF16,
 		ShardRows: 2,
 		Layers:    []store.LayerInfo{{Name: "fc.weight", Dim: 2}, {Name: "fc.bias", Dim: 1}},
 	})
@@ -61,7 +62,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	// Output:
-	// rows: 5 dim: 3 dtype: bf16 shards: 3
+	// rows: 5 dim: 3 dtype: BF16 shards: 3
 	// offset 0 ids [10 11 12] rows [1 2 3 0.5 -1 0 4 5 6]
 	// offset 3 ids [13 14] rows [-2 0.25 1 7 8 9]
 }

@@ -91,7 +91,7 @@ func (s *Summary) WriteText(w io.Writer) error {
 	ew.printf("  format      %s\n", m.Format)
 	ew.printf("  rows        %d\n", m.Count)
 	ew.printf("  shards      %d\n", len(m.Shards))
-	ew.printf("  dtype       %s\n", m.DType)
+	ew.printf("  dtype       %s\n", dtypeName(m.DType))
 	ew.printf("  dim         %d\n", m.Dim)
 	ew.printf("  projection  %s\n", m.Projection.String())
 	ew.printf("  bytes       %d (%.1f MiB)\n", s.Bytes, float64(s.Bytes)/(1<<20))

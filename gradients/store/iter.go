@@ -11,6 +11,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/internal/safetensors"
 	"github.com/goinfluence/goinfluence/linalg"
 )
@@ -279,13 +280,13 @@ func (it *Iterator) shardPath() string {
 func (it *Iterator) decode(dst []float32, src []byte) {
 	le := binary.LittleEndian
 	dt := it.s.m.DType
-	if dt == F32 {
+	if dt == gradients.F32 {
 		for i := range dst {
 			dst[i] = math.Float32frombits(le.Uint32(src[4*i:]))
 		}
 		return
 	}
-	if dt == F16 {
+	if dt == gradients.F16 {
 		linalg.F16BytesToF32(dst, src[:2*len(dst)])
 	} else {
 		linalg.BF16BytesToF32(dst, src[:2*len(dst)])

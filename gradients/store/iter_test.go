@@ -9,16 +9,17 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
 // decodeRaw widens raw little-endian values of dtype d.
-func decodeRaw(d DType, raw []byte) []float32 {
+func decodeRaw(d gradients.DType, raw []byte) []float32 {
 	out := make([]float32, len(raw)/d.Size())
 	switch d {
-	case F16:
+	case gradients.F16:
 		linalg.F16BytesToF32(out, raw)
-	case BF16:
+	case gradients.BF16:
 		linalg.BF16BytesToF32(out, raw)
 	default:
 		for i := range out {
@@ -35,7 +36,7 @@ func decodeRaw(d DType, raw []byte) []float32 {
 func TestNextRaw(t *testing.T) {
 	ctx := context.Background()
 	ids, rows := randRows(23, 5, 12)
-	for _, dt := range []DType{F32, F16, BF16} {
+	for _, dt := range []gradients.DType{gradients.F32, gradients.F16, gradients.BF16} {
 		dir := filepath.Join(t.TempDir(), "s")
 		build(t, dir, Options{DType: dt, ShardRows: 4, Layers: testLayers}, ids, rows)
 		s := open(t, dir)
@@ -110,7 +111,7 @@ func TestNextRaw(t *testing.T) {
 
 	// A closed store is an error, as for Next.
 	dir := filepath.Join(t.TempDir(), "s")
-	build(t, dir, Options{DType: F16, ShardRows: 4, Layers: testLayers}, ids, rows)
+	build(t, dir, Options{DType: gradients.F16, ShardRows: 4, Layers: testLayers}, ids, rows)
 	s := open(t, dir)
 	s.Close()
 	if it := s.Chunks(3); it.NextRaw(ctx) || it.Err() == nil {

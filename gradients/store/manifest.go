@@ -17,7 +17,6 @@ import (
 
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/internal/atomicfile"
-	"github.com/goinfluence/goinfluence/internal/safetensors"
 )
 
 // Format is the value of the manifest's "format" field.
@@ -34,37 +33,14 @@ const DefaultShardRows = 65536
 // cannot claim unbounded memory; it allows millions of shards.
 const maxManifest = 256 << 20
 
-// DType is the element type of the stored gradients.
-type DType string
-
-// Element types a store may hold.
-const (
-	F16  DType = "f16"
-	BF16 DType = "bf16"
-	F32  DType = "f32"
-)
-
-// Size returns the size of one element in bytes, or 0 for an unknown dtype.
-func (d DType) Size() int {
-	switch d {
-	case F16, BF16:
-		return 2
-	case F32:
-		return 4
-	}
-	return 0
+// storable reports whether a store may hold rows of d: F16, BF16 or F32
+// (gradients.DType). manifest.json writes it in lower case ("f16").
+func storable(d gradients.DType) bool {
+	return d == gradients.F16 || d == gradients.BF16 || d == gradients.F32
 }
 
-// tensor returns the safetensors dtype of the shards' grads tensor.
-func (d DType) tensor() safetensors.DType {
-	switch d {
-	case F16:
-		return safetensors.F16
-	case BF16:
-		return safetensors.BF16
-	}
-	return safetensors.F32
-}
+// dtypeName is d as manifest.json and the store's messages spell it.
+func dtypeName(d gradients.DType) string { return strings.ToLower(string(d)) }
 
 // LayerInfo places one layer's values in a row: values [Offset, Offset+Dim).
 type LayerInfo struct {
@@ -93,7 +69,7 @@ type ShardInfo struct {
 // Manifest is the committed state of a store, as held in manifest.json.
 type Manifest struct {
 	Format string
-	DType  DType
+	DType  gradients.DType // F16, BF16 or F32
 	Dim    int
 	Layers []LayerInfo
 	// Projection made the stored rows from the full gradients (the zero
@@ -109,7 +85,7 @@ type Manifest struct {
 // one type keep opening, and new ones are written byte for byte as before.
 type manifestJSON struct {
 	Format     string         `json:"format"`
-	DType      DType          `json:"dtype"`
+	DType      string         `json:"dtype"`
 	Dim        int            `json:"dim"`
 	Layers     []LayerInfo    `json:"layers"`
 	Projection projectionJSON `json:"projection"`
@@ -124,7 +100,7 @@ func (m Manifest) MarshalJSON() ([]byte, error) { return json.Marshal(m.toJSON()
 // toJSON returns m in the layout of manifest.json.
 func (m Manifest) toJSON() manifestJSON {
 	p := projectionJSON{Kind: m.Projection.Kind.String(), K: m.Projection.K, KIn: m.Projection.KIn, KOut: m.Projection.KOut}
-	return manifestJSON{Format: m.Format, DType: m.DType, Dim: m.Dim, Layers: m.Layers,
+	return manifestJSON{Format: m.Format, DType: dtypeName(m.DType), Dim: m.Dim, Layers: m.Layers,
 		Projection: p, Seed: int64(m.Projection.Seed), Shards: m.Shards, Count: m.Count}
 }
 
@@ -145,7 +121,11 @@ func (m *Manifest) UnmarshalJSON(buf []byte) error {
 // manifest converts the JSON layout, naming the projection kind; the seed
 // keeps its 64 bits.
 func (w manifestJSON) manifest() (Manifest, error) {
-	m := Manifest{Format: w.Format, DType: w.DType, Dim: w.Dim, Layers: w.Layers, Shards: w.Shards, Count: w.Count,
+	dt := gradients.DType(strings.ToUpper(w.DType))
+	if w.DType != strings.ToLower(w.DType) || !storable(dt) {
+		dt = gradients.DType(w.DType) // refused by validate, as written
+	}
+	m := Manifest{Format: w.Format, DType: dt, Dim: w.Dim, Layers: w.Layers, Shards: w.Shards, Count: w.Count,
 		Projection: gradients.Projection{K: w.Projection.K, KIn: w.Projection.KIn, KOut: w.Projection.KOut, Seed: uint64(w.Seed)}}
 	switch {
 	case w.Projection.Kind == "":
@@ -217,8 +197,8 @@ func (m *Manifest) validate() error {
 	if m.Format != Format {
 		return manifestError("format", "%q, want %q", m.Format, Format)
 	}
-	if m.DType.Size() == 0 {
-		return &Error{Field: "dtype", Err: fmt.Errorf("%w: %q, want f16, bf16 or f32", ErrDType, m.DType)}
+	if !storable(m.DType) {
+		return &Error{Field: "dtype", Err: fmt.Errorf("%w: %q, want f16, bf16 or f32", ErrDType, dtypeName(m.DType))}
 	}
 	if m.Dim < 1 || m.Dim > math.MaxInt32 {
 		return manifestError("dim", "%d out of range", m.Dim)

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/internal/safetensors"
 )
 
@@ -198,7 +199,7 @@ func openShard(dir string, m *Manifest, i int) (*safetensors.File, error) {
 		dtype safetensors.DType
 		shape []int
 	}{
-		{"grads", m.DType.tensor(), []int{s.Rows, m.Dim}},
+		{"grads", safetensors.DType(m.DType), []int{s.Rows, m.Dim}},
 		{"ids", safetensors.I64, []int{s.Rows}},
 	}
 	if n := len(f.Names()); n != len(want) {
@@ -233,7 +234,7 @@ func (s *Store) Count() int { return s.m.Count }
 func (s *Store) Dim() int { return s.m.Dim }
 
 // DType returns the element type of the stored values.
-func (s *Store) DType() DType { return s.m.DType }
+func (s *Store) DType() gradients.DType { return s.m.DType }
 
 // Layers returns the layers, in row order.
 func (s *Store) Layers() []LayerInfo { return slices.Clone(s.m.Layers) }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/goinfluence/goinfluence/gradients"
 )
 
 // FuzzStore fuzzes a one-shard store, the manifest and the shard's bytes
@@ -16,7 +18,7 @@ import (
 func FuzzStore(f *testing.F) {
 	dir := filepath.Join(f.TempDir(), "s")
 	ids, rows := randRows(5, 0, 1)
-	build(f, dir, Options{DType: F16, ShardRows: 8, Layers: testLayers}, ids, rows)
+	build(f, dir, Options{DType: gradients.F16, ShardRows: 8, Layers: testLayers}, ids, rows)
 	manifest, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
 	if err != nil {
 		f.Fatal(err)

@@ -41,13 +41,13 @@ func randRows(n, n0 int, seed uint64) ([]int64, []float32) {
 }
 
 // rounded returns v as stored in dtype d: rounded to nearest even.
-func rounded(d DType, v []float32) []float32 {
+func rounded(d gradients.DType, v []float32) []float32 {
 	out := make([]float32, len(v))
 	for i, x := range v {
 		switch d {
-		case F16:
+		case gradients.F16:
 			out[i] = linalg.F16Float32(linalg.F16Bits(x))
-		case BF16:
+		case gradients.BF16:
 			out[i] = linalg.BF16Float32(linalg.BF16Bits(x))
 		default:
 			out[i] = x
@@ -125,7 +125,7 @@ func sameBits(t testing.TB, got, want []float32) {
 func TestRoundTrip(t *testing.T) {
 	const n = 40
 	ids, rows := randRows(n, 100, 1)
-	for _, dt := range []DType{F32, F16, BF16} {
+	for _, dt := range []gradients.DType{gradients.F32, gradients.F16, gradients.BF16} {
 		want := rounded(dt, rows)
 		for _, shardRows := range []int{1, 7, 1000} {
 			dir := filepath.Join(t.TempDir(), "s")
@@ -153,9 +153,9 @@ func TestRoundTripWithinRounding(t *testing.T) {
 	// (f16) or 8 (bf16) significant bits.
 	ids, rows := randRows(30, 0, 2)
 	for _, c := range []struct {
-		dt  DType
+		dt  gradients.DType
 		eps float64
-	}{{F16, 0x1p-11}, {BF16, 0x1p-8}} {
+	}{{gradients.F16, 0x1p-11}, {gradients.BF16, 0x1p-8}} {
 		dir := filepath.Join(t.TempDir(), "s")
 		build(t, dir, Options{DType: c.dt, ShardRows: 8, Layers: testLayers}, ids, rows)
 		_, got := readAll(t, open(t, dir), 9)
@@ -170,7 +170,7 @@ func TestRoundTripWithinRounding(t *testing.T) {
 func TestManifestFields(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "s")
 	ids, rows := randRows(10, 0, 3)
-	opt := Options{DType: F16, ShardRows: 4, Layers: testLayers,
+	opt := Options{DType: gradients.F16, ShardRows: 4, Layers: testLayers,
 		Projection: gradients.Projection{Kind: gradients.Kronecker, KIn: 2, KOut: 3, Seed: 42}}
 	build(t, dir, opt, ids, rows)
 	buf, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
@@ -229,7 +229,7 @@ func TestManifestFields(t *testing.T) {
 	}
 	// Without a projection the kind is "none".
 	dir2 := filepath.Join(t.TempDir(), "s")
-	build(t, dir2, Options{DType: F32, Layers: testLayers}, nil, nil)
+	build(t, dir2, Options{DType: gradients.F32, Layers: testLayers}, nil, nil)
 	if p := open(t, dir2).Manifest().Projection; p != (gradients.Projection{}) {
 		t.Errorf("default projection %+v", p)
 	}
@@ -238,7 +238,7 @@ func TestManifestFields(t *testing.T) {
 func TestVerify(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "s")
 	ids, rows := randRows(12, 0, 4)
-	build(t, dir, Options{DType: BF16, ShardRows: 5, Layers: testLayers}, ids, rows)
+	build(t, dir, Options{DType: gradients.BF16, ShardRows: 5, Layers: testLayers}, ids, rows)
 	ctx := context.Background()
 	if err := open(t, dir).Verify(ctx); err != nil {
 		t.Fatalf("clean store: %v", err)
@@ -350,7 +350,7 @@ func TestOpenErrors(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "s")
-			build(t, dir, Options{DType: F16, ShardRows: 5, Layers: testLayers}, ids, rows)
+			build(t, dir, Options{DType: gradients.F16, ShardRows: 5, Layers: testLayers}, ids, rows)
 			c.mutate(t, dir)
 			s, err := Open(dir)
 			if err == nil {
@@ -371,7 +371,7 @@ func TestOpenErrors(t *testing.T) {
 func TestResume(t *testing.T) {
 	ctx := context.Background()
 	ids, rows := randRows(45, 7, 6)
-	opt := Options{DType: F16, ShardRows: 7, Layers: testLayers, Projection: gradients.Projection{Seed: 3}}
+	opt := Options{DType: gradients.F16, ShardRows: 7, Layers: testLayers, Projection: gradients.Projection{Seed: 3}}
 	single := filepath.Join(t.TempDir(), "single")
 	build(t, single, opt, ids, rows)
 
@@ -409,7 +409,7 @@ func TestResume(t *testing.T) {
 func TestResumeRemovesLeftovers(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "s")
 	ids, rows := randRows(6, 0, 7)
-	build(t, dir, Options{DType: F32, ShardRows: 3, Layers: testLayers}, ids, rows)
+	build(t, dir, Options{DType: gradients.F32, ShardRows: 3, Layers: testLayers}, ids, rows)
 	// What a build killed at various points leaves behind, and a file that
 	// is none of the store's business.
 	stray := map[string]bool{
@@ -458,7 +458,7 @@ func TestResumeRemovesLeftovers(t *testing.T) {
 
 func TestCreateErrors(t *testing.T) {
 	existing := filepath.Join(t.TempDir(), "s")
-	build(t, existing, Options{DType: F32, Layers: testLayers}, nil, nil)
+	build(t, existing, Options{DType: gradients.F32, Layers: testLayers}, nil, nil)
 	shardOnly := t.TempDir()
 	os.WriteFile(filepath.Join(shardOnly, "shard-000000.safetensors"), nil, 0o644)
 	cases := []struct {
@@ -467,15 +467,15 @@ func TestCreateErrors(t *testing.T) {
 		opt  Options
 		is   error
 	}{
-		{"existing store", existing, Options{DType: F32, Layers: testLayers}, ErrExists},
-		{"stray shard", shardOnly, Options{DType: F32, Layers: testLayers}, ErrExists},
-		{"bad dtype", "", Options{DType: "F16", Layers: testLayers}, ErrDType},
-		{"no layers", "", Options{DType: F16}, ErrFormat},
-		{"repeated layer", "", Options{DType: F16, Layers: []LayerInfo{{Name: "a", Dim: 1}, {Name: "a", Dim: 2}}}, ErrFormat},
-		{"empty layer", "", Options{DType: F16, Layers: []LayerInfo{{Name: "a"}}}, ErrFormat},
-		{"negative shard rows", "", Options{DType: F16, ShardRows: -1, Layers: testLayers}, ErrShape},
-		{"negative projection", "", Options{DType: F16, Layers: testLayers, Projection: gradients.Projection{Kind: gradients.SJLT, K: -1}}, ErrFormat},
-		{"seed above 2⁶³", "", Options{DType: F16, Layers: testLayers, Projection: gradients.Projection{Kind: gradients.SJLT, K: 2, Seed: 1 << 63}}, ErrFormat},
+		{"existing store", existing, Options{DType: gradients.F32, Layers: testLayers}, ErrExists},
+		{"stray shard", shardOnly, Options{DType: gradients.F32, Layers: testLayers}, ErrExists},
+		{"bad dtype", "", Options{DType: "gradients.F16", Layers: testLayers}, ErrDType},
+		{"no layers", "", Options{DType: gradients.F16}, ErrFormat},
+		{"repeated layer", "", Options{DType: gradients.F16, Layers: []LayerInfo{{Name: "a", Dim: 1}, {Name: "a", Dim: 2}}}, ErrFormat},
+		{"empty layer", "", Options{DType: gradients.F16, Layers: []LayerInfo{{Name: "a"}}}, ErrFormat},
+		{"negative shard rows", "", Options{DType: gradients.F16, ShardRows: -1, Layers: testLayers}, ErrShape},
+		{"negative projection", "", Options{DType: gradients.F16, Layers: testLayers, Projection: gradients.Projection{Kind: gradients.SJLT, K: -1}}, ErrFormat},
+		{"seed above 2⁶³", "", Options{DType: gradients.F16, Layers: testLayers, Projection: gradients.Projection{Kind: gradients.SJLT, K: 2, Seed: 1 << 63}}, ErrFormat},
 	}
 	for _, c := range cases {
 		dir := c.dir
@@ -491,7 +491,7 @@ func TestCreateErrors(t *testing.T) {
 func TestAddErrors(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "s")
-	b, err := Create(dir, Options{DType: F16, ShardRows: 2, Layers: testLayers})
+	b, err := Create(dir, Options{DType: gradients.F16, ShardRows: 2, Layers: testLayers})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -573,7 +573,7 @@ func TestAddBatchAndFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(root, "s")
-	b, err := Create(dir, Options{DType: F32, ShardRows: 4, Layers: testLayers})
+	b, err := Create(dir, Options{DType: gradients.F32, ShardRows: 4, Layers: testLayers})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -599,7 +599,7 @@ func TestAddBatchAndFile(t *testing.T) {
 
 func TestAddBatchErrors(t *testing.T) {
 	ctx := context.Background()
-	b, err := Create(filepath.Join(t.TempDir(), "s"), Options{DType: BF16, Layers: testLayers})
+	b, err := Create(filepath.Join(t.TempDir(), "s"), Options{DType: gradients.BF16, Layers: testLayers})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -639,7 +639,7 @@ func TestAddBatchErrors(t *testing.T) {
 
 func TestIterator(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "s")
-	build(t, dir, Options{DType: F32, Layers: testLayers}, nil, nil)
+	build(t, dir, Options{DType: gradients.F32, Layers: testLayers}, nil, nil)
 	s := open(t, dir)
 	if ids, _ := readAll(t, s, 3); len(ids) != 0 {
 		t.Fatalf("empty store gave %d rows", len(ids))
@@ -647,7 +647,7 @@ func TestIterator(t *testing.T) {
 
 	dir = filepath.Join(t.TempDir(), "s")
 	ids, rows := randRows(9, 0, 10)
-	build(t, dir, Options{DType: F32, ShardRows: 4, Layers: testLayers}, ids, rows)
+	build(t, dir, Options{DType: gradients.F32, ShardRows: 4, Layers: testLayers}, ids, rows)
 	s = open(t, dir)
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -682,7 +682,7 @@ func TestIterator(t *testing.T) {
 // leaving the padding alone, for chunks that span shards.
 func TestNextInto(t *testing.T) {
 	ids, rows := randRows(23, 5, 11)
-	for _, dt := range []DType{F32, F16, BF16} {
+	for _, dt := range []gradients.DType{gradients.F32, gradients.F16, gradients.BF16} {
 		dir := filepath.Join(t.TempDir(), "s")
 		build(t, dir, Options{DType: dt, ShardRows: 4, Layers: testLayers}, ids, rows)
 		s := open(t, dir)
@@ -757,7 +757,7 @@ func TestHelperKillBuild(t *testing.T) {
 	if dir == "" {
 		t.Skip("subprocess of TestKillBuild")
 	}
-	b, err := Create(dir, Options{DType: F16, ShardRows: killShard, Layers: []LayerInfo{{Name: "w", Dim: killDim}}})
+	b, err := Create(dir, Options{DType: gradients.F16, ShardRows: killShard, Layers: []LayerInfo{{Name: "w", Dim: killDim}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/internal/safetensors"
 )
 
@@ -59,7 +60,7 @@ func TestVerifyOnRead(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "s")
 			ids, rows := randRows(12, 0, 9)
-			build(t, dir, Options{DType: F32, ShardRows: 4, Layers: testLayers}, ids, rows)
+			build(t, dir, Options{DType: gradients.F32, ShardRows: 4, Layers: testLayers}, ids, rows)
 			path := filepath.Join(dir, bad)
 			data, err := os.ReadFile(path)
 			if err != nil {
@@ -109,7 +110,7 @@ func TestVerifyOnRead(t *testing.T) {
 func TestVerifyOnceConcurrent(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "s")
 	ids, rows := randRows(20, 0, 3)
-	build(t, dir, Options{DType: BF16, ShardRows: 3, Layers: testLayers}, ids, rows)
+	build(t, dir, Options{DType: gradients.BF16, ShardRows: 3, Layers: testLayers}, ids, rows)
 	read := func(s *Store) []error {
 		errs := make([]error, 8)
 		var wg sync.WaitGroup
@@ -153,7 +154,7 @@ func TestVerifyOnceConcurrent(t *testing.T) {
 func TestVerifyCancelled(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "s")
 	ids, rows := randRows(6, 0, 3)
-	build(t, dir, Options{DType: F16, ShardRows: 3, Layers: testLayers}, ids, rows)
+	build(t, dir, Options{DType: gradients.F16, ShardRows: 3, Layers: testLayers}, ids, rows)
 	s := open(t, dir)
 	f, err := openShard(dir, &s.m, 0)
 	if err != nil {
@@ -181,7 +182,7 @@ func TestVerifyCancelled(t *testing.T) {
 func TestCheckAhead(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "s")
 	ids, rows := randRows(12, 0, 11)
-	build(t, dir, Options{DType: F32, ShardRows: 4, Layers: testLayers}, ids, rows)
+	build(t, dir, Options{DType: gradients.F32, ShardRows: 4, Layers: testLayers}, ids, rows)
 
 	s := open(t, dir)
 	it := s.Chunks(2)
@@ -240,17 +241,17 @@ func TestTruncatedWhileMapped(t *testing.T) {
 	}
 	tests := []struct {
 		name  string
-		dt    DType
+		dt    gradients.DType
 		rows  int
 		chunk int
 		read  func(it *Iterator) bool
 	}{
-		{"Next f32", F32, 3000, 100, func(it *Iterator) bool { return it.Next(context.Background()) }},
-		{"NextInto bf16", BF16, 3000, 100, func(it *Iterator) bool {
+		{"Next f32", gradients.F32, 3000, 100, func(it *Iterator) bool { return it.Next(context.Background()) }},
+		{"NextInto bf16", gradients.BF16, 3000, 100, func(it *Iterator) bool {
 			return it.NextInto(context.Background(), make([]float32, 100*16), 16)
 		}},
-		{"NextRaw f16 spanning", F16, 3000, 1100, func(it *Iterator) bool { return it.NextRaw(context.Background()) }},
-		{"Next f16 parallel widening", F16, 40000, 11000, func(it *Iterator) bool { return it.Next(context.Background()) }},
+		{"NextRaw f16 spanning", gradients.F16, 3000, 1100, func(it *Iterator) bool { return it.NextRaw(context.Background()) }},
+		{"Next f16 parallel widening", gradients.F16, 40000, 11000, func(it *Iterator) bool { return it.Next(context.Background()) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -284,7 +285,7 @@ func TestTruncatedAfterOpen(t *testing.T) {
 	for _, opt := range []OpenOptions{{}, {NoVerify: true}} {
 		dir := filepath.Join(t.TempDir(), "s")
 		ids, rows := randRows(300, 0, 5)
-		build(t, dir, Options{DType: F16, ShardRows: 200, Layers: testLayers}, ids, rows)
+		build(t, dir, Options{DType: gradients.F16, ShardRows: 200, Layers: testLayers}, ids, rows)
 		s, err := OpenWith(dir, opt)
 		if err != nil {
 			t.Fatal(err)
@@ -312,7 +313,7 @@ func TestTruncatedAfterOpen(t *testing.T) {
 func TestGuard(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "s")
 	ids, rows := randRows(3000, 0, 5)
-	build(t, dir, Options{DType: F16, ShardRows: 3000, Layers: testLayers}, ids, rows)
+	build(t, dir, Options{DType: gradients.F16, ShardRows: 3000, Layers: testLayers}, ids, rows)
 	s := open(t, dir)
 	its := []*Iterator{s.Chunks(1000), s.Chunks(3000)}
 	for _, it := range its {
