@@ -11,9 +11,9 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
 	"github.com/goinfluence/goinfluence/influence"
-	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
