@@ -24,8 +24,19 @@
 //	format  goinfluence.gradients/v1
 //	layers  L1,L2,…  (the layer order; lexical order of names when absent)
 //
-// Readers check the whole header when a file is opened and the values when
-// examples are read. Every error is an *Error naming the file, layer, field
+// Open maps a file, Parse reads one held in memory and NewReader one behind
+// an io.ReaderAt; WriteFile writes a Batch whole and Writer a batch at a
+// time, for files larger than memory; both write atomically (temp file and
+// rename) and give the same bytes. Readers check the whole header when a
+// file is opened and the values when examples are read.
+//
+// # Projections
+//
+// Projection is the one description of a seeded random projection
+// (Rademacher, SJLT, Gaussian or Kronecker, with its sizes and seed): stores
+// record it, and queries are projected by it to be scored against them.
+// Apply projects a Batch, ApplyWith on a backend that has the capability
+// (linalg/accel), ProjectFile a whole file chunk by chunk. Every error is an *Error naming the file, layer, field
 // and example at fault, and wraps one of ErrShape, ErrDType, ErrTruncated,
 // ErrNonFinite, ErrFormat or ErrRange for use with errors.Is.
 package gradients
