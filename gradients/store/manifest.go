@@ -122,8 +122,8 @@ func (m *Manifest) UnmarshalJSON(buf []byte) error {
 // keeps its 64 bits.
 func (w manifestJSON) manifest() (Manifest, error) {
 	dt := gradients.DType(strings.ToUpper(w.DType))
-	if w.DType != strings.ToLower(w.DType) || !storable(dt) {
-		dt = gradients.DType(w.DType) // refused by validate, as written
+	if w.DType != dtypeName(dt) || !storable(dt) {
+		return Manifest{}, &Error{Field: "dtype", Err: fmt.Errorf("%w: %q, want f16, bf16 or f32", ErrDType, w.DType)}
 	}
 	m := Manifest{Format: w.Format, DType: dt, Dim: w.Dim, Layers: w.Layers, Shards: w.Shards, Count: w.Count,
 		Projection: gradients.Projection{K: w.Projection.K, KIn: w.Projection.KIn, KOut: w.Projection.KOut, Seed: uint64(w.Seed)}}

@@ -469,7 +469,7 @@ func TestCreateErrors(t *testing.T) {
 	}{
 		{"existing store", existing, Options{DType: gradients.F32, Layers: testLayers}, ErrExists},
 		{"stray shard", shardOnly, Options{DType: gradients.F32, Layers: testLayers}, ErrExists},
-		{"bad dtype", "", Options{DType: "gradients.F16", Layers: testLayers}, ErrDType},
+		{"bad dtype", "", Options{DType: gradients.F64, Layers: testLayers}, ErrDType},
 		{"no layers", "", Options{DType: gradients.F16}, ErrFormat},
 		{"repeated layer", "", Options{DType: gradients.F16, Layers: []LayerInfo{{Name: "a", Dim: 1}, {Name: "a", Dim: 2}}}, ErrFormat},
 		{"empty layer", "", Options{DType: gradients.F16, Layers: []LayerInfo{{Name: "a"}}}, ErrFormat},
@@ -897,6 +897,35 @@ func TestShardIndex(t *testing.T) {
 		i, ok := shardIndex(c.name)
 		if i != c.i || ok != c.ok {
 			t.Errorf("shardIndex(%q) = %d, %v, want %d, %v", c.name, i, ok, c.i, c.ok)
+		}
+	}
+}
+
+// TestManifestDType checks that manifest.json spells the dtype in lower case
+// and refuses any other spelling or a dtype a store cannot hold, naming the
+// field.
+func TestManifestDType(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "s")
+	ids, rows := randRows(3, 0, 1)
+	build(t, dir, Options{DType: gradients.BF16, Layers: testLayers}, ids, rows)
+	buf, err := os.ReadFile(filepath.Join(dir, ManifestName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(buf), `"dtype": "bf16"`) {
+		t.Fatalf("manifest does not say bf16:\n%s", buf)
+	}
+	for _, tc := range []struct {
+		dtype string
+		ok    bool
+	}{{"bf16", true}, {"BF16", false}, {"f64", false}, {"F64", false}, {"i8", false}, {"", false}} {
+		m, err := parseManifest([]byte(strings.Replace(string(buf), `"dtype": "bf16"`, `"dtype": "`+tc.dtype+`"`, 1)))
+		var e *Error
+		switch {
+		case tc.ok && (err != nil || m.DType != gradients.BF16):
+			t.Errorf("%q: %v, dtype %q", tc.dtype, err, m.DType)
+		case !tc.ok && (!errors.Is(err, ErrDType) || !errors.As(err, &e) || e.Field != "dtype"):
+			t.Errorf("%q: error %v, want ErrDType naming the field", tc.dtype, err)
 		}
 	}
 }
