@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strings"
 
-	"gonum.org/v1/gonum/floats"
-
 	"github.com/goinfluence/goinfluence/datasets"
 	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/gradients"
@@ -326,15 +324,7 @@ func iterativeRun(kind string) func(context.Context, *Inputs, bool) (*MethodResu
 		case "arnoldi":
 			m = influence.Arnoldi(op, c.ExactDamping, hessian.ArnoldiOptions{Iterations: c.ArnoldiIter, TopK: c.ArnoldiTopK, Seed: c.Seed})
 		case "lissa":
-			scale := c.LiSSAScale
-			if scale == 0 {
-				lr, _, err := hessian.Arnoldi(ctx, in.Backend, op, hessian.ArnoldiOptions{Iterations: 30, TopK: 1, Seed: c.Seed})
-				if err != nil {
-					return nil, fmt.Errorf("estimating λ_max for LiSSA: %w", err)
-				}
-				scale = 2 * (lr.Values[0] + c.ExactDamping)
-			}
-			opt := hessian.LiSSAOptions{Scale: scale, Depth: c.LiSSADepth, Seed: c.Seed}
+			opt := hessian.LiSSAOptions{Scale: c.LiSSAScale, Depth: c.LiSSADepth, Seed: c.Seed, Backend: in.Backend}
 			if in.Progress != nil {
 				opt.Progress = func(_, step, _ int) {
 					if step%50 == 0 {
@@ -400,19 +390,15 @@ func runTracIn(ctx context.Context, in *Inputs, self bool) (*MethodResult, error
 	}
 	res := &MethodResult{}
 	cps := make([]influence.Checkpoint, len(snaps))
-	if self {
-		res.Self = make([]float64, in.Train.Len())
-	}
 	for c, s := range snaps {
-		train := s.Model.Gradients(in.Train.X, in.Train.Y)
-		cps[c] = influence.Checkpoint{Train: train, LR: s.LR}
+		cps[c] = influence.Checkpoint{Train: s.Model.Gradients(in.Train.X, in.Train.Y), LR: s.LR}
 		if in.Queries != nil {
 			cps[c].Query = models.OutputGradients(s.Model, in.Queries.X, in.Queries.Y, in.Output)
 		}
-		if self {
-			for i, v := range squaredNorms(train) {
-				res.Self[i] += s.LR * v
-			}
+	}
+	if self {
+		if res.Self, err = influence.TracInCPSelf(ctx, cps); err != nil {
+			return nil, err
 		}
 	}
 	if in.Queries != nil {
@@ -482,32 +468,6 @@ func trueProbs(m models.Model, d *datasets.Dataset) []float64 {
 	out := make([]float64, d.Len())
 	for i := range out {
 		out[i] = p.At(i, d.Y[i])
-	}
-	return out
-}
-
-// squaredNorms returns ‖G_n‖²_F summed over layers for every example:
-// Σ_{t,t'} (s_t·s_t')(a_t·a_t') for a factored layer.
-func squaredNorms(b *gradients.Batch) []float64 {
-	out := make([]float64, b.N)
-	for li := range b.Layers {
-		l := &b.Layers[li]
-		if !l.Factored() {
-			for n := range out {
-				for _, v := range l.Grad[n*l.D : (n+1)*l.D] {
-					out[n] += v * v
-				}
-			}
-			continue
-		}
-		for n := range out {
-			a, s := l.Acts(n), l.Outs(n)
-			for t := 0; t < l.Tokens; t++ {
-				for u := 0; u < l.Tokens; u++ {
-					out[n] += floats.Dot(s.Row(t), s.Row(u)) * floats.Dot(a.Row(t), a.Row(u))
-				}
-			}
-		}
 	}
 	return out
 }

@@ -14,9 +14,13 @@ import (
 // LiSSAOptions are the knobs of LiSSA.
 type LiSSAOptions struct {
 	// Scale s divides H + δI so that I − (H+δI)/s is a contraction: every
-	// eigenvalue of H + δI must lie in (0, 2s). Required; a value at or above
-	// λ_max(H+δI) is safe (Arnoldi with a few iterations estimates λ_max).
+	// eigenvalue of H + δI must lie in (0, 2s); a value at or above
+	// λ_max(H+δI) is safe. 0 means LiSSAScale's estimate, 2·λ_max(H+δI),
+	// made on Backend with Seed.
 	Scale float64
+	// Backend computes the estimate of the default Scale (nil:
+	// linalg.Auto()).
+	Backend linalg.Backend
 	// Depth is the number of recursion steps J; 0 means 1000. The residual
 	// after J steps is ‖(I − (H+δI)/s)^{J+1} b‖, so J ≈ (s/λ_min)·ln(1/tol).
 	Depth int
@@ -69,6 +73,12 @@ func LiSSA(ctx context.Context, op Operator, damping float64, b *linalg.Dense64,
 		return nil, nil, err
 	}
 	s := opts.Scale
+	if s == 0 {
+		var err error
+		if s, err = LiSSAScale(ctx, opts.Backend, op, damping, opts.Seed); err != nil {
+			return nil, nil, newError(method, -1, 0, err)
+		}
+	}
 	if !(s > 0) || !finite(s) {
 		return nil, nil, newError(method, -1, 0, fmt.Errorf("scale %v must be finite and > 0 (above λ_max(H+δI)/2; Arnoldi estimates λ_max)", s))
 	}
@@ -162,4 +172,16 @@ func LiSSA(ctx context.Context, op Operator, damping float64, b *linalg.Dense64,
 		sum.Data[i] *= c
 	}
 	return sum, rep, notConverged
+}
+
+// LiSSAScale returns the default scale of LiSSA for H + δI: 2·(λ_max(H) + δ),
+// with λ_max estimated by 30 iterations of Arnoldi seeded by seed, on be
+// (nil: linalg.Auto()). Twice the estimate leaves room for its error: the
+// recursion needs every eigenvalue below twice the scale.
+func LiSSAScale(ctx context.Context, be linalg.Backend, op Operator, damping float64, seed uint64) (float64, error) {
+	lr, _, err := Arnoldi(ctx, be, op, ArnoldiOptions{Iterations: 30, TopK: 1, Seed: seed})
+	if err != nil {
+		return 0, fmt.Errorf("estimating λ_max for the LiSSA scale: %w", err)
+	}
+	return 2 * (lr.Values[0] + damping), nil
 }

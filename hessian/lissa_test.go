@@ -97,7 +97,7 @@ func TestLiSSAErrors(t *testing.T) {
 		opts LiSSAOptions
 		want string
 	}{
-		{"no scale", b, LiSSAOptions{}, "scale 0"},
+		{"negative scale", b, LiSSAOptions{Scale: -1}, "scale -1"},
 		{"inf", nan, LiSSAOptions{Scale: 10}, "right-hand side 1: non-finite value: element 7 is +Inf"},
 		{"not converged", b, LiSSAOptions{Scale: 10, Depth: 5, Tol: 1e-6}, "did not converge"},
 		{"depth", b, LiSSAOptions{Scale: 10, Depth: -1}, "depth -1"},
@@ -170,5 +170,33 @@ func TestLiSSASampled(t *testing.T) {
 	t.Logf("sampled: relative error %.3g", e)
 	if e > 0.2 {
 		t.Errorf("sampled LiSSA: relative error %.3g", e)
+	}
+}
+
+// TestLiSSADefaultScale checks that a zero Scale takes LiSSAScale's
+// estimate, 2·(λ_max + δ), and that LiSSA then converges to the solution.
+func TestLiSSADefaultScale(t *testing.T) {
+	rng := rand.New(rand.NewPCG(31, 32))
+	h, _ := withSpectrum(rng, spread(1, 4, 12))
+	d := mustDense(t, h)
+	b := randomBlock(rng, 2, 12)
+	const damping = 0.5
+	s, err := LiSSAScale(context.Background(), nil, d, damping, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s < 2*(4+damping)*0.99 || s > 2*(4+damping)*1.01 {
+		t.Errorf("scale %v, want about 2·(λ_max + δ) = %v", s, 2*(4+damping))
+	}
+	got, _, err := LiSSA(context.Background(), d, damping, b, LiSSAOptions{Depth: 400, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := d.Solve(b, damping)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := maxRelErr(got, want); e > 1e-6 {
+		t.Errorf("relative error %.3g with the default scale", e)
 	}
 }

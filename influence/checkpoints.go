@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 
+	"gonum.org/v1/gonum/floats"
+
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
 	"github.com/goinfluence/goinfluence/hessian"
@@ -62,6 +64,60 @@ func TracInCP(ctx context.Context, be linalg.Backend, cps []Checkpoint) (*linalg
 		return nil, fmt.Errorf("influence: TracInCP: %w", err)
 	}
 	return out, nil
+}
+
+// TracInCPSelf returns Σ_c η_c ‖g_c(t)‖², the TracIn-CP self-influence of
+// every training example (Query and TrainProb are not used). A value that is
+// NaN or ±Inf is a *NonFiniteError naming the example.
+func TracInCPSelf(ctx context.Context, cps []Checkpoint) ([]float64, error) {
+	if len(cps) == 0 || cps[0].Train == nil {
+		return nil, fmt.Errorf("influence: TracInCPSelf: no checkpoints with training gradients")
+	}
+	self := make([]float64, cps[0].Train.N)
+	for c, cp := range cps {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if cp.Train == nil || cp.Train.N != len(self) {
+			return nil, fmt.Errorf("influence: TracInCPSelf: checkpoint %d has no training gradients for the %d examples of checkpoint 0", c, len(self))
+		}
+		if lr := cp.LR; math.IsNaN(lr) || math.IsInf(lr, 0) || lr < 0 {
+			return nil, fmt.Errorf("influence: TracInCPSelf: checkpoint %d: learning rate %v must be finite and ≥ 0", c, lr)
+		}
+		for i, v := range squaredNorms(cp.Train) {
+			self[i] += cp.LR * v
+		}
+	}
+	if err := CheckFiniteSelf(self, cps[0].Train.IDs); err != nil {
+		return nil, fmt.Errorf("influence: TracInCPSelf: %w", err)
+	}
+	return self, nil
+}
+
+// squaredNorms returns ‖G_n‖²_F summed over layers for every example:
+// Σ_{t,u} (s_tᵀs_u)(a_tᵀa_u) for factored layers, without forming G_n.
+func squaredNorms(b *gradients.Batch) []float64 {
+	out := make([]float64, b.N)
+	for li := range b.Layers {
+		l := &b.Layers[li]
+		if !l.Factored() {
+			for n := range out {
+				for _, v := range l.Grad[n*l.D : (n+1)*l.D] {
+					out[n] += v * v
+				}
+			}
+			continue
+		}
+		for n := range out {
+			a, s := l.Acts(n), l.Outs(n)
+			for t := 0; t < l.Tokens; t++ {
+				for u := 0; u < l.Tokens; u++ {
+					out[n] += floats.Dot(s.Row(t), s.Row(u)) * floats.Dot(a.Row(t), a.Row(u))
+				}
+			}
+		}
+	}
+	return out
 }
 
 // TRAKOptions configures TRAK.

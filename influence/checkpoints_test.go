@@ -443,3 +443,30 @@ func TestCheckpointsOnDigits(t *testing.T) {
 		}
 	}
 }
+
+// TestTracInCPSelf holds the self-influence of TracIn-CP to the diagonal of
+// TracInCP with the training gradients as queries.
+func TestTracInCPSelf(t *testing.T) {
+	rng := rand.New(rand.NewPCG(41, 42))
+	cps := randomCheckpoints(rng, 3, 4, 9)
+	for c := range cps {
+		cps[c].Query = cps[c].Train
+	}
+	all, err := TracInCP(context.Background(), linalg.CPU(), cps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := TracInCPSelf(context.Background(), cps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range self {
+		if want := all.At(i, i); math.Abs(v-want) > 1e-12*math.Abs(want) {
+			t.Errorf("example %d: self-influence %v, TracInCP diagonal %v", i, v, want)
+		}
+	}
+	cps[1].LR = -1
+	if _, err := TracInCPSelf(context.Background(), cps); err == nil {
+		t.Error("a negative learning rate was accepted")
+	}
+}

@@ -46,11 +46,31 @@ func CG(op hessian.Operator, damping float64, opts hessian.CGOptions) *Iterative
 }
 
 // LiSSA preconditions with the truncated Neumann series of hessian.LiSSA;
-// opts.Scale must exceed λ_max(H+δI)/2, and divergence is an error.
+// opts.Scale must exceed λ_max(H+δI)/2 (0: hessian.LiSSAScale's estimate,
+// made once, on the first call's backend), and divergence is an error.
 func LiSSA(op hessian.Operator, damping float64, opts hessian.LiSSAOptions) *Iterative {
+	var (
+		mu    sync.Mutex
+		scale = opts.Scale // estimated by the first call when 0
+	)
 	return &Iterative{name: "lissa", dim: opDim(op),
-		solve: func(ctx context.Context, _ linalg.Backend, g *linalg.Dense64) (*linalg.Dense64, *hessian.Report, error) {
-			return hessian.LiSSA(ctx, op, damping, g, opts)
+		solve: func(ctx context.Context, be linalg.Backend, g *linalg.Dense64) (*linalg.Dense64, *hessian.Report, error) {
+			o := opts
+			mu.Lock()
+			if scale == 0 {
+				if o.Backend == nil {
+					o.Backend = be
+				}
+				s, err := hessian.LiSSAScale(ctx, o.Backend, op, damping, o.Seed)
+				if err != nil {
+					mu.Unlock() // not remembered: a cancelled estimate is made again
+					return nil, nil, err
+				}
+				scale = s
+			}
+			o.Scale = scale
+			mu.Unlock()
+			return hessian.LiSSA(ctx, op, damping, g, o)
 		}}
 }
 
