@@ -6,6 +6,7 @@ import (
 
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/progress"
 )
 
 // Covariance accumulates the unnormalised sums Σ a aᵀ and Σ s sᵀ of every
@@ -376,13 +377,11 @@ func IdentityFactors(b *gradients.Batch) *Factors {
 // must deliver the same examples each time.
 type Source func(ctx context.Context, fn func(*gradients.Batch) error) error
 
-// Progress receives stage messages; it may be nil.
-type Progress func(stage string, examples int)
-
 // FitOptions configures FitWithOptions.
 type FitOptions struct {
-	// Progress receives stage messages; it may be nil.
-	Progress Progress
+	// Progress is told of each stage (covariance, eigendecomposition,
+	// lambda) with the examples passed so far (total 0).
+	Progress progress.Func
 	// MemoryLimit bounds, in bytes, every allocation sized from the layer
 	// shapes of the fit set (covariances, eigendecomposition workspaces,
 	// Λ): 0 means linalg.DefaultMemoryLimit(), a negative value no limit.
@@ -396,8 +395,8 @@ type FitOptions struct {
 // eigendecomposition (K-FAC, EK-FAC), then a Λ pass (EK-FAC, diagonal). It
 // bounds memory by linalg.DefaultMemoryLimit(); FitWithOptions sets the
 // limit.
-func Fit(ctx context.Context, method Method, be linalg.Backend, src Source, progress Progress) (*Factors, error) {
-	return FitWithOptions(ctx, method, be, src, FitOptions{Progress: progress})
+func Fit(ctx context.Context, method Method, be linalg.Backend, src Source, prog progress.Func) (*Factors, error) {
+	return FitWithOptions(ctx, method, be, src, FitOptions{Progress: prog})
 }
 
 // FitWithOptions is Fit with options. A nil be means linalg.Auto()'s
@@ -407,15 +406,10 @@ func FitWithOptions(ctx context.Context, method Method, be linalg.Backend, src S
 	if err != nil {
 		return nil, fmt.Errorf("ekfac: %w", err)
 	}
-	progress := opt.Progress
 	if _, err := ParseMethod(string(method)); err != nil {
 		return nil, err
 	}
-	report := func(stage string, n int) {
-		if progress != nil {
-			progress(stage, n)
-		}
-	}
+	report := func(stage string, n int) { opt.Progress.Report(stage, n, 0) }
 	if method == Identity {
 		var (
 			f      *Factors

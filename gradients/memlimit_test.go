@@ -140,7 +140,7 @@ func TestProjectFile(t *testing.T) {
 		for _, chunk := range []int{0, 1, 3, 7, 100} {
 			var calls [][2]int
 			out := filepath.Join(dir, "got")
-			layers, err := p.ProjectFile(ctx, f, out, F32, meta, ProjectFileOptions{Chunk: chunk, Progress: func(done, total int) { calls = append(calls, [2]int{done, total}) }})
+			layers, err := p.ProjectFile(ctx, f, out, F32, meta, ProjectFileOptions{Chunk: chunk, Progress: func(_ string, done, total int) { calls = append(calls, [2]int{done, total}) }})
 			if err != nil {
 				t.Fatalf("%s, chunk %d: %v", p.Kind, chunk, err)
 			}

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/progress"
 )
 
 // ProjectFileOptions configure Projection.ProjectFile.
@@ -22,11 +23,11 @@ type ProjectFileOptions struct {
 	// linalg.DefaultMemoryLimit(), a negative value no limit (see
 	// linalg.CheckMemory).
 	MemoryLimit int64
-	// Progress, when set, is called with the examples done and their
-	// total: after each chunk, and first with none done once the header
-	// checks pass (when the file has examples), so that a caller can
-	// announce the work only when it starts.
-	Progress func(done, total int)
+	// Progress is told of the examples done and their total (stage
+	// "project"): after each chunk, and first with none done once the
+	// header checks pass (when the file has examples), so that a caller
+	// can announce the work only when it starts.
+	Progress progress.Func
 }
 
 // ProjectFile projects every example of f, a chunk at a time, into a new
@@ -50,8 +51,8 @@ func (p Projection) ProjectFile(ctx context.Context, f *File, path string, dtype
 		return nil, err
 	}
 	n := f.N()
-	if opt.Progress != nil && n > 0 {
-		opt.Progress(0, n)
+	if n > 0 {
+		opt.Progress.Report("project", 0, n)
 	}
 	var w *Writer
 	defer func() {
@@ -78,9 +79,7 @@ func (p Projection) ProjectFile(ctx context.Context, f *File, path string, dtype
 		if err := w.Write(pb); err != nil {
 			return nil, err
 		}
-		if opt.Progress != nil {
-			opt.Progress(hi, n)
-		}
+		opt.Progress.Report("project", hi, n)
 	}
 	if err := w.Close(); err != nil {
 		return nil, err

@@ -14,6 +14,7 @@ import (
 	"github.com/goinfluence/goinfluence/gradients/store"
 	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/progress"
 )
 
 // StoreMethod is how a StoreScorer preconditions queries before scoring
@@ -100,7 +101,7 @@ type StoreScorerOptions struct {
 	MemoryLimit int64
 	// Progress, when set, is told of the stages of OpenStoreScorer that
 	// read a whole store.
-	Progress func(stage string)
+	Progress progress.Func
 }
 
 // StoreScorer scores query gradients against the rows of one or more
@@ -162,9 +163,7 @@ func (s *StoreScorer) open(ctx context.Context) error {
 		}
 	}
 	progress := func(format string, args ...any) {
-		if s.opt.Progress != nil {
-			s.opt.Progress(fmt.Sprintf(format, args...))
-		}
+		s.opt.Progress.Report(fmt.Sprintf(format, args...), 0, 0)
 	}
 	switch m := s.method.(type) {
 	case StoreIdentity:

@@ -60,7 +60,7 @@ func runFit(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	last := ""
 	f, err := ekfac.FitWithOptions(ctx, m, be, ekfac.FileSourceLimit(*chunk, mem.bytes(), grads...), ekfac.FitOptions{
 		MemoryLimit: mem.bytes(),
-		Progress: func(stage string, n int) {
+		Progress: func(stage string, _, _ int) {
 			if stage != last {
 				prog.Stage(fmt.Sprintf("fit %s: %s", m, stage))
 				last = stage

@@ -61,7 +61,7 @@ func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	defer f.Close()
 	prog := progress.New(stderr)
 	var tick func(done, total int)
-	announce := func(done, total int) { // once the header checks pass
+	announce := func(_ string, done, total int) { // once the header checks pass
 		if tick == nil {
 			tick = prog.Counter(fmt.Sprintf("project %s: %d examples of %s", kind, total, *grads))
 		}

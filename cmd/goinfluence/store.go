@@ -111,11 +111,11 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		tick = prog.Counter(fmt.Sprintf("store build: %d examples of %d file(s) into %s, %s, %s projection", src.Len(), len(grads), *out, strings.ToLower(string(m.DType)), m.Projection))
 	}
-	opt.Progress = func(done, total, committed int) {
+	opt.Progress = func(committed string, done, total int) {
 		if prog.TTY() {
 			tick(done, total)
 		} else {
-			fmt.Fprintf(stderr, "store build: %d/%d examples, %d rows committed\n", done, total, committed)
+			fmt.Fprintf(stderr, "store build: %d/%d examples, %s\n", done, total, committed)
 		}
 	}
 	sum, err := store.Build(ctx, *out, src, spec, opt)
@@ -152,7 +152,7 @@ func runStoreInfo(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("%w: store info needs --store", errUsage)
 	}
 	prog := progress.New(stderr)
-	sum, err := store.Info(ctx, *dir, store.InfoOptions{Verify: *verify, Progress: func(stage string) { prog.Stage("store info: " + stage) }})
+	sum, err := store.Info(ctx, *dir, store.InfoOptions{Verify: *verify, Progress: func(stage string, _, _ int) { prog.Stage("store info: " + stage) }})
 	var verr *store.VerifyError
 	switch {
 	case errors.As(err, &verr):
@@ -307,7 +307,7 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	nq, count := queries[0].N, stores[0].Count()
 	scorer, err := influence.OpenStoreScorer(ctx, be, influence.StoreScorerOptions{Stores: stores, Method: method, TopK: *topk, ChunkRows: *chunk,
-		FullScores: *scoresOut != "", MemoryLimit: mem.bytes(), Progress: func(stage string) { prog.Stage("store score: " + stage) }})
+		FullScores: *scoresOut != "", MemoryLimit: mem.bytes(), Progress: func(stage string, _, _ int) { prog.Stage("store score: " + stage) }})
 	if err != nil {
 		return fmt.Errorf("store score: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/progress"
 )
 
 // DefaultChunk is the number of examples Build reads and projects at a time
@@ -156,10 +157,10 @@ type BuildOptions struct {
 	// the store's manifest (its dtype and projection are those of a resumed
 	// store) and the number of rows committed before.
 	Start func(m Manifest, resumed int)
-	// Progress, when set, is called after each chunk with the examples of
-	// the source done (skipped ones included), their total and the rows
-	// committed so far.
-	Progress func(done, total, committed int)
+	// Progress is told, after each chunk, of the examples of the source
+	// done (skipped ones included) and their total, with the stage
+	// "N rows committed".
+	Progress progress.Func
 }
 
 // BuildSummary is the outcome of Build.
@@ -258,9 +259,7 @@ func Build(ctx context.Context, dir string, src *Source, spec gradients.Projecti
 				if err := b.AddBatchFrom(ctx, src.paths[fi], lo, batch); err != nil {
 					return fmt.Errorf("%s: examples [%d, %d): %w", src.paths[fi], lo, hi, err)
 				}
-				if opt.Progress != nil {
-					opt.Progress(pos+hi, src.n, b.Committed())
-				}
+				opt.Progress.Report(fmt.Sprintf("%d rows committed", b.Committed()), pos+hi, src.n)
 			}
 			pos += n
 		}

@@ -73,7 +73,7 @@ func TestBuild(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "s")
 			var calls int
 			sum, err := Build(ctx, out, src, tc.spec, BuildOptions{DType: gradients.F32, ShardRows: 4, Chunk: 3,
-				Progress: func(done, total, committed int) { calls++ }})
+				Progress: func(string, int, int) { calls++ }})
 			if err != nil {
 				t.Fatal(err)
 			}

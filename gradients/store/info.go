@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/goinfluence/goinfluence/progress"
 )
 
 // InfoOptions configure Info.
@@ -16,7 +18,7 @@ type InfoOptions struct {
 	Verify bool
 	// Progress, when set, is told of the verification before it starts:
 	// it reads every shard, which takes a while on a large store.
-	Progress func(stage string)
+	Progress progress.Func
 }
 
 // Summary describes a store: its manifest, the bytes it takes on disk and
@@ -45,9 +47,7 @@ func Info(ctx context.Context, dir string, opt InfoOptions) (*Summary, error) {
 	defer s.Close()
 	m := s.Manifest()
 	if opt.Verify {
-		if opt.Progress != nil {
-			opt.Progress(fmt.Sprintf("checking the sha256 of %d shards of %s", len(m.Shards), dir))
-		}
+		opt.Progress.Report(fmt.Sprintf("checking the sha256 of %d shards of %s", len(m.Shards), dir), 0, len(m.Shards))
 		if err := s.Verify(ctx); err != nil {
 			return nil, &VerifyError{Err: err}
 		}

@@ -49,7 +49,7 @@ func TestInfo(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stages []string
-			sum, err := Info(context.Background(), "infostore", InfoOptions{Verify: tc.verify, Progress: func(s string) { stages = append(stages, s) }})
+			sum, err := Info(context.Background(), "infostore", InfoOptions{Verify: tc.verify, Progress: func(s string, _, _ int) { stages = append(stages, s) }})
 			if err != nil {
 				t.Fatal(err)
 			}
