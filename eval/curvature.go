@@ -17,6 +17,7 @@ import (
 	"github.com/goinfluence/goinfluence/influence"
 	"github.com/goinfluence/goinfluence/linalg"
 	"github.com/goinfluence/goinfluence/models"
+	"github.com/goinfluence/goinfluence/progress"
 )
 
 // Defaults of CurvatureOptions.
@@ -58,8 +59,8 @@ type CurvatureOptions struct {
 	// example, the usual Monte Carlo estimate, which adds sampling noise.
 	Samples    int
 	SampleSeed uint64 // draw k of every example uses SampleLabels with seed SampleSeed+k
-	// Progress, when set, receives a message at the start of each stage.
-	Progress func(stage string)
+	// Progress is told of the start of each stage (counts 0).
+	Progress progress.Func
 }
 
 // CurvatureRow is how well one method's scores agree with exact influence
@@ -249,9 +250,7 @@ func trainDigitsMLP(ctx context.Context, opt *CurvatureOptions) (*models.MLP, *d
 }
 
 func (o *CurvatureOptions) stage(s string) {
-	if o.Progress != nil {
-		o.Progress(s)
-	}
+	o.Progress.Report(s, 0, 0)
 }
 
 func (o *CurvatureOptions) defaults() error {

@@ -377,7 +377,7 @@ func TestMNIST(t *testing.T) {
 		t.Skip("set GOINFLUENCE_MNIST_QUALITY=1 to measure the MNIST table")
 	}
 	s, _ := DefaultSetup("mnist", "lr")
-	task, err := NewTask(ctx, s, TaskOptions{Progress: func(s string) { t.Log(s) }})
+	task, err := NewTask(ctx, s, TaskOptions{Progress: func(s string, _, _ int) { t.Log(s) }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/goinfluence/goinfluence/influence"
 	"github.com/goinfluence/goinfluence/linalg"
 	"github.com/goinfluence/goinfluence/models"
+	"github.com/goinfluence/goinfluence/progress"
 )
 
 // LOOOptions configures LOO. Zero values take the defaults.
@@ -30,8 +31,9 @@ type LOOOptions struct {
 	// test loss. Method names it in the result.
 	Scores func(ctx context.Context, queries *datasets.Dataset) (*linalg.Dense64, error)
 	Method string
-	// Progress, when set, is called after each retraining.
-	Progress func(done, total int)
+	// Progress is told after each retraining of the retrainings done and
+	// their total (stage "retraining").
+	Progress progress.Func
 }
 
 // LOOPoint is one removal: the predicted change of the test loss,
@@ -157,9 +159,7 @@ func LOO(ctx context.Context, p *Problem, opt LOOOptions) (*LOOResult, error) {
 			res.Points = append(res.Points, pt)
 			pred, act = append(pred, pt.Predicted), append(act, pt.Actual)
 			res.Retrained++
-			if opt.Progress != nil {
-				opt.Progress(res.Retrained, total)
-			}
+			opt.Progress.Report("retraining", res.Retrained, total)
 		}
 		res.PerTest = append(res.PerTest, LOOTest{Test: ti, Pearson: Pearson(pred, act), Spearman: Spearman(pred, act)})
 	}

@@ -285,7 +285,7 @@ func plotRank(want, key string) int {
 // spent training checkpoints and ensembles is added to truth, so that it is
 // not charged to a method's wall time.
 func (t *Task) inputs(w *world, opt QualityOptions, queries bool, truth *time.Duration) *Inputs {
-	in := &Inputs{Model: w.model, Train: w.train, Output: opt.Output, Backend: t.Backend, Config: opt.Config, Progress: t.stage}
+	in := &Inputs{Model: w.model, Train: w.train, Output: opt.Output, Backend: t.Backend, Config: opt.Config, Progress: func(s string, _, _ int) { t.stage(s) }}
 	if queries {
 		in.Queries = t.Test
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/goinfluence/goinfluence/influence"
 	"github.com/goinfluence/goinfluence/linalg"
 	"github.com/goinfluence/goinfluence/models"
+	"github.com/goinfluence/goinfluence/progress"
 )
 
 // ErrSkipped marks a method that does not apply to a task (too many
@@ -134,9 +135,9 @@ type Inputs struct {
 	// trained independently on Train, the first being Model.
 	Snapshots func(ctx context.Context) ([]Snapshot, error)
 	Ensemble  func(ctx context.Context, k int) ([]models.Model, error)
-	// Progress, when set, receives a line now and then from methods that
-	// iterate for long (CG, LiSSA).
-	Progress func(string)
+	// Progress is told now and then by methods that iterate for long (CG,
+	// LiSSA), with counts 0.
+	Progress progress.Func
 
 	query, train, fit *gradients.Batch
 }
@@ -309,9 +310,9 @@ func iterativeRun(kind string) func(context.Context, *Inputs, bool) (*MethodResu
 		case "cg":
 			opt := hessian.CGOptions{Tol: c.CGTol, MaxIter: c.CGMaxIter, Truncate: c.CGTruncate}
 			if in.Progress != nil {
-				opt.Progress = func(it, active int) {
+				opt.Progress = func(stage string, it, total int) {
 					if it%10 == 0 {
-						in.Progress(fmt.Sprintf("CG: iteration %d of at most %d, %d right-hand sides above tolerance %g", it, c.CGMaxIter, active, c.CGTol))
+						in.Progress.Report(fmt.Sprintf("CG: iteration %d of at most %d, %s %g", it, total, stage, c.CGTol), 0, 0)
 					}
 				}
 			}
@@ -326,9 +327,9 @@ func iterativeRun(kind string) func(context.Context, *Inputs, bool) (*MethodResu
 		case "lissa":
 			opt := hessian.LiSSAOptions{Scale: c.LiSSAScale, Depth: c.LiSSADepth, Seed: c.Seed, Backend: in.Backend}
 			if in.Progress != nil {
-				opt.Progress = func(_, step, _ int) {
+				opt.Progress = func(_ string, step, depth int) {
 					if step%50 == 0 {
-						in.Progress(fmt.Sprintf("LiSSA: step %d of %d", step, c.LiSSADepth))
+						in.Progress.Report(fmt.Sprintf("LiSSA: step %d of %d", step, depth), 0, 0)
 					}
 				}
 			}

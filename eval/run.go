@@ -11,6 +11,7 @@ import (
 	"github.com/goinfluence/goinfluence/datasets"
 	"github.com/goinfluence/goinfluence/internal/atomicfile"
 	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/progress"
 )
 
 // This file holds one entry point per protocol, each taking the parameters
@@ -105,8 +106,8 @@ type LOORun struct {
 	Method, Damping string
 	// Plot, when set, receives the scatter of PlotLOO.
 	Plot string
-	// Retrained, when set, is called after each retraining (LOOOptions.Progress).
-	Retrained func(done, total int)
+	// Retrained is told after each retraining (LOOOptions.Progress).
+	Retrained progress.Func
 }
 
 // RunLOO opens the task, reports through r.Task.Progress how close its

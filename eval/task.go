@@ -15,6 +15,7 @@ import (
 	"github.com/goinfluence/goinfluence/datasets"
 	"github.com/goinfluence/goinfluence/linalg"
 	"github.com/goinfluence/goinfluence/models"
+	"github.com/goinfluence/goinfluence/progress"
 )
 
 // Setup names everything that determines a trained model of the
@@ -135,8 +136,9 @@ type TaskOptions struct {
 	// Backend does the linear algebra of scoring; nil means linalg.Auto's
 	// choice, resolved by NewTask.
 	Backend linalg.Backend
-	// Progress, when set, receives a line at the start of each stage.
-	Progress func(stage string)
+	// Progress is told of the start of each stage (counts 0), from one
+	// goroutine at a time.
+	Progress progress.Func
 }
 
 // Task is a setup made concrete: the data split and the model trained on
@@ -246,7 +248,7 @@ func (t *Task) stage(s string) {
 	if t.opts.Progress != nil {
 		t.progMu.Lock()
 		defer t.progMu.Unlock()
-		t.opts.Progress(s)
+		t.opts.Progress(s, 0, 0)
 	}
 }
 

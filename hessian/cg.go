@@ -8,6 +8,7 @@ import (
 	"gonum.org/v1/gonum/floats"
 
 	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/progress"
 )
 
 // CGOptions are the knobs of CG. The zero value is usable.
@@ -23,10 +24,10 @@ type CGOptions struct {
 	// the Report's Residuals say how far each got. This is truncated CG, as
 	// influence libraries commonly run it with a small fixed MaxIter.
 	Truncate bool
-	// Progress, when set, is called after every iteration with the
-	// iteration and the number of right-hand sides still iterating: a solve
+	// Progress is told after every iteration of the iteration and
+	// MaxIter, with the stage "N right-hand sides above tolerance": a solve
 	// on a large model can take many minutes.
-	Progress func(iter, active int)
+	Progress progress.Func
 	// Precondition, when set, is M⁻¹ ≈ (H + δI)⁻¹, symmetric positive
 	// definite, applied to every residual (preconditioned CG): the
 	// iterations needed fall with the condition number of M⁻¹(H + δI).
@@ -139,7 +140,7 @@ func CG(ctx context.Context, op Operator, damping float64, b *linalg.Dense64, op
 		}
 		act = next
 		if opts.Progress != nil {
-			opts.Progress(it, len(act))
+			opts.Progress(fmt.Sprintf("%d right-hand sides above tolerance", len(act)), it, maxIter)
 		}
 	}
 	// The recurrence drifts from the true residual; report the true one.

@@ -3,6 +3,7 @@ package hessian
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -162,7 +163,11 @@ func TestProgress(t *testing.T) {
 	b := randomBlock(rng, 4, 30)
 
 	var iters, active []int
-	_, rep, err := CG(context.Background(), d, 0, b, CGOptions{Tol: 1e-10, Progress: func(it, a int) {
+	_, rep, err := CG(context.Background(), d, 0, b, CGOptions{Tol: 1e-10, MaxIter: 500, Progress: func(stage string, it, total int) {
+		var a int
+		if _, err := fmt.Sscanf(stage, "%d right-hand sides above tolerance", &a); err != nil || total != 500 {
+			t.Fatalf("CG progress %q %d/%d", stage, it, total)
+		}
 		iters, active = append(iters, it), append(active, a)
 	}})
 	if err != nil {
@@ -179,10 +184,11 @@ func TestProgress(t *testing.T) {
 	}
 
 	steps := 0
-	_, _, err = LiSSA(context.Background(), d, 0, b, LiSSAOptions{Scale: 10, Depth: 25, Progress: func(r, step, a int) {
+	_, _, err = LiSSA(context.Background(), d, 0, b, LiSSAOptions{Scale: 10, Depth: 25, Progress: func(stage string, step, depth int) {
 		steps++
-		if r != 0 || step != steps || a != b.Rows {
-			t.Fatalf("LiSSA progress: repeat %d step %d active %d after %d calls", r, step, a, steps-1)
+		var r, a int
+		if _, err := fmt.Sscanf(stage, "repeat %d, %d right-hand sides iterating", &r, &a); err != nil || r != 0 || step != steps || a != b.Rows || depth != 25 {
+			t.Fatalf("LiSSA progress %q, step %d of %d after %d calls", stage, step, depth, steps-1)
 		}
 	}})
 	if err != nil {

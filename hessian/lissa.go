@@ -9,6 +9,7 @@ import (
 	"gonum.org/v1/gonum/floats"
 
 	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/progress"
 )
 
 // LiSSAOptions are the knobs of LiSSA.
@@ -41,9 +42,9 @@ type LiSSAOptions struct {
 	Sample func(seed uint64) (Operator, error)
 	// Seed seeds Sample's per-step seeds.
 	Seed uint64
-	// Progress, when set, is called after every step with the repeat, the
-	// step and the number of right-hand sides still iterating.
-	Progress func(repeat, step, active int)
+	// Progress is told after every step of the step and Depth, with the
+	// stage "repeat R, N right-hand sides iterating".
+	Progress progress.Func
 }
 
 // divergeSlack is how far beyond the contraction bounds an iterate may go
@@ -156,7 +157,7 @@ func LiSSA(ctx context.Context, op Operator, damping float64, b *linalg.Dense64,
 			}
 			act = next
 			if opts.Progress != nil {
-				opts.Progress(r, j, len(act))
+				opts.Progress(fmt.Sprintf("repeat %d, %d right-hand sides iterating", r, len(act)), j, depth)
 			}
 		}
 		if opts.Tol > 0 && len(act) > 0 && notConverged == nil {

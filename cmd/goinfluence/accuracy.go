@@ -29,7 +29,7 @@ func runValidateCurvature(ctx context.Context, args []string, stdout, stderr io.
 	res, err := eval.CurvatureAccuracy(ctx, eval.CurvatureOptions{
 		Seed: *seed, TestPoints: *tests, Epochs: *epochs,
 		Samples: *samples, SampleSeed: *sampleSeed,
-		Progress: prog.Stage,
+		Progress: prog.Stages,
 	})
 	prog.Done()
 	if err != nil {
@@ -55,7 +55,7 @@ func runValidateProjection(ctx context.Context, args []string, stdout, stderr io
 		return err
 	}
 	prog := progress.New(stderr)
-	res, err := eval.ProjectionAccuracy(ctx, eval.CurvatureOptions{TestPoints: *tests, Seed: *seed, Progress: prog.Stage},
+	res, err := eval.ProjectionAccuracy(ctx, eval.CurvatureOptions{TestPoints: *tests, Seed: *seed, Progress: prog.Stages},
 		nil, *projSeed)
 	prog.Done()
 	if err != nil {

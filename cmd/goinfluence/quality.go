@@ -44,7 +44,7 @@ func (f *taskFlags) spec(p *progress.Reporter) (eval.TaskSpec, error) {
 	}
 	return eval.TaskSpec{
 		Dataset: *f.dataset, Model: *f.model, L2: *f.l2, Seed: *f.seed, NTrain: *f.nTrain, NTest: *f.nTest,
-		TaskOptions: eval.TaskOptions{CacheDir: *f.cache, NoCache: *f.noCache, Workers: *f.workers, MNISTDir: *f.mnistDir, Progress: p.Stage},
+		TaskOptions: eval.TaskOptions{CacheDir: *f.cache, NoCache: *f.noCache, Workers: *f.workers, MNISTDir: *f.mnistDir, Progress: p.Stages},
 	}, nil
 }
 

@@ -39,7 +39,7 @@ func runValidateLOO(ctx context.Context, args []string, stdout, stderr io.Writer
 	var retrained func(done, total int)
 	res, err := eval.RunLOO(ctx, eval.LOORun{
 		Task: spec, TestPoints: *tests, Remove: *remove, Method: *method, Damping: *damping, Plot: *plotPath,
-		Retrained: func(done, total int) {
+		Retrained: func(_ string, done, total int) {
 			if retrained == nil {
 				retrained = prog.Counter("retraining without each removed point")
 			}

@@ -31,6 +31,10 @@ func (p *Reporter) Stage(msg string) {
 	fmt.Fprintln(p.w, msg)
 }
 
+// Stages is Stage with the signature of the library's progress.Func, for
+// calls that report stages: the counts are not shown.
+func (p *Reporter) Stages(stage string, _, _ int) { p.Stage(stage) }
+
 // Counter starts a stage of known length and returns the callback that
 // reports how much of it is done: a bar on a terminal, otherwise msg now and
 // a line when done reaches total.
