@@ -329,7 +329,7 @@ func (t *Task) trainAdam(ctx context.Context, x *linalg.Dense64, y []int, w []fl
 	m := t.newModel(r)
 	opt := models.AdamOptions{Epochs: t.Setup.Epochs, BatchSize: t.Setup.BatchSize, LR: t.Setup.LR, Seed: t.Setup.Seed + r}
 	if snap != nil {
-		opt.Progress = func(epoch int, _, _ float64) { snap(epoch, m) }
+		opt.EpochEnd = func(epoch int) error { snap(epoch, m); return nil }
 	}
 	if err := models.TrainAdam(ctx, m, x, y, w, opt); err != nil {
 		return nil, err

@@ -394,10 +394,11 @@ func TestCheckpointsOnDigits(t *testing.T) {
 	}
 	const lr = 0.01
 	var snaps [][]float64
-	opt := models.AdamOptions{Epochs: 6, LR: lr, Seed: 2, Progress: func(epoch int, _, _ float64) {
+	opt := models.AdamOptions{Epochs: 6, LR: lr, Seed: 2, EpochEnd: func(epoch int) error {
 		if epoch%2 == 0 {
 			snaps = append(snaps, append([]float64(nil), m.Params()...))
 		}
+		return nil
 	}}
 	if err := models.TrainAdam(ctx, m, xt.Clone(), yt, nil, opt); err != nil {
 		t.Fatal(err)

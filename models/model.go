@@ -178,6 +178,3 @@ func CheckData(m Model, x *linalg.Dense64, y []int, w []float64) error {
 	}
 	return nil
 }
-
-// Progress receives training progress; it may be nil.
-type Progress func(iter int, objective, gradNorm float64)

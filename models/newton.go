@@ -9,6 +9,7 @@ import (
 	"gonum.org/v1/gonum/floats"
 
 	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/progress"
 )
 
 // NewtonOptions configures FitNewton. Zero values take the defaults.
@@ -21,8 +22,9 @@ type NewtonOptions struct {
 	// (SetBackend), or Auto's choice when none is set. The model's own
 	// methods (Objective, Curvature) run on the model's backend.
 	Backend linalg.Backend
-	// Progress, when set, is called after every step.
-	Progress Progress
+	// Progress is told after every step of the step and MaxIter, with the
+	// objective and gradient norm in the stage.
+	Progress progress.Func
 }
 
 // NewtonResult reports how FitNewton ended.
@@ -112,7 +114,7 @@ func FitNewton(ctx context.Context, m Model, x *linalg.Dense64, y []int, w []flo
 		}
 		res.Objective, res.GradNorm = f, floats.Norm(g, 2)
 		if opt.Progress != nil {
-			opt.Progress(res.Iterations, f, res.GradNorm)
+			opt.Progress(fmt.Sprintf("newton: objective %.6g, ‖∇R‖ = %.2g", f, res.GradNorm), res.Iterations, opt.MaxIter)
 		}
 	}
 	return res, nil

@@ -10,6 +10,7 @@ import (
 	"gonum.org/v1/gonum/floats"
 
 	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/progress"
 )
 
 // AdamOptions configures TrainAdam. Zero fields take the defaults noted.
@@ -21,10 +22,10 @@ type AdamOptions struct {
 	Beta2     float64 // second-moment decay; default 0.999
 	Eps       float64 // denominator floor; default 1e-8
 	Seed      uint64  // shuffling seed
-	// Progress, if not nil, is called after every epoch with the epoch
-	// number (from 1) and the full objective and gradient norm, which costs
-	// one extra pass over the data.
-	Progress Progress
+	// Progress is told after every epoch of the epoch (from 1) and
+	// Epochs, with the full objective and gradient norm in the stage, which
+	// costs one extra pass over the data when Progress is set.
+	Progress progress.Func
 	// EpochEnd, if not nil, is called after every epoch with the epoch
 	// number (from 1), for instance to save a checkpoint; an error stops
 	// training and is returned.
@@ -33,12 +34,12 @@ type AdamOptions struct {
 
 // SGDOptions configures TrainSGD. Zero fields take the defaults noted.
 type SGDOptions struct {
-	Epochs    int     // passes over the data; default 10
-	BatchSize int     // examples per step; default 32, capped at N
-	LR        float64 // step size; default 0.01
-	Momentum  float64 // heavy-ball momentum in [0, 1); default 0 (plain SGD)
-	Seed      uint64  // shuffling seed
-	Progress  Progress
+	Epochs    int                   // passes over the data; default 10
+	BatchSize int                   // examples per step; default 32, capped at N
+	LR        float64               // step size; default 0.01
+	Momentum  float64               // heavy-ball momentum in [0, 1); default 0 (plain SGD)
+	Seed      uint64                // shuffling seed
+	Progress  progress.Func         // as for AdamOptions
 	EpochEnd  func(epoch int) error // as for AdamOptions
 }
 
@@ -166,7 +167,7 @@ func checkTrain(name string, m Model, x *linalg.Dense64, y []int, w []float64) e
 // calling step with the gradient of each minibatch objective. The arguments
 // have passed checkTrain.
 func minibatches(ctx context.Context, name string, m Model, x *linalg.Dense64, y []int, w []float64,
-	epochs, batch int, seed uint64, progress Progress, epochEnd func(int) error, step func(g []float64)) error {
+	epochs, batch int, seed uint64, prog progress.Func, epochEnd func(int) error, step func(g []float64)) error {
 	N := x.Rows
 	batch = min(batch, N)
 	P := NumParams(m)
@@ -208,9 +209,9 @@ func minibatches(ctx context.Context, name string, m Model, x *linalg.Dense64, y
 			}
 			step(g)
 		}
-		if progress != nil {
+		if prog != nil {
 			f := m.Objective(x, y, w, g)
-			progress(epoch, f, floats.Norm(g, 2))
+			prog(fmt.Sprintf("%s: objective %.6g, ‖∇R‖ = %.2g", name, f, floats.Norm(g, 2)), epoch, epochs)
 		}
 		if epochEnd != nil {
 			if err := epochEnd(epoch); err != nil {

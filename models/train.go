@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/progress"
 )
 
 // Model kinds accepted by TrainOptions.Kind, as Model.Kind names them.
@@ -47,9 +48,9 @@ type TrainOptions struct {
 	// Start, if not nil, is called with the built model just before
 	// fitting starts, for instance to describe it to the user.
 	Start func(m Model)
-	// Progress, if not nil, is called after every Newton step or Adam
-	// epoch (from 1) with the objective and its gradient norm.
-	Progress Progress
+	// Progress is told after every Newton step or Adam epoch (see
+	// NewtonOptions and AdamOptions).
+	Progress progress.Func
 }
 
 // TrainResult reports the trained model and how fitting ended.

@@ -92,9 +92,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return models.SaveWithMetadata(path, m, provMeta)
 	}
 	var tick func(done, total int)
-	opt.Progress = func(epoch int, _, _ float64) {
+	opt.Progress = func(_ string, epoch, epochs int) {
 		if tick != nil {
-			tick(epoch, *epochs)
+			tick(epoch, epochs)
 		}
 	}
 	opt.Start = func(m models.Model) {
