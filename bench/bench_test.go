@@ -164,8 +164,8 @@ func TestStream(t *testing.T) {
 				t.Errorf("%s = %g", name, v)
 			}
 		}
-		if !(res.Ratio > 0 && res.Ratio < 10) {
-			t.Errorf("ratio %g, want in (0, 10)", res.Ratio)
+		if !(res.Ratio > 0) {
+			t.Errorf("ratio %g, want > 0", res.Ratio)
 		}
 		if len(res.SgemmRuns) != 2 || res.SgemmGFLOPS != max(res.SgemmRuns[0], res.SgemmRuns[1]) {
 			t.Errorf("yardstick %g GFLOP/s from runs %v: want the better of two", res.SgemmGFLOPS, res.SgemmRuns)

@@ -72,11 +72,9 @@ func EKFAC(ctx context.Context, opt EKFACOptions) (*EKFACResult, error) {
 		return nil, err
 	}
 	progress := writerOrDiscard(o.Progress)
-	raw := o.Backend
-	if raw == nil {
-		if raw, err = linalg.Auto(); err != nil {
-			return nil, fmt.Errorf("bench ekfac: %w", err)
-		}
+	raw, err := linalg.OrAuto(o.Backend)
+	if err != nil {
+		return nil, fmt.Errorf("bench ekfac: %w", err)
 	}
 	res := &EKFACResult{Machine: ThisMachine(), Backend: raw.Name(),
 		Dim: o.Dim, Tokens: o.Tokens, Fit: o.Fit, Queries: o.Queries, Train: o.Train}

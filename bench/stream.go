@@ -95,11 +95,9 @@ func Stream(ctx context.Context, opt StreamOptions) (*StreamResult, error) {
 		return nil, err
 	}
 	progress := writerOrDiscard(o.Progress)
-	be := o.Backend
-	if be == nil {
-		if be, err = linalg.Auto(); err != nil {
-			return nil, fmt.Errorf("bench stream: %w", err)
-		}
+	be, err := linalg.OrAuto(o.Backend)
+	if err != nil {
+		return nil, fmt.Errorf("bench stream: %w", err)
 	}
 	res := &StreamResult{
 		Machine: ThisMachine(), Backend: be.Name(), Dir: opt.Dir,

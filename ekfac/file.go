@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 
+	"gonum.org/v1/gonum/floats"
+
 	"github.com/goinfluence/goinfluence/internal/safetensors"
 	"github.com/goinfluence/goinfluence/linalg"
 )
@@ -281,17 +283,20 @@ func checkNonNegative(layer, what string, v []float64) error {
 //	‖QᵀQ − I‖_max ≤ EigenTol,   ‖QᵀCQ − diag(λ)‖_max ≤ EigenTol · max(‖C‖_max, max|λ|).
 //
 // A float64 symmetric eigensolver is backward stable: both residuals are
-// O(n·ε), ε = 2.2e-16. Fitted factors measure at most 1.8e-15 on the tests'
-// data (n ≤ 6) and 1.6e-14 (gonum) or 3.3e-15 (OpenBLAS) at n = 1024; 1e-6
-// leaves eight orders of magnitude for larger layers and for factors written
-// elsewhere in float64, while eigenvectors replaced by random numbers are
-// off by O(1), and a rotation that does not diagonalise C by O(‖C‖).
+// O(n·ε), ε = 2.2e-16; 1e-6 leaves orders of magnitude for larger layers
+// and for factors written elsewhere in float64, while eigenvectors replaced
+// by random numbers are off by O(1), and a rotation that does not diagonalise C by O(‖C‖). The products run on
+// linalg.Auto()'s backend: the check is O(n³), as the fit was.
 const EigenTol = 1e-6
 
 // checkEigen checks that QA and QS are orthonormal eigenbases of ACov and
 // SCov with eigenvalues LambdaA and LambdaS, that those are non-negative up
 // to rounding, and, for K-FAC, that Λ is their outer product λ_S λ_Aᵀ.
 func checkEigen(lf *LayerFactors, method Method) error {
+	be, err := linalg.Auto()
+	if err != nil {
+		return err
+	}
 	for _, e := range []struct {
 		q, cov       *linalg.Dense64
 		lambda       []float64
@@ -305,7 +310,6 @@ func checkEigen(lf *LayerFactors, method Method) error {
 			return err
 		}
 		n := e.q.Rows
-		be := linalg.CPU()
 		prod := linalg.NewDense64(n, n, nil)
 		be.Dgemm(linalg.Trans, linalg.NoTrans, 1, e.q, e.q, 0, prod)
 		if dev, i, j := maxDeviation(prod, nil); dev > EigenTol {
@@ -314,23 +318,14 @@ func checkEigen(lf *LayerFactors, method Method) error {
 		cq := linalg.NewDense64(n, n, nil)
 		be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, e.cov, e.q, 0, cq)
 		be.Dgemm(linalg.Trans, linalg.NoTrans, 1, e.q, cq, 0, prod)
-		scale := 0.0
-		for _, v := range e.cov.Data {
-			scale = math.Max(scale, math.Abs(v))
-		}
-		for _, v := range e.lambda {
-			scale = math.Max(scale, math.Abs(v))
-		}
+		scale := max(floats.Norm(e.cov.Data, math.Inf(1)), floats.Norm(e.lambda, math.Inf(1)))
 		if dev, i, j := maxDeviation(prod, e.lambda); dev > EigenTol*scale {
 			return fmt.Errorf("layer %q: tensor %s does not diagonalise %s into %s: (QᵀCQ − diag(λ))[%d,%d] = %.3g, tolerance %.3g",
 				lf.Name, lf.Name+"."+e.qName, lf.Name+"."+e.cName, lf.Name+"."+e.lName, i, j, dev, EigenTol*scale)
 		}
 	}
 	if method == KFAC {
-		scale := 0.0
-		for _, v := range lf.Lambda.Data {
-			scale = math.Max(scale, math.Abs(v))
-		}
+		scale := floats.Norm(lf.Lambda.Data, math.Inf(1))
 		for i, ls := range lf.LambdaS {
 			for j, la := range lf.LambdaA {
 				if d := math.Abs(lf.Lambda.At(i, j) - ls*la); d > EigenTol*scale {

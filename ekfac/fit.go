@@ -499,16 +499,7 @@ func BatchSource(batches ...*gradients.Batch) Source {
 // FileSource delivers the examples of gradient files in chunks of at most
 // chunk examples, files in the order given, so memory is bounded by the
 // chunk and not by the files.
-func FileSource(chunk int, paths ...string) Source {
-	return func(ctx context.Context, fn func(*gradients.Batch) error) error {
-		for _, p := range paths {
-			if err := eachChunk(ctx, p, chunk, fn); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-}
+func FileSource(chunk int, paths ...string) Source { return FileSourceLimit(chunk, 0, paths...) }
 
 // FileSourceLimit is FileSource refusing, before decoding, a chunk whose
 // float64 values would need more than memLimit bytes (see
@@ -516,7 +507,7 @@ func FileSource(chunk int, paths ...string) Source {
 func FileSourceLimit(chunk int, memLimit int64, paths ...string) Source {
 	return func(ctx context.Context, fn func(*gradients.Batch) error) error {
 		for _, p := range paths {
-			if err := eachChunkLimit(ctx, p, chunk, memLimit, fn); err != nil {
+			if err := eachChunk(ctx, p, chunk, memLimit, fn); err != nil {
 				return err
 			}
 		}
@@ -524,11 +515,7 @@ func FileSourceLimit(chunk int, memLimit int64, paths ...string) Source {
 	}
 }
 
-func eachChunk(ctx context.Context, path string, chunk int, fn func(*gradients.Batch) error) error {
-	return eachChunkLimit(ctx, path, chunk, 0, fn)
-}
-
-func eachChunkLimit(ctx context.Context, path string, chunk int, memLimit int64, fn func(*gradients.Batch) error) error {
+func eachChunk(ctx context.Context, path string, chunk int, memLimit int64, fn func(*gradients.Batch) error) error {
 	f, err := gradients.Open(path)
 	if err != nil {
 		return err

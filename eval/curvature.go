@@ -6,7 +6,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -138,7 +137,7 @@ func CurvatureAccuracy(ctx context.Context, opt CurvatureOptions) (*CurvatureRes
 		return nil, err
 	}
 	res := &CurvatureResult{
-		Dataset: train.Name, Model: describeMLP(m), Params: models.NumParams(m),
+		Dataset: train.Name, Model: models.Describe(m), Params: models.NumParams(m),
 		L2: opt.L2, Epochs: opt.Epochs, BatchSize: opt.BatchSize, LR: opt.LR,
 		NTrain: train.Len(), NTest: test.Len(), Seed: opt.Seed, SampleSeed: opt.SampleSeed,
 		Dampings: opt.Dampings, Backend: be.Name(),
@@ -240,11 +239,11 @@ func trainDigitsMLP(ctx context.Context, opt *CurvatureOptions) (*models.MLP, *d
 	if err := models.SetBackend(m, opt.Backend); err != nil {
 		return nil, nil, nil, err
 	}
-	opt.stage(fmt.Sprintf("training %s on %d examples with Adam (%d epochs)", describeMLP(m), train.Len(), opt.Epochs))
+	opt.stage(fmt.Sprintf("training %s on %d examples with Adam (%d epochs)", models.Describe(m), train.Len(), opt.Epochs))
 	if err := models.TrainAdam(ctx, m, train.X, train.Y, nil, models.AdamOptions{
 		Epochs: opt.Epochs, BatchSize: opt.BatchSize, LR: opt.LR, Seed: opt.Seed,
 	}); err != nil {
-		return nil, nil, nil, fmt.Errorf("eval: training %s: %w", describeMLP(m), err)
+		return nil, nil, nil, fmt.Errorf("eval: training %s: %w", models.Describe(m), err)
 	}
 	return m, train, test, nil
 }
@@ -353,15 +352,6 @@ func correlateRows(s, ref *linalg.Dense64) (pearson, spearman, minPearson, poole
 	}
 	n := float64(s.Rows)
 	return pearson / n, spearman / n, minPearson, Pearson(all, allRef), Spearman(all, allRef)
-}
-
-// describeMLP names an MLP by its shape, e.g. "mlp 64-32-10 relu".
-func describeMLP(m *models.MLP) string {
-	w := make([]string, len(m.Sizes()))
-	for i, s := range m.Sizes() {
-		w[i] = strconv.Itoa(s)
-	}
-	return fmt.Sprintf("mlp %s %v", strings.Join(w, "-"), m.Activation())
 }
 
 // Row returns the row for method, damping and reference, or nil.

@@ -69,12 +69,7 @@ func Demo(ctx context.Context, opt DemoOptions) (*DemoResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	all, err := datasets.Digits()
-	if err != nil {
-		return nil, err
-	}
-	digits := all.Scaled(1.0 / 16)
-	train, test, err := digits.Split(digits.Len()*4/5, opt.Seed)
+	train, test, err := datasets.LoadSplit(ctx, "digits", datasets.SplitOptions{Seed: opt.Seed})
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/influence"
 	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/models"
 )
 
 // ProjectionKs are the projected sizes k_in = k_out that ProjectionAccuracy
@@ -76,7 +77,7 @@ func ProjectionAccuracy(ctx context.Context, opt CurvatureOptions, ks []int, pro
 	if err != nil {
 		return nil, err
 	}
-	res := &ProjectionResult{Model: describeMLP(m), Seed: opt.Seed, ProjSeed: projSeed, Damping: "heuristic", TestIndex: tests}
+	res := &ProjectionResult{Model: models.Describe(m), Seed: opt.Seed, ProjSeed: projSeed, Damping: "heuristic", TestIndex: tests}
 	for _, k := range ks {
 		opt.stage(fmt.Sprintf("EK-FAC in the Kronecker-projected space, k_in = k_out = %d", k))
 		p := gradients.Projection{Kind: gradients.Kronecker, KIn: k, KOut: k, Seed: projSeed}

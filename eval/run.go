@@ -132,7 +132,7 @@ func RunLOO(ctx context.Context, r LOORun) (*LOOResult, error) {
 	grad := make([]float64, len(p.Model.Params()))
 	p.Model.Objective(p.Train.X, p.Train.Y, nil, grad)
 	t.stage(fmt.Sprintf("trained %s: %d examples, ‖∇R‖ = %.2g", p.Model.Kind(), p.Train.Len(), floats.Norm(grad, 2)))
-	opt := LOOOptions{TestPoints: r.TestPoints, Remove: r.Remove, Seed: r.Task.Seed, Progress: r.Retrained}
+	opt := LOOOptions{TestPoints: r.TestPoints, Remove: r.Remove, Seed: r.Task.Seed, Progress: r.Retrained, Backend: t.Backend}
 	if r.Method != "" && r.Method != "exact" {
 		opt.Method = r.Method
 		opt.Scores = func(ctx context.Context, q *datasets.Dataset) (*linalg.Dense64, error) {

@@ -239,7 +239,7 @@ func (t *Task) Problem() (*Problem, error) {
 // ModelName describes the trained model, e.g. "softmax" or "mlp 784-64-10 relu".
 func (t *Task) ModelName() string {
 	if m, ok := t.Model.(*models.MLP); ok {
-		return describeMLP(m)
+		return models.Describe(m)
 	}
 	return t.Model.Kind()
 }

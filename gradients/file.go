@@ -33,15 +33,10 @@ func (d DType) valid() bool { return d == F64 || d == F32 || d == F16 || d == BF
 
 // Size returns the bytes of one element, or 0 for an unknown dtype.
 func (d DType) Size() int {
-	switch d {
-	case F64:
-		return 8
-	case F32:
-		return 4
-	case F16, BF16:
-		return 2
+	if !d.valid() {
+		return 0
 	}
-	return 0
+	return safetensors.DType(d).Size()
 }
 
 // LayerInfo describes one layer of a gradient file.
@@ -438,15 +433,8 @@ func ReadFileLimit(path string, limit int64) (*Batch, error) {
 		return nil, err
 	}
 	defer f.Close()
-	if err := linalg.CheckMemory(path, fmt.Sprintf("%d examples × %d values, float64", f.n, f.dim()),
-		f.ReadBytes(0, f.n), limit); err != nil {
-		return nil, err
-	}
-	return f.ReadAll()
+	return f.ReadLimit(0, f.n, limit)
 }
-
-// dim returns the float64 values of one example (saturating).
-func (f *File) dim() int64 { return f.ReadBytes(0, 1) / 8 }
 
 // WriteFile validates b and writes it to path as a gradient file of the given
 // dtype, atomically: an existing file at path is replaced only once the new

@@ -110,31 +110,23 @@ func CG(ctx context.Context, op Operator, damping float64, b *linalg.Dense64, op
 			axpy(alpha, pi, x.Row(i))
 			axpy(-alpha, api, ri)
 			rep.Iterations[i] = it
-			if opts.Precondition == nil {
-				rsNew := floats.Dot(ri, ri)
-				if math.Sqrt(rsNew) <= tol*bnorm[i] {
-					rs[i] = rsNew
-					continue
-				}
-				beta := rsNew / rs[i]
-				rs[i] = rsNew
-				for j, v := range ri {
-					pi[j] = v + beta*pi[j]
-				}
-			} else {
-				if floats.Norm(ri, 2) <= tol*bnorm[i] {
-					continue
-				}
-				zi := z.Row(i)
+			rr := floats.Dot(ri, ri)
+			if math.Sqrt(rr) <= tol*bnorm[i] {
+				continue
+			}
+			// z = M⁻¹r; without a preconditioner z aliases r and rᵀz = rᵀr.
+			zi, rz := ri, rr
+			if opts.Precondition != nil {
+				zi = z.Row(i)
 				if err := opts.Precondition.Apply(ctx, ri, zi); err != nil {
 					return nil, nil, newError(method, i, it, err)
 				}
-				rzNew := floats.Dot(ri, zi)
-				beta := rzNew / rs[i]
-				rs[i] = rzNew
-				for j, v := range zi {
-					pi[j] = v + beta*pi[j]
-				}
+				rz = floats.Dot(ri, zi)
+			}
+			beta := rz / rs[i]
+			rs[i] = rz
+			for j, v := range zi {
+				pi[j] = v + beta*pi[j]
 			}
 			next = append(next, i)
 		}

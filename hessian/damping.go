@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 
 	"gonum.org/v1/gonum/floats"
@@ -36,6 +37,22 @@ func ParseDamping(s string) (Damping, error) {
 		return Damping{}, fmt.Errorf("%w: %q: want a finite number ≥ 0 or \"heuristic\"", ErrDamping, s)
 	}
 	return Damping{Value: v}, nil
+}
+
+// Check returns an error matching ErrDamping unless d is the heuristic or
+// a finite value ≥ 0 (> 0 when positive: for a curvature that may be
+// singular, as TRAK's ΦᵀΦ is).
+func (d Damping) Check(positive bool) error {
+	v := d.Value
+	switch {
+	case d.Heuristic:
+		return nil
+	case math.IsNaN(v) || math.IsInf(v, 0) || v < 0:
+		return fmt.Errorf("%w: %v, want a finite δ ≥ 0 or the heuristic", ErrDamping, d)
+	case positive && v == 0:
+		return fmt.Errorf("%w: %v, want a finite δ > 0 or the heuristic", ErrDamping, d)
+	}
+	return nil
 }
 
 // Resolve returns δ for a curvature of the given trace and dimension: the

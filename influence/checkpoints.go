@@ -154,8 +154,8 @@ func TRAK(ctx context.Context, be linalg.Backend, cps []Checkpoint, opt TRAKOpti
 	if err != nil {
 		return nil, fmt.Errorf("influence: TRAK: %w", err)
 	}
-	if d := opt.Damping; !d.Heuristic && !(d.Value > 0 && !math.IsInf(d.Value, 0)) {
-		return nil, fmt.Errorf("influence: TRAK: %w: %v, want a finite δ > 0 or the heuristic", hessian.ErrDamping, d)
+	if err := opt.Damping.Check(true); err != nil {
+		return nil, fmt.Errorf("influence: TRAK: %w", err)
 	}
 	out := linalg.NewDense64(nq, nt, nil)
 	for c := range cps {
@@ -284,8 +284,8 @@ func TRAKQueries(ctx context.Context, be linalg.Backend, s *store.Store, query *
 		return nil, 0, fmt.Errorf("influence: TRAKQueries: queries have dimension %d, the store %s %d", query.Cols, s.Dir(), k)
 	case k > MaxTRAKDim:
 		return nil, 0, fmt.Errorf("influence: TRAKQueries: the store %s has dimension %d, more than %d: build it with a projection", s.Dir(), k, MaxTRAKDim)
-	case !damping.Heuristic && (damping.Value < 0 || math.IsNaN(damping.Value) || math.IsInf(damping.Value, 0)):
-		return nil, 0, fmt.Errorf("influence: TRAKQueries: %w: %v must be finite and ≥ 0", hessian.ErrDamping, damping)
+	case damping.Check(false) != nil:
+		return nil, 0, fmt.Errorf("influence: TRAKQueries: %w", damping.Check(false))
 	}
 	for i, v := range query.Data {
 		if math.IsNaN(v) || math.IsInf(v, 0) {

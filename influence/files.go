@@ -62,12 +62,12 @@ type LayerScores struct {
 func ToF32(name string, m *linalg.Dense64) (*linalg.Dense32, error) {
 	out := linalg.NewDense32(m.Rows, m.Cols, nil)
 	for i := range m.Rows {
-		if _, err := safetensors.EncodeFloat64s(safetensors.F32, m.Row(i)); err != nil {
-			return nil, fmt.Errorf("encoding %s: row %d: %w", name, i, err)
-		}
 		dst := out.Row(i)
 		for j, v := range m.Row(i) {
 			dst[j] = float32(v)
+			if math.IsInf(float64(dst[j]), 0) && !math.IsInf(v, 0) {
+				return nil, fmt.Errorf("encoding %s: row %d: %w", name, i, &safetensors.RangeError{Index: j, Value: v, DType: safetensors.F32})
+			}
 		}
 	}
 	return out, nil

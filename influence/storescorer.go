@@ -131,10 +131,12 @@ type StoreScorer struct {
 }
 
 // OpenStoreScorer checks the stores and the method and prepares the
-// scoring. The zero backend means linalg.Default().
+// scoring. A nil backend means linalg.Auto()'s choice; a forced backend
+// that cannot open is the error.
 func OpenStoreScorer(ctx context.Context, be linalg.Backend, opt StoreScorerOptions) (*StoreScorer, error) {
-	if be == nil {
-		be = linalg.Default()
+	be, err := linalg.OrAuto(be)
+	if err != nil {
+		return nil, fmt.Errorf("influence: OpenStoreScorer: %w", err)
 	}
 	s := &StoreScorer{be: be, stores: opt.Stores, method: opt.Method, opt: opt}
 	if err := s.open(ctx); err != nil {
@@ -206,8 +208,8 @@ func (s *StoreScorer) open(ctx context.Context) error {
 		}
 		s.name = "raw projected Hessian"
 	case StoreTRAK:
-		if !m.Damping.Heuristic && !(m.Damping.Value > 0) {
-			return fmt.Errorf("TRAK needs damping > 0 or the heuristic, not %v", m.Damping.Value)
+		if err := m.Damping.Check(true); err != nil {
+			return fmt.Errorf("TRAK needs damping > 0 or the heuristic: %w", err)
 		}
 		if m.Probs != nil && len(m.Probs) != nc {
 			return fmt.Errorf("TRAK: %d sets of probabilities for %d stores", len(m.Probs), nc)
@@ -461,11 +463,7 @@ func (s *StoreScorer) precondition(ctx context.Context, c int, q *gradients.Batc
 	if err := m.CheckInput(q.LayerInfos()); err != nil {
 		return nil, fmt.Errorf("queries against %s: %w", st.Dir(), err)
 	}
-	p := q
-	var err error
-	if !m.Projection.None() {
-		p, err = m.Projection.ApplyWith(ctx, q, gradients.ApplyOptions{Backend: s.be, MemoryLimit: s.opt.MemoryLimit})
-	}
+	p, err := m.Projection.ApplyOrKeep(ctx, q, gradients.ApplyOptions{Backend: s.be, MemoryLimit: s.opt.MemoryLimit})
 	if err != nil {
 		return nil, fmt.Errorf("queries for %s: %w", st.Dir(), err)
 	}

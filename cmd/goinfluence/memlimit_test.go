@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/linalg"
@@ -60,7 +59,6 @@ func TestFitMemLimit(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
-			start := time.Now()
 			args := append([]string{"fit", "--backend", "cpu", "--out", filepath.Join(dir, "f-"+strings.ReplaceAll(tc.name, " ", "_"))}, tc.args...)
 			err := run(context.Background(), args, &out, &errOut)
 			if tc.want == nil {
@@ -79,9 +77,6 @@ func TestFitMemLimit(t *testing.T) {
 			}
 			if !errors.Is(err, linalg.ErrMemoryLimit) {
 				t.Errorf("error %v does not match linalg.ErrMemoryLimit", err)
-			}
-			if d := time.Since(start); d > 10*time.Second {
-				t.Errorf("refusal took %v", d)
 			}
 		})
 	}

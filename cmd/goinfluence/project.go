@@ -79,7 +79,7 @@ func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		gradients.ProjectFileOptions{Chunk: *chunk, Backend: linalg.Default(), MemoryLimit: mem.bytes(), Progress: announce})
 	if err != nil {
 		if errors.Is(err, linalg.ErrMemoryLimit) {
-			return fmt.Errorf("project: %w (--mem-limit)", err)
+			return withMemFlag("project", err)
 		}
 		return fmt.Errorf("project: %w", err)
 	}

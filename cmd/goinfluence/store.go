@@ -127,7 +127,7 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 	case errors.As(err, &mismatch):
 		return fmt.Errorf("%s: %s: --%s %s, the store holds %s", cmd, mismatch.Path, mismatch.Field, mismatch.Asked, mismatch.Have)
 	case errors.Is(err, linalg.ErrMemoryLimit):
-		return fmt.Errorf("%s: %w (--mem-limit)", cmd, err)
+		return withMemFlag(cmd, err)
 	case errors.Is(err, store.ErrExists) && !*resume:
 		return fmt.Errorf("store build: %w (use --resume to continue it, or another --out)", err)
 	case err != nil:

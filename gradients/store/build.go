@@ -250,10 +250,7 @@ func Build(ctx context.Context, dir string, src *Source, spec gradients.Projecti
 				if err != nil {
 					return err
 				}
-				if !spec.None() {
-					batch, err = spec.ApplyWith(ctx, batch, gradients.ApplyOptions{Backend: opt.Backend, MemoryLimit: opt.MemoryLimit})
-				}
-				if err != nil {
+				if batch, err = spec.ApplyOrKeep(ctx, batch, gradients.ApplyOptions{Backend: opt.Backend, MemoryLimit: opt.MemoryLimit}); err != nil {
 					return fmt.Errorf("%s: %w", src.paths[fi], err)
 				}
 				if err := b.AddBatchFrom(ctx, src.paths[fi], lo, batch); err != nil {
