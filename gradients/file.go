@@ -446,11 +446,7 @@ func ReadFileLimit(path string, limit int64) (*Batch, error) {
 func WriteFile(path string, b *Batch, dtype DType, meta map[string]string) error {
 	tensors, md, err := encode(b, dtype, meta)
 	if err != nil {
-		var e *Error
-		if errors.As(err, &e) {
-			e.Path = path
-		}
-		return err
+		return withPath(err, path)
 	}
 	if err := safetensors.WriteFile(path, tensors, md); err != nil {
 		return &Error{Path: path, Example: -1, Err: err}
@@ -458,7 +454,8 @@ func WriteFile(path string, b *Batch, dtype DType, meta map[string]string) error
 	return nil
 }
 
-// encode returns the tensors and metadata of the gradient file holding b.
+// encode returns the tensors and metadata of the gradient file holding b:
+// fileLayout's tensors with encodeBatch's data, as a Writer writes them.
 func encode(b *Batch, dtype DType, meta map[string]string) ([]safetensors.Tensor, map[string]string, error) {
 	if !dtype.valid() {
 		return nil, nil, fileError("", "", "", ErrDType, "%q, want F64, F32, F16 or BF16", dtype)
@@ -469,48 +466,59 @@ func encode(b *Batch, dtype DType, meta map[string]string) ([]safetensors.Tensor
 	if err := b.Validate(); err != nil {
 		return nil, nil, err
 	}
+	tensors, md, err := fileLayout(b.N, b.LayerInfos(), dtype, b.IDs != nil, meta)
+	if err != nil {
+		return nil, nil, err
+	}
+	data, err := encodeBatch(b, dtype, b.IDs != nil, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range tensors {
+		tensors[i].Data = data[i]
+	}
+	return tensors, md, nil
+}
+
+// fileLayout returns the tensors (names, dtypes and shapes; no data) and the
+// metadata of a gradient file of n examples of the given layers: ids first
+// when withIDs, then each layer's a and s (with a token axis when the layer
+// has one or more than one token) or grad. The "format" and "layers" keys
+// override those of meta. Errors are *Error values without a path.
+func fileLayout(n int, layers []LayerInfo, dtype DType, withIDs bool, meta map[string]string) ([]safetensors.Tensor, map[string]string, error) {
+	if !dtype.valid() {
+		return nil, nil, fileError("", "", "", ErrDType, "%q, want F64, F32, F16 or BF16", dtype)
+	}
+	if n < 0 {
+		return nil, nil, fileError("", "", "", ErrShape, "%d examples", n)
+	}
 	dt := safetensors.DType(dtype)
 	var tensors []safetensors.Tensor
-	if b.IDs != nil {
-		data, _ := safetensors.EncodeInt64s(safetensors.I64, b.IDs) // I64 holds any int64
-		tensors = append(tensors, safetensors.Tensor{Name: "ids", DType: safetensors.I64, Shape: []int{b.N}, Data: data})
+	if withIDs {
+		tensors = append(tensors, safetensors.Tensor{Name: "ids", DType: safetensors.I64, Shape: []int{n}})
 	}
-	add := func(l *Layer, field string, v []float64, shape []int) error {
-		data, err := safetensors.EncodeFloat64s(dt, v)
-		var re *safetensors.RangeError
-		if errors.As(err, &re) {
-			per := max(len(v)/max(b.N, 1), 1)
-			return &Error{Layer: l.Name, Field: field, Example: re.Index / per,
-				Err: fmt.Errorf("%w: %g at offset %d overflows %s", ErrRange, re.Value, re.Index%per, dtype)}
-		}
-		if err != nil {
-			return fileError("", l.Name, field, ErrDType, "%v", err)
-		}
-		tensors = append(tensors, safetensors.Tensor{Name: l.Name + "." + field, DType: dt, Shape: shape, Data: data})
-		return nil
-	}
-	names := make([]string, len(b.Layers))
-	for i := range b.Layers {
-		l := &b.Layers[i]
+	names := make([]string, len(layers))
+	for i, l := range layers {
 		if l.Name == "" || strings.Contains(l.Name, ",") {
 			return nil, nil, fileError("", l.Name, "", ErrFormat, "layer name must be non-empty and free of commas")
 		}
 		names[i] = l.Name
-		var err error
 		switch {
-		case !l.Factored():
-			err = add(l, "grad", l.Grad, []int{b.N, l.D})
+		case !l.Factored:
+			if l.D < 1 {
+				return nil, nil, fileError("", l.Name, "", ErrShape, "dense layer of dimension %d", l.D)
+			}
+			tensors = append(tensors, safetensors.Tensor{Name: l.Name + ".grad", DType: dt, Shape: []int{n, l.D}})
+		case l.DIn < 1 || l.DOut < 1 || l.Tokens < 1:
+			return nil, nil, fileError("", l.Name, "", ErrShape, "factored layer %d×%d with %d tokens", l.DOut, l.DIn, l.Tokens)
 		case l.TokenAxis || l.Tokens != 1:
-			if err = add(l, "a", l.A, []int{b.N, l.Tokens, l.DIn}); err == nil {
-				err = add(l, "s", l.S, []int{b.N, l.Tokens, l.DOut})
-			}
+			tensors = append(tensors,
+				safetensors.Tensor{Name: l.Name + ".a", DType: dt, Shape: []int{n, l.Tokens, l.DIn}},
+				safetensors.Tensor{Name: l.Name + ".s", DType: dt, Shape: []int{n, l.Tokens, l.DOut}})
 		default:
-			if err = add(l, "a", l.A, []int{b.N, l.DIn}); err == nil {
-				err = add(l, "s", l.S, []int{b.N, l.DOut})
-			}
-		}
-		if err != nil {
-			return nil, nil, err
+			tensors = append(tensors,
+				safetensors.Tensor{Name: l.Name + ".a", DType: dt, Shape: []int{n, l.DIn}},
+				safetensors.Tensor{Name: l.Name + ".s", DType: dt, Shape: []int{n, l.DOut}})
 		}
 	}
 	md := maps.Clone(meta)
@@ -520,4 +528,44 @@ func encode(b *Batch, dtype DType, meta map[string]string) ([]safetensors.Tensor
 	md["format"] = Format
 	md["layers"] = strings.Join(names, ",")
 	return tensors, md, nil
+}
+
+// encodeBatch returns the data of the valid batch b in fileLayout's order,
+// each value narrowed to dtype. first is the index in the file of b's first
+// example, which a range error names.
+func encodeBatch(b *Batch, dtype DType, withIDs bool, first int) ([][]byte, error) {
+	var pieces [][]byte
+	if withIDs {
+		data, _ := safetensors.EncodeInt64s(safetensors.I64, b.IDs) // I64 holds any int64
+		pieces = append(pieces, data)
+	}
+	add := func(l *Layer, field string, v []float64) error {
+		data, err := safetensors.EncodeFloat64s(safetensors.DType(dtype), v)
+		var re *safetensors.RangeError
+		if errors.As(err, &re) {
+			per := max(len(v)/max(b.N, 1), 1)
+			return &Error{Layer: l.Name, Field: field, Example: first + re.Index/per,
+				Err: fmt.Errorf("%w: %g at offset %d overflows %s", ErrRange, re.Value, re.Index%per, dtype)}
+		}
+		if err != nil {
+			return fileError("", l.Name, field, ErrDType, "%v", err)
+		}
+		pieces = append(pieces, data)
+		return nil
+	}
+	for i := range b.Layers {
+		l := &b.Layers[i]
+		var err error
+		if l.Factored() {
+			if err = add(l, "a", l.A); err == nil {
+				err = add(l, "s", l.S)
+			}
+		} else {
+			err = add(l, "grad", l.Grad)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return pieces, nil
 }

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
-	"strings"
 
 	"github.com/goinfluence/goinfluence/internal/safetensors"
 	"github.com/goinfluence/goinfluence/linalg"
@@ -37,50 +35,10 @@ type Writer struct {
 // ids tensor when withIDs. The "format" and "layers" metadata keys are set
 // as by WriteFile; other keys of meta are stored as given.
 func NewWriter(path string, n int, layers []LayerInfo, dtype DType, withIDs bool, meta map[string]string) (*Writer, error) {
-	fail := func(layer string, format string, args ...any) error {
-		return &Error{Path: path, Layer: layer, Example: -1, Err: fmt.Errorf(format, args...)}
+	tensors, md, err := fileLayout(n, layers, dtype, withIDs, meta)
+	if err != nil {
+		return nil, withPath(err, path)
 	}
-	if !dtype.valid() {
-		return nil, fail("", "%w: %q, want F64, F32, F16 or BF16", ErrDType, dtype)
-	}
-	if n < 0 {
-		return nil, fail("", "%w: %d examples", ErrShape, n)
-	}
-	dt := safetensors.DType(dtype)
-	var tensors []safetensors.Tensor
-	if withIDs {
-		tensors = append(tensors, safetensors.Tensor{Name: "ids", DType: safetensors.I64, Shape: []int{n}})
-	}
-	names := make([]string, len(layers))
-	for i, l := range layers {
-		if l.Name == "" || strings.Contains(l.Name, ",") {
-			return nil, fail(l.Name, "%w: layer name must be non-empty and free of commas", ErrFormat)
-		}
-		names[i] = l.Name
-		switch {
-		case !l.Factored:
-			if l.D < 1 {
-				return nil, fail(l.Name, "%w: dense layer of dimension %d", ErrShape, l.D)
-			}
-			tensors = append(tensors, safetensors.Tensor{Name: l.Name + ".grad", DType: dt, Shape: []int{n, l.D}})
-		case l.DIn < 1 || l.DOut < 1 || l.Tokens < 1:
-			return nil, fail(l.Name, "%w: factored layer %d×%d with %d tokens", ErrShape, l.DOut, l.DIn, l.Tokens)
-		case l.TokenAxis || l.Tokens != 1:
-			tensors = append(tensors,
-				safetensors.Tensor{Name: l.Name + ".a", DType: dt, Shape: []int{n, l.Tokens, l.DIn}},
-				safetensors.Tensor{Name: l.Name + ".s", DType: dt, Shape: []int{n, l.Tokens, l.DOut}})
-		default:
-			tensors = append(tensors,
-				safetensors.Tensor{Name: l.Name + ".a", DType: dt, Shape: []int{n, l.DIn}},
-				safetensors.Tensor{Name: l.Name + ".s", DType: dt, Shape: []int{n, l.DOut}})
-		}
-	}
-	md := maps.Clone(meta)
-	if md == nil {
-		md = map[string]string{}
-	}
-	md["format"] = Format
-	md["layers"] = strings.Join(names, ",")
 	a, err := safetensors.Create(path, tensors, md)
 	if err != nil {
 		return nil, &Error{Path: path, Example: -1, Err: err}
@@ -144,38 +102,9 @@ func (w *Writer) write(b *Batch) error {
 	}
 	// Encode everything before appending anything, so that a range error
 	// leaves the file as it was.
-	var pieces [][]byte
-	if w.ids {
-		data, _ := safetensors.EncodeInt64s(safetensors.I64, b.IDs)
-		pieces = append(pieces, data)
-	}
-	dt := safetensors.DType(w.dtype)
-	add := func(l *Layer, field string, v []float64) error {
-		data, err := safetensors.EncodeFloat64s(dt, v)
-		var re *safetensors.RangeError
-		if errors.As(err, &re) {
-			per := max(len(v)/max(b.N, 1), 1)
-			return fail(l.Name, field, w.done+re.Index/per, "%w: %g at offset %d overflows %s", ErrRange, re.Value, re.Index%per, w.dtype)
-		}
-		if err != nil {
-			return fail(l.Name, field, -1, "%w: %v", ErrDType, err)
-		}
-		pieces = append(pieces, data)
-		return nil
-	}
-	for i := range b.Layers {
-		l := &b.Layers[i]
-		var err error
-		if l.Factored() {
-			if err = add(l, "a", l.A); err == nil {
-				err = add(l, "s", l.S)
-			}
-		} else {
-			err = add(l, "grad", l.Grad)
-		}
-		if err != nil {
-			return err
-		}
+	pieces, err := encodeBatch(b, w.dtype, w.ids, w.done)
+	if err != nil {
+		return withPath(err, w.path)
 	}
 	for i, p := range pieces {
 		if err := w.a.Append(i, p); err != nil {
@@ -234,4 +163,13 @@ func NewReader(r io.ReaderAt, size int64, limit int64) (*File, error) {
 		return nil, &Error{Example: -1, Err: fmt.Errorf("%w: reading %d bytes: %v", ErrFormat, size, err)}
 	}
 	return parse(buf, "")
+}
+
+// withPath names path in err when it is an *Error.
+func withPath(err error, path string) error {
+	var e *Error
+	if errors.As(err, &e) {
+		e.Path = path
+	}
+	return err
 }

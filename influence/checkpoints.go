@@ -40,10 +40,8 @@ func TracInCP(ctx context.Context, be linalg.Backend, cps []Checkpoint) (*linalg
 	if err != nil {
 		return nil, fmt.Errorf("influence: TracInCP: %w", err)
 	}
-	for c := range cps {
-		if lr := cps[c].LR; math.IsNaN(lr) || math.IsInf(lr, 0) || lr < 0 {
-			return nil, fmt.Errorf("influence: TracInCP: checkpoint %d: learning rate %v must be finite and ≥ 0", c, lr)
-		}
+	if err := checkLR(cps); err != nil {
+		return nil, fmt.Errorf("influence: TracInCP: %w", err)
 	}
 	out := linalg.NewDense64(nq, nt, nil)
 	an := &Analyzer{Method: Identity(), Backend: be}
@@ -73,6 +71,9 @@ func TracInCPSelf(ctx context.Context, cps []Checkpoint) ([]float64, error) {
 	if len(cps) == 0 || cps[0].Train == nil {
 		return nil, fmt.Errorf("influence: TracInCPSelf: no checkpoints with training gradients")
 	}
+	if err := checkLR(cps); err != nil {
+		return nil, fmt.Errorf("influence: TracInCPSelf: %w", err)
+	}
 	self := make([]float64, cps[0].Train.N)
 	for c, cp := range cps {
 		if err := ctx.Err(); err != nil {
@@ -80,9 +81,6 @@ func TracInCPSelf(ctx context.Context, cps []Checkpoint) ([]float64, error) {
 		}
 		if cp.Train == nil || cp.Train.N != len(self) {
 			return nil, fmt.Errorf("influence: TracInCPSelf: checkpoint %d has no training gradients for the %d examples of checkpoint 0", c, len(self))
-		}
-		if lr := cp.LR; math.IsNaN(lr) || math.IsInf(lr, 0) || lr < 0 {
-			return nil, fmt.Errorf("influence: TracInCPSelf: checkpoint %d: learning rate %v must be finite and ≥ 0", c, lr)
 		}
 		for i, v := range squaredNorms(cp.Train) {
 			self[i] += cp.LR * v
@@ -92,6 +90,29 @@ func TracInCPSelf(ctx context.Context, cps []Checkpoint) ([]float64, error) {
 		return nil, fmt.Errorf("influence: TracInCPSelf: %w", err)
 	}
 	return self, nil
+}
+
+// checkLR checks the checkpoints' learning rates: finite and ≥ 0.
+func checkLR(cps []Checkpoint) error {
+	for c := range cps {
+		if lr := cps[c].LR; math.IsNaN(lr) || math.IsInf(lr, 0) || lr < 0 {
+			return fmt.Errorf("checkpoint %d: learning rate %v must be finite and ≥ 0", c, lr)
+		}
+	}
+	return nil
+}
+
+// checkQueries names the first query, and its column, holding a NaN or an
+// infinity.
+func checkQueries(q *linalg.Dense64) error {
+	for i := range q.Rows {
+		for j, v := range q.Row(i) {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return fmt.Errorf("query %d: %w: %v at column %d", i, linalg.ErrNotFinite, v, j)
+			}
+		}
+	}
+	return nil
 }
 
 // squaredNorms returns ‖G_n‖²_F summed over layers for every example:
@@ -287,10 +308,8 @@ func TRAKQueries(ctx context.Context, be linalg.Backend, s *store.Store, query *
 	case damping.Check(false) != nil:
 		return nil, 0, fmt.Errorf("influence: TRAKQueries: %w", damping.Check(false))
 	}
-	for i, v := range query.Data {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return nil, 0, fmt.Errorf("influence: TRAKQueries: query %d: %w: %v at column %d", i/query.Stride, linalg.ErrNotFinite, v, i%query.Stride)
-		}
+	if err := checkQueries(query); err != nil {
+		return nil, 0, fmt.Errorf("influence: TRAKQueries: %w", err)
 	}
 	a, delta, err := trakSystem(ctx, be, s, damping, chunkRows)
 	if err != nil {

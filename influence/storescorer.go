@@ -485,10 +485,8 @@ func (s *StoreScorer) precondition(ctx context.Context, c int, q *gradients.Batc
 		return x.T(), nil
 	case StoreTRAK:
 		flat := p.Flatten()
-		for i, v := range flat.Data {
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				return nil, fmt.Errorf("TRAK: query %d: %w: %v at column %d", i/flat.Stride, linalg.ErrNotFinite, v, i%flat.Stride)
-			}
+		if err := checkQueries(flat); err != nil {
+			return nil, fmt.Errorf("TRAK: %w", err)
 		}
 		return trakSolve(s.be, st, s.systems[c], s.deltas[c], flat)
 	case StoreTracIn:
