@@ -89,33 +89,42 @@ func FitNewton(ctx context.Context, m Model, x *linalg.Dense64, y []int, w []flo
 		if !(slope < 0) {
 			return res, fmt.Errorf("%w: Newton direction is not a descent direction at step %d", ErrNotConverged, res.Iterations+1)
 		}
-		copy(start, theta)
-		accepted := false
-		for t := 1.0; t > 1e-12; t /= 2 {
-			for i := range theta {
-				theta[i] = start[i] + t*d.Data[i]
-			}
-			fNew := m.Objective(x, y, w, gNew)
-			// Near the optimum f changes by less than its rounding error, so
-			// a step that shrinks the gradient is also accepted there.
-			armijo := fNew <= f+1e-4*t*slope
-			flat := math.Abs(fNew-f) <= 1e-13*math.Max(1, math.Abs(f)) && floats.Norm(gNew, 2) < res.GradNorm
-			if armijo || flat {
-				f = fNew
-				copy(g, gNew)
-				accepted = true
-				break
-			}
-		}
+		fNew, accepted := backtrack(m, x, y, w, d.Data, g, gNew, start, f, slope, res.GradNorm, 1e-12)
 		res.Iterations++
 		if !accepted {
-			copy(theta, start)
 			return res, fmt.Errorf("%w: line search failed at step %d with ‖∇R‖ = %.3g", ErrNotConverged, res.Iterations, res.GradNorm)
 		}
+		f = fNew
 		res.Objective, res.GradNorm = f, floats.Norm(g, 2)
 		if opt.Progress != nil {
 			opt.Progress(fmt.Sprintf("newton: objective %.6g, ‖∇R‖ = %.2g", f, res.GradNorm), res.Iterations, opt.MaxIter)
 		}
 	}
 	return res, nil
+}
+
+// backtrack searches along d from m's parameters for the first step t = 1,
+// 1/2, 1/4, … above tMin that meets Armijo's condition for the objective f
+// with slope gᵀd < 0 or, near the optimum, where f changes by less than its
+// rounding error, shrinks the gradient below gnorm. On success it leaves
+// the parameters at the step and its gradient in g, and returns the new
+// objective; otherwise it restores the parameters. gNew and start are
+// scratch of the parameters' length.
+func backtrack(m Model, x *linalg.Dense64, y []int, w, d, g, gNew, start []float64, f, slope, gnorm, tMin float64) (float64, bool) {
+	theta := m.Params()
+	copy(start, theta)
+	for t := 1.0; t > tMin; t /= 2 {
+		for i := range theta {
+			theta[i] = start[i] + t*d[i]
+		}
+		fNew := m.Objective(x, y, w, gNew)
+		armijo := fNew <= f+1e-4*t*slope
+		flat := math.Abs(fNew-f) <= 1e-13*math.Max(1, math.Abs(f)) && floats.Norm(gNew, 2) < gnorm
+		if armijo || flat {
+			copy(g, gNew)
+			return fNew, true
+		}
+	}
+	copy(theta, start)
+	return f, false
 }

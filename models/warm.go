@@ -101,24 +101,13 @@ func FitWarm(ctx context.Context, m Model, x *linalg.Dense64, y []int, w []float
 		if !(slope < 0) {
 			return false
 		}
-		copy(start, theta)
-		for t := 1.0; t > 1e-6; t /= 2 {
-			for i := range theta {
-				theta[i] = start[i] + t*d[i]
-			}
-			fNew := m.Objective(x, y, w, gNew)
-			armijo := fNew <= f+1e-4*t*slope
-			flat := math.Abs(fNew-f) <= 1e-13*math.Max(1, math.Abs(f)) && floats.Norm(gNew, 2) < res.GradNorm
-			if armijo || flat {
-				f = fNew
-				g, gNew = gNew, g
-				res.Iterations++
-				res.Objective, res.GradNorm = f, floats.Norm(g, 2)
-				return true
-			}
+		fNew, ok := backtrack(m, x, y, w, d, g, gNew, start, f, slope, res.GradNorm, 1e-6)
+		if ok {
+			f = fNew
+			res.Iterations++
+			res.Objective, res.GradNorm = f, floats.Norm(g, 2)
 		}
-		copy(theta, start)
-		return false
+		return ok
 	}
 	// descent sets d to the preconditioned steepest descent −H₀⁻¹g.
 	descent := func() {
