@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math"
 	"runtime"
-	"runtime/debug"
-	"sync"
 	"unsafe"
 
 	"github.com/goinfluence/goinfluence/linalg"
@@ -662,40 +660,8 @@ func (s *scoreStream) Close() error {
 // goroutines when it is large: one core does not keep up with a PCIe link,
 // the less so when src is a memory-mapped file being paged in.
 func parallelCopy(dst, src []byte) {
-	const piece = 4 << 20
-	workers := min(runtime.GOMAXPROCS(0), (len(src)+piece-1)/piece)
-	if workers <= 1 {
-		copy(dst, src)
-		return
-	}
 	// src may be a mapped shard that shrinks under the mapping: with the
-	// caller's debug.SetPanicOnFault, the fault is raised again here, on the
-	// caller's goroutine, where it can be recovered (as in linalg's
-	// conversions).
-	onFault := debug.SetPanicOnFault(false)
-	debug.SetPanicOnFault(onFault)
-	step := (len(src) + workers - 1) / workers
-	var (
-		wg       sync.WaitGroup
-		once     sync.Once
-		panicked any
-	)
-	for lo := 0; lo < len(src); lo += step {
-		hi := min(lo+step, len(src))
-		wg.Go(func() {
-			if onFault {
-				debug.SetPanicOnFault(true)
-				defer func() {
-					if r := recover(); r != nil {
-						once.Do(func() { panicked = r })
-					}
-				}()
-			}
-			copy(dst[lo:hi], src[lo:hi])
-		})
-	}
-	wg.Wait()
-	if panicked != nil {
-		panic(panicked)
-	}
+	// caller's debug.SetPanicOnFault, ParallelChunks raises the fault again
+	// on the caller's goroutine, where it can be recovered.
+	linalg.ParallelChunks(len(src), 4<<20, func(lo, hi int) { copy(dst[lo:hi], src[lo:hi]) })
 }

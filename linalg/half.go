@@ -48,7 +48,7 @@ func BF16Bits(f float32) uint16 {
 func F16ToF32(dst []float32, src []uint16) {
 	checkConv("F16ToF32", len(dst), len(src))
 	tab := f16Table()
-	parallelChunks(len(src), func(lo, hi int) {
+	ParallelChunks(len(src), convChunk, func(lo, hi int) {
 		d, s := dst[lo:hi], src[lo:hi]
 		done := f16ToF32Fast(d, s)
 		for i, h := range s[done:] {
@@ -102,7 +102,7 @@ var littleEndian = func() bool {
 // BF16ToF32 converts bfloat16 values to float32; see BF16Float32.
 func BF16ToF32(dst []float32, src []uint16) {
 	checkConv("BF16ToF32", len(dst), len(src))
-	parallelChunks(len(src), func(lo, hi int) {
+	ParallelChunks(len(src), convChunk, func(lo, hi int) {
 		d, s := dst[lo:hi], src[lo:hi]
 		done := bf16ToF32Fast(d, s)
 		for i, h := range s[done:] {
@@ -114,7 +114,7 @@ func BF16ToF32(dst []float32, src []uint16) {
 // F32ToF16 rounds float32 values to binary16; see F16Bits.
 func F32ToF16(dst []uint16, src []float32) {
 	checkConv("F32ToF16", len(dst), len(src))
-	parallelChunks(len(src), func(lo, hi int) {
+	ParallelChunks(len(src), convChunk, func(lo, hi int) {
 		for i, f := range src[lo:hi] {
 			dst[lo+i] = F16Bits(f)
 		}
@@ -124,7 +124,7 @@ func F32ToF16(dst []uint16, src []float32) {
 // F32ToBF16 rounds float32 values to bfloat16; see BF16Bits.
 func F32ToBF16(dst []uint16, src []float32) {
 	checkConv("F32ToBF16", len(dst), len(src))
-	parallelChunks(len(src), func(lo, hi int) {
+	ParallelChunks(len(src), convChunk, func(lo, hi int) {
 		for i, f := range src[lo:hi] {
 			dst[lo+i] = BF16Bits(f)
 		}
@@ -140,8 +140,10 @@ func checkConv(op string, nd, ns int) {
 // convChunk is the least number of elements worth a goroutine of its own.
 const convChunk = 1 << 16
 
-// parallelChunks calls f on consecutive pieces of [0, n), concurrently when
-// n is large. Conversions are element-wise, so the split does not matter.
+// ParallelChunks calls f on consecutive pieces of [0, n) of at least
+// minChunk elements, concurrently on up to GOMAXPROCS goroutines, for
+// element-wise work (conversions, copies) whose result the split cannot
+// change.
 //
 // The sources are often memory-mapped files (store shards), which fault when
 // the file shrinks under the mapping. A caller that guards against that with
@@ -149,8 +151,8 @@ const convChunk = 1 << 16
 // worker's panic is raised again on the calling goroutine, where the caller
 // can recover it: a fault on a goroutine that does not panic on faults kills
 // the process.
-func parallelChunks(n int, f func(lo, hi int)) {
-	p := min(runtime.GOMAXPROCS(0), n/convChunk)
+func ParallelChunks(n, minChunk int, f func(lo, hi int)) {
+	p := min(runtime.GOMAXPROCS(0), n/max(minChunk, 1))
 	if p <= 1 {
 		f(0, n)
 		return
