@@ -113,11 +113,10 @@ func Stream(ctx context.Context, opt StreamOptions) (*StreamResult, error) {
 		defer os.RemoveAll(tmp)
 		path = filepath.Join(tmp, "store")
 	}
-	s, reused, buildSecs, err := benchStore(ctx, path, o.DType, o.Rows, o.Dim, progress)
+	reused, buildSecs, err := benchStore(ctx, path, o.DType, o.Rows, o.Dim, progress)
 	if err != nil {
 		return nil, err
 	}
-	defer s.Close()
 	res.Reused, res.BuildSecs = reused, buildSecs
 	res.StoreBytes = dirBytes(path)
 	res.MemTotal = kbField("/proc/meminfo", "MemTotal")
@@ -264,26 +263,26 @@ func fmtRates(r []float64) string {
 // benchStore opens the store in dir when it has the wanted shape, or builds
 // one there from seeded random rows. A store of another shape is an error:
 // the benchmark never deletes what it did not create.
-func benchStore(ctx context.Context, dir string, dt gradients.DType, rows, dim int, progress io.Writer) (s *store.Store, reused bool, secs float64, err error) {
+func benchStore(ctx context.Context, dir string, dt gradients.DType, rows, dim int, progress io.Writer) (reused bool, secs float64, err error) {
 	if _, err := os.Stat(filepath.Join(dir, store.ManifestName)); err == nil {
 		s, err := store.Open(dir)
 		if err != nil {
-			return nil, false, 0, err
+			return false, 0, err
 		}
+		defer s.Close()
 		if s.Count() == rows && s.Dim() == dim && s.DType() == dt {
-			return s, true, 0, nil
+			return true, 0, nil
 		}
-		s.Close()
-		return nil, false, 0, fmt.Errorf("bench stream: %s holds a %d×%d %s store, not %d×%d %s: choose another --dir",
+		return false, 0, fmt.Errorf("bench stream: %s holds a %d×%d %s store, not %d×%d %s: choose another --dir",
 			dir, s.Count(), s.Dim(), strings.ToLower(string(s.DType())), rows, dim, strings.ToLower(string(dt)))
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, false, 0, err
+		return false, 0, err
 	}
 	fmt.Fprintf(progress, "building a %d×%d %s store in %s\n", rows, dim, dt, dir)
 	start := time.Now()
-	b, err := store.Create(dir, store.Options{DType: dt, Layers: []store.LayerInfo{{Name: "random", Dim: dim}}, Seed: 1})
+	b, err := store.Create(dir, store.Options{DType: dt, Layers: []store.LayerInfo{{Name: "random", Dim: dim}}, Projection: gradients.Projection{Seed: 1}})
 	if err != nil {
-		return nil, false, 0, err
+		return false, 0, err
 	}
 	rng := rand.New(rand.NewPCG(1, 0))
 	piece := max(1, (16<<20)/(4*dim)) // rows of about 16 MiB of float32
@@ -298,15 +297,13 @@ func benchStore(ctx context.Context, dir string, dt gradients.DType, rows, dim i
 		fillUniform(vals[:n*dim], rng)
 		if err := b.Add(ctx, ids, vals[:n*dim]); err != nil {
 			b.Close()
-			return nil, false, 0, err
+			return false, 0, err
 		}
 	}
 	if err := b.Close(); err != nil {
-		return nil, false, 0, err
+		return false, 0, err
 	}
-	secs = time.Since(start).Seconds()
-	s, err = store.Open(dir)
-	return s, false, secs, err
+	return false, time.Since(start).Seconds(), nil
 }
 
 // fillUniform fills v with values uniform in [-1, 1).

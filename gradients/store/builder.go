@@ -27,12 +27,6 @@ type Options struct {
 	// Projection made the rows from the full gradients (zero: none). Its
 	// seed is recorded as an int64: seeds must lie below 2⁶³.
 	Projection gradients.Projection
-
-	// Seed is the seed of the projection when Projection.Seed is zero.
-	//
-	// Deprecated: set Projection.Seed; Seed remains for callers written
-	// when the store recorded its own projection type.
-	Seed int64
 }
 
 // Builder appends rows to a store. It is not safe for concurrent use. A
@@ -88,9 +82,6 @@ func Create(dir string, opt Options) (*Builder, error) {
 	}
 	if opt.ShardRows < 0 {
 		return nil, &Error{Path: dir, Field: "shard rows", Err: fmt.Errorf("%w: %d", ErrShape, opt.ShardRows)}
-	}
-	if opt.Projection.Seed == 0 {
-		opt.Projection.Seed = uint64(opt.Seed) // the bits an int64 seed was recorded with
 	}
 	m := Manifest{
 		Format:     Format,
