@@ -3,7 +3,6 @@ package eval
 import (
 	"context"
 	"fmt"
-	"github.com/goinfluence/goinfluence/models"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/models"
 )
 
 // Defaults of LDSOptions, the TRAK protocol's.

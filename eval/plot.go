@@ -2,7 +2,6 @@ package eval
 
 import (
 	"fmt"
-	"github.com/goinfluence/goinfluence/models"
 	"image/color"
 	"io"
 	"math"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/goinfluence/goinfluence/internal/atomicfile"
 	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/models"
 )
 
 // PlotLOO writes a PNG (or SVG/PDF, by the file's extension) scatter plot of

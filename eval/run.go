@@ -3,7 +3,6 @@ package eval
 import (
 	"context"
 	"fmt"
-	"github.com/goinfluence/goinfluence/models"
 	"io"
 
 	"gonum.org/v1/gonum/floats"
@@ -11,6 +10,7 @@ import (
 	"github.com/goinfluence/goinfluence/datasets"
 	"github.com/goinfluence/goinfluence/internal/atomicfile"
 	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/models"
 	"github.com/goinfluence/goinfluence/progress"
 )
 

@@ -3,11 +3,12 @@ package eval
 import (
 	"context"
 	"errors"
-	"github.com/goinfluence/goinfluence/models"
 	"io"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/goinfluence/goinfluence/models"
 )
 
 func ptr(v float64) *float64 { return &v }

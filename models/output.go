@@ -63,7 +63,7 @@ func logProbs(m Model, x *linalg.Dense64) [][]float64 {
 	return lp
 }
 
-// outputValues returns f(x_n, y_n) of every row for each output in outs.
+// OutputValues returns f(x_n, y_n) of every row for each output in outs.
 func OutputValues(m Model, x *linalg.Dense64, y []int, outs []Output) map[Output][]float64 {
 	lp := logProbs(m, x)
 	res := make(map[Output][]float64, len(outs))
@@ -114,7 +114,7 @@ func logSumExpExcept(v []float64, skip int) float64 {
 	return mx + math.Log(s)
 }
 
-// outputGradients returns the per-example gradients of −f(x_n, y_n) in the
+// OutputGradients returns the per-example gradients of −f(x_n, y_n) in the
 // model's factored form. For the loss they are the model's own gradients;
 // for the margins, whose logit gradient δ = −∂f/∂z sums to zero, they are
 // combinations Σ_c w_c g_c of the loss gradients g_c at every label c with
