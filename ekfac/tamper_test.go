@@ -15,8 +15,8 @@ import (
 
 // TestLoadEigenvectors: factors whose eigenvectors or eigenvalues were
 // replaced are rejected on load, naming the layer and the tensor, where
-// before issue 11 a file with random eigenvectors loaded and scored 1000×
-// off; eigenvectors perturbed within EigenTol still load.
+// before issue 11 a file with random eigenvectors loaded and scored wrong;
+// eigenvectors perturbed within EigenTol still load.
 func TestLoadEigenvectors(t *testing.T) {
 	rng := rand.New(rand.NewPCG(71, 72))
 	batch := randomBatch(rng, 12, false)

@@ -180,8 +180,8 @@ func (h *HVP) applyLinear(v, out *linalg.Dense64) {
 // for a model with c outputs: the fewest that give the GEMMs at least 32
 // columns, in a multiple of 8 so that no column falls in the narrower edge
 // kernels BLAS libraries use for a remainder of columns. A single vector
-// then costs a GEMM of 32 or more columns where it needs c, which is still
-// bound by the one pass over the data that any width needs.
+// then costs a GEMM of 32 or more columns where it needs c (what that costs:
+// bench/results/hvp-2026-12-02.md).
 func linearGroup(c int) int {
 	g := (32 + c - 1) / c
 	for g*c%8 != 0 {
