@@ -20,3 +20,12 @@ type Projector interface {
 type EKFACScaler interface {
 	ScaleEKFAC(x, lambda []float64, delta float64) error
 }
+
+// Int8Gemmer multiplies int8 matrices exactly into int32, for the exact
+// integer scoring of DESIGN §11 (package quant): out[i·n+r] =
+// Σ_{j<dim} a[i·dim+j]·b[r·dim+j] for a m×dim and b n×dim, row-major, and
+// out m×n. The sums must equal those of package quant's kernels, bit for
+// bit: int32 accumulation, wrapping modulo 2³² alike where they overflow.
+type Int8Gemmer interface {
+	GemmI8(out []int32, a []int8, m int, b []int8, n, dim int) error
+}
