@@ -29,10 +29,17 @@ const (
 	BF16 DType = "BF16"
 )
 
+// I8 is the quantised dtype of a store (DESIGN §11, package quant): int8
+// values with a float32 scale per row. A gradient file cannot hold it.
+const I8 DType = "I8"
+
 func (d DType) valid() bool { return d == F64 || d == F32 || d == F16 || d == BF16 }
 
 // Size returns the bytes of one element, or 0 for an unknown dtype.
 func (d DType) Size() int {
+	if d == I8 {
+		return 1
+	}
 	if !d.valid() {
 		return 0
 	}

@@ -52,7 +52,7 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.Var(&grads, "grads", "gradient file(s) to store, in order (repeat the flag or separate with commas); a file without ids gets the examples' positions in the inputs as ids")
 	out := fs.String("out", "", "store directory to create, or to continue with --resume (required)")
 	pf := addProjectionFlags(fs, "none (the full flattened gradients)")
-	dtype := fs.String("dtype", "f16", "element type of the stored rows: f16, bf16 or f32")
+	dtype := fs.String("dtype", "f16", "element type of the stored rows: f16, bf16, f32, or i8 (int8 with a scale per row: exact integer scoring, DESIGN §11)")
 	shardRows := fs.Int("shard-rows", store.DefaultShardRows, "rows per shard file (a resumed build keeps the store's)")
 	chunk := fs.Int("chunk", 4096, "examples read and projected at a time (bounds memory; the store does not depend on it)")
 	resume := fs.Bool("resume", false, "continue an interrupted build of the same --grads: skip the rows the store already holds")
@@ -75,8 +75,8 @@ func runStoreBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 	}
 	dt := gradients.DType(strings.ToUpper(*dtype))
-	if dt != gradients.F16 && dt != gradients.BF16 && dt != gradients.F32 {
-		return fmt.Errorf("%w: store build: --dtype %q: want f16, bf16 or f32", errUsage, *dtype)
+	if dt != gradients.F16 && dt != gradients.BF16 && dt != gradients.F32 && dt != gradients.I8 {
+		return fmt.Errorf("%w: store build: --dtype %q: want f16, bf16, f32 or i8", errUsage, *dtype)
 	}
 	spec, err := pf.spec("store build")
 	if err != nil {

@@ -43,8 +43,9 @@ type Builder struct {
 	shardRows int
 	rowBytes  int
 
-	ids  []int64 // buffered rows, not yet committed
-	data []byte  // their encoded values
+	ids    []int64   // buffered rows, not yet committed
+	data   []byte    // their encoded values
+	scales []float32 // their scales, for an i8 store
 	vals []float64
 	sum  hash.Hash
 
@@ -78,7 +79,7 @@ func Create(dir string, opt Options) (*Builder, error) {
 		return nil, &Error{Path: dir, Field: "projection", Err: fmt.Errorf("%w: seed %d: a store records seeds below 2⁶³", ErrFormat, opt.Projection.Seed)}
 	}
 	if !storable(opt.DType) {
-		return nil, &Error{Path: dir, Field: "dtype", Err: fmt.Errorf("%w: %q, want f16, bf16 or f32", ErrDType, dtypeName(opt.DType))}
+		return nil, &Error{Path: dir, Field: "dtype", Err: fmt.Errorf("%w: %q, "+dtypeWant, ErrDType, dtypeName(opt.DType))}
 	}
 	if opt.ShardRows < 0 {
 		return nil, &Error{Path: dir, Field: "shard rows", Err: fmt.Errorf("%w: %d", ErrShape, opt.ShardRows)}
@@ -265,7 +266,7 @@ func (b *Builder) SameRow(src string, srcRow, row int, example *gradients.Batch)
 	}); err != nil {
 		return err
 	}
-	enc, err := safetensors.EncodeFloat64s(safetensors.DType(b.m.DType), example.Flatten().Data)
+	enc, scales, err := encodeRows(b.m.DType, b.m.Dim, example.Flatten().Data)
 	if err != nil {
 		return &Error{Path: b.dir, Err: fmt.Errorf("%w: row %d of %s: %w", ErrInput, srcRow, src, err)}
 	}
@@ -280,7 +281,11 @@ func (b *Builder) SameRow(src string, srcRow, row int, example *gradients.Batch)
 	}
 	defer f.Close()
 	stored := f.Bytes("grads")[local*len(enc) : (local+1)*len(enc)]
-	if !bytes.Equal(stored, enc) {
+	same := bytes.Equal(stored, enc)
+	if scales != nil {
+		same = same && bytes.Equal(f.Bytes("scales")[4*local:4*local+4], encodeScales(scales))
+	}
+	if !same {
 		return &Error{Path: b.dir, Field: "grads", Err: fmt.Errorf("%w: row %d of %s differs from the store's row %d (in %s), though their ids match: another input, or another projection",
 			ErrInput, srcRow, src, row, b.m.Shards[si].File)}
 	}
@@ -458,18 +463,26 @@ func addRows[T float32 | float64](b *Builder, ctx context.Context, src string, f
 	piece := max(1, 4096/dim) * dim
 	for lo := 0; lo < len(rows); lo += piece {
 		v := widen(&b.vals, rows[lo:min(lo+piece, len(rows))])
-		enc, err := safetensors.EncodeFloat64s(safetensors.DType(b.m.DType), v)
+		enc, scales, err := encodeRows(b.m.DType, dim, v)
 		if err != nil {
 			b.data = b.data[:base]
+			if b.scales != nil {
+				b.scales = b.scales[:base/b.rowBytes]
+			}
 			var re *safetensors.RangeError
 			if errors.As(err, &re) {
 				i := lo + re.Index
-				err = fmt.Errorf("%w: id %d: %g at column %d overflows %s", ErrRange, ids[i/dim], re.Value, i%dim, dtypeName(b.m.DType))
+				what := dtypeName(b.m.DType)
+				if b.m.DType == gradients.I8 {
+					what = "float32, which i8 rows are quantised from"
+				}
+				err = fmt.Errorf("%w: id %d: %g at column %d overflows %s", ErrRange, ids[i/dim], re.Value, i%dim, what)
 			}
 			b.seen.undo(ids)
 			return &Error{Path: b.dir, Err: err}
 		}
 		b.data = append(b.data, enc...)
+		b.scales = append(b.scales, scales...)
 	}
 	b.record(b.m.Count+len(b.ids), src, first)
 	b.ids = append(b.ids, ids...)
@@ -585,6 +598,10 @@ func (b *Builder) commit(n int) error {
 		{Name: "grads", DType: safetensors.DType(b.m.DType), Shape: []int{n, b.m.Dim}, Data: b.data[:n*b.rowBytes]},
 		{Name: "ids", DType: safetensors.I64, Shape: []int{n}, Data: ids},
 	}
+	if b.m.DType == gradients.I8 {
+		scales := safetensors.Tensor{Name: "scales", DType: safetensors.F32, Shape: []int{n}, Data: encodeScales(b.scales[:n])}
+		tensors = slices.Insert(tensors, 1, scales)
+	}
 	meta := map[string]string{"format": Format}
 	// The writer is deterministic, so hashing what it would write gives the
 	// digest of the file without reading it back.
@@ -608,6 +625,9 @@ func (b *Builder) commit(n int) error {
 	b.m = next
 	b.ids = b.ids[:copy(b.ids, b.ids[n:])]
 	b.data = b.data[:copy(b.data, b.data[n*b.rowBytes:])]
+	if b.scales != nil {
+		b.scales = b.scales[:copy(b.scales, b.scales[n:])]
+	}
 	return nil
 }
 

@@ -6,8 +6,15 @@
 // A store is a directory holding
 //
 //	manifest.json               the committed state
-//	shard-000000.safetensors    grads [rows, dim] (f16, bf16 or f32), ids I64 [rows]
+//	shard-000000.safetensors    grads [rows, dim] (f16, bf16, f32 or i8), ids I64 [rows]
 //	shard-000001.safetensors    …
+//
+// A store of dtype i8 holds rows quantised by package quant (DESIGN §11),
+// each with its float32 scale in a third tensor, scales F32 [rows]; its
+// rows are at most quant.MaxDim long. Iterators return the int8 values and
+// scales raw (NextRaw, Chunk.Scales), or the rows they stand for, value
+// times scale, in float32 (Next), for the uses that need floats, such as
+// the curvature of the stored rows.
 //
 // The manifest records the format (goinfluence.store/v1), the dtype, the row
 // dimension, the layers with their offsets in a row, the projection spec and

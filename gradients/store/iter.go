@@ -14,6 +14,7 @@ import (
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/internal/safetensors"
 	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/quant"
 )
 
 // Chunk is a run of consecutive rows of a store.
@@ -25,6 +26,10 @@ type Chunk struct {
 	// little-endian values of the store's DType, row after row, after
 	// NextRaw; nil after Next and NextInto.
 	Raw []byte
+	// Scales holds the scale of each row of an i8 store (DESIGN §11): the
+	// raw int8 values of row i times Scales[i] are the float32 values of
+	// Rows. Nil for the other dtypes.
+	Scales []float32
 }
 
 // Iterator walks the rows of a store in chunks, in the manner of
@@ -59,8 +64,9 @@ type Iterator struct {
 
 	data  []float32
 	raw   []byte // NextRaw's buffer for chunks that span shards
-	ids   []int64
-	chunk Chunk
+	ids    []int64
+	scales []float32 // of an i8 store
+	chunk  Chunk
 	err   error
 	done  bool
 }
@@ -140,6 +146,9 @@ func (it *Iterator) read(ctx context.Context, data []float32, stride int) (ok bo
 	dim := m.Dim
 	if it.ids == nil {
 		it.ids = make([]int64, min(it.size, m.Count))
+		if m.DType == gradients.I8 {
+			it.scales = make([]float32, len(it.ids))
+		}
 	}
 	rowBytes := dim * m.DType.Size()
 	var raw []byte
@@ -154,6 +163,11 @@ func (it *Iterator) read(ctx context.Context, data []float32, stride int) (ok bo
 		}
 		k := min(n-filled, m.Shards[it.shard].Rows-it.pos)
 		grads := it.f.Bytes("grads")[it.pos*rowBytes : (it.pos+k)*rowBytes]
+		var scales []float32
+		if it.scales != nil {
+			scales = it.scales[filled : filled+k]
+			decodeScales(scales, it.f.Bytes("scales")[it.pos*4:(it.pos+k)*4])
+		}
 		switch {
 		case data == nil && k == n:
 			raw = grads // the whole chunk in one shard: no copy
@@ -163,11 +177,15 @@ func (it *Iterator) read(ctx context.Context, data []float32, stride int) (ok bo
 			}
 			raw = it.raw[:n*rowBytes]
 			copy(raw[filled*rowBytes:], grads)
-		case stride == dim:
+		case stride == dim && scales == nil:
 			it.decode(data[filled*dim:(filled+k)*dim], grads)
 		default:
 			for r := range k {
 				row := data[(filled+r)*stride : (filled+r)*stride+dim]
+				if scales != nil {
+					quant.Dequantize(row, int8s(grads[r*rowBytes:(r+1)*rowBytes]), scales[r])
+					continue
+				}
 				it.decode(row, grads[r*rowBytes:(r+1)*rowBytes])
 			}
 		}
@@ -190,6 +208,9 @@ func (it *Iterator) read(ctx context.Context, data []float32, stride int) (ok bo
 		}
 	}
 	it.chunk = Chunk{Offset: it.off, IDs: it.ids[:n], Raw: raw}
+	if it.scales != nil {
+		it.chunk.Scales = it.scales[:n]
+	}
 	if data != nil {
 		it.chunk.Rows = &linalg.Dense32{Rows: n, Cols: dim, Stride: stride, Data: data[:(n-1)*stride+dim]}
 	}

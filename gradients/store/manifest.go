@@ -17,6 +17,7 @@ import (
 
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/internal/atomicfile"
+	"github.com/goinfluence/goinfluence/quant"
 )
 
 // Format is the value of the manifest's "format" field.
@@ -33,10 +34,22 @@ const DefaultShardRows = 65536
 // cannot claim unbounded memory; it allows millions of shards.
 const maxManifest = 256 << 20
 
-// storable reports whether a store may hold rows of d: F16, BF16 or F32
-// (gradients.DType). manifest.json writes it in lower case ("f16").
+// storable reports whether a store may hold rows of d: F16, BF16, F32 or
+// I8 (gradients.DType). manifest.json writes it in lower case ("f16").
 func storable(d gradients.DType) bool {
-	return d == gradients.F16 || d == gradients.BF16 || d == gradients.F32
+	return d == gradients.F16 || d == gradients.BF16 || d == gradients.F32 || d == gradients.I8
+}
+
+// dtypeWant lists the dtypes a store may hold, for messages.
+const dtypeWant = "want f16, bf16, f32 or i8"
+
+// scaleBytes is the bytes a row of dtype d has besides its values: the
+// float32 scale of an i8 row.
+func scaleBytes(d gradients.DType) int {
+	if d == gradients.I8 {
+		return 4
+	}
+	return 0
 }
 
 // dtypeName is d as manifest.json and the store's messages spell it.
@@ -123,7 +136,7 @@ func (m *Manifest) UnmarshalJSON(buf []byte) error {
 func (w manifestJSON) manifest() (Manifest, error) {
 	dt := gradients.DType(strings.ToUpper(w.DType))
 	if w.DType != dtypeName(dt) || !storable(dt) {
-		return Manifest{}, &Error{Field: "dtype", Err: fmt.Errorf("%w: %q, want f16, bf16 or f32", ErrDType, w.DType)}
+		return Manifest{}, &Error{Field: "dtype", Err: fmt.Errorf("%w: %q, "+dtypeWant, ErrDType, w.DType)}
 	}
 	m := Manifest{Format: w.Format, DType: dt, Dim: w.Dim, Layers: w.Layers, Shards: w.Shards, Count: w.Count,
 		Projection: gradients.Projection{K: w.Projection.K, KIn: w.Projection.KIn, KOut: w.Projection.KOut, Seed: uint64(w.Seed)}}
@@ -198,10 +211,13 @@ func (m *Manifest) validate() error {
 		return manifestError("format", "%q, want %q", m.Format, Format)
 	}
 	if !storable(m.DType) {
-		return &Error{Field: "dtype", Err: fmt.Errorf("%w: %q, want f16, bf16 or f32", ErrDType, dtypeName(m.DType))}
+		return &Error{Field: "dtype", Err: fmt.Errorf("%w: %q, "+dtypeWant, ErrDType, dtypeName(m.DType))}
 	}
 	if m.Dim < 1 || m.Dim > math.MaxInt32 {
 		return manifestError("dim", "%d out of range", m.Dim)
+	}
+	if m.DType == gradients.I8 && m.Dim > quant.MaxDim {
+		return manifestError("dim", "%d: an i8 store holds rows of at most %d values, whose integer sums fit in int32", m.Dim, quant.MaxDim)
 	}
 	if err := checkLayers(m.Layers, m.Dim, true); err != nil {
 		return err
@@ -209,7 +225,7 @@ func (m *Manifest) validate() error {
 	if p := m.Projection; p.K < 0 || p.KIn < 0 || p.KOut < 0 {
 		return manifestError("projection", "negative size in %+v", p)
 	}
-	rowBytes := m.Dim * m.DType.Size()
+	rowBytes := m.Dim*m.DType.Size() + scaleBytes(m.DType)
 	total := 0
 	for i, s := range m.Shards {
 		field := fmt.Sprintf("shards[%d]", i)

@@ -202,9 +202,18 @@ func openShard(dir string, m *Manifest, i int) (*safetensors.File, error) {
 		{"grads", safetensors.DType(m.DType), []int{s.Rows, m.Dim}},
 		{"ids", safetensors.I64, []int{s.Rows}},
 	}
+	names := "grads and ids"
+	if m.DType == gradients.I8 {
+		want = append(want, struct {
+			name  string
+			dtype safetensors.DType
+			shape []int
+		}{"scales", safetensors.F32, []int{s.Rows}})
+		names = "grads, scales and ids"
+	}
 	if n := len(f.Names()); n != len(want) {
 		f.Close()
-		return nil, &Error{Path: path, Err: fmt.Errorf("%w: %d tensors %q, want grads and ids", ErrFormat, n, f.Names())}
+		return nil, &Error{Path: path, Err: fmt.Errorf("%w: %d tensors %q, want %s", ErrFormat, n, f.Names(), names)}
 	}
 	for _, w := range want {
 		in, ok := f.Info(w.name)

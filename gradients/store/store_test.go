@@ -917,14 +917,15 @@ func TestManifestDType(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		dtype string
-		ok    bool
-	}{{"bf16", true}, {"BF16", false}, {"f64", false}, {"F64", false}, {"i8", false}, {"", false}} {
+		want  gradients.DType // "" when refused
+	}{{"bf16", gradients.BF16}, {"i8", gradients.I8}, {"BF16", ""}, {"f64", ""}, {"F64", ""}, {"I8", ""}, {"u8", ""}, {"", ""}} {
+		ok := tc.want != ""
 		m, err := parseManifest([]byte(strings.Replace(string(buf), `"dtype": "bf16"`, `"dtype": "`+tc.dtype+`"`, 1)))
 		var e *Error
 		switch {
-		case tc.ok && (err != nil || m.DType != gradients.BF16):
+		case ok && (err != nil || m.DType != tc.want):
 			t.Errorf("%q: %v, dtype %q", tc.dtype, err, m.DType)
-		case !tc.ok && (!errors.Is(err, ErrDType) || !errors.As(err, &e) || e.Field != "dtype"):
+		case !ok && (!errors.Is(err, ErrDType) || !errors.As(err, &e) || e.Field != "dtype"):
 			t.Errorf("%q: error %v, want ErrDType naming the field", tc.dtype, err)
 		}
 	}
