@@ -46,8 +46,8 @@ type Builder struct {
 	ids    []int64   // buffered rows, not yet committed
 	data   []byte    // their encoded values
 	scales []float32 // their scales, for an i8 store
-	vals []float64
-	sum  hash.Hash
+	vals   []float64
+	sum    hash.Hash
 
 	lock    *lock
 	seen    idSet     // ids committed and buffered

@@ -62,13 +62,13 @@ type Iterator struct {
 	// another goroutine while this one is read.
 	next *pendingShard
 
-	data  []float32
-	raw   []byte // NextRaw's buffer for chunks that span shards
+	data   []float32
+	raw    []byte // NextRaw's buffer for chunks that span shards
 	ids    []int64
 	scales []float32 // of an i8 store
 	chunk  Chunk
-	err   error
-	done  bool
+	err    error
+	done   bool
 }
 
 // Chunks returns an iterator over the rows in chunks of the given number of
