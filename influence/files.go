@@ -45,6 +45,10 @@ type ScoresFile struct {
 	// RankingIDs also writes the entries' ids (topk.ids, bottomk.ids),
 	// for rankings of store rows whose ids are not their positions.
 	RankingIDs bool
+	// RankingISums also writes the entries' exact integer sums
+	// (topk.isums, bottomk.isums, I64), for rankings of i8 stores
+	// (DESIGN §11), so that a reader can recompute the scores.
+	RankingISums bool
 
 	Self []float64 // self-influence, one per training example
 	IDs  []int64   // the training examples' ids, one per column
@@ -98,7 +102,7 @@ func (f *ScoresFile) tensors() ([]safetensors.Tensor, error) {
 		ts = append(ts, f32Tensor("scores", []int{f.Scores.Rows, f.Scores.Cols}, f.Scores))
 	}
 	if f.Rankings != nil {
-		rt, err := rankingTensors(f.Rankings, f.K, f.RankingIDs)
+		rt, err := rankingTensors(f.Rankings, f.K, f.RankingIDs, f.RankingISums)
 		if err != nil {
 			return nil, err
 		}
@@ -136,14 +140,15 @@ func appendF32(b []byte, v []float32) []byte {
 }
 
 // rankingTensors returns the tensors of per-query rankings, each
-// [n_query, K]: topk.indices, topk.ids (with ids), topk.scores, then
-// bottomk.* likewise.
-func rankingTensors(rankings []Ranking, k int, ids bool) ([]safetensors.Tensor, error) {
+// [n_query, K]: topk.indices, topk.ids (with ids), topk.isums (with
+// isums), topk.scores, then bottomk.* likewise.
+func rankingTensors(rankings []Ranking, k int, ids, isums bool) ([]safetensors.Tensor, error) {
 	nq := len(rankings)
 	var ts []safetensors.Tensor
 	for _, side := range []string{"topk", "bottomk"} {
 		idx := make([]int64, 0, nq*k)
 		sid := make([]int64, 0, nq*k)
+		isum := make([]int64, 0, nq*k)
 		val := make([]float64, 0, nq*k)
 		for q, r := range rankings {
 			list := r.Helpful
@@ -156,6 +161,7 @@ func rankingTensors(rankings []Ranking, k int, ids bool) ([]safetensors.Tensor, 
 			for _, e := range list {
 				idx = append(idx, int64(e.Index))
 				sid = append(sid, e.ID)
+				isum = append(isum, e.ISum)
 				val = append(val, e.Score)
 			}
 		}
@@ -165,6 +171,10 @@ func rankingTensors(rankings []Ranking, k int, ids bool) ([]safetensors.Tensor, 
 		if ids {
 			data, _ := safetensors.EncodeInt64s(safetensors.I64, sid)
 			ts = append(ts, safetensors.Tensor{Name: side + ".ids", DType: safetensors.I64, Shape: shape, Data: data})
+		}
+		if isums {
+			data, _ := safetensors.EncodeInt64s(safetensors.I64, isum)
+			ts = append(ts, safetensors.Tensor{Name: side + ".isums", DType: safetensors.I64, Shape: shape, Data: data})
 		}
 		data, err := safetensors.EncodeFloat64s(safetensors.F32, val)
 		if err != nil {
@@ -233,7 +243,7 @@ func ReadScores(path string) (*ScoresFile, error) {
 			if err != nil {
 				return nil, bad("%s: %w", name, err)
 			}
-		case (side == "topk" || side == "bottomk") && (part == "indices" || part == "ids" || part == "scores"):
+		case (side == "topk" || side == "bottomk") && (part == "indices" || part == "ids" || part == "isums" || part == "scores"):
 			info, _ := sf.Info(name)
 			if len(info.Shape) != 2 {
 				return nil, bad("%s has shape %v, want [n_query, K]", name, info.Shape)
@@ -248,6 +258,8 @@ func ReadScores(path string) (*ScoresFile, error) {
 				sd.scores, err = sf.Float64s(name)
 			case "indices":
 				sd.indices, err = sf.Int64s(name)
+			case "isums":
+				sd.isums, err = sf.Int64s(name)
 			default:
 				sd.ids, err = sf.Int64s(name)
 			}
@@ -260,7 +272,7 @@ func ReadScores(path string) (*ScoresFile, error) {
 	}
 	if sides[0].present() || sides[1].present() {
 		out.K = k
-		if out.Rankings, out.RankingIDs, err = readRankings(sides, k); err != nil {
+		if out.Rankings, out.RankingIDs, out.RankingISums, err = readRankings(sides, k); err != nil {
 			return nil, bad("%w", err)
 		}
 	}
@@ -269,23 +281,25 @@ func ReadScores(path string) (*ScoresFile, error) {
 
 // rankingSide holds the decoded topk.* or bottomk.* tensors.
 type rankingSide struct {
-	indices, ids []int64
-	scores       []float64
+	indices, ids, isums []int64
+	scores              []float64
 }
 
-func (s *rankingSide) present() bool { return s.indices != nil || s.ids != nil || s.scores != nil }
+func (s *rankingSide) present() bool {
+	return s.indices != nil || s.ids != nil || s.isums != nil || s.scores != nil
+}
 
 // readRankings assembles rankings from the decoded topk.* and bottomk.*
 // tensors; without ids an entry's ID is its index, as TopK gives.
-func readRankings(sides [2]rankingSide, k int) ([]Ranking, bool, error) {
-	withIDs := sides[0].ids != nil
+func readRankings(sides [2]rankingSide, k int) ([]Ranking, bool, bool, error) {
+	withIDs, withISums := sides[0].ids != nil, sides[0].isums != nil
 	n := len(sides[0].indices)
 	for i, sd := range sides {
-		if sd.indices == nil || sd.scores == nil || (sd.ids != nil) != withIDs {
-			return nil, false, fmt.Errorf("%s: want indices and scores (and ids on both sides or neither)", [2]string{"topk", "bottomk"}[i])
+		if sd.indices == nil || sd.scores == nil || (sd.ids != nil) != withIDs || (sd.isums != nil) != withISums {
+			return nil, false, false, fmt.Errorf("%s: want indices and scores (and ids, isums, on both sides or neither)", [2]string{"topk", "bottomk"}[i])
 		}
-		if len(sd.indices) != n || len(sd.scores) != n || (withIDs && len(sd.ids) != n) {
-			return nil, false, fmt.Errorf("topk and bottomk tensors of different shapes")
+		if len(sd.indices) != n || len(sd.scores) != n || (withIDs && len(sd.ids) != n) || (withISums && len(sd.isums) != n) {
+			return nil, false, false, fmt.Errorf("topk and bottomk tensors of different shapes")
 		}
 	}
 	nq := 0
@@ -300,6 +314,9 @@ func readRankings(sides [2]rankingSide, k int) ([]Ranking, bool, error) {
 			if withIDs {
 				es[j].ID = sd.ids[i]
 			}
+			if withISums {
+				es[j].ISum = sd.isums[i]
+			}
 		}
 		return es
 	}
@@ -307,7 +324,7 @@ func readRankings(sides [2]rankingSide, k int) ([]Ranking, bool, error) {
 	for q := range out {
 		out[q] = Ranking{Helpful: list(&sides[0], q), Harmful: list(&sides[1], q)}
 	}
-	return out, withIDs, nil
+	return out, withIDs, withISums, nil
 }
 
 // WriteProbs writes a probabilities file: probs F64 [n], p(y) of each

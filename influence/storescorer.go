@@ -15,6 +15,7 @@ import (
 	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/linalg"
 	"github.com/goinfluence/goinfluence/progress"
+	"github.com/goinfluence/goinfluence/quant"
 )
 
 // StoreMethod is how a StoreScorer preconditions queries before scoring
@@ -355,6 +356,10 @@ func (s *StoreScorer) Metadata() map[string]string {
 	case StoreTRAK:
 		meta["damping"] = meth.Damping.String()
 	}
+	if m.DType == gradients.I8 {
+		meta["quantisation"] = quant.Version
+		meta["ranking_order"] = "score descending, ties by id ascending; topk.isums and bottomk.isums are the exact integer sums (DESIGN §11)"
+	}
 	if s.lrs != nil {
 		meta["lr"] = strings.Trim(strings.Join(strings.Fields(fmt.Sprint(s.lrs)), ","), "[]")
 	}
@@ -374,6 +379,9 @@ type StoreResult struct {
 	Rankings []Ranking
 	Rows     int     // store rows scored
 	Seconds  float64 // wall time of the call
+	// Kernel names what computed the exact integer sums of i8 stores
+	// (StreamResult.Kernel); empty for float scores.
+	Kernel string
 	// With FullScores: every score (n_query × Rows) and the rows' ids.
 	Scores *linalg.Dense32
 	IDs    []int64
@@ -448,7 +456,7 @@ func (s *StoreScorer) score(ctx context.Context, queries []*gradients.Batch) (*S
 	if res.Rows != count || len(res.Rankings) != nq {
 		return nil, fmt.Errorf("%s: scored %d rows for %d queries, want %d rows for %d", s.stores[0].Dir(), res.Rows, len(res.Rankings), count, nq)
 	}
-	out.Rankings, out.Rows, out.Seconds = res.Rankings, res.Rows, time.Since(start).Seconds()
+	out.Rankings, out.Rows, out.Kernel, out.Seconds = res.Rankings, res.Rows, res.Kernel, time.Since(start).Seconds()
 	return out, nil
 }
 

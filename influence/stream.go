@@ -72,6 +72,10 @@ type StreamResult struct {
 	Rankings []Ranking
 	Rows     int     // store rows scored
 	Seconds  float64 // wall time of the whole call
+	// Kernel names what computed the integer sums of i8 stores: a
+	// quant.Kernel ("vnni", "avx2", "go") or "device" (the backend's int8
+	// GEMM); empty for float scores.
+	Kernel string
 }
 
 // StreamScores scores already-preconditioned queries (n_query × dim) against
@@ -136,6 +140,11 @@ func streamScores(ctx context.Context, name string, be linalg.Backend, queries [
 	start := time.Now()
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if exact, err := isI8(stores); err != nil {
+		return nil, fmt.Errorf("influence: %s: %w", name, err)
+	} else if exact {
+		return streamExact(ctx, name, be, queries, stores, opt)
 	}
 	q, err := streamInput(be, queries, stores, opt)
 	if err != nil {

@@ -12,6 +12,10 @@ type Entry struct {
 	Index int     // row of the training set
 	ID    int64   // the example's id: Index for in-memory scores, the store's id when streamed
 	Score float64 // score(q, t); positive = helpful
+	// ISum is the exact integer sum behind the score of an i8 store
+	// (DESIGN §11), summed over the stores when there are several; 0 for
+	// float scores.
+	ISum int64
 }
 
 // Ranking holds, for one query, the most helpful training examples (highest

@@ -337,7 +337,11 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		meta["trak_probs"] = strings.Join(probPaths, ",")
 	}
 	k := min(*topk, count)
-	if err := influence.WriteScores(*out, &influence.ScoresFile{Metadata: meta, Rankings: res.Rankings, K: k, RankingIDs: true}); err != nil {
+	exact := m.DType == gradients.I8
+	if exact {
+		meta["kernel"] = res.Kernel
+	}
+	if err := influence.WriteScores(*out, &influence.ScoresFile{Metadata: meta, Rankings: res.Rankings, K: k, RankingIDs: true, RankingISums: exact}); err != nil {
 		return err
 	}
 	wrote := *out
@@ -347,8 +351,12 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		wrote += " and " + *scoresOut
 	}
+	on := be.Name()
+	if exact {
+		on = fmt.Sprintf("exact int8 sums (%s kernel)", res.Kernel)
+	}
 	prog.Stage(fmt.Sprintf("store score: %d queries × %d rows in %.1f s (streaming %.2f s) on %s; wrote %s",
-		nq, count, time.Since(start).Seconds(), res.Seconds, be.Name(), wrote))
+		nq, count, time.Since(start).Seconds(), res.Seconds, on, wrote))
 	return nil
 }
 

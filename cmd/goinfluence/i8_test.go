@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bytes"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/goinfluence/goinfluence/ekfac"
+	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/hessian"
+	"github.com/goinfluence/goinfluence/influence"
+	"github.com/goinfluence/goinfluence/internal/safetensors"
+	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/quant"
+)
+
+// TestStoreScoreI8 builds an i8 store and scores it with and without
+// factors: the scores are the float scores within the quantisation's
+// error, the rankings are consistent with the full scores and carry the
+// integer sums, and every int8 kernel writes the same bytes.
+func TestStoreScoreI8(t *testing.T) {
+	sf := newStoreFiles(t)
+	rng := rand.New(rand.NewPCG(23, 24))
+	fit := randomGrads(rng, 40)
+	if err := gradients.WriteFile(sf.p("fit"), fit, gradients.F32, nil); err != nil {
+		t.Fatal(err)
+	}
+	proj := []string{"--kind", "kronecker", "--k-in", "3", "--k-out", "2", "--seed", "17"}
+	p := gradients.Projection{Kind: gradients.Kronecker, KIn: 3, KOut: 2, Seed: 17}
+	sf.run(append([]string{"project", "--grads", sf.p("fit"), "--out", sf.p("fitproj"), "--dtype", "f64"}, proj...)...)
+	sf.run("fit", "--grads", sf.p("fitproj"), "--method", "ekfac", "--out", sf.p("factors"))
+	dir := sf.p("store")
+	sf.run(append([]string{"store", "build", "--grads", sf.train1, "--grads", sf.train2, "--out", dir, "--dtype", "i8", "--shard-rows", "4"}, proj...)...)
+	ptrain, err := p.Apply(sf.ctx, sf.train)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pquery, err := p.Apply(sf.ctx, sf.query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ekfac.Load(sf.p("factors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		method influence.Method
+	}{
+		{"identity", nil, influence.Identity()},
+		{"ekfac", []string{"--factors", sf.p("factors"), "--damping", "0.01"}, influence.Factors(f, ekfac.ScoreOptions{Damping: hessian.Damping{Value: 0.01}})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sf.t = t
+			tmp := t.TempDir()
+			var outs [][]byte
+			for _, kern := range quant.Kernels() {
+				t.Setenv(quant.EnvKernel, kern.Name())
+				out, full := filepath.Join(tmp, kern.Name()), filepath.Join(tmp, kern.Name()+".full")
+				sf.run(append([]string{"store", "score", "--store", dir, "--query", sf.q, "--topk", "3", "--chunk", "5",
+					"--scores-out", full, "--out", out}, tc.args...)...)
+				an := &influence.Analyzer{Method: tc.method, Backend: linalg.CPU()}
+				want, err := an.Scores(sf.ctx, pquery, ptrain)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Quantising both sides to 8 bits moves a score by about 1%
+				// of the largest; the rankings must agree with the full
+				// scores exactly.
+				checkScoresFile(t, out, full, want, sf.trainIDs, 3, 0.03)
+				st, err := safetensors.Open(out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				md := st.Metadata
+				st.Close()
+				if md["quantisation"] != quant.Version || md["kernel"] != kern.Name() || md["store_dtype"] != "i8" {
+					t.Errorf("%s: metadata quantisation %q, kernel %q, store_dtype %q", kern.Name(), md["quantisation"], md["kernel"], md["store_dtype"])
+				}
+				sums, scores := readTensor(t, out, "topk.isums"), readTensor(t, out, "topk.scores")
+				for i, v := range sums {
+					if v == 0 || math.Signbit(v) != math.Signbit(scores[i]) {
+						t.Fatalf("%s: top-k entry %d: isum %v for score %v", kern.Name(), i, v, scores[i])
+					}
+				}
+				got, err := influence.ReadScores(out)
+				if err != nil || !got.RankingISums || got.Rankings[0].Helpful[0].ISum != int64(sums[0]) {
+					t.Fatalf("%s: ReadScores: %v", kern.Name(), err)
+				}
+				b, err := os.ReadFile(full)
+				if err != nil {
+					t.Fatal(err)
+				}
+				outs = append(outs, b)
+			}
+			for i := 1; i < len(outs); i++ {
+				// The files differ only in the kernel's name in the
+				// metadata, the same length for "avx2" and "vnni".
+				if len(outs[i]) != len(outs[0]) || !bytes.Equal(tensorBytes(t, outs[i]), tensorBytes(t, outs[0])) {
+					t.Errorf("kernel %s: full scores differ from %s's", quant.Kernels()[i].Name(), quant.Kernels()[0].Name())
+				}
+			}
+		})
+	}
+}
+
+// tensorBytes returns the data section of a safetensors file's bytes.
+func tensorBytes(t *testing.T, b []byte) []byte {
+	t.Helper()
+	if len(b) < 8 {
+		t.Fatalf("file of %d bytes", len(b))
+	}
+	n := int(uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24)
+	return slices.Clone(b[8+n:])
+}
