@@ -22,6 +22,10 @@ type blasAPI struct {
 	ssyrk func(h uintptr, uplo, trans, n, k int32, alpha *float32, a uint64, lda int32, beta *float32, c uint64, ldc int32) int32
 	dsyrk func(h uintptr, uplo, trans, n, k int32, alpha *float64, a uint64, lda int32, beta *float64, c uint64, ldc int32) int32
 	sdgmm func(h uintptr, side, m, n int32, a uint64, lda int32, x uint64, incx int32, c uint64, ldc int32) int32
+	// gemmEx is cublasGemmEx, bound for the int8 product of GemmI8 only:
+	// α and β point at int32, the scale type of CUBLAS_COMPUTE_32I.
+	gemmEx func(h uintptr, tA, tB, m, n, k int32, alpha *int32, a uint64, aType, lda int32, b uint64, bType, ldb int32,
+		beta *int32, c uint64, cType, ldc int32, compute, algo int32) int32
 }
 
 // cuBLAS enumerations.
@@ -32,6 +36,16 @@ const (
 	cublasSideLeft   = 0 // CUBLAS_SIDE_LEFT
 	cublasDefaultMth = 0 // CUBLAS_DEFAULT_MATH
 	cublasTF32Math   = 3 // CUBLAS_TF32_TENSOR_OP_MATH
+)
+
+// The types of cublasGemmEx's int8 product: cudaDataType_t values of
+// library_types.h, and the cublasComputeType_t and cublasGemmAlgo_t of
+// cublas_api.h (CUDA 11 and later; the values have not changed since).
+const (
+	cudaR8I           = 3  // CUDA_R_8I: signed 8-bit integers
+	cudaR32I          = 10 // CUDA_R_32I: signed 32-bit integers
+	cublasCompute32I  = 72 // CUBLAS_COMPUTE_32I: int32 accumulation and scale type
+	cublasGemmDefault = -1 // CUBLAS_GEMM_DEFAULT: cuBLAS's heuristic picks the kernel
 )
 
 var (
@@ -63,6 +77,7 @@ func openCUBLAS(names ...string) (*blasAPI, error) {
 		sym(&b.ssyrk, "cublasSsyrk_v2"),
 		sym(&b.dsyrk, "cublasDsyrk_v2"),
 		sym(&b.sdgmm, "cublasSdgmm"),
+		sym(&b.gemmEx, "cublasGemmEx"),
 	})
 	if err != nil {
 		dlclose(h)

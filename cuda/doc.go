@@ -61,6 +61,14 @@
 // candidates come back, or the scores when they are asked for. The scores
 // are cuBLAS's, equal to the host's to float32 rounding, not bit for bit.
 //
+// # Exact integer sums
+//
+// Backend implements accel.Int8Gemmer for the exact scoring of package
+// quant: GemmI8 multiplies int8 rows into int32 sums with cublasGemmEx
+// (CUBLAS_COMPUTE_32I). Integer sums do not depend on their order, so these
+// equal quant's CPU kernels bit for bit, and so do the scores and rankings
+// made from them.
+//
 // # Testing
 //
 // Tests that need a GPU skip with "cuda: no GPU: <reason>" elsewhere. The

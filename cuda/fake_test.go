@@ -39,6 +39,7 @@ type fakeDriver struct {
 	failAt  map[string]int            // call name → number of the call (from 1) that fails
 	calls   map[string]int            // calls so far, by name
 	failRes Result                    // what a failing call returns
+	gemmEx  []fakeGemmExCall          // the arguments of every cublasGemmEx (gemmi8_test.go)
 }
 
 // injected counts a call of name and reports whether it is the one that

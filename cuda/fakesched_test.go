@@ -242,9 +242,10 @@ func installFakeKernels(f *fakeDriver, d *Device) {
 	})
 }
 
-// fakeBLAS returns a cuBLAS whose Sgemm and Sdgmm are queued on the fake's
-// streams (float64 sums rounded once), with their operands' extents
-// declared, and whose handles are fake objects.
+// fakeBLAS returns a cuBLAS whose Sgemm, Sdgmm and int8 GemmEx are
+// queued on the fake's streams (float64 sums rounded once; integer sums
+// exact), with their operands' extents declared, and whose handles are
+// fake objects.
 func (f *fakeDriver) fakeBLAS() *blasAPI {
 	streams := map[uintptr]uintptr{}
 	ok := func(name string) func() { return f.enter(name) }
@@ -300,6 +301,7 @@ func (f *fakeDriver) fakeBLAS() *blasAPI {
 			})
 			return 0
 		},
+		gemmEx: f.fakeGemmEx(streams),
 		sdgmm: func(h uintptr, side, m, n int32, a uint64, lda int32, x uint64, incx int32, c uint64, ldc int32) int32 {
 			defer ok("cublasSdgmm")()
 			if side != cublasSideLeft || incx != 1 {

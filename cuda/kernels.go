@@ -394,4 +394,5 @@ var (
 	_ accel.Projector      = (*Backend)(nil)
 	_ accel.EKFACScaler    = (*Backend)(nil)
 	_ linalg.ScoreStreamer = (*Backend)(nil)
+	_ accel.Int8Gemmer     = (*Backend)(nil)
 )
