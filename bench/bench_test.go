@@ -248,3 +248,43 @@ func TestMachine(t *testing.T) {
 		t.Error("procField found a field that is not there")
 	}
 }
+
+// TestExact runs the exact-scoring benchmark on small stores, twice on the
+// same directory (the second reuses the stores), and checks that every
+// figure was measured and the table names them.
+func TestExact(t *testing.T) {
+	dir := t.TempDir()
+	opt := ExactOptions{Backend: cpuBackend(t), SingleRows: 3000, SingleDim: 96, BatchRows: 1500, BatchDim: 200,
+		BatchQueries: 5, Batches: []int{1, 4}, TopK: 3, Repeats: 2, Dir: dir}
+	for range 2 {
+		res, err := Exact(context.Background(), opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, v := range map[string]float64{"one query": res.OneQuerySecs, "pass": res.PassSecs, "ratio": res.OneQueryRatio,
+			"i8": res.I8GOPS, "kernel": res.KernelGOPS, "f16": res.F16GFLOPS, "i8/kernel": res.RatioKernel, "i8/f16": res.RatioF16} {
+			if !positive(v) {
+				t.Errorf("%s = %g", name, v)
+			}
+		}
+		if len(res.OneQueryRuns) != 2 || len(res.Throughput) != 2 || res.Throughput[1].Queries != 4 || !positive(res.Throughput[1].F16PerSec) {
+			t.Errorf("runs %v, throughput %+v", res.OneQueryRuns, res.Throughput)
+		}
+		if res.SingleBytes != 3000*96 || res.Kernel == "" {
+			t.Errorf("single bytes %d, kernel %q", res.SingleBytes, res.Kernel)
+		}
+		var b bytes.Buffer
+		if err := res.WriteTable(&b); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"plain sequential pass", "int8 kernel, in-memory rows", "f16 stream", "inferences per second"} {
+			if !strings.Contains(b.String(), want) {
+				t.Errorf("table lacks %q:\n%s", want, b.String())
+			}
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 4 {
+		t.Errorf("%d stores in the directory (%v), want 4", len(entries), err)
+	}
+}

@@ -1,0 +1,367 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/gradients/store"
+	"github.com/goinfluence/goinfluence/influence"
+	"github.com/goinfluence/goinfluence/internal/safetensors"
+	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/quant"
+)
+
+// ExactOptions sizes the stores and queries Exact times. Zero fields take
+// the defaults of 'goinfluence bench exact'.
+type ExactOptions struct {
+	Backend linalg.Backend // default linalg.Auto()
+	// SingleRows × SingleDim is the store of the one-query and the
+	// throughput measurements (default 1,000,000 × 1024).
+	SingleRows, SingleDim int
+	// BatchRows × BatchDim is the store of the batch measurement, scored
+	// with BatchQueries queries (default 200,000 × 4096, 512 queries).
+	BatchRows, BatchDim, BatchQueries int
+	// Batches are the numbers of queries of the throughput table (default
+	// 1, 8, 64, 512).
+	Batches []int
+	TopK    int // helpful and harmful entries kept per query (default 10)
+	Repeats int // timed runs of each measurement, after one untimed (default 3)
+	// Dir holds the benchmark's four stores (i8 and f16 of both shapes),
+	// reused when they have the shapes; empty: a temporary directory,
+	// removed after.
+	Dir      string
+	Progress io.Writer
+}
+
+// ExactResult is the outcome of Exact. Times are the median of the runs;
+// Runs fields hold every run.
+type ExactResult struct {
+	Machine
+	Backend string `json:"backend"`
+	Kernel  string `json:"kernel"` // the int8 kernel (quant.Default)
+	TopK    int    `json:"topk"`
+
+	// One query against the SingleRows × SingleDim i8 store, against a
+	// plain sequential pass, on one goroutine, over the same mapped bytes.
+	SingleRows    int       `json:"single_rows"`
+	SingleDim     int       `json:"single_dim"`
+	SingleBytes   int64     `json:"single_grads_bytes"`
+	OneQuerySecs  float64   `json:"one_query_seconds"`
+	OneQueryRuns  []float64 `json:"one_query_runs"`
+	PassSecs      float64   `json:"pass_seconds"`
+	PassRuns      []float64 `json:"pass_runs"`
+	OneQueryRatio float64   `json:"one_query_ratio"` // one_query_seconds / pass_seconds
+
+	// BatchQueries queries against the BatchRows × BatchDim stores: the i8
+	// stream, the int8 kernel on in-memory rows of the same shapes, split
+	// between goroutines as the stream splits them, and the f16 stream.
+	BatchRows    int       `json:"batch_rows"`
+	BatchDim     int       `json:"batch_dim"`
+	BatchQueries int       `json:"batch_queries"`
+	I8Secs       float64   `json:"i8_stream_seconds"`
+	I8Runs       []float64 `json:"i8_stream_runs"`
+	I8GOPS       float64   `json:"i8_stream_gops"`
+	KernelSecs   float64   `json:"kernel_seconds"`
+	KernelRuns   []float64 `json:"kernel_runs"`
+	KernelGOPS   float64   `json:"kernel_gops"`
+	F16Secs      float64   `json:"f16_stream_seconds"`
+	F16Runs      []float64 `json:"f16_stream_runs"`
+	F16GFLOPS    float64   `json:"f16_stream_gflops"`
+	RatioKernel  float64   `json:"i8_over_kernel"` // i8_stream_gops / kernel_gops
+	RatioF16     float64   `json:"i8_over_f16"`    // i8_stream_gops / f16_stream_gflops
+
+	// Throughput holds attributed inferences per second against the
+	// SingleRows × SingleDim stores, i8 and f16, per batch size.
+	Throughput []ExactThroughput `json:"throughput"`
+}
+
+// ExactThroughput is one row of the throughput table.
+type ExactThroughput struct {
+	Queries   int     `json:"queries"`
+	I8Secs    float64 `json:"i8_seconds"`
+	F16Secs   float64 `json:"f16_seconds"`
+	I8PerSec  float64 `json:"i8_inferences_per_second"`
+	F16PerSec float64 `json:"f16_inferences_per_second"`
+}
+
+func (o ExactOptions) withDefaults() (ExactOptions, error) {
+	for _, f := range []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"SingleRows", &o.SingleRows, 1_000_000},
+		{"SingleDim", &o.SingleDim, 1024},
+		{"BatchRows", &o.BatchRows, 200_000},
+		{"BatchDim", &o.BatchDim, 4096},
+		{"BatchQueries", &o.BatchQueries, 512},
+		{"TopK", &o.TopK, 10},
+		{"Repeats", &o.Repeats, 3},
+	} {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+		if *f.v < 1 {
+			return o, fmt.Errorf("bench exact: %s %d, want ≥ 1", f.name, *f.v)
+		}
+	}
+	if o.SingleDim > quant.MaxDim || o.BatchDim > quant.MaxDim {
+		return o, fmt.Errorf("bench exact: dimension above %d", quant.MaxDim)
+	}
+	if o.Batches == nil {
+		o.Batches = []int{1, 8, 64, 512}
+	}
+	for _, b := range o.Batches {
+		if b < 1 {
+			return o, fmt.Errorf("bench exact: batch of %d queries", b)
+		}
+	}
+	return o, nil
+}
+
+// Exact times the exact integer scoring of i8 stores (DESIGN §11) against
+// yardsticks measured in the same run: one query against a plain pass over
+// the same mapped bytes; a batch against the int8 kernel on in-memory rows
+// and against the f16 stream of the same shapes; and the attributed
+// inferences per second of i8 and f16 stores by batch size. The stores are
+// opened without the checks of their checksums, which a store does once.
+func Exact(ctx context.Context, opt ExactOptions) (*ExactResult, error) {
+	o, err := opt.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	progress := writerOrDiscard(o.Progress)
+	be, err := linalg.OrAuto(o.Backend)
+	if err != nil {
+		return nil, fmt.Errorf("bench exact: %w", err)
+	}
+	kern, err := quant.Default()
+	if err != nil {
+		return nil, fmt.Errorf("bench exact: %w", err)
+	}
+	res := &ExactResult{Machine: ThisMachine(), Backend: be.Name(), Kernel: kern.Name(), TopK: o.TopK,
+		SingleRows: o.SingleRows, SingleDim: o.SingleDim, BatchRows: o.BatchRows, BatchDim: o.BatchDim, BatchQueries: o.BatchQueries}
+	dir := o.Dir
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "goinfluence-bench-exact-")
+		if err != nil {
+			return nil, fmt.Errorf("bench exact: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		dir = tmp
+	}
+	open := func(dt gradients.DType, rows, dim int) (*store.Store, error) {
+		path := filepath.Join(dir, fmt.Sprintf("%s-%dx%d", dt, rows, dim))
+		if _, _, err := benchStore(ctx, path, dt, rows, dim, progress); err != nil {
+			return nil, err
+		}
+		return store.OpenWith(path, store.OpenOptions{NoVerify: true})
+	}
+	repeat := func(what string, f func() (float64, error)) (float64, []float64, error) {
+		fmt.Fprintf(progress, "%s: 1 untimed + %d timed runs\n", what, o.Repeats)
+		if _, err := f(); err != nil {
+			return 0, nil, err
+		}
+		runs := make([]float64, o.Repeats)
+		for i := range runs {
+			if err := ctx.Err(); err != nil {
+				return 0, nil, err
+			}
+			if runs[i], err = f(); err != nil {
+				return 0, nil, err
+			}
+		}
+		return median(runs), runs, nil
+	}
+	stream := func(s *store.Store, nq int) func() (float64, error) {
+		q := linalg.NewDense32(nq, s.Dim(), nil)
+		fillUniform(q.Data, rand.New(rand.NewPCG(2, uint64(nq))))
+		return func() (float64, error) {
+			r, err := influence.StreamScores(ctx, be, q, s, influence.StreamOptions{TopK: o.TopK})
+			if err != nil {
+				return 0, err
+			}
+			if r.Rows != s.Count() {
+				return 0, fmt.Errorf("bench exact: scored %d rows of %d", r.Rows, s.Count())
+			}
+			return r.Seconds, nil
+		}
+	}
+
+	si8, err := open(gradients.I8, o.SingleRows, o.SingleDim)
+	if err != nil {
+		return nil, err
+	}
+	defer si8.Close()
+	res.SingleBytes = int64(o.SingleRows) * int64(o.SingleDim)
+	if res.PassSecs, res.PassRuns, err = repeat("plain pass over the mapped rows", func() (float64, error) {
+		return mappedPass(si8)
+	}); err != nil {
+		return nil, err
+	}
+	if res.OneQuerySecs, res.OneQueryRuns, err = repeat("one query, i8", stream(si8, 1)); err != nil {
+		return nil, err
+	}
+	res.OneQueryRatio = res.OneQuerySecs / res.PassSecs
+
+	sf16, err := open(gradients.F16, o.SingleRows, o.SingleDim)
+	if err != nil {
+		return nil, err
+	}
+	defer sf16.Close()
+	for _, nq := range o.Batches {
+		row := ExactThroughput{Queries: nq}
+		if row.I8Secs, _, err = repeat(fmt.Sprintf("%d queries, i8", nq), stream(si8, nq)); err != nil {
+			return nil, err
+		}
+		if row.F16Secs, _, err = repeat(fmt.Sprintf("%d queries, f16", nq), stream(sf16, nq)); err != nil {
+			return nil, err
+		}
+		row.I8PerSec, row.F16PerSec = float64(nq)/row.I8Secs, float64(nq)/row.F16Secs
+		res.Throughput = append(res.Throughput, row)
+	}
+
+	bi8, err := open(gradients.I8, o.BatchRows, o.BatchDim)
+	if err != nil {
+		return nil, err
+	}
+	defer bi8.Close()
+	bf16, err := open(gradients.F16, o.BatchRows, o.BatchDim)
+	if err != nil {
+		return nil, err
+	}
+	defer bf16.Close()
+	ops := 2 * float64(o.BatchQueries) * float64(o.BatchRows) * float64(o.BatchDim)
+	if res.KernelSecs, res.KernelRuns, err = repeat("int8 kernel, in-memory rows", func() (float64, error) {
+		return kernelYardstick(kern, o.BatchQueries, o.BatchRows, o.BatchDim), nil
+	}); err != nil {
+		return nil, err
+	}
+	if res.I8Secs, res.I8Runs, err = repeat(fmt.Sprintf("%d queries, i8 batch store", o.BatchQueries), stream(bi8, o.BatchQueries)); err != nil {
+		return nil, err
+	}
+	if res.F16Secs, res.F16Runs, err = repeat(fmt.Sprintf("%d queries, f16 batch store", o.BatchQueries), stream(bf16, o.BatchQueries)); err != nil {
+		return nil, err
+	}
+	res.KernelGOPS = ops / res.KernelSecs / 1e9
+	res.I8GOPS = ops / res.I8Secs / 1e9
+	res.F16GFLOPS = ops / res.F16Secs / 1e9
+	res.RatioKernel = res.I8GOPS / res.KernelGOPS
+	res.RatioF16 = res.I8GOPS / res.F16GFLOPS
+	return res, nil
+}
+
+// mappedPass reads every stored row of s once, in order, on one goroutine,
+// straight from the mapped shards, summing them as 64-bit words so that
+// the reading cannot be optimised away: the least any scoring of one query
+// must do.
+func mappedPass(s *store.Store) (float64, error) {
+	m := s.Manifest()
+	start := time.Now()
+	var sum uint64
+	for _, sh := range m.Shards {
+		f, err := safetensors.Open(filepath.Join(s.Dir(), sh.File))
+		if err != nil {
+			return 0, err
+		}
+		b := f.Bytes("grads")
+		words := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/8)
+		for _, w := range words {
+			sum += w
+		}
+		for _, c := range b[len(words)*8:] {
+			sum += uint64(c)
+		}
+		f.Close()
+	}
+	secs := time.Since(start).Seconds()
+	passSink += sum
+	return secs, nil
+}
+
+// passSink keeps the pass's sum alive.
+var passSink uint64
+
+// kernelYardstick times the int8 kernel on the products of nq queries with
+// rows rows of dimension dim, from an in-memory buffer of yardRows rows
+// reused until rows are covered, each buffer split between GOMAXPROCS
+// goroutines: the rate of a stream that did nothing but the sums.
+func kernelYardstick(kern quant.Kernel, nq, rows, dim int) float64 {
+	rng := rand.New(rand.NewPCG(4, 0))
+	q := make([]int8, nq*dim)
+	chunk := min(yardRows, rows)
+	buf := make([]int8, chunk*dim)
+	for i := range q {
+		q[i] = int8(rng.IntN(255) - 127)
+	}
+	for i := range buf {
+		buf[i] = int8(rng.IntN(255) - 127)
+	}
+	out := make([]int32, nq*chunk)
+	start := time.Now()
+	for lo := 0; lo < rows; lo += chunk {
+		n := min(chunk, rows-lo)
+		p := min(runtime.GOMAXPROCS(0), n)
+		size := (n + p - 1) / p
+		linalg.ParallelChunks(p, 1, func(a, b int) {
+			for k := a; k < b; k++ {
+				r0, r1 := k*size, min((k+1)*size, n)
+				if r0 < r1 {
+					kern.Gemm(out[r0*nq:r1*nq], q, nq, buf[r0*dim:r1*dim], r1-r0, dim)
+				}
+			}
+		})
+	}
+	return time.Since(start).Seconds()
+}
+
+// median returns the median of v.
+func median(v []float64) float64 {
+	s := slices.Sorted(slices.Values(v))
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// WriteTable writes r as 'goinfluence bench exact' prints it.
+func (r *ExactResult) WriteTable(w io.Writer) error {
+	ew := &errWriter{w: w}
+	ew.printf("Exact integer scoring (i8 stores, DESIGN §11): %s kernel, backend %s, %d CPUs, top-%d; median of runs\n", r.Kernel, r.Backend, r.CPUs, r.TopK)
+	ew.printf("\none query against %d × %d i8 (%.2f GB of rows):\n", r.SingleRows, r.SingleDim, float64(r.SingleBytes)/1e9)
+	ew.printf("  %-44s %8.3f s  %6.2f GB/s  (runs %s)\n", "one query, exact, top-k", r.OneQuerySecs, float64(r.SingleBytes)/r.OneQuerySecs/1e9, fmtSecs(r.OneQueryRuns))
+	ew.printf("  %-44s %8.3f s  %6.2f GB/s  (runs %s)\n", "plain sequential pass, same mapped bytes", r.PassSecs, float64(r.SingleBytes)/r.PassSecs/1e9, fmtSecs(r.PassRuns))
+	ew.printf("  ratio one query / pass: %.3f\n", r.OneQueryRatio)
+	ew.printf("\n%d queries against %d × %d:\n", r.BatchQueries, r.BatchRows, r.BatchDim)
+	ew.printf("  %-44s %8.3f s  %7.1f GOP/s  (runs %s)\n", "i8 stream, exact, top-k", r.I8Secs, r.I8GOPS, fmtSecs(r.I8Runs))
+	ew.printf("  %-44s %8.3f s  %7.1f GOP/s  (runs %s)\n", "int8 kernel, in-memory rows", r.KernelSecs, r.KernelGOPS, fmtSecs(r.KernelRuns))
+	ew.printf("  %-44s %8.3f s  %7.1f GFLOP/s  (runs %s)\n", "f16 stream, float32 Sgemm, top-k", r.F16Secs, r.F16GFLOPS, fmtSecs(r.F16Runs))
+	ew.printf("  ratio i8 stream / kernel: %.3f; i8 stream / f16 stream: %.2f\n", r.RatioKernel, r.RatioF16)
+	ew.printf("\nattributed inferences per second against %d × %d:\n", r.SingleRows, r.SingleDim)
+	ew.printf("  %8s %12s %12s %10s %10s\n", "queries", "i8 s", "f16 s", "i8 inf/s", "f16 inf/s")
+	for _, t := range r.Throughput {
+		ew.printf("  %8d %12.3f %12.3f %10.1f %10.1f\n", t.Queries, t.I8Secs, t.F16Secs, t.I8PerSec, t.F16PerSec)
+	}
+	return ew.err
+}
+
+// fmtSecs formats times in seconds, to the millisecond.
+func fmtSecs(v []float64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.FormatFloat(x, 'f', 3, 64)
+	}
+	return strings.Join(s, ", ")
+}
