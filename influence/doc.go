@@ -37,6 +37,18 @@
 //     already projected and preconditioned queries against stores, for
 //     callers that precondition their own way.
 //
+// Exact scores. On stores of dtype i8 (DESIGN §11) the same calls score
+// exactly: the queries, projected and preconditioned, are quantised as the
+// rows were (QuantizeQueries, package quant), each pair's integer sum is
+// computed exactly by an int8 kernel chosen at run time (or a backend's
+// int8 GEMM, accel.Int8Gemmer, for batches of queries), and the score is a
+// fixed formula of the sum and the two scales. Rankings then order by
+// score and ties by example id (HelpfulByID, HarmfulByID), and every
+// Entry carries its integer sum: scores and rankings are the same, bit for
+// bit, on every machine, kernel, thread count, chunking and sharding, so
+// that anyone can recompute what was paid. One query reads the mapped rows
+// once; batches reuse each chunk of rows for all of their queries.
+//
 // Outputs: WriteScores and ReadScores hold the scores file format
 // (ScoresFile), WriteProbs and ReadProbs the probabilities TRAK weighs
 // training examples by.
