@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"time"
 
@@ -290,35 +291,54 @@ func (x *exactStream) rankQuery(i, offset int, ids []int64, scales [][]float32, 
 	if x.block != nil {
 		row = x.block.Row(i)[:n]
 	}
-	for r := range n {
-		lo := r / size * size
+	t := x.tops
+	hp, hm := &t.helpful[i], &t.harmful[i]
+	// Once both heaps are full, almost every score beats neither worst
+	// entry: two comparisons reject it without building an Entry.
+	full := func() bool { return t.k > 0 && len(hp.e) == t.k && len(hm.e) == t.k }
+	hiT, loT := math.Inf(-1), math.Inf(1) // until full, nothing is rejected
+	if full() {
+		hiT, loT = hp.e[0].Score, hm.e[0].Score
+	}
+	sq0 := float64(x.qs[0].Scales[i])
+	for lo := 0; lo < n; lo += size {
 		bn := min(lo+size, n) - lo
-		at := lo*x.nq + i*bn + (r - lo)
-		var score float32
-		var isum int64
-		if single {
-			v := x.isums[0][at]
-			score = quant.Score(v, x.qs[0].Scales[i], scales[0][r])
-			isum = int64(v)
-		} else {
-			var s float64
-			for c := range x.stores {
-				v := x.isums[c][at]
-				s += float64(float64(v) * float64(x.qs[c].Scales[i]) * float64(scales[c][r]))
-				isum += int64(v)
+		// The sums of block lo are the nq × bn matrix at lo·nq: those of
+		// query i and row r at lo·nq + i·bn + (r − lo).
+		base := lo*x.nq + i*bn - lo
+		for r := lo; r < lo+bn; r++ {
+			var score float32
+			var isum int64
+			if single {
+				v := x.isums[0][base+r]
+				score = float32(float64(v) * sq0 * float64(scales[0][r]))
+				isum = int64(v)
+			} else {
+				var s float64
+				for c := range x.stores {
+					v := x.isums[c][base+r]
+					s += float64(float64(v) * float64(x.qs[c].Scales[i]) * float64(scales[c][r]))
+					isum += int64(v)
+				}
+				if w != nil {
+					s *= float64(w[r])
+				}
+				score = float32(s)
 			}
-			if w != nil {
-				s *= float64(w[r])
+			if score-score != 0 {
+				return &NonFiniteError{Query: i, Index: offset + r, ID: ids[r], Score: float64(score)}
 			}
-			score = float32(s)
+			if row != nil {
+				row[r] = score
+			}
+			if v := float64(score); t.k == 0 || (v < hiT && v > loT) {
+				continue
+			}
+			t.offer(i, Entry{Index: offset + r, ID: ids[r], Score: float64(score), ISum: isum})
+			if full() {
+				hiT, loT = hp.e[0].Score, hm.e[0].Score
+			}
 		}
-		if score-score != 0 {
-			return &NonFiniteError{Query: i, Index: offset + r, ID: ids[r], Score: float64(score)}
-		}
-		if row != nil {
-			row[r] = score
-		}
-		x.tops.offer(i, Entry{Index: offset + r, ID: ids[r], Score: float64(score), ISum: isum})
 	}
 	return nil
 }

@@ -2,6 +2,9 @@ package influence
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -184,10 +187,27 @@ func TestExactBitIdentity(t *testing.T) {
 					} else if j, ok := sameBits(got.scores.Data, ref); !ok {
 						t.Fatalf("%s: score %d differs", name, j)
 					}
+					// A row of the bit-identity table of
+					// bench/results/exact-*.md (go test -v).
+					t.Logf("| %s | %d | %d | %d | %s |", kern.Name(), procs, chunk, shardRows, digest(got.scores.Data, res.Rankings))
 				}
 			}
 		}
 	}
+}
+
+// digest is a short SHA-256 of scores and rankings, bit for bit.
+func digest(scores []float32, ranks []Ranking) string {
+	h := sha256.New()
+	for _, v := range scores {
+		binary.Write(h, binary.LittleEndian, math.Float32bits(v))
+	}
+	for _, r := range ranks {
+		for _, e := range slices.Concat(r.Helpful, r.Harmful) {
+			binary.Write(h, binary.LittleEndian, []int64{int64(e.Index), e.ID, e.ISum, int64(math.Float64bits(e.Score))})
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
 // TestExactTies checks that equal scores rank by id, not by row.
