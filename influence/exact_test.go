@@ -151,7 +151,7 @@ func TestExactReference(t *testing.T) {
 // the same scores, integer sums and rankings, bit for bit, whatever
 // GOMAXPROCS, the chunk size and the shard size.
 func TestExactBitIdentity(t *testing.T) {
-	const n, dim, nq, k = 517, 150, 6, 12
+	const n, dim, nq, k = 517, 150, exactDeviceMin, 12
 	rows := randFloats(n*dim, 2, 1)
 	ids := make([]int64, n)
 	for i := range ids {
@@ -164,19 +164,31 @@ func TestExactBitIdentity(t *testing.T) {
 	var ref []float32
 	for _, shardRows := range []int{13, 1000} {
 		s := i8Store(t, shardRows, dim, ids, rows)
+		// The paths: every CPU kernel, and a device's int8 GEMM emulated
+		// on the host (the cuda package checks its cuBLAS calls against
+		// the same integers on a fake driver).
+		paths := []string{"device"}
 		for _, kern := range quant.Kernels() {
+			paths = append(paths, kern.Name())
+		}
+		for _, path := range paths {
 			for _, procs := range []int{1, 2, 4} {
 				for _, chunk := range []int{0, 1, 7, 256} {
-					name := fmt.Sprintf("shard %d/%s/GOMAXPROCS %d/chunk %d", shardRows, kern.Name(), procs, chunk)
-					t.Setenv(quant.EnvKernel, kern.Name())
+					name := fmt.Sprintf("shard %d/%s/GOMAXPROCS %d/chunk %d", shardRows, path, procs, chunk)
+					var be linalg.Backend = linalg.CPU()
+					if path == "device" {
+						be = &fakeInt8{Backend: be}
+					} else {
+						t.Setenv(quant.EnvKernel, path)
+					}
 					old := runtime.GOMAXPROCS(procs)
 					got, fn := collect(t, nq, n)
-					res, err := StreamScores(context.Background(), linalg.CPU(), q, s, StreamOptions{TopK: k, ChunkRows: chunk, Scores: fn})
+					res, err := StreamScores(context.Background(), be, q, s, StreamOptions{TopK: k, ChunkRows: chunk, Scores: fn})
 					runtime.GOMAXPROCS(old)
 					if err != nil {
 						t.Fatalf("%s: %v", name, err)
 					}
-					if res.Kernel != kern.Name() {
+					if res.Kernel != path {
 						t.Fatalf("%s: ran kernel %q", name, res.Kernel)
 					}
 					if msg, ok := sameRankings(res.Rankings, want); !ok {
@@ -189,7 +201,7 @@ func TestExactBitIdentity(t *testing.T) {
 					}
 					// A row of the bit-identity table of
 					// bench/results/exact-*.md (go test -v).
-					t.Logf("| %s | %d | %d | %d | %s |", kern.Name(), procs, chunk, shardRows, digest(got.scores.Data, res.Rankings))
+					t.Logf("| %s | %d | %d | %d | %s |", path, procs, chunk, shardRows, digest(got.scores.Data, res.Rankings))
 				}
 			}
 		}
