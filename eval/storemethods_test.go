@@ -48,7 +48,7 @@ func TestStoreMethods(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		mean, least := meanMin(ov)
+		mean, least := meanOf(ov), slices.Min(ov)
 		t.Logf("%s: top-%d overlap i8/f16 mean %.3f, min %.2f", base, OverlapK, mean, least)
 		if mean < 0.9 {
 			t.Errorf("%s: top-%d overlap of the i8 and f16 stores %.3f < 0.9", base, OverlapK, mean)
@@ -62,6 +62,56 @@ func TestStoreMethods(t *testing.T) {
 	}
 }
 
+// TestStoreComparison runs the store-backed variants in the quality table
+// beside TRAK-10 in memory: the table compares the i8 and f16 stores (LDS
+// side by side, top-10 overlap) and notes why the variants have no AUC.
+func TestStoreComparison(t *testing.T) {
+	ctx := context.Background()
+	task, err := NewTask(ctx, quick(t, "digits", "mlp"), TaskOptions{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := task.Quality(ctx, QualityOptions{
+		Methods: []string{"trak-10", "trak-10-f16", "trak-10-i8", "logra-i8", "logra-f16"},
+		LDS:     LDSOptions{Subsets: 8}, NoLOO: true,
+		Config: MethodConfig{TRAKDim: 256, LoGraK: 8},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range res.Rows {
+		if row.LDS == nil || row.Failed != "" || row.Skipped != "" {
+			t.Fatalf("%s: LDS %s, failed %q, skipped %q", row.Method, fmtOpt(row.LDS), row.Failed, row.Skipped)
+		}
+		if strings.Contains(row.Key, "-") && row.Key != "trak-10" {
+			if row.AUC != nil || !slices.ContainsFunc(row.Notes, func(n string) bool { return strings.HasPrefix(n, "AUC not measured through a store") }) {
+				t.Errorf("%s: AUC %s, notes %q", row.Method, fmtOpt(row.AUC), row.Notes)
+			}
+		}
+	}
+	cs := res.StoreComparisons
+	if len(cs) != 2 || cs[0].Of != "trak-10" || cs[1].Of != "logra" {
+		t.Fatalf("comparisons %+v", cs)
+	}
+	for _, c := range cs {
+		t.Logf("%s: LDS memory %s f16 %s i8 %s; top-%d overlap %.3f (min %.2f)", c.Method, fmtOpt(c.LDSMemory), fmtOpt(c.LDSF16), fmtOpt(c.LDSI8), c.K, c.Overlap, c.OverlapMin)
+		if c.LDSDiff == nil || math.Abs(*c.LDSDiff) > 0.02 || c.Overlap < 0.9 || c.K != OverlapK {
+			t.Errorf("%s: LDS i8 − f16 %s, top-%d overlap %.3f", c.Method, fmtOpt(c.LDSDiff), c.K, c.Overlap)
+		}
+	}
+	if cs[0].MemoryOverlap == nil || *cs[0].MemoryOverlap < 0.99 || cs[1].MemoryOverlap != nil {
+		t.Errorf("f16/memory overlap: TRAK-10 %s, LoGra (not run in memory) %s", fmtOpt(cs[0].MemoryOverlap), fmtOpt(cs[1].MemoryOverlap))
+	}
+	md := res.Markdown()
+	if !strings.Contains(md, "**i8 vs f16 store**") || !strings.Contains(md, "| TRAK-10 | ") || !strings.Contains(md, "| LoGra (EK-FAC, Kronecker-projected) | – | ") {
+		t.Errorf("Markdown without the comparison:\n%s", md)
+	}
+	var text strings.Builder
+	if err := res.WriteText(&text, ProtocolLDS); err != nil || !strings.Contains(text.String(), "TRAK-10, i8 vs f16 store: LDS") {
+		t.Errorf("text: %v\n%s", err, text.String())
+	}
+}
+
 // rowPearson returns the mean and the minimum over rows of the Pearson
 // correlation of a's and b's rows.
 func rowPearson(a, b *linalg.Dense64) (mean, least float64) {
@@ -69,14 +119,7 @@ func rowPearson(a, b *linalg.Dense64) (mean, least float64) {
 	for i := range r {
 		r[i] = Pearson(a.Row(i), b.Row(i))
 	}
-	return meanMin(r)
-}
-
-func meanMin(v []float64) (mean, least float64) {
-	for _, x := range v {
-		mean += x
-	}
-	return mean / float64(len(v)), slices.Min(v)
+	return meanOf(r), slices.Min(r)
 }
 
 func TestTopOverlap(t *testing.T) {

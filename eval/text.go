@@ -50,6 +50,12 @@ func (r *QualityResult) WriteText(w io.Writer, p Protocol) error {
 			fmt.Fprintf(&b, "%-40s %s   (%.2f s)\n", row.Method, fmtValue(v), row.Seconds+row.SelfSeconds)
 		}
 	}
+	if p == ProtocolLDS {
+		for _, c := range r.StoreComparisons {
+			fmt.Fprintf(&b, "%s, i8 vs f16 store: LDS %s vs %s, top-%d overlap mean %.3f (min %.2f)\n",
+				c.Method, fmtValue(c.LDSI8), fmtValue(c.LDSF16), c.K, c.Overlap, c.OverlapMin)
+		}
+	}
 	fmt.Fprintf(&b, "ground truth: %d models trained this run (0 = all from the cache), %.1f s\n", r.Retrained, r.TruthSeconds)
 	_, err := io.WriteString(w, b.String())
 	return err
