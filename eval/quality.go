@@ -22,7 +22,8 @@ import (
 // QualityOptions configures Quality. Zero values take the defaults.
 type QualityOptions struct {
 	// Methods are the registry keys to run, in table order; empty means
-	// every registered method.
+	// every registered method but the store-backed variants (MethodSpec.Of),
+	// which repeat a method through stores on disk and are run by key.
 	Methods []string `json:"methods,omitempty"`
 	// Output is the measured output of LDS and LOO (default Margin).
 	Output models.Output   `json:"output"`
@@ -417,9 +418,11 @@ func (t *Task) inputs(w *world, opt QualityOptions, queries bool, truth *time.Du
 	return in
 }
 
+// selectMethods returns the methods of keys, or of the default table
+// (every method but the store-backed variants) when there are none.
 func selectMethods(keys []string) ([]MethodSpec, error) {
 	if len(keys) == 0 {
-		return Methods(), nil
+		return slices.DeleteFunc(Methods(), func(m MethodSpec) bool { return m.Of != "" }), nil
 	}
 	var out []MethodSpec
 	for _, k := range keys {

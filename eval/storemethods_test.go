@@ -157,3 +157,26 @@ func TestTopOverlap(t *testing.T) {
 		t.Error("TopOverlap of different shapes: no error")
 	}
 }
+
+// TestDefaultTableWithoutStores checks that the default table ("all")
+// leaves out the store-backed variants, and that each variant names a
+// registered method.
+func TestDefaultTableWithoutStores(t *testing.T) {
+	specs, err := selectMethods(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, m := range Methods() {
+		if m.Of == "" {
+			n++
+			continue
+		}
+		if _, err := LookupMethod(m.Of); err != nil || m.DType == "" {
+			t.Errorf("%s: a variant of %q (%v), dtype %q", m.Key, m.Of, err, m.DType)
+		}
+	}
+	if len(specs) != n || slices.ContainsFunc(specs, func(m MethodSpec) bool { return m.Of != "" }) {
+		t.Errorf("default table: %d methods, want the %d without a store", len(specs), n)
+	}
+}

@@ -138,7 +138,8 @@ func MethodKeys() string {
 }
 
 // ParseMethods splits a comma-separated list of method keys, as a command
-// line gives it; "" and "all" mean every method (nil). Keys are checked by
+// line gives it; "" and "all" mean the default table (nil: every method but
+// the store-backed variants, see QualityOptions.Methods). Keys are checked by
 // LookupMethod.
 func ParseMethods(s string) ([]string, error) {
 	if s == "" || s == "all" {
