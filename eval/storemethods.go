@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/goinfluence/goinfluence/ekfac"
@@ -197,9 +198,9 @@ func storeScore(ctx context.Context, in *Inputs, stores []*store.Store, m influe
 	for i, v := range res.Scores.Data {
 		out.Scores.Data[i] = float64(v)
 	}
-	note := fmt.Sprintf("%s store: build %.2f s, scorer open %.2f s, score %.2f s", stores[0].DType(), built.Seconds(), opened.Seconds(), res.Seconds)
+	note := fmt.Sprintf("%s store: build %.2f s, scorer open %.2f s, score %.2f s", strings.ToLower(string(stores[0].DType())), built.Seconds(), opened.Seconds(), res.Seconds)
 	if res.Kernel != "" {
-		note += " (" + res.Kernel + ")"
+		note += ", int8 kernel " + res.Kernel
 	}
 	out.Notes = append(out.Notes, note)
 	return out, nil
