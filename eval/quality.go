@@ -8,10 +8,12 @@ import (
 	"io"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/goinfluence/goinfluence/datasets"
+	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/internal/atomicfile"
 	"github.com/goinfluence/goinfluence/linalg"
 	"github.com/goinfluence/goinfluence/models"
@@ -20,7 +22,8 @@ import (
 // QualityOptions configures Quality. Zero values take the defaults.
 type QualityOptions struct {
 	// Methods are the registry keys to run, in table order; empty means
-	// every registered method.
+	// every registered method but the store-backed variants (MethodSpec.Of),
+	// which repeat a method through stores on disk and are run by key.
 	Methods []string `json:"methods,omitempty"`
 	// Output is the measured output of LDS and LOO (default Margin).
 	Output models.Output   `json:"output"`
@@ -82,6 +85,38 @@ type QualityResult struct {
 	TruthSeconds float64  `json:"truth_seconds"`
 	Seconds      float64  `json:"seconds"`
 	Plots        []string `json:"plots,omitempty"`
+	// StoreComparisons compares, for each method whose f16 and i8
+	// store-backed variants both ran, the two (DESIGN §11).
+	StoreComparisons []StoreComparison `json:"store_comparisons,omitempty"`
+}
+
+// StoreComparison sets a method computed through an i8 store (exact
+// integer scoring, DESIGN §11) beside the same through an f16 store: the
+// question is whether quantising the stored rows and the queries costs
+// quality. LDS values are nil where not measured.
+type StoreComparison struct {
+	Of     string `json:"of"`     // key of the in-memory method
+	Method string `json:"method"` // its name
+	// LDSMemory is the in-memory method's LDS, when it ran; LDSF16 and
+	// LDSI8 the variants'; LDSDiff is LDSI8 − LDSF16.
+	LDSMemory *float64 `json:"lds_memory,omitempty"`
+	LDSF16    *float64 `json:"lds_f16,omitempty"`
+	LDSI8     *float64 `json:"lds_i8,omitempty"`
+	LDSDiff   *float64 `json:"lds_diff,omitempty"`
+	// K is the number of most helpful training examples per query whose
+	// overlap |top_K(i8) ∩ top_K(f16)| / K is averaged over the queries
+	// (Overlap) and minimised (OverlapMin), by TopOverlap.
+	K          int     `json:"k"`
+	Overlap    float64 `json:"overlap_mean"`
+	OverlapMin float64 `json:"overlap_min"`
+	// MemoryOverlap is the mean top-K overlap of the f16 variant with the
+	// in-memory method, when it ran: whether the store path computes the
+	// method.
+	MemoryOverlap *float64 `json:"memory_overlap_mean,omitempty"`
+	// SecondsF16 and SecondsI8 are the variants' scoring wall times, as
+	// QualityRow.Seconds (store builds included).
+	SecondsF16 float64 `json:"seconds_f16"`
+	SecondsI8  float64 `json:"seconds_i8"`
 }
 
 // Quality runs every method of opt on the task and measures each against
@@ -156,6 +191,15 @@ func (t *Task) Quality(ctx context.Context, opt QualityOptions) (*QualityResult,
 	}
 	var curves []curve
 	ldsPlot := ldsCandidate{rank: math.MaxInt}
+	// The scores of the store-backed variants and of the methods they
+	// compute are kept for StoreComparisons.
+	compared := map[string]bool{}
+	for _, spec := range specs {
+		if spec.Of != "" {
+			compared[spec.Key], compared[spec.Of] = true, true
+		}
+	}
+	kept := map[string]*linalg.Dense64{}
 	for _, spec := range specs {
 		row := QualityRow{Key: spec.Key, Method: spec.Name}
 		if spec.Missing != "" {
@@ -185,6 +229,9 @@ func (t *Task) Quality(ctx context.Context, opt QualityOptions) (*QualityResult,
 			}
 			row.Seconds = (time.Since(s0) - (truthTime - t0)).Seconds()
 			row.Notes = append(row.Notes, out.Notes...)
+			if compared[spec.Key] {
+				kept[spec.Key] = out.Scores
+			}
 			if lds != nil {
 				r, err := LDS(lds, out.Scores, opt.Output)
 				if err != nil {
@@ -224,6 +271,9 @@ func (t *Task) Quality(ctx context.Context, opt QualityOptions) (*QualityResult,
 		t.stage(fmt.Sprintf("%s: %s", spec.Name, row.summary()))
 		res.Rows = append(res.Rows, row)
 	}
+	if res.StoreComparisons, err = storeComparisons(specs, res.Rows, kept); err != nil {
+		return nil, err
+	}
 	if (opt.PlotDir != "" || opt.LDSPlot != "") && ldsPlot.scores != nil {
 		path := opt.LDSPlot
 		if path == "" {
@@ -253,6 +303,72 @@ func (t *Task) Quality(ctx context.Context, opt QualityOptions) (*QualityResult,
 	res.TruthSeconds = truthTime.Seconds()
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil
+}
+
+// storeComparisons compares the i8 and f16 store-backed variants of each
+// method of which both ran, in the order of the methods' first variant:
+// rows holds the table's rows, scores the kept scores by key.
+func storeComparisons(specs []MethodSpec, rows []QualityRow, scores map[string]*linalg.Dense64) ([]StoreComparison, error) {
+	row := map[string]*QualityRow{}
+	for i := range rows {
+		row[rows[i].Key] = &rows[i]
+	}
+	variant := map[string]map[gradients.DType]string{} // of → dtype → key
+	var order []string
+	for _, spec := range specs {
+		if spec.Of == "" {
+			continue
+		}
+		if variant[spec.Of] == nil {
+			variant[spec.Of] = map[gradients.DType]string{}
+			order = append(order, spec.Of)
+		}
+		variant[spec.Of][spec.DType] = spec.Key
+	}
+	var out []StoreComparison
+	for _, of := range order {
+		kf, ki := variant[of][gradients.F16], variant[of][gradients.I8]
+		f16, i8 := scores[kf], scores[ki]
+		if f16 == nil || i8 == nil {
+			continue
+		}
+		c := StoreComparison{Of: of, Method: of, K: OverlapK,
+			LDSF16: row[kf].LDS, LDSI8: row[ki].LDS, SecondsF16: row[kf].Seconds, SecondsI8: row[ki].Seconds}
+		if spec, err := LookupMethod(of); err == nil {
+			c.Method = spec.Name
+		}
+		if c.LDSF16 != nil && c.LDSI8 != nil {
+			d := *c.LDSI8 - *c.LDSF16
+			c.LDSDiff = &d
+		}
+		ov, err := TopOverlap(i8, f16, OverlapK)
+		if err != nil {
+			return nil, err
+		}
+		c.Overlap, c.OverlapMin = meanOf(ov), slices.Min(ov)
+		if mem := scores[of]; mem != nil {
+			if r := row[of]; r != nil {
+				c.LDSMemory = r.LDS
+			}
+			ov, err := TopOverlap(f16, mem, OverlapK)
+			if err != nil {
+				return nil, err
+			}
+			m := meanOf(ov)
+			c.MemoryOverlap = &m
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// meanOf returns the mean of v (NaN when empty).
+func meanOf(v []float64) float64 {
+	s := 0.0
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(len(v))
 }
 
 // ldsCandidate is a method whose LDS scatter may be plotted.
@@ -302,9 +418,11 @@ func (t *Task) inputs(w *world, opt QualityOptions, queries bool, truth *time.Du
 	return in
 }
 
+// selectMethods returns the methods of keys, or of the default table
+// (every method but the store-backed variants) when there are none.
 func selectMethods(keys []string) ([]MethodSpec, error) {
 	if len(keys) == 0 {
-		return Methods(), nil
+		return slices.DeleteFunc(Methods(), func(m MethodSpec) bool { return m.Of != "" }), nil
 	}
 	var out []MethodSpec
 	for _, k := range keys {
@@ -383,7 +501,45 @@ func (r *QualityResult) Markdown() string {
 		"Wall time: scoring every test point (fitting included, training of extra models excluded). "+
 		"Ground truths and extra models: %d trainings this run, %.0f s.\n",
 		loo.Removals, lds.Subsets, lds.Alpha, lds.Seeds, 100*auc.Fraction, auc.Seed, r.Retrained, r.TruthSeconds)
+	if len(r.StoreComparisons) > 0 {
+		b.WriteString("\n" + r.storeMarkdown())
+	}
 	return b.String()
+}
+
+// storeMarkdown renders StoreComparisons as a table under a paragraph
+// saying what its columns are.
+func (r *QualityResult) storeMarkdown() string {
+	var b strings.Builder
+	k := r.StoreComparisons[0].K
+	fmt.Fprintf(&b, "**i8 vs f16 store** (DESIGN §11): the method's projected training gradients stored in an f16 store and in an i8 store "+
+		"(rows quantised per row, queries quantised after preconditioning, exact integer sums), scored by StoreScorer. "+
+		"Top-%d overlap: |top-%d(i8) ∩ top-%d(f16)| / %d of the most helpful training examples per test point, mean and minimum over test points; "+
+		"f16/memory: the same between the f16 store and the in-memory method. Wall times as in the table (store builds included).\n\n", k, k, k, k)
+	fmt.Fprintf(&b, "| method | LDS in memory | LDS f16 store | LDS i8 store | LDS i8 − f16 | top-%d overlap i8/f16, mean | min | top-%d overlap f16/memory | wall time f16 (s) | wall time i8 (s) |\n", k, k)
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, c := range r.StoreComparisons {
+		diff := "–"
+		if c.LDSDiff != nil {
+			diff = fmt.Sprintf("%+.4f", *c.LDSDiff)
+		}
+		mem := "–"
+		if c.MemoryOverlap != nil {
+			mem = fmt.Sprintf("%.3f", *c.MemoryOverlap)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %.3f | %.2f | %s | %.2f | %.2f |\n",
+			c.Method, fmtOpt(c.LDSMemory), fmtLDS4(c.LDSF16), fmtLDS4(c.LDSI8), diff, c.Overlap, c.OverlapMin, mem, c.SecondsF16, c.SecondsI8)
+	}
+	return b.String()
+}
+
+// fmtLDS4 formats an LDS with four decimals, enough to read a difference
+// of 0.01 from two of them.
+func fmtLDS4(v *float64) string {
+	if v == nil {
+		return "–"
+	}
+	return fmt.Sprintf("%.4f", *v)
 }
 
 // WriteJSON writes the result to path, indented.

@@ -188,6 +188,12 @@ type MethodSpec struct {
 	// computes self-influence (when self is set). It returns an error
 	// wrapping ErrSkipped when the method does not apply to the model.
 	Run func(ctx context.Context, in *Inputs, self bool) (*MethodResult, error)
+	// Of and DType mark a store-backed variant: the method Of (a key)
+	// computed through gradient stores of this dtype on disk instead of in
+	// memory. Quality compares the i8 and f16 variants of a method when
+	// both run (StoreComparison).
+	Of    string
+	DType gradients.DType
 }
 
 // Methods returns the registry, in the order of the quality table.
@@ -206,6 +212,10 @@ func Methods() []MethodSpec {
 		{Key: "trak-1", Name: "TRAK-1", Run: trakRun(1)},
 		{Key: "trak-10", Name: "TRAK-10", Run: trakRun(10)},
 		{Key: "logra", Name: "LoGra (EK-FAC, Kronecker-projected)", Run: fittedRun(ekfac.EKFAC, true)},
+		{Key: "trak-10-f16", Name: "TRAK-10, f16 store", Run: storeTRAKRun(10, gradients.F16), Of: "trak-10", DType: gradients.F16},
+		{Key: "trak-10-i8", Name: "TRAK-10, i8 store", Run: storeTRAKRun(10, gradients.I8), Of: "trak-10", DType: gradients.I8},
+		{Key: "logra-f16", Name: "LoGra, f16 store", Run: storeLoGraRun(gradients.F16), Of: "logra", DType: gradients.F16},
+		{Key: "logra-i8", Name: "LoGra, i8 store", Run: storeLoGraRun(gradients.I8), Of: "logra", DType: gradients.I8},
 	}
 }
 

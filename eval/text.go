@@ -50,6 +50,12 @@ func (r *QualityResult) WriteText(w io.Writer, p Protocol) error {
 			fmt.Fprintf(&b, "%-40s %s   (%.2f s)\n", row.Method, fmtValue(v), row.Seconds+row.SelfSeconds)
 		}
 	}
+	if p == ProtocolLDS {
+		for _, c := range r.StoreComparisons {
+			fmt.Fprintf(&b, "%s, i8 vs f16 store: LDS %s vs %s, top-%d overlap mean %.3f (min %.2f)\n",
+				c.Method, fmtValue(c.LDSI8), fmtValue(c.LDSF16), c.K, c.Overlap, c.OverlapMin)
+		}
+	}
 	fmt.Fprintf(&b, "ground truth: %d models trained this run (0 = all from the cache), %.1f s\n", r.Retrained, r.TruthSeconds)
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -132,7 +138,8 @@ func MethodKeys() string {
 }
 
 // ParseMethods splits a comma-separated list of method keys, as a command
-// line gives it; "" and "all" mean every method (nil). Keys are checked by
+// line gives it; "" and "all" mean the default table (nil: every method but
+// the store-backed variants, see QualityOptions.Methods). Keys are checked by
 // LookupMethod.
 func ParseMethods(s string) ([]string, error) {
 	if s == "" || s == "all" {

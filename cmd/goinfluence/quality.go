@@ -141,7 +141,7 @@ func runProtocol(ctx context.Context, which string, args []string, stdout, stder
 	if which == "quality" {
 		defMethod = "all"
 	}
-	methods := fs.String("method", defMethod, "comma-separated methods: "+eval.MethodKeys()+", or all")
+	methods := fs.String("method", defMethod, "comma-separated methods: "+eval.MethodKeys()+", or all (every method but the store-backed variants *-f16, *-i8, which are named)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	markdown := fs.Bool("markdown", false, "print the Markdown table (quality)")
 	plotPath := fs.String("plot", "", "write a PNG plot: the LDS scatter of the first method for a typical test point (lds), the ROC curves (auc)")
