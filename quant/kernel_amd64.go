@@ -29,7 +29,8 @@ func blockRows(dim, mr int) int {
 }
 
 // vnniKernel uses AVX-512 VNNI (VPDPBUSD), 64 products an instruction, on
-// 6×4 tiles of a rows by b rows.
+// 6×4 tiles of a rows by b rows; a row of a left over, as a lone query is,
+// streams b eight rows at a time.
 type vnniKernel struct{}
 
 func (vnniKernel) Name() string { return "vnni" }
