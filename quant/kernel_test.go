@@ -143,10 +143,8 @@ func TestKernelsExtremes(t *testing.T) {
 	}
 }
 
-// TestKernelsUnaligned reads rows that start at odd offsets, as rows of a
-// memory-mapped shard do, and rows that end at the end of their slice's
-// array, where a read past the end would be caught by the guard values
-// only if it were written, so this checks the sums.
+// TestKernelsUnaligned reads rows that start at odd offsets, as the rows
+// of a memory-mapped shard may.
 func TestKernelsUnaligned(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(5, 6))
 	for _, k := range Kernels() {
