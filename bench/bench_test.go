@@ -277,7 +277,7 @@ func TestExact(t *testing.T) {
 		if err := res.WriteTable(&b); err != nil {
 			t.Fatal(err)
 		}
-		for _, want := range []string{"plain sequential pass", "int8 kernel, in-memory rows", "f16 stream", "inferences per second"} {
+		for _, want := range []string{"plain pass", "int8 kernel, in-memory rows", "f16 stream", "inferences per second"} {
 			if !strings.Contains(b.String(), want) {
 				t.Errorf("table lacks %q:\n%s", want, b.String())
 			}

@@ -3,7 +3,6 @@ package influence
 import (
 	"container/heap"
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"runtime"
@@ -20,7 +19,14 @@ import (
 // a time when StreamOptions.ChunkRows is zero: enough that the split of a
 // chunk between goroutines is worth its cost for a single query, small
 // enough to stay in the last-level cache while a batch of queries reuses it.
-const exactChunkBytes = 4 << 20
+const exactChunkBytes = 8 << 20
+
+// ExactChunkRows is the number of rows of dimension dim (summed over the
+// stores) that the exact scoring of i8 stores reads at a time when
+// StreamOptions.ChunkRows is zero.
+func ExactChunkRows(dim int) int {
+	return roundUp(max(exactChunkBytes/max(dim, 1), 1), 256)
+}
 
 // exactDeviceMin is the fewest queries for which an exact stream multiplies
 // on a backend's int8 GEMM (accel.Int8Gemmer) rather than on the CPU
@@ -111,17 +117,17 @@ func streamExact(ctx context.Context, name string, be linalg.Backend, queries []
 		}
 		off += s.Dim()
 	}
-	x := &exactStream{
-		kern: kern, qs: qs, stores: stores, opt: opt, nq: nq,
-		tops: newExactTops(nq, opt.TopK),
-	}
+	x := &exactStream{kern: kern, qs: qs, stores: stores, opt: opt, nq: nq}
 	if g, ok := be.(accel.Int8Gemmer); ok && nq >= exactDeviceMin {
 		x.dev = g
 	}
 	if err := x.run(ctx); err != nil {
 		return fail(err)
 	}
-	res := &StreamResult{Rankings: x.tops.rankings(), Rows: x.rows, Kernel: x.kernelName()}
+	for _, t := range x.tops[1:] {
+		x.tops[0].merge(t)
+	}
+	res := &StreamResult{Rankings: x.tops[0].rankings(), Rows: x.rows, Kernel: x.kernelName()}
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil
 }
@@ -135,10 +141,16 @@ type exactStream struct {
 	stores []*store.Store
 	opt    StreamOptions
 	nq     int
-	tops   *exactTops
 	rows   int
 
-	isums [][]int32 // per store: the chunk's sums, laid out per block (see blocks)
+	// Each worker sums and ranks a block of the rows of every chunk, into
+	// its own heaps, merged at the end: the k best of the union of the
+	// workers' k best are the k best, since the order (score, then id) is
+	// total.
+	procs int
+	tops  []*exactTops
+
+	isums [][]int32 // per store: the chunk's sums, laid out per block (see run)
 	block *linalg.Dense32
 }
 
@@ -159,7 +171,7 @@ func (x *exactStream) run(ctx context.Context) error {
 		for _, s := range x.stores {
 			dim += s.Dim()
 		}
-		chunkRows = roundUp(max(exactChunkBytes/max(dim, 1), 1), 256)
+		chunkRows = ExactChunkRows(dim)
 	}
 	chunkRows = min(chunkRows, max(count, 1))
 	its := make([]*store.Iterator, len(x.stores))
@@ -174,7 +186,13 @@ func (x *exactStream) run(ctx context.Context) error {
 	if x.opt.Scores != nil {
 		x.block = linalg.NewDense32(x.nq, chunkRows, nil)
 	}
+	x.procs = max(1, runtime.GOMAXPROCS(0))
+	x.tops = make([]*exactTops, x.procs)
+	for w := range x.tops {
+		x.tops[w] = newExactTops(x.nq, x.opt.TopK)
+	}
 	raw := make([][]byte, len(x.stores))
+	scales := make([][]float32, len(x.stores))
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -187,159 +205,191 @@ func (x *exactStream) run(ctx context.Context) error {
 			return nil
 		}
 		ch := its[0].Chunk()
-		scales := make([][]float32, len(its))
 		for c, it := range its {
 			scales[c] = it.Chunk().Scales
 		}
 		// The rows alias the mapped shards: a shard that shrinks under
 		// its mapping is an error naming it, not a SIGBUS.
-		if err := store.Guard(func() error { x.chunkSums(raw, n); return nil }, its...); err != nil {
+		err = store.Guard(func() error { return x.chunk(raw, scales, ch.Offset, ch.IDs, n) }, its...)
+		if err != nil {
 			return err
 		}
-		if err := x.rank(ch.Offset, ch.IDs, scales, n); err != nil {
-			return err
+		if x.opt.Scores != nil {
+			if err := x.opt.Scores(ch.Offset, ch.IDs, x.block.Slice(0, x.nq, 0, n)); err != nil {
+				return fmt.Errorf("Scores callback at row %d: %w", ch.Offset, err)
+			}
 		}
 		x.rows += n
 	}
 }
 
-// blocks returns the split of a chunk of n rows between goroutines: block
-// k covers rows [k·size, min((k+1)·size, n)). The sums of block k are the
-// nq × rows matrix at isums[lo·nq:]. The integers do not depend on it.
-func (x *exactStream) blocks(n int) (size, count int) {
+// chunk sums and ranks a chunk of n rows, raw[c] and scales[c] those of
+// store c. The rows are split into at most procs blocks of size rows,
+// block k [k·size, min((k+1)·size, n)) going to worker k, which computes
+// its sums on the CPU kernel (the nq × rows matrix of store c at
+// isums[c][k·size·nq:]) and then ranks them. A device, while it works,
+// computes the sums of the whole chunk first, as one block. Any split gives
+// the same integers.
+func (x *exactStream) chunk(raw [][]byte, scales [][]float32, offset int, ids []int64, n int) error {
+	layout := 0 // the rows of a block of sums: 0 for the workers' blocks
 	if x.dev != nil && x.devErr == nil {
-		return n, 1
-	}
-	p := max(1, min(runtime.GOMAXPROCS(0), n/64))
-	size = (n + p - 1) / p
-	return size, (n + size - 1) / size
-}
-
-// chunkSums computes the integer sums of every store's queries with the
-// chunk's n rows, raw[c] those of store c: on the device while it works,
-// else on the CPU kernel, which gives the same integers.
-func (x *exactStream) chunkSums(raw [][]byte, n int) {
-	if x.dev != nil && x.devErr == nil {
+		layout = n
 		for c, q := range x.qs {
 			if err := x.dev.GemmI8(x.isums[c][:x.nq*n], q.Values, x.nq, store.Int8s(raw[c]), n, q.Dim); err != nil {
-				// The sums of the stores before c are laid out for the
-				// device's single block: all are made again.
+				// The CPU kernel gives the same integers: on without the
+				// device, from this chunk on.
 				x.devErr = err
+				layout = 0
 				break
 			}
 		}
-		if x.devErr == nil {
-			return
-		}
 	}
-	for c := range x.qs {
-		x.sums(c, raw[c], n)
+	p := max(1, min(x.procs, n/64))
+	size := (n + p - 1) / p
+	p = (n + size - 1) / size
+	if layout == 0 {
+		layout = size
 	}
-}
-
-// sums computes on the CPU kernel the integer sums of store c's queries
-// with the n rows raw, split between goroutines by rows.
-func (x *exactStream) sums(c int, raw []byte, n int) {
-	q := x.qs[c]
-	rows := store.Int8s(raw)
-	out := x.isums[c][:x.nq*n]
-	size, count := x.blocks(n)
-	linalg.ParallelChunks(count, 1, func(lo, hi int) {
-		for k := lo; k < hi; k++ {
-			r0, r1 := k*size, min((k+1)*size, n)
-			x.kern.Gemm(out[r0*x.nq:r1*x.nq], q.Values, x.nq, rows[r0*q.Dim:r1*q.Dim], r1-r0, q.Dim)
-		}
-	})
-}
-
-// rank turns the chunk's sums into scores and offers them to the top-k,
-// and to the Scores callback; the queries are split between goroutines,
-// each owning its queries' heaps.
-func (x *exactStream) rank(offset int, ids []int64, scales [][]float32, n int) error {
-	size, _ := x.blocks(n)
 	var w []float32
 	if x.opt.Weights != nil {
 		w = x.opt.Weights[offset : offset+n]
 	}
-	errs := make([]error, x.nq)
-	linalg.ParallelChunks(x.nq, max(1, 4096/max(n, 1)), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			errs[i] = x.rankQuery(i, offset, ids, scales, w, n, size)
+	errs := make([]*NonFiniteError, p)
+	linalg.ParallelChunks(p, 1, func(lo, hi int) {
+		for k := lo; k < hi; k++ {
+			r0, r1 := k*size, min((k+1)*size, n)
+			if layout == size {
+				for c, q := range x.qs {
+					rows := store.Int8s(raw[c])
+					x.kern.Gemm(x.isums[c][r0*x.nq:r1*x.nq], q.Values, x.nq, rows[r0*q.Dim:r1*q.Dim], r1-r0, q.Dim)
+				}
+			}
+			errs[k] = x.rankRows(x.tops[k], r0, r1, layout, offset, ids, scales, w, n)
 		}
 	})
-	if err := errors.Join(errs...); err != nil {
-		for _, e := range errs {
-			if e != nil {
-				return e // the first query's
-			}
-		}
-	}
-	if x.opt.Scores != nil {
-		b := x.block.Slice(0, x.nq, 0, n)
-		if err := x.opt.Scores(offset, ids, b); err != nil {
-			return fmt.Errorf("Scores callback at row %d: %w", offset, err)
+	for _, e := range errs {
+		if e != nil {
+			return e // the lowest row's: blocks are in row order
 		}
 	}
 	return nil
 }
 
-// rankQuery scores query i against the chunk's rows and offers the scores
-// to its heaps.
-func (x *exactStream) rankQuery(i, offset int, ids []int64, scales [][]float32, w []float32, n, size int) error {
-	single := len(x.stores) == 1 && w == nil
-	var row []float32
-	if x.block != nil {
-		row = x.block.Row(i)[:n]
-	}
-	t := x.tops
-	hp, hm := &t.helpful[i], &t.harmful[i]
-	// Once both heaps are full, almost every score beats neither worst
-	// entry: two comparisons reject it without building an Entry.
-	full := func() bool { return t.k > 0 && len(hp.e) == t.k && len(hm.e) == t.k }
-	hiT, loT := math.Inf(-1), math.Inf(1) // until full, nothing is rejected
-	if full() {
-		hiT, loT = hp.e[0].Score, hm.e[0].Score
-	}
-	sq0 := float64(x.qs[0].Scales[i])
-	for lo := 0; lo < n; lo += size {
-		bn := min(lo+size, n) - lo
-		// The sums of block lo are the nq × bn matrix at lo·nq: those of
-		// query i and row r at lo·nq + i·bn + (r − lo).
-		base := lo*x.nq + i*bn - lo
-		for r := lo; r < lo+bn; r++ {
-			var score float32
-			var isum int64
-			if single {
-				v := x.isums[0][base+r]
-				score = float32(float64(v) * sq0 * float64(scales[0][r]))
-				isum = int64(v)
-			} else {
-				var s float64
-				for c := range x.stores {
-					v := x.isums[c][base+r]
-					s += float64(float64(v) * float64(x.qs[c].Scales[i]) * float64(scales[c][r]))
-					isum += int64(v)
+// rankRows scores every query against rows [r0, r1) of the chunk and
+// offers the scores to the heaps t (and the Scores block). The sums are
+// laid out in blocks of layout rows (the last one shorter): those of query
+// i and row r at lo·nq + i·bn + (r − lo), for the block [lo, lo+bn) holding
+// r. A score that is not finite is reported for its lowest row, and the
+// lowest query there, whatever the split.
+func (x *exactStream) rankRows(t *exactTops, r0, r1, layout, offset int, ids []int64, scales [][]float32, w []float32, n int) *NonFiniteError {
+	var bad *NonFiniteError
+	for i := range x.nq {
+		rk := ranker{x: x, t: t, i: i, offset: offset, ids: ids, scales: scales, w: w}
+		rk.thresholds()
+		for lo := r0 / layout * layout; lo < r1; lo += layout {
+			bn := min(lo+layout, n) - lo
+			a, b := max(lo, r0), min(lo+bn, r1)
+			rk.base = lo*x.nq + i*bn - lo
+			if e := rk.rank(a, b); e != nil {
+				if bad == nil || e.Index < bad.Index {
+					bad = e
 				}
-				if w != nil {
-					s *= float64(w[r])
-				}
-				score = float32(s)
-			}
-			if score-score != 0 {
-				return &NonFiniteError{Query: i, Index: offset + r, ID: ids[r], Score: float64(score)}
-			}
-			if row != nil {
-				row[r] = score
-			}
-			if v := float64(score); t.k == 0 || (v < hiT && v > loT) {
-				continue
-			}
-			t.offer(i, Entry{Index: offset + r, ID: ids[r], Score: float64(score), ISum: isum})
-			if full() {
-				hiT, loT = hp.e[0].Score, hm.e[0].Score
+				break // the query's later rows are higher
 			}
 		}
 	}
+	return bad
+}
+
+// ranker scores the rows of one query.
+type ranker struct {
+	x      *exactStream
+	t      *exactTops
+	i      int // the query
+	offset int
+	ids    []int64
+	scales [][]float32
+	w      []float32
+	base   int // the sums of row r are at base + r
+
+	// Once both heaps are full, almost every score beats neither worst
+	// entry: two comparisons reject it. Until then nothing is rejected.
+	hiT, loT float64
+}
+
+func (rk *ranker) thresholds() {
+	t, i := rk.t, rk.i
+	rk.hiT, rk.loT = math.Inf(-1), math.Inf(1)
+	if t.k > 0 && len(t.helpful[i].e) == t.k && len(t.harmful[i].e) == t.k {
+		rk.hiT, rk.loT = t.helpful[i].e[0].Score, t.harmful[i].e[0].Score
+	}
+}
+
+// rank scores rows [a, b) of the chunk.
+func (rk *ranker) rank(a, b int) *NonFiniteError {
+	x := rk.x
+	if len(x.stores) > 1 || rk.w != nil || x.block != nil || rk.t.k == 0 {
+		for r := a; r < b; r++ {
+			score, isum := rk.score(r)
+			if err := rk.keep(r, score, isum); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// One store, no weights, no Scores callback: the loop that almost
+	// every score of a large batch goes through.
+	sums := x.isums[0][rk.base+a : rk.base+b]
+	st := rk.scales[0][a:b]
+	sq := float64(x.qs[0].Scales[rk.i])
+	for j, v := range sums {
+		score := float32(float64(v) * sq * float64(st[j]))
+		if f := float64(score); f < rk.hiT && f > rk.loT {
+			continue // also false for NaN, which keep reports
+		}
+		if err := rk.keep(a+j, score, int64(v)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// score returns the score of row r of the chunk and its integer sum.
+func (rk *ranker) score(r int) (float32, int64) {
+	x := rk.x
+	if len(x.stores) == 1 && rk.w == nil {
+		v := x.isums[0][rk.base+r]
+		return float32(float64(v) * float64(x.qs[0].Scales[rk.i]) * float64(rk.scales[0][r])), int64(v)
+	}
+	var s float64
+	var isum int64
+	for c := range x.stores {
+		v := x.isums[c][rk.base+r]
+		// The conversion keeps the product from being fused with the
+		// sum: the formula is the same on every machine.
+		s += float64(float64(v) * float64(x.qs[c].Scales[rk.i]) * float64(rk.scales[c][r]))
+		isum += int64(v)
+	}
+	if rk.w != nil {
+		s *= float64(rk.w[r])
+	}
+	return float32(s), isum
+}
+
+// keep checks the score of row r, writes it to the Scores block and offers
+// it to the heaps unless it beats neither worst entry.
+func (rk *ranker) keep(r int, score float32, isum int64) *NonFiniteError {
+	if score-score != 0 {
+		return &NonFiniteError{Query: rk.i, Index: rk.offset + r, ID: rk.ids[r], Score: float64(score)}
+	}
+	if rk.x.block != nil {
+		rk.x.block.Row(rk.i)[r] = score
+	}
+	if f := float64(score); rk.t.k == 0 || (f < rk.hiT && f > rk.loT) {
+		return nil
+	}
+	rk.t.offer(rk.i, Entry{Index: rk.offset + r, ID: rk.ids[r], Score: float64(score), ISum: isum})
+	rk.thresholds()
 	return nil
 }
 
@@ -378,6 +428,30 @@ func (t *exactTops) offer(i int, e Entry) {
 	} else if e.Score <= hm.e[0].Score && HarmfulByID(e, hm.e[0]) {
 		hm.e[0] = e
 		heap.Fix(hm, 0)
+	}
+}
+
+// merge offers the entries of each of u's heaps to the same heap of t: a
+// row kept by both of u's heaps must not reach one of t's twice.
+func (t *exactTops) merge(u *exactTops) {
+	for i := range t.helpful {
+		for _, e := range u.helpful[i].e {
+			push(&t.helpful[i], t.k, e)
+		}
+		for _, e := range u.harmful[i].e {
+			push(&t.harmful[i], t.k, e)
+		}
+	}
+}
+
+// push puts e in h, which keeps the k best entries, if it is among them.
+func push(h *entryHeap, k int, e Entry) {
+	switch {
+	case len(h.e) < k:
+		heap.Push(h, e)
+	case h.worse(h.e[0], e):
+		h.e[0] = e
+		heap.Fix(h, 0)
 	}
 }
 

@@ -388,3 +388,29 @@ func TestExactErrors(t *testing.T) {
 		t.Errorf("unknown kernel: %v", err)
 	}
 }
+
+// TestExactWorkersLargeK checks the merging of the workers' heaps when a
+// worker's rows are fewer than 2k, so that a row sits in both of its heaps:
+// no row may reach a ranking twice.
+func TestExactWorkersLargeK(t *testing.T) {
+	const n, dim, k = 300, 20, 100
+	rows := randFloats(n*dim, 12, 1)
+	ids := make([]int64, n)
+	for i := range ids {
+		ids[i] = int64(5 * i)
+	}
+	s := i8Store(t, 1000, dim, ids, rows)
+	q := testQueries(3, dim, 13)
+	_, _, want := exactReference(q, rows, ids, dim, k)
+	for _, procs := range []int{1, 4} {
+		old := runtime.GOMAXPROCS(procs)
+		res, err := StreamScores(context.Background(), linalg.CPU(), q, s, StreamOptions{TopK: k})
+		runtime.GOMAXPROCS(old)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msg, ok := sameRankings(res.Rankings, want); !ok {
+			t.Fatalf("GOMAXPROCS %d: %s", procs, msg)
+		}
+	}
+}

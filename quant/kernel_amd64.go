@@ -1,6 +1,10 @@
 package quant
 
-import "golang.org/x/sys/cpu"
+import (
+	"sync"
+
+	"golang.org/x/sys/cpu"
+)
 
 // cpuKernels returns the assembly kernels this CPU supports, best first.
 // x/sys/cpu reports an extension only when the operating system saves its
@@ -74,16 +78,37 @@ func (vnniKernel) Gemm(out []int32, a []int8, m int, b []int8, n, dim int) {
 	// The kernels summed (t+128)·a; take the 128·Σa back off, modulo 2³²
 	// like the sums themselves.
 	for i := range m {
-		var s int32
-		for _, v := range a[i*dim : (i+1)*dim] {
-			s += int32(v)
-		}
+		s := rowSum(a[i*dim:(i+1)*dim], k, mask)
 		c := 128 * s
 		oi := out[i*n : (i+1)*n]
 		for r := range oi {
 			oi[r] -= c
 		}
 	}
+}
+
+// minus127 returns MaxDim bytes of −127 (0x81), which the VNNI kernels,
+// adding 0x80 to every byte of b, read as ones.
+var minus127 = sync.OnceValue(func() []int8 {
+	b := make([]int8, MaxDim)
+	for i := range b {
+		b[i] = -127
+	}
+	return b
+})
+
+// rowSum returns Σ a[j] modulo 2³², on the VNNI kernel against a row of
+// ones (minus127): a batch of queries needs the sum of every query at every
+// call, which a loop over bytes would make a good part of the call's time.
+func rowSum(a []int8, k int, mask uint64) int32 {
+	if len(a) > MaxDim {
+		var s int32
+		for _, v := range a {
+			s += int32(v)
+		}
+		return s
+	}
+	return vnni1x1(&a[0], &minus127()[0], k, mask)
 }
 
 // avx2Kernel uses AVX2, 16 products an instruction, on 2×4 tiles.
