@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 	"unsafe"
 
@@ -392,10 +390,4 @@ func (r *ExactResult) WriteTable(w io.Writer) error {
 }
 
 // fmtSecs formats times in seconds, to the millisecond.
-func fmtSecs(v []float64) string {
-	s := make([]string, len(v))
-	for i, x := range v {
-		s[i] = strconv.FormatFloat(x, 'f', 3, 64)
-	}
-	return strings.Join(s, ", ")
-}
+func fmtSecs(v []float64) string { return fmtFloats(v, 3) }

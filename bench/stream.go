@@ -252,10 +252,14 @@ func (r *StreamResult) WriteTable(w io.Writer) error {
 	return ew.err
 }
 
-func fmtRates(r []float64) string {
-	s := make([]string, len(r))
-	for i, v := range r {
-		s[i] = strconv.FormatFloat(v, 'f', 1, 64)
+// fmtRates formats rates to one decimal.
+func fmtRates(r []float64) string { return fmtFloats(r, 1) }
+
+// fmtFloats formats v with prec decimals, separated by commas.
+func fmtFloats(v []float64, prec int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.FormatFloat(x, 'f', prec, 64)
 	}
 	return strings.Join(s, ", ")
 }

@@ -125,7 +125,7 @@ func streamExact(ctx context.Context, name string, be linalg.Backend, queries []
 		return fail(err)
 	}
 	for _, t := range x.tops[1:] {
-		x.tops[0].merge(t)
+		x.tops[0].mergeTops(t)
 	}
 	res := &StreamResult{Rankings: x.tops[0].rankings(), Rows: x.rows, Kernel: x.kernelName()}
 	res.Seconds = time.Since(start).Seconds()
@@ -148,7 +148,7 @@ type exactStream struct {
 	// workers' k best are the k best, since the order (score, then id) is
 	// total.
 	procs int
-	tops  []*exactTops
+	tops  []*streamTops
 
 	isums [][]int32 // per store: the chunk's sums, laid out per block (see run)
 	block *linalg.Dense32
@@ -187,9 +187,9 @@ func (x *exactStream) run(ctx context.Context) error {
 		x.block = linalg.NewDense32(x.nq, chunkRows, nil)
 	}
 	x.procs = max(1, runtime.GOMAXPROCS(0))
-	x.tops = make([]*exactTops, x.procs)
+	x.tops = make([]*streamTops, x.procs)
 	for w := range x.tops {
-		x.tops[w] = newExactTops(x.nq, x.opt.TopK)
+		x.tops[w] = newTops(x.nq, x.opt.TopK, HelpfulByID, HarmfulByID)
 	}
 	raw := make([][]byte, len(x.stores))
 	scales := make([][]float32, len(x.stores))
@@ -281,7 +281,7 @@ func (x *exactStream) chunk(raw [][]byte, scales [][]float32, offset int, ids []
 // i and row r at lo·nq + i·bn + (r − lo), for the block [lo, lo+bn) holding
 // r. A score that is not finite is reported for its lowest row, and the
 // lowest query there, whatever the split.
-func (x *exactStream) rankRows(t *exactTops, r0, r1, layout, offset int, ids []int64, scales [][]float32, w []float32, n int) *NonFiniteError {
+func (x *exactStream) rankRows(t *streamTops, r0, r1, layout, offset int, ids []int64, scales [][]float32, w []float32, n int) *NonFiniteError {
 	var bad *NonFiniteError
 	for i := range x.nq {
 		rk := ranker{x: x, t: t, i: i, offset: offset, ids: ids, scales: scales, w: w}
@@ -304,7 +304,7 @@ func (x *exactStream) rankRows(t *exactTops, r0, r1, layout, offset int, ids []i
 // ranker scores the rows of one query.
 type ranker struct {
 	x      *exactStream
-	t      *exactTops
+	t      *streamTops
 	i      int // the query
 	offset int
 	ids    []int64
@@ -388,52 +388,24 @@ func (rk *ranker) keep(r int, score float32, isum int64) *NonFiniteError {
 	if f := float64(score); rk.t.k == 0 || (f < rk.hiT && f > rk.loT) {
 		return nil
 	}
-	rk.t.offer(rk.i, Entry{Index: rk.offset + r, ID: rk.ids[r], Score: float64(score), ISum: isum})
+	rk.t.offerEntry(rk.i, Entry{Index: rk.offset + r, ID: rk.ids[r], Score: float64(score), ISum: isum})
 	rk.thresholds()
 	return nil
 }
 
-// exactTops holds the per-query heaps of an exact stream, ordered by score
-// and then by id (HelpfulByID, HarmfulByID).
-type exactTops struct {
-	k       int
-	helpful []entryHeap
-	harmful []entryHeap
-}
-
-func newExactTops(nq, k int) *exactTops {
-	t := &exactTops{k: k, helpful: make([]entryHeap, nq), harmful: make([]entryHeap, nq)}
-	for i := range nq {
-		t.helpful[i] = entryHeap{e: make([]Entry, 0, k), worse: func(a, b Entry) bool { return HelpfulByID(b, a) }}
-		t.harmful[i] = entryHeap{e: make([]Entry, 0, k), worse: func(a, b Entry) bool { return HarmfulByID(b, a) }}
-	}
-	return t
-}
-
-// offer gives e to query i's heaps. Most scores beat neither worst entry:
-// one comparison of scores each rejects them.
-func (t *exactTops) offer(i int, e Entry) {
+// offerEntry gives e to query i's heaps, each keeping it if it is among
+// its k best by the heap's order.
+func (t *streamTops) offerEntry(i int, e Entry) {
 	if t.k == 0 {
 		return
 	}
-	hp, hm := &t.helpful[i], &t.harmful[i]
-	if len(hp.e) < t.k {
-		heap.Push(hp, e)
-	} else if e.Score >= hp.e[0].Score && HelpfulByID(e, hp.e[0]) {
-		hp.e[0] = e
-		heap.Fix(hp, 0)
-	}
-	if len(hm.e) < t.k {
-		heap.Push(hm, e)
-	} else if e.Score <= hm.e[0].Score && HarmfulByID(e, hm.e[0]) {
-		hm.e[0] = e
-		heap.Fix(hm, 0)
-	}
+	push(&t.helpful[i], t.k, e)
+	push(&t.harmful[i], t.k, e)
 }
 
-// merge offers the entries of each of u's heaps to the same heap of t: a
-// row kept by both of u's heaps must not reach one of t's twice.
-func (t *exactTops) merge(u *exactTops) {
+// mergeTops offers the entries of each of u's heaps to the same heap of t:
+// a row kept by both of u's heaps must not reach one of t's twice.
+func (t *streamTops) mergeTops(u *streamTops) {
 	for i := range t.helpful {
 		for _, e := range u.helpful[i].e {
 			push(&t.helpful[i], t.k, e)
@@ -453,12 +425,6 @@ func push(h *entryHeap, k int, e Entry) {
 		h.e[0] = e
 		heap.Fix(h, 0)
 	}
-}
-
-// rankings empties the heaps into lists, best first.
-func (t *exactTops) rankings() []Ranking {
-	st := &streamTops{k: t.k, helpful: t.helpful, harmful: t.harmful}
-	return st.rankings()
 }
 
 // HelpfulByID reports whether a ranks before b among the most helpful

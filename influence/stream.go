@@ -607,19 +607,22 @@ type streamTops struct {
 	harmful []entryHeap
 }
 
-func newStreamTops(nq, k int) *streamTops {
+// newStreamTops returns the heaps of StreamScores, in the order of TopK.
+func newStreamTops(nq, k int) *streamTops { return newTops(nq, k, HelpfulFirst, HarmfulFirst) }
+
+// newTops returns heaps of the k best entries of nq queries by the orders
+// helpful and harmful (which report whether a ranks before b), each heap
+// holding its worst entry on top.
+func newTops(nq, k int, helpful, harmful func(a, b Entry) bool) *streamTops {
 	t := &streamTops{k: k, helpful: make([]entryHeap, nq), harmful: make([]entryHeap, nq)}
+	hw := func(a, b Entry) bool { return helpful(b, a) }
+	mw := func(a, b Entry) bool { return harmful(b, a) }
 	for i := range nq {
-		t.helpful[i] = entryHeap{e: make([]Entry, 0, k), worse: helpfulWorse}
-		t.harmful[i] = entryHeap{e: make([]Entry, 0, k), worse: harmfulWorse}
+		t.helpful[i] = entryHeap{e: make([]Entry, 0, k), worse: hw}
+		t.harmful[i] = entryHeap{e: make([]Entry, 0, k), worse: mw}
 	}
 	return t
 }
-
-// helpfulWorse and harmfulWorse order the heaps' entries worst first, by
-// the rankings' order (HelpfulFirst, HarmfulFirst) reversed.
-func helpfulWorse(a, b Entry) bool { return HelpfulFirst(b, a) }
-func harmfulWorse(a, b Entry) bool { return HarmfulFirst(b, a) }
 
 // add offers the scores of store rows [offset, offset+scores.Cols) to the
 // heaps. Rows arrive in increasing order, so a new entry that ties the worst
@@ -690,12 +693,7 @@ func (t *streamTops) merge(hs []entryHeap, c linalg.Candidates, offset int, ids 
 			if e.Score-e.Score != 0 {
 				return &NonFiniteError{Query: qi, Index: e.Index, ID: e.ID, Score: e.Score}
 			}
-			if len(h.e) < t.k {
-				heap.Push(h, e)
-			} else if h.worse(h.e[0], e) {
-				h.e[0] = e
-				heap.Fix(h, 0)
-			}
+			push(h, t.k, e)
 		}
 	}
 	return nil

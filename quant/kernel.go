@@ -58,6 +58,21 @@ func dotGo(a, b []int8) int32 {
 	return s0 + s1 + s2 + s3
 }
 
+// trivialGemm checks the arguments of a Gemm (checkGemm) and does the
+// products that need no kernel: none when m or n is zero, zeros when dim
+// is. It reports whether it did.
+func trivialGemm(out []int32, a []int8, m int, b []int8, n, dim int) bool {
+	checkGemm(out, a, m, b, n, dim)
+	if m == 0 || n == 0 {
+		return true
+	}
+	if dim == 0 {
+		clear(out[:m*n])
+		return true
+	}
+	return false
+}
+
 // checkGemm panics, as slicing out of range would, when the slices are too
 // short for the shapes: a programming error, not bad input.
 func checkGemm(out []int32, a []int8, m int, b []int8, n, dim int) {

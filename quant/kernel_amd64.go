@@ -40,12 +40,7 @@ type vnniKernel struct{}
 func (vnniKernel) Name() string { return "vnni" }
 
 func (vnniKernel) Gemm(out []int32, a []int8, m int, b []int8, n, dim int) {
-	checkGemm(out, a, m, b, n, dim)
-	if m == 0 || n == 0 {
-		return
-	}
-	if dim == 0 {
-		clear(out[:m*n])
+	if trivialGemm(out, a, m, b, n, dim) {
 		return
 	}
 	k, mask := dim/64, uint64(1)<<(dim%64)-1
@@ -117,12 +112,7 @@ type avx2Kernel struct{}
 func (avx2Kernel) Name() string { return "avx2" }
 
 func (avx2Kernel) Gemm(out []int32, a []int8, m int, b []int8, n, dim int) {
-	checkGemm(out, a, m, b, n, dim)
-	if m == 0 || n == 0 {
-		return
-	}
-	if dim == 0 {
-		clear(out[:m*n])
+	if trivialGemm(out, a, m, b, n, dim) {
 		return
 	}
 	k := dim / 16
