@@ -60,6 +60,15 @@ validate:
 demo:
 	$(GO) run ./cmd/goinfluence demo
 
+# Payout and record trees against OpenZeppelin's StandardMerkleTree: installs
+# the pinned @openzeppelin/merkle-tree (scripts/oz-merkle, needs node and npm
+# and the npm registry) and compares roots, tree arrays and proofs of random
+# trees. Not part of `make test`, which must pass without node.
+.PHONY: test-oz
+test-oz:
+	cd scripts/oz-merkle && npm ci --no-audit --no-fund
+	GOINFLUENCE_OZ=1 $(GO) test -count=1 ./attribution/merkle -run OpenZeppelin -v
+
 # GPU. `make ptx` compiles the CUDA kernels to the PTX that cuda embeds (needs
 # nvcc; commit the .ptx files). `make gpu-test` cross-compiles test binaries
 # and the CLI into .gpu/ for a GPU machine without Go; run each test binary
