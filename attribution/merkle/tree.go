@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"math/bits"
 	"slices"
 	"sort"
 
@@ -74,7 +75,7 @@ func (t *Tree) Leaves() []Hash {
 // OpenZeppelin's getProof returns it. Verify(t.Root(), leaf, proof) holds
 // and so does MerkleProof.verify on chain. A leaf present more than once is
 // proved at its last place in sorted order, as OpenZeppelin's getProof of a
-// value does. The proof of the only leaf of a one-leaf tree is empty. A leaf
+// value does. The proof of the only leaf of a one-leaf tree is empty (not nil). A leaf
 // the tree does not hold is an error wrapping ErrNotInTree.
 func (t *Tree) Proof(leaf Hash) ([]Hash, error) {
 	// i: the last sorted position holding leaf, if any (sorted leaf i is
@@ -86,7 +87,7 @@ func (t *Tree) Proof(leaf Hash) ([]Hash, error) {
 	if i < 0 || t.nodes[last-i] != leaf {
 		return nil, fmt.Errorf("%w: %s", ErrNotInTree, leaf.Hex())
 	}
-	var proof []Hash
+	proof := make([]Hash, 0, bits.Len(uint(last))) // never nil: JSON "[]", as OpenZeppelin prints
 	for j := last - i; j > 0; j = (j - 1) / 2 {
 		proof = append(proof, t.nodes[sibling(j)])
 	}
