@@ -127,7 +127,7 @@ func streamExact(ctx context.Context, name string, be linalg.Backend, queries []
 	for _, t := range x.tops[1:] {
 		x.tops[0].mergeTops(t)
 	}
-	res := &StreamResult{Rankings: x.tops[0].rankings(), Rows: x.rows, Kernel: x.kernelName()}
+	res := &StreamResult{Rankings: x.tops[0].rankings(), Rows: x.rows, Kernel: x.kernelName(), Quantized: qs}
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil
 }

@@ -382,6 +382,9 @@ type StoreResult struct {
 	// Kernel names what computed the exact integer sums of i8 stores
 	// (StreamResult.Kernel); empty for float scores.
 	Kernel string
+	// Quantized holds, for i8 stores, each store's queries as they were
+	// scored (StreamResult.Quantized); nil for float scores.
+	Quantized []*QuantizedQueries
 	// With FullScores: every score (n_query × Rows) and the rows' ids.
 	Scores *linalg.Dense32
 	IDs    []int64
@@ -456,7 +459,8 @@ func (s *StoreScorer) score(ctx context.Context, queries []*gradients.Batch) (*S
 	if res.Rows != count || len(res.Rankings) != nq {
 		return nil, fmt.Errorf("%s: scored %d rows for %d queries, want %d rows for %d", s.stores[0].Dir(), res.Rows, len(res.Rankings), count, nq)
 	}
-	out.Rankings, out.Rows, out.Kernel, out.Seconds = res.Rankings, res.Rows, res.Kernel, time.Since(start).Seconds()
+	out.Rankings, out.Rows, out.Kernel, out.Quantized = res.Rankings, res.Rows, res.Kernel, res.Quantized
+	out.Seconds = time.Since(start).Seconds()
 	return out, nil
 }
 

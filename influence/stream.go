@@ -76,6 +76,10 @@ type StreamResult struct {
 	// quant.Kernel ("vnni", "avx2", "go") or "device" (the backend's int8
 	// GEMM); empty for float scores.
 	Kernel string
+	// Quantized holds, for i8 stores, each store's queries as they were
+	// scored: projected, preconditioned and quantised (QuantizeQueries);
+	// nil for float scores.
+	Quantized []*QuantizedQueries
 }
 
 // StreamScores scores already-preconditioned queries (n_query × dim) against
