@@ -71,17 +71,28 @@ Commands:
   bench gemm           measure GEMM rates of the linear-algebra backends
   bench ekfac          time EK-FAC fit and score stages on a 2048×2048 layer
   bench stream         time streamed top-k scoring of a store against Sgemm
+  bench exact          time exact integer scoring of i8 stores against a pass over
+                       the same bytes, the int8 kernel and the f16 stream
   train                train an mlp, softmax or logistic model and save a checkpoint
   grads                write per-example gradients of a checkpoint on a data split
   project              randomly project a gradient file: goinfluence project --grads F
                        --kind rademacher|sjlt|gaussian|kronecker --k K --seed S --out F
   store build          build a sharded store of (projected) training gradients:
                        goinfluence store build --grads F --out DIR [--kind K --k K
-                       --seed S] [--dtype f16|bf16|f32] [--resume]
+                       --seed S] [--dtype f16|bf16|f32|i8] [--resume]
   store info           summarise a store: goinfluence store info --store DIR [--verify] [--json]
   store score          stream a store against queries, keeping the top K per query:
                        goinfluence store score --store DIR --query F [--factors FACTORS]
                        [--topk 50] [--scores-out F] [--no-verify] --out SCORES
+  attribute            attribute a batch of inferences to contributors and DataNets,
+                       split their fees and write a receipt with Merkle roots:
+                       goinfluence attribute --store DIR --registry F --query F
+                       --checkpoint F --fee N --out RECEIPT
+  verify               check a receipt: goinfluence verify RECEIPT [--store DIR
+                       --registry F --query F --checkpoint F] (with the inputs it
+                       recomputes it and names the first difference)
+  proof                a contributor's payout and Merkle proof, in OpenZeppelin's form:
+                       goinfluence proof --receipt R --contributor C --json
 
 No command writes over one of its inputs (an output that is the same file
 as an input is refused before any work) or leaves a partial file. fit, score,
@@ -155,6 +166,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runScore(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
+	case "attribute":
+		return runAttribute(ctx, args[1:], stdout, stderr)
+	case "verify":
+		return runVerify(ctx, args[1:], stdout, stderr)
+	case "proof":
+		return runProof(ctx, args[1:], stdout, stderr)
 	case "train":
 		return runTrain(ctx, args[1:], stdout, stderr)
 	case "grads":

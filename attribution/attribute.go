@@ -1,0 +1,381 @@
+package attribution
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"math/big"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/gradients/store"
+	"github.com/goinfluence/goinfluence/influence"
+	"github.com/goinfluence/goinfluence/linalg"
+	"github.com/goinfluence/goinfluence/quant"
+)
+
+// DefaultTopK is the number of distinct helpful examples credited per
+// inference when Config.TopK is zero.
+const DefaultTopK = 10
+
+// maxGroupFetch bounds the rows fetched per credited example to find TopK
+// distinct content groups among duplicates.
+const maxGroupFetch = 64
+
+// Config configures attribution.
+type Config struct {
+	// TopK is the number of distinct helpful examples credited per
+	// inference (default DefaultTopK): the examples with the highest
+	// positive scores, exact duplicates counting once.
+	TopK int
+	// Threshold is the least score credited: only scores > 0 and ≥
+	// Threshold count.
+	Threshold float64
+	// Split is how each inference's fee is shared.
+	Split SplitConfig
+	// AllowFloat allows float stores, whose scores no one can recompute
+	// bit for bit: the receipt records quantisation "none". For analysis,
+	// not payment.
+	AllowFloat bool
+}
+
+// Inputs names what a run manifest hashes besides the stores, which the
+// Attributor hashes itself.
+type Inputs struct {
+	Checkpoint string // path of the model checkpoint the gradients come from
+	Registry   string // path of the registry file
+	Factors    string // path of the factors file, for StoreFactors; "" otherwise
+}
+
+// Attributor attributes batches of inferences to the contributors and
+// DataNets of a store's examples. Opening it checks that every stored id is
+// registered and hashes the inputs; Attribute then scores, aggregates,
+// splits each fee and builds the receipt. It is safe for concurrent use.
+type Attributor struct {
+	scorer   *influence.StoreScorer
+	reg      *Registry
+	cfg      Config
+	fetch    int
+	manifest RunManifest
+	runID    [32]byte
+}
+
+// NewAttributor opens the StoreScorer of opt (whose TopK it sets) on the
+// backend be and prepares the run: every id of the stores must be in the
+// registry, and the stores must be i8 unless cfg.AllowFloat.
+func NewAttributor(ctx context.Context, be linalg.Backend, opt influence.StoreScorerOptions, reg *Registry, cfg Config, in Inputs) (*Attributor, error) {
+	a, err := newAttributor(ctx, be, opt, reg, cfg, in)
+	if err != nil {
+		return nil, fmt.Errorf("attribution: %w", err)
+	}
+	return a, nil
+}
+
+func newAttributor(ctx context.Context, be linalg.Backend, opt influence.StoreScorerOptions, reg *Registry, cfg Config, in Inputs) (*Attributor, error) {
+	if reg == nil {
+		return nil, errors.New("no registry")
+	}
+	cfg.TopK = cmp.Or(cfg.TopK, DefaultTopK)
+	switch {
+	case cfg.TopK < 0:
+		return nil, fmt.Errorf("TopK %d < 0", cfg.TopK)
+	case cfg.Threshold < 0 || math.IsNaN(cfg.Threshold) || math.IsInf(cfg.Threshold, 0):
+		return nil, fmt.Errorf("threshold %v: want a finite number ≥ 0", cfg.Threshold)
+	}
+	if err := cfg.Split.Check(); err != nil {
+		return nil, err
+	}
+	if len(opt.Stores) == 0 {
+		return nil, errors.New("no stores")
+	}
+	exact := true
+	for _, s := range opt.Stores {
+		if s.DType() != gradients.I8 {
+			exact = false
+		}
+	}
+	if !exact && !cfg.AllowFloat {
+		return nil, fmt.Errorf("the store %s is %s, not i8: its float scores cannot be recomputed bit for bit by a verifier; build it with --dtype i8, or allow float scores for analysis", opt.Stores[0].Dir(), opt.Stores[0].DType())
+	}
+	// Every stored id is registered, and the fetch covers TopK distinct
+	// content groups.
+	ids, err := opt.Stores[0].IDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := reg.CheckIDs(ids); err != nil {
+		return nil, fmt.Errorf("the store %s: %w", opt.Stores[0].Dir(), err)
+	}
+	group := 1
+	for _, id := range ids {
+		group = max(group, len(reg.SameContent(id)))
+	}
+	fetch := cfg.TopK * min(group, maxGroupFetch)
+	opt.TopK = fetch
+	scorer, err := influence.OpenStoreScorer(ctx, be, opt)
+	if err != nil {
+		return nil, err
+	}
+	m := RunManifest{
+		Method:       scorer.Method(),
+		Quantisation: "none",
+		Version:      Version(),
+		Attribution:  cfg.json(),
+	}
+	if exact {
+		m.Quantisation = quant.Version
+	}
+	meta := scorer.Metadata()
+	m.Projection, m.Damping = meta["projection"], meta["damping"]
+	for _, s := range opt.Stores {
+		h, err := fileSHA256(filepath.Join(s.Dir(), store.ManifestName))
+		if err != nil {
+			return nil, err
+		}
+		m.Stores = append(m.Stores, h)
+	}
+	if m.Registry, err = fileSHA256(in.Registry); err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	if m.Checkpoint, err = fileSHA256(in.Checkpoint); err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	if in.Factors != "" {
+		if m.Factors, err = fileSHA256(in.Factors); err != nil {
+			return nil, fmt.Errorf("factors: %w", err)
+		}
+	}
+	id, err := m.ID()
+	if err != nil {
+		return nil, err
+	}
+	return &Attributor{scorer: scorer, reg: reg, cfg: cfg, fetch: fetch, manifest: m, runID: id}, nil
+}
+
+// json returns c as a run manifest records it.
+func (c Config) json() ConfigJSON {
+	str := func(x *big.Int) string {
+		if x == nil {
+			return "0"
+		}
+		return x.String()
+	}
+	return ConfigJSON{
+		TopK: c.TopK, Threshold: strconv.FormatFloat(c.Threshold, 'g', -1, 64),
+		Contributor: c.Split.Shares.Contributors, Owner: c.Split.Shares.Owner, Stakers: c.Split.Shares.Stakers, Platform: c.Split.Shares.Platform,
+		Cap: str(c.Split.Cap), MinPayout: str(c.Split.MinPayout), NoInfluence: string(cmp.Or(c.Split.NoInfluence, "platform")),
+		Duplicates: "exact duplicates (same content_sha256) count once and share one credit equally",
+	}
+}
+
+// Manifest returns the run manifest.
+func (a *Attributor) Manifest() RunManifest { return a.manifest }
+
+// Inference is one inference to attribute: its id (unique in the batch)
+// and the fee it paid.
+type Inference struct {
+	ID  string
+	Fee *big.Int
+}
+
+// Attribute attributes a batch of inferences: queries[c] holds their query
+// gradients at store c's checkpoint, example i for infs[i]. It returns the
+// receipt, with both Merkle roots.
+func (a *Attributor) Attribute(ctx context.Context, infs []Inference, queries ...*gradients.Batch) (*Receipt, error) {
+	r, err := a.attribute(ctx, infs, queries)
+	if err != nil {
+		return nil, fmt.Errorf("attribution: Attribute: %w", err)
+	}
+	return r, nil
+}
+
+func (a *Attributor) attribute(ctx context.Context, infs []Inference, queries []*gradients.Batch) (*Receipt, error) {
+	if len(infs) == 0 {
+		return nil, errNoInferences
+	}
+	seen := make(map[string]int, len(infs))
+	for i, inf := range infs {
+		if j, ok := seen[inf.ID]; ok {
+			return nil, fmt.Errorf("inference id %q repeated (inferences %d and %d)", inf.ID, j, i)
+		}
+		seen[inf.ID] = i
+		if inf.Fee == nil || inf.Fee.Sign() < 0 || inf.Fee.BitLen() > 256 {
+			return nil, fmt.Errorf("inference %q: fee %v: want an integer in [0, 2²⁵⁶)", inf.ID, inf.Fee)
+		}
+	}
+	for c, q := range queries {
+		if q == nil || q.N != len(infs) {
+			return nil, fmt.Errorf("queries for store %d hold %v examples for %d inferences", c, q.N, len(infs))
+		}
+	}
+	res, err := a.scorer.Score(ctx, queries...)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(infs))
+	for i, inf := range infs {
+		ids[i] = inf.ID
+	}
+	r := &Receipt{Format: ReceiptFormat, Manifest: a.manifest, RunID: hex.EncodeToString(a.runID[:])}
+	r.Batch = BatchHash(a.runID, ids)
+	totals := map[string]*big.Int{}
+	owner, stakers, platform := new(big.Int), new(big.Int), new(big.Int)
+	for i, inf := range infs {
+		rec, err := a.record(i, inf, queries, res)
+		if err != nil {
+			return nil, fmt.Errorf("inference %q: %w", inf.ID, err)
+		}
+		for _, p := range rec.Contributors {
+			v, _ := new(big.Int).SetString(p.Amount, 10)
+			if t := totals[p.Contributor]; t != nil {
+				t.Add(t, v)
+			} else {
+				totals[p.Contributor] = v
+			}
+		}
+		addDecimal(owner, rec.Owner)
+		addDecimal(stakers, rec.Stakers)
+		addDecimal(platform, rec.Platform)
+		r.Inferences = append(r.Inferences, *rec)
+	}
+	for _, c := range slices.Sorted(maps.Keys(totals)) {
+		r.Payouts = append(r.Payouts, PayoutJSON{Contributor: c, Amount: totals[c].String()})
+	}
+	r.Owner, r.Stakers, r.Platform = owner.String(), stakers.String(), platform.String()
+	pt, rt, err := r.roots()
+	if err != nil {
+		return nil, err
+	}
+	r.PayoutRoot, r.RecordRoot = rootOf(pt), rootOf(rt)
+	return r, nil
+}
+
+// record attributes inference i.
+func (a *Attributor) record(i int, inf Inference, queries []*gradients.Batch, res *influence.StoreResult) (*InferenceRecord, error) {
+	rec := &InferenceRecord{ID: inf.ID, Fee: inf.Fee.String()}
+	h := sha256.New()
+	for _, q := range queries {
+		h.Write(float64Bytes(nil, q.Slice(i, i+1).Flatten().Data))
+	}
+	rec.Query = hex.EncodeToString(h.Sum(nil))
+	if res.Quantized != nil {
+		h := sha256.New()
+		for _, q := range res.Quantized {
+			h.Write(int8Bytes(q.Row(i)))
+			h.Write(binary.LittleEndian.AppendUint32(nil, math.Float32bits(q.Scales[i])))
+		}
+		rec.Quantized = hex.EncodeToString(h.Sum(nil))
+	}
+	credits, datanets, top, err := a.credit(res.Rankings[i].Helpful)
+	if err != nil {
+		return nil, err
+	}
+	rec.TopK = top
+	split, err := SplitFee(inf.Fee, credits, a.cfg.Split)
+	if err != nil {
+		return nil, err
+	}
+	rec.Owner, rec.Stakers, rec.Platform = split.Owner.String(), split.Stakers.String(), split.Platform.String()
+	rec.Unpaid = "0"
+	if split.Unpaid != nil {
+		rec.Unpaid = split.Unpaid.String()
+	}
+	rec.Contributors = []PayoutJSON{}
+	for _, p := range split.Contributors {
+		rec.Contributors = append(rec.Contributors, PayoutJSON{Contributor: p.Contributor, Amount: p.Amount.String()})
+	}
+	rec.DataNets = []CreditJSON{}
+	for _, d := range slices.Sorted(maps.Keys(datanets)) {
+		rec.DataNets = append(rec.DataNets, CreditJSON{Name: d, Weight: datanets[d].String()})
+	}
+	return rec, nil
+}
+
+// credit selects the credited examples among an inference's most helpful
+// rows (best first) and aggregates their weights per contributor and per
+// DataNet. Scores ≤ 0 or below the threshold earn nothing. Exact
+// duplicates, rows with the same content hash, form one group: the group
+// is credited once, for its best score, and its weight is shared equally
+// among every registered example of that content (the remainder of the
+// division going one unit each to the lowest ids), so that copying data
+// multiplies neither its credit nor its place in the top-k.
+func (a *Attributor) credit(helpful []influence.Entry) ([]Credit, map[string]*big.Int, []TopEntry, error) {
+	byContrib, byNet := map[string]*big.Int{}, map[string]*big.Int{}
+	add := func(m map[string]*big.Int, k string, v *big.Int) {
+		if t := m[k]; t != nil {
+			t.Add(t, v)
+		} else {
+			m[k] = new(big.Int).Set(v)
+		}
+	}
+	top := []TopEntry{}
+	groups := map[string]bool{}
+	for _, e := range helpful {
+		if len(top) == a.cfg.TopK {
+			break
+		}
+		if !(e.Score > 0) || e.Score < a.cfg.Threshold {
+			break // the list is best first
+		}
+		reg, ok := a.reg.Lookup(e.ID)
+		if !ok {
+			return nil, nil, nil, fmt.Errorf("example id %d is not in the registry", e.ID)
+		}
+		members := []int64{e.ID}
+		key := "id:" + strconv.FormatInt(e.ID, 10)
+		if reg.ContentSHA256 != "" {
+			key = "sha256:" + reg.ContentSHA256
+			members = a.reg.SameContent(e.ID)
+		}
+		if groups[key] {
+			continue // a duplicate of an example credited already
+		}
+		groups[key] = true
+		top = append(top, TopEntry{ID: e.ID, ISum: e.ISum, Score: float32(e.Score)})
+		w, err := Weight(e.Score)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("example id %d: %w", e.ID, err)
+		}
+		n := big.NewInt(int64(len(members)))
+		share, rem := new(big.Int).QuoRem(w, n, new(big.Int))
+		extra := int(rem.Int64()) // < len(members)
+		for k, id := range members {
+			m, ok := a.reg.Lookup(id)
+			if !ok {
+				return nil, nil, nil, fmt.Errorf("example id %d is not in the registry", id)
+			}
+			v := share
+			if k < extra {
+				v = new(big.Int).Add(share, big.NewInt(1))
+			}
+			add(byContrib, m.Contributor, v)
+			add(byNet, m.DataNet, v)
+		}
+	}
+	credits := make([]Credit, 0, len(byContrib))
+	for _, c := range slices.Sorted(maps.Keys(byContrib)) {
+		credits = append(credits, Credit{Contributor: c, Weight: byContrib[c]})
+	}
+	return credits, byNet, top, nil
+}
+
+func addDecimal(t *big.Int, s string) {
+	v, _ := new(big.Int).SetString(s, 10)
+	t.Add(t, v)
+}
+
+func int8Bytes(v []int8) []byte {
+	b := make([]byte, len(v))
+	for i, x := range v {
+		b[i] = byte(x)
+	}
+	return b
+}
