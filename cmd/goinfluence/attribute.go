@@ -63,9 +63,19 @@ func (in *attributeInputs) open(ctx context.Context, cmd string, cfg attribution
 	case *in.hessian == "raw" && *in.factors != "":
 		return nil, nil, nil, fmt.Errorf("%w: %s: --hessian raw and --factors are two preconditioners; choose one", errUsage, cmd)
 	}
-	d, err := hessian.ParseDamping(cmpOr(*in.damping, damping, "heuristic"))
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: %s: --damping: %v", errUsage, cmd, err)
+	var d hessian.Damping
+	if *in.factors != "" || *in.hessian == "raw" {
+		// The receipt's damping, when verifying: "none" is an identity
+		// receipt's, and means the default here.
+		if damping == "none" {
+			damping = ""
+		}
+		var err error
+		if d, err = hessian.ParseDamping(cmpOr(*in.damping, damping, "heuristic")); err != nil {
+			return nil, nil, nil, fmt.Errorf("%w: %s: --damping: %v", errUsage, cmd, err)
+		}
+	} else if *in.damping != "" {
+		return nil, nil, nil, fmt.Errorf("%w: %s: --damping needs --factors or --hessian raw", errUsage, cmd)
 	}
 	reg, err := attribution.ReadRegistry(*in.registry)
 	if err != nil {
