@@ -41,6 +41,12 @@ type Config struct {
 	Threshold float64
 	// Split is how each inference's fee is shared.
 	Split SplitConfig
+	// NearDuplicate, in (0, 1], joins into one duplicate group the
+	// candidate examples whose stored rows (i8) have a cosine of at least
+	// this, so that near copies share one credit as exact ones do; 0
+	// turns it off. It reads each inference's candidate rows from the
+	// store.
+	NearDuplicate float64
 	// AllowFloat allows float stores, whose scores no one can recompute
 	// bit for bit: the receipt records quantisation "none". For analysis,
 	// not payment.
@@ -61,6 +67,7 @@ type Inputs struct {
 // splits each fee and builds the receipt. It is safe for concurrent use.
 type Attributor struct {
 	scorer   *influence.StoreScorer
+	store    *store.Store
 	reg      *Registry
 	cfg      Config
 	fetch    int
@@ -89,6 +96,8 @@ func newAttributor(ctx context.Context, be linalg.Backend, opt influence.StoreSc
 		return nil, fmt.Errorf("TopK %d < 0", cfg.TopK)
 	case cfg.Threshold < 0 || math.IsNaN(cfg.Threshold) || math.IsInf(cfg.Threshold, 0):
 		return nil, fmt.Errorf("threshold %v: want a finite number ≥ 0", cfg.Threshold)
+	case !(cfg.NearDuplicate >= 0 && cfg.NearDuplicate <= 1):
+		return nil, fmt.Errorf("near-duplicate cosine %v: want 0 (off) or a number in (0, 1]", cfg.NearDuplicate)
 	}
 	if err := cfg.Split.Check(); err != nil {
 		return nil, err
@@ -101,6 +110,9 @@ func newAttributor(ctx context.Context, be linalg.Backend, opt influence.StoreSc
 		if s.DType() != gradients.I8 {
 			exact = false
 		}
+	}
+	if !exact && cfg.NearDuplicate > 0 {
+		return nil, fmt.Errorf("near duplicates are found on i8 stores; %s is %s", opt.Stores[0].Dir(), opt.Stores[0].DType())
 	}
 	if !exact && !cfg.AllowFloat {
 		return nil, fmt.Errorf("the store %s is %s, not i8: its float scores cannot be recomputed bit for bit by a verifier; build it with --dtype i8, or allow float scores for analysis", opt.Stores[0].Dir(), opt.Stores[0].DType())
@@ -157,7 +169,7 @@ func newAttributor(ctx context.Context, be linalg.Backend, opt influence.StoreSc
 	if err != nil {
 		return nil, err
 	}
-	return &Attributor{scorer: scorer, reg: reg, cfg: cfg, fetch: fetch, manifest: m, runID: id}, nil
+	return &Attributor{scorer: scorer, store: opt.Stores[0], reg: reg, cfg: cfg, fetch: fetch, manifest: m, runID: id}, nil
 }
 
 // json returns c as a run manifest records it.
@@ -172,7 +184,8 @@ func (c Config) json() ConfigJSON {
 		TopK: c.TopK, Threshold: strconv.FormatFloat(c.Threshold, 'g', -1, 64),
 		Contributor: c.Split.Shares.Contributors, Owner: c.Split.Shares.Owner, Stakers: c.Split.Shares.Stakers, Platform: c.Split.Shares.Platform,
 		Cap: str(c.Split.Cap), MinPayout: str(c.Split.MinPayout), NoInfluence: string(cmp.Or(c.Split.NoInfluence, "platform")),
-		Duplicates: "exact duplicates (same content_sha256) count once and share one credit equally",
+		Duplicates:    "exact duplicates (same content_sha256) count once and share one credit equally",
+		NearDuplicate: strconv.FormatFloat(c.NearDuplicate, 'g', -1, 64),
 	}
 }
 
@@ -229,7 +242,7 @@ func (a *Attributor) attribute(ctx context.Context, infs []Inference, queries []
 	totals := map[string]*big.Int{}
 	owner, stakers, platform := new(big.Int), new(big.Int), new(big.Int)
 	for i, inf := range infs {
-		rec, err := a.record(i, inf, queries, res)
+		rec, err := a.record(ctx, i, inf, queries, res)
 		if err != nil {
 			return nil, fmt.Errorf("inference %q: %w", inf.ID, err)
 		}
@@ -259,7 +272,7 @@ func (a *Attributor) attribute(ctx context.Context, infs []Inference, queries []
 }
 
 // record attributes inference i.
-func (a *Attributor) record(i int, inf Inference, queries []*gradients.Batch, res *influence.StoreResult) (*InferenceRecord, error) {
+func (a *Attributor) record(ctx context.Context, i int, inf Inference, queries []*gradients.Batch, res *influence.StoreResult) (*InferenceRecord, error) {
 	rec := &InferenceRecord{ID: inf.ID, Fee: inf.Fee.String()}
 	h := sha256.New()
 	for _, q := range queries {
@@ -274,7 +287,7 @@ func (a *Attributor) record(i int, inf Inference, queries []*gradients.Batch, re
 		}
 		rec.Quantized = hex.EncodeToString(h.Sum(nil))
 	}
-	credits, datanets, top, err := a.credit(res.Rankings[i].Helpful)
+	credits, datanets, top, err := a.credit(ctx, res.Rankings[i].Helpful)
 	if err != nil {
 		return nil, err
 	}
@@ -301,13 +314,27 @@ func (a *Attributor) record(i int, inf Inference, queries []*gradients.Batch, re
 
 // credit selects the credited examples among an inference's most helpful
 // rows (best first) and aggregates their weights per contributor and per
-// DataNet. Scores ≤ 0 or below the threshold earn nothing. Exact
-// duplicates, rows with the same content hash, form one group: the group
-// is credited once, for its best score, and its weight is shared equally
-// among every registered example of that content (the remainder of the
-// division going one unit each to the lowest ids), so that copying data
-// multiplies neither its credit nor its place in the top-k.
-func (a *Attributor) credit(helpful []influence.Entry) ([]Credit, map[string]*big.Int, []TopEntry, error) {
+// DataNet. Scores ≤ 0 or below the threshold earn nothing. Duplicates form
+// groups: rows with the same content hash (exact duplicates) and, with
+// Config.NearDuplicate, candidate rows whose stored gradients have a cosine
+// of at least that (near duplicates, joined transitively). A group is
+// credited once, for its best score, counts once toward TopK, and its
+// weight is shared equally among its members, every registered example of
+// its contents (the remainder of the division going one unit each to the
+// lowest ids), so that copying data multiplies neither its credit nor its
+// place in the top-k.
+func (a *Attributor) credit(ctx context.Context, helpful []influence.Entry) ([]Credit, map[string]*big.Int, []TopEntry, error) {
+	var cands []influence.Entry
+	for _, e := range helpful {
+		if !(e.Score > 0) || e.Score < a.cfg.Threshold {
+			break // the list is best first
+		}
+		cands = append(cands, e)
+	}
+	group, err := a.groups(ctx, cands)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	byContrib, byNet := map[string]*big.Int{}, map[string]*big.Int{}
 	add := func(m map[string]*big.Int, k string, v *big.Int) {
 		if t := m[k]; t != nil {
@@ -317,43 +344,44 @@ func (a *Attributor) credit(helpful []influence.Entry) ([]Credit, map[string]*bi
 		}
 	}
 	top := []TopEntry{}
-	groups := map[string]bool{}
-	for _, e := range helpful {
+	done := map[int]bool{}
+	for k, e := range cands {
 		if len(top) == a.cfg.TopK {
 			break
 		}
-		if !(e.Score > 0) || e.Score < a.cfg.Threshold {
-			break // the list is best first
-		}
-		reg, ok := a.reg.Lookup(e.ID)
-		if !ok {
-			return nil, nil, nil, fmt.Errorf("example id %d is not in the registry", e.ID)
-		}
-		members := []int64{e.ID}
-		key := "id:" + strconv.FormatInt(e.ID, 10)
-		if reg.ContentSHA256 != "" {
-			key = "sha256:" + reg.ContentSHA256
-			members = a.reg.SameContent(e.ID)
-		}
-		if groups[key] {
+		g := group[k]
+		if done[g] {
 			continue // a duplicate of an example credited already
 		}
-		groups[key] = true
+		done[g] = true
 		top = append(top, TopEntry{ID: e.ID, ISum: e.ISum, Score: float32(e.Score)})
 		w, err := Weight(e.Score)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("example id %d: %w", e.ID, err)
 		}
+		var members []int64
+		for j, f := range cands {
+			if group[j] != g {
+				continue
+			}
+			if same := a.reg.SameContent(f.ID); same != nil {
+				members = append(members, same...)
+			} else {
+				members = append(members, f.ID)
+			}
+		}
+		slices.Sort(members)
+		members = slices.Compact(members)
 		n := big.NewInt(int64(len(members)))
 		share, rem := new(big.Int).QuoRem(w, n, new(big.Int))
 		extra := int(rem.Int64()) // < len(members)
-		for k, id := range members {
+		for i, id := range members {
 			m, ok := a.reg.Lookup(id)
 			if !ok {
 				return nil, nil, nil, fmt.Errorf("example id %d is not in the registry", id)
 			}
 			v := share
-			if k < extra {
+			if i < extra {
 				v = new(big.Int).Add(share, big.NewInt(1))
 			}
 			add(byContrib, m.Contributor, v)
@@ -365,6 +393,89 @@ func (a *Attributor) credit(helpful []influence.Entry) ([]Credit, map[string]*bi
 		credits = append(credits, Credit{Contributor: c, Weight: byContrib[c]})
 	}
 	return credits, byNet, top, nil
+}
+
+// groups returns the duplicate group of each candidate: the smallest
+// candidate position it is joined to by the same content hash or, with
+// Config.NearDuplicate, by a chain of stored rows whose cosine is at least
+// that.
+func (a *Attributor) groups(ctx context.Context, cands []influence.Entry) ([]int, error) {
+	parent := make([]int, len(cands))
+	for k := range parent {
+		parent[k] = k
+	}
+	var find func(int) int
+	find = func(k int) int {
+		for parent[k] != k {
+			k = parent[k]
+		}
+		return k
+	}
+	union := func(i, j int) {
+		ri, rj := find(i), find(j)
+		if ri != rj {
+			parent[max(ri, rj)] = min(ri, rj)
+		}
+	}
+	first := map[string]int{}
+	for k, e := range cands {
+		reg, ok := a.reg.Lookup(e.ID)
+		if !ok {
+			return nil, fmt.Errorf("example id %d is not in the registry", e.ID)
+		}
+		if reg.ContentSHA256 == "" {
+			continue
+		}
+		if j, ok := first[reg.ContentSHA256]; ok {
+			union(j, k)
+		} else {
+			first[reg.ContentSHA256] = k
+		}
+	}
+	if a.cfg.NearDuplicate > 0 && len(cands) > 1 {
+		idx := make([]int, len(cands))
+		for k, e := range cands {
+			idx[k] = e.Index
+		}
+		rows, err := a.store.RowsAt(ctx, idx)
+		if err != nil {
+			return nil, err
+		}
+		norms := make([]int64, len(rows))
+		for k, r := range rows {
+			norms[k] = dot8(r.Raw, r.Raw)
+		}
+		for i := range rows {
+			for j := i + 1; j < len(rows); j++ {
+				if cosine(dot8(rows[i].Raw, rows[j].Raw), norms[i], norms[j]) >= a.cfg.NearDuplicate {
+					union(i, j)
+				}
+			}
+		}
+	}
+	out := make([]int, len(cands))
+	for k := range out {
+		out[k] = find(k)
+	}
+	return out, nil
+}
+
+// dot8 returns the exact sum of products of two rows of int8 values.
+func dot8(a, b []byte) int64 {
+	var s int64
+	for j := range a {
+		s += int64(int8(a[j])) * int64(int8(b[j]))
+	}
+	return s
+}
+
+// cosine returns ab/√(aa·bb) in float64 (0 for a zero row): correctly
+// rounded operations on exact integers, the same on every machine.
+func cosine(ab, aa, bb int64) float64 {
+	if aa == 0 || bb == 0 {
+		return 0
+	}
+	return float64(ab) / math.Sqrt(float64(aa)*float64(bb))
 }
 
 func addDecimal(t *big.Int, s string) {

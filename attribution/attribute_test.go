@@ -275,3 +275,40 @@ func TestDuplicatesShareCredit(t *testing.T) {
 		}
 	}
 }
+
+// TestNearDuplicates checks that a slightly perturbed copy of an example
+// (another content hash) is credited apart without NearDuplicate and
+// shares the credit with it above the cosine threshold.
+func TestNearDuplicates(t *testing.T) {
+	w := newWorld(t, 60, 1)
+	rng := rand.New(rand.NewPCG(5, 6))
+	for j := range w.dim {
+		w.rows[8*w.dim+j] = w.rows[3*w.dim+j] * float32(1+0.01*rng.NormFloat64())
+	}
+	dir := w.build(t, "near", 16)
+	q := make([]float64, w.dim)
+	for j := range q {
+		q[j] = float64(w.rows[3*w.dim+j])
+	}
+	w.queries = &gradients.Batch{N: 1, Layers: []gradients.Layer{{Name: "g", D: w.dim, Grad: q}}}
+	for _, nd := range []float64{0, 0.99} {
+		cfg := testConfig
+		cfg.NearDuplicate = nd
+		r, err := w.attributor(t, dir, linalg.CPU(), 0, cfg).Attribute(context.Background(), inferences(1, 10_000), w.queries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var both int
+		for _, e := range r.Inferences[0].TopK {
+			if e.ID == w.ids[3] || e.ID == w.ids[8] {
+				both++
+			}
+		}
+		if want := map[float64]int{0: 2, 0.99: 1}[nd]; both != want {
+			t.Errorf("near-duplicate cosine %v: %d of the pair credited, want %d: %v", nd, both, want, r.Inferences[0].TopK)
+		}
+		if err := Check(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -54,6 +54,9 @@ type ConfigJSON struct {
 	MinPayout   string `json:"min_payout"`
 	NoInfluence string `json:"no_influence"`
 	Duplicates  string `json:"duplicates"`
+	// NearDuplicate is the cosine of stored rows at or above which
+	// candidates share one credit; "0": off.
+	NearDuplicate string `json:"near_duplicate_cosine"`
 }
 
 // ID returns the run id: the SHA-256 of m's JSON encoding.
@@ -341,7 +344,11 @@ func (c ConfigJSON) Config() (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("manifest: attribution.min_payout: %w", err)
 	}
-	return Config{TopK: c.TopK, Threshold: th, Split: SplitConfig{
+	nd, err := strconv.ParseFloat(c.NearDuplicate, 64)
+	if err != nil {
+		return Config{}, fmt.Errorf("manifest: attribution.near_duplicate_cosine %q: %w", c.NearDuplicate, err)
+	}
+	return Config{TopK: c.TopK, Threshold: th, NearDuplicate: nd, Split: SplitConfig{
 		Shares: Shares{Contributors: c.Contributor, Owner: c.Owner, Stakers: c.Stakers, Platform: c.Platform},
 		Cap:    capv, MinPayout: minv, NoInfluence: Destination(c.NoInfluence),
 	}}, nil

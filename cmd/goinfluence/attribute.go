@@ -132,6 +132,7 @@ func runAttribute(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	ids := fs.String("inference-ids", "", "comma-separated ids of the inferences, one per query (default: the query file's ids, else q0, q1, …)")
 	topk := fs.Int("topk", attribution.DefaultTopK, "distinct helpful examples credited per inference (exact duplicates count once)")
 	threshold := fs.Float64("threshold", 0, "least score credited (scores ≤ 0 never are)")
+	nearDup := fs.Float64("near-duplicate", 0, "cosine of stored rows at or above which candidate examples share one credit, as exact duplicates do (0: off)")
 	shares := fs.String("shares", "7000,1000,1000,1000", "basis points of the fee for contributors, model owner, stakers and platform (sum 10000)")
 	capFlag := fs.String("cap", "0", "per-contributor cap on one inference's payout (0: none); the excess goes to the others")
 	minPayout := fs.String("min-payout", "0", "contributor payouts below this are not made and go to the others (0: none)")
@@ -155,7 +156,7 @@ func runAttribute(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return fmt.Errorf("%w: attribute: %v", errUsage, err)
 	}
-	cfg := attribution.Config{TopK: *topk, Threshold: *threshold, Split: split, AllowFloat: *allowFloat}
+	cfg := attribution.Config{TopK: *topk, Threshold: *threshold, NearDuplicate: *nearDup, Split: split, AllowFloat: *allowFloat}
 	a, q, done, err := in.open(ctx, "attribute", cfg, "")
 	if err != nil {
 		return err

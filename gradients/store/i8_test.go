@@ -207,3 +207,36 @@ func containsAll(s string, subs ...string) bool {
 	}
 	return true
 }
+
+// TestRowsAt reads rows by index, in any order and across shards, and
+// checks them against an iterator's.
+func TestRowsAt(t *testing.T) {
+	for _, dt := range []gradients.DType{gradients.I8, gradients.F16} {
+		ids, rows := randRows(23, 40, 9)
+		dir := filepath.Join(t.TempDir(), "s")
+		build(t, dir, Options{DType: dt, ShardRows: 5, Layers: testLayers}, ids, rows)
+		s := open(t, dir)
+		var raw []byte
+		var scales []float32
+		it := s.Chunks(100)
+		for it.NextRaw(context.Background()) {
+			raw = append(raw, it.Chunk().Raw...)
+			scales = append(scales, it.Chunk().Scales...)
+		}
+		idx := []int{22, 0, 7, 7, 5, 4, 13}
+		got, err := s.RowsAt(context.Background(), idx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rb := testDim * dt.Size()
+		for k, r := range got {
+			i := idx[k]
+			if r.Index != i || r.ID != ids[i] || string(r.Raw) != string(raw[i*rb:(i+1)*rb]) || (dt == gradients.I8 && r.Scale != scales[i]) {
+				t.Fatalf("%s: row %d: %+v", dt, i, r)
+			}
+		}
+		if _, err := s.RowsAt(context.Background(), []int{23}); !errors.Is(err, ErrShape) || !strings.Contains(err.Error(), "row 23") {
+			t.Errorf("%s: index out of range: %v", dt, err)
+		}
+	}
+}
