@@ -312,3 +312,37 @@ func TestNearDuplicates(t *testing.T) {
 		}
 	}
 }
+
+// TestQuality checks the data-quality report: an example twenty times
+// larger than the rest is its contributor's one outlier, and the queries'
+// harmful examples are counted.
+func TestQuality(t *testing.T) {
+	w := newWorld(t, 60, 6)
+	for j := range w.dim {
+		w.rows[10*w.dim+j] *= 20 // row 10 belongs to contributor-0
+	}
+	dir := w.build(t, "outlier", 16)
+	rep, err := w.attributor(t, dir, linalg.CPU(), 0, testConfig).Quality(context.Background(), QualityOptions{}, w.queries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	negative, examples := 0, 0
+	for _, c := range rep.Contributors {
+		want := 0
+		if c.Contributor == "contributor-0" {
+			want = 1
+		}
+		if c.Outliers != want {
+			t.Errorf("%s: %d outliers, want %d", c.Contributor, c.Outliers, want)
+		}
+		negative += c.Negative
+		examples += c.Examples
+	}
+	if negative == 0 || examples != 60 || rep.Queries != 6 {
+		t.Errorf("report %+v", rep)
+	}
+	var b strings.Builder
+	if err := rep.WriteTable(&b); err != nil || !strings.Contains(b.String(), "contributor-0") {
+		t.Errorf("table %q, %v", b.String(), err)
+	}
+}

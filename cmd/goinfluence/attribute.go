@@ -139,13 +139,14 @@ func runAttribute(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	noInfluence := fs.String("no-influence", "platform", "where the contributors' pool goes when no example helped: platform, owner or stakers")
 	allowFloat := fs.Bool("allow-float", false, "allow a float store: scores no one can recompute bit for bit; the receipt says so (quantisation none)")
 	out := fs.String("out", "", "receipt to write (JSON; required)")
+	qualityOut := fs.String("quality-out", "", "also write the per-contributor data-quality report (negative-influence and self-influence outlier examples) as JSON, and print its table")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *out == "" || *fee == "" {
 		return fmt.Errorf("%w: attribute needs --fee and --out", errUsage)
 	}
-	if err := checkOutputs("attribute", paths("--out", *out), in.files()); err != nil {
+	if err := checkOutputs("attribute", append(paths("--out", *out), paths("--quality-out", *qualityOut)...), in.files()); err != nil {
 		return err
 	}
 	f, ok := new(big.Int).SetString(*fee, 10)
@@ -190,7 +191,21 @@ func runAttribute(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	fmt.Fprintf(stdout, "attribute: %d inferences, %d contributors paid; payout_root %s, record_root %s; wrote %s\n",
 		len(r.Inferences), len(r.Payouts), r.PayoutRoot.Hex(), r.RecordRoot.Hex(), *out)
-	return nil
+	if *qualityOut == "" {
+		return nil
+	}
+	rep, err := a.Quality(ctx, attribution.QualityOptions{}, q)
+	if err != nil {
+		return fmt.Errorf("attribute: %w", err)
+	}
+	if err := atomicfile.WriteFile(*qualityOut, func(w io.Writer) error {
+		e := json.NewEncoder(w)
+		e.SetIndent("", "  ")
+		return e.Encode(rep)
+	}); err != nil {
+		return err
+	}
+	return rep.WriteTable(stdout)
 }
 
 // parseSplit reads the fee-split flags.

@@ -34,8 +34,8 @@ func TestAttributeCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	inputs := []string{"--store", dir, "--registry", sf.p("reg.csv"), "--query", sf.q, "--checkpoint", sf.p("ckpt")}
-	out := sf.run(append([]string{"attribute", "--fee", "1000000000000000000000", "--topk", "3", "--out", sf.p("receipt.json")}, inputs...)...)
-	if !strings.Contains(out, "payout_root 0x") {
+	out := sf.run(append([]string{"attribute", "--fee", "1000000000000000000000", "--topk", "3", "--out", sf.p("receipt.json"), "--quality-out", sf.p("quality.json")}, inputs...)...)
+	if !strings.Contains(out, "payout_root 0x") || !strings.Contains(out, "data quality over 3 queries") {
 		t.Fatalf("attribute printed %q", out)
 	}
 	if out := sf.run("verify", sf.p("receipt.json")); !strings.Contains(out, "consistent") {

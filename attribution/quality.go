@@ -1,0 +1,183 @@
+package attribution
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"slices"
+	"sort"
+
+	"github.com/goinfluence/goinfluence/gradients"
+)
+
+// DefaultOutlierFactor is QualityOptions.OutlierFactor's default.
+const DefaultOutlierFactor = 10
+
+// QualityOptions configure Attributor.Quality.
+type QualityOptions struct {
+	// OutlierFactor marks an example an outlier when its self-influence
+	// exceeds this many times the median over the store (default
+	// DefaultOutlierFactor).
+	OutlierFactor float64
+}
+
+// ContributorQuality is what Quality reports of one contributor's data.
+type ContributorQuality struct {
+	Contributor string  `json:"contributor"`
+	Examples    int     `json:"examples"` // registered examples in the store
+	Negative    int     `json:"negative_examples"`
+	NegativeSum float64 `json:"negative_score_sum"` // sum of their most negative scores
+	Outliers    int     `json:"outlier_examples"`
+	MeanSelf    float64 `json:"mean_self_influence"`
+}
+
+// QualityReport describes the data of every contributor of a store.
+type QualityReport struct {
+	Queries       int                  `json:"queries"`
+	MedianSelf    float64              `json:"median_self_influence"`
+	OutlierFactor float64              `json:"outlier_factor"`
+	Contributors  []ContributorQuality `json:"contributors"` // ascending by contributor
+}
+
+// Quality reports, per contributor, the examples whose influence on the
+// queries is negative (among each query's most harmful rows, as many as
+// Attribute fetches) and the outliers by self-influence, the squared norm
+// of the stored row (what the identity method gives an example against
+// itself: for an i8 store the exact integer sum times the scale squared).
+// Examples that hurt the queries or stand far from the rest are what
+// duplicated, mislabelled or adversarial data look like; they earn
+// nothing, and the report says where they come from.
+func (a *Attributor) Quality(ctx context.Context, opt QualityOptions, queries ...*gradients.Batch) (*QualityReport, error) {
+	rep, err := a.quality(ctx, opt, queries)
+	if err != nil {
+		return nil, fmt.Errorf("attribution: Quality: %w", err)
+	}
+	return rep, nil
+}
+
+func (a *Attributor) quality(ctx context.Context, opt QualityOptions, queries []*gradients.Batch) (*QualityReport, error) {
+	factor := opt.OutlierFactor
+	if factor == 0 {
+		factor = DefaultOutlierFactor
+	}
+	if !(factor > 0) || math.IsInf(factor, 0) {
+		return nil, fmt.Errorf("outlier factor %v: want a finite number > 0", factor)
+	}
+	res, err := a.scorer.Score(ctx, queries...)
+	if err != nil {
+		return nil, err
+	}
+	by := map[string]*ContributorQuality{}
+	get := func(id int64) (*ContributorQuality, error) {
+		reg, ok := a.reg.Lookup(id)
+		if !ok {
+			return nil, fmt.Errorf("example id %d is not in the registry", id)
+		}
+		c := by[reg.Contributor]
+		if c == nil {
+			c = &ContributorQuality{Contributor: reg.Contributor}
+			by[reg.Contributor] = c
+		}
+		return c, nil
+	}
+	worst := map[int64]float64{}
+	for _, r := range res.Rankings {
+		for _, e := range r.Harmful {
+			if e.Score < 0 {
+				worst[e.ID] = min(worst[e.ID], e.Score)
+			}
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(worst)) {
+		c, err := get(id)
+		if err != nil {
+			return nil, err
+		}
+		c.Negative++
+		c.NegativeSum += worst[id]
+	}
+	// One pass over the store for the self-influences.
+	var ids []int64
+	var self []float64
+	it := a.store.Chunks(4096)
+	defer it.Close()
+	for it.NextRaw(ctx) {
+		ch := it.Chunk()
+		dim := a.store.Dim()
+		for r, id := range ch.IDs {
+			ids = append(ids, id)
+			if ch.Scales != nil {
+				row := ch.Raw[r*dim : (r+1)*dim]
+				s := float64(ch.Scales[r])
+				self = append(self, float64(dot8(row, row))*s*s)
+			}
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, err
+	}
+	if self == nil {
+		// A float store: its rows, widened.
+		self = self[:0]
+		it := a.store.Chunks(4096)
+		defer it.Close()
+		for it.Next(ctx) {
+			rows := it.Chunk().Rows
+			for r := range rows.Rows {
+				var s float64
+				for _, v := range rows.Row(r) {
+					s += float64(float64(v) * float64(v))
+				}
+				self = append(self, s)
+			}
+		}
+		if err := it.Err(); err != nil {
+			return nil, err
+		}
+	}
+	sorted := slices.Clone(self)
+	sort.Float64s(sorted)
+	median := 0.0
+	if n := len(sorted); n > 0 {
+		median = sorted[n/2]
+		if n%2 == 0 {
+			median = (sorted[n/2-1] + sorted[n/2]) / 2
+		}
+	}
+	sums := map[string]float64{}
+	for k, id := range ids {
+		c, err := get(id)
+		if err != nil {
+			return nil, err
+		}
+		c.Examples++
+		sums[c.Contributor] += self[k]
+		if self[k] > factor*median {
+			c.Outliers++
+		}
+	}
+	rep := &QualityReport{Queries: len(res.Rankings), MedianSelf: median, OutlierFactor: factor}
+	for _, name := range slices.Sorted(maps.Keys(by)) {
+		c := by[name]
+		if c.Examples > 0 {
+			c.MeanSelf = sums[name] / float64(c.Examples)
+		}
+		rep.Contributors = append(rep.Contributors, *c)
+	}
+	return rep, nil
+}
+
+// WriteTable writes the report as a table.
+func (r *QualityReport) WriteTable(w io.Writer) error {
+	_, err := fmt.Fprintf(w, "data quality over %d queries (outlier: self-influence > %g × the median %.4g)\n%-20s %9s %9s %12s %9s %12s\n",
+		r.Queries, r.OutlierFactor, r.MedianSelf, "contributor", "examples", "negative", "neg. sum", "outliers", "mean self")
+	for _, c := range r.Contributors {
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "%-20s %9d %9d %12.4g %9d %12.4g\n", c.Contributor, c.Examples, c.Negative, c.NegativeSum, c.Outliers, c.MeanSelf)
+	}
+	return err
+}
