@@ -32,7 +32,7 @@ type world struct {
 
 const worldDim = 24
 
-func newWorld(t *testing.T, n, nq int) *world {
+func newWorld(t testing.TB, n, nq int) *world {
 	t.Helper()
 	w := &world{dir: t.TempDir(), dim: worldDim}
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -77,7 +77,7 @@ func newWorld(t *testing.T, n, nq int) *world {
 	return w
 }
 
-func (w *world) build(t *testing.T, name string, shardRows int) string {
+func (w *world) build(t testing.TB, name string, shardRows int) string {
 	t.Helper()
 	dir := filepath.Join(w.dir, name)
 	b, err := store.Create(dir, store.Options{DType: gradients.I8, ShardRows: shardRows, Layers: []store.LayerInfo{{Name: "g", Dim: w.dim}}})
@@ -95,7 +95,7 @@ func (w *world) build(t *testing.T, name string, shardRows int) string {
 
 var testConfig = Config{TopK: 4, Split: SplitConfig{Shares: Shares{Contributors: 7000, Owner: 1000, Stakers: 1000, Platform: 1000}}}
 
-func (w *world) attributor(t *testing.T, storeDir string, be linalg.Backend, chunk int, cfg Config) *Attributor {
+func (w *world) attributor(t testing.TB, storeDir string, be linalg.Backend, chunk int, cfg Config) *Attributor {
 	t.Helper()
 	s, err := store.Open(storeDir)
 	if err != nil {

@@ -256,20 +256,33 @@ func WriteReceipt(path string, r *Receipt) error {
 	})
 }
 
-// ReadReceipt reads a receipt, refusing unknown fields and another format.
+// ReadReceipt reads a receipt file (ParseReceipt).
 func ReadReceipt(path string) (*Receipt, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("attribution: %w", err)
 	}
+	r, err := ParseReceipt(b)
+	if err != nil {
+		return nil, fmt.Errorf("attribution: receipt %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// ParseReceipt decodes a receipt's JSON, refusing unknown fields, trailing
+// data and another format. It does not check the receipt (Check does).
+func ParseReceipt(b []byte) (*Receipt, error) {
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
 	var r Receipt
 	if err := d.Decode(&r); err != nil {
-		return nil, fmt.Errorf("attribution: receipt %s: %w", path, err)
+		return nil, err
+	}
+	if d.More() {
+		return nil, errors.New("data after the receipt")
 	}
 	if r.Format != ReceiptFormat {
-		return nil, fmt.Errorf("attribution: receipt %s: format %q, want %q", path, r.Format, ReceiptFormat)
+		return nil, fmt.Errorf("format %q, want %q", r.Format, ReceiptFormat)
 	}
 	return &r, nil
 }
