@@ -225,8 +225,11 @@ func (a *Attributor) attribute(ctx context.Context, infs []Inference, queries []
 		}
 	}
 	for c, q := range queries {
-		if q == nil || q.N != len(infs) {
-			return nil, fmt.Errorf("queries for store %d hold %v examples for %d inferences", c, q.N, len(infs))
+		switch {
+		case q == nil:
+			return nil, fmt.Errorf("no queries for store %d", c)
+		case q.N != len(infs):
+			return nil, fmt.Errorf("queries for store %d hold %d examples for %d inferences", c, q.N, len(infs))
 		}
 	}
 	res, err := a.scorer.Score(ctx, queries...)
