@@ -28,6 +28,9 @@ func ExactChunkRows(dim int) int {
 	return roundUp(max(exactChunkBytes/max(dim, 1), 1), 256)
 }
 
+// exactSumsBytes bounds the integer sums of a chunk of an exact stream.
+const exactSumsBytes = 64 << 20
+
 // exactDeviceMin is the fewest queries for which an exact stream multiplies
 // on a backend's int8 GEMM (accel.Int8Gemmer) rather than on the CPU
 // kernel: one query reads each stored byte once, which the CPU does at
@@ -173,7 +176,9 @@ func (x *exactStream) run(ctx context.Context) error {
 		}
 		chunkRows = ExactChunkRows(dim)
 	}
-	chunkRows = min(chunkRows, max(count, 1))
+	// The sums of a chunk take 4·nq·chunkRows bytes per store: many
+	// queries read fewer rows at a time, which changes no result.
+	chunkRows = min(chunkRows, max(256, exactSumsBytes/(4*max(x.nq, 1)*len(x.stores))), max(count, 1))
 	its := make([]*store.Iterator, len(x.stores))
 	for c, s := range x.stores {
 		its[c] = s.Chunks(chunkRows)
