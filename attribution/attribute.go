@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
@@ -203,14 +204,40 @@ type Inference struct {
 // gradients at store c's checkpoint, example i for infs[i]. It returns the
 // receipt, with both Merkle roots.
 func (a *Attributor) Attribute(ctx context.Context, infs []Inference, queries ...*gradients.Batch) (*Receipt, error) {
-	r, err := a.attribute(ctx, infs, queries)
+	r, err := a.attribute(ctx, infs, queries, nil)
 	if err != nil {
 		return nil, fmt.Errorf("attribution: Attribute: %w", err)
 	}
 	return r, nil
 }
 
-func (a *Attributor) attribute(ctx context.Context, infs []Inference, queries []*gradients.Batch) (*Receipt, error) {
+// Timing is where the wall time of one AttributeTimed call went.
+type Timing struct {
+	// Scoring is the StoreScorer's Score call: the queries projected,
+	// preconditioned and quantised, the store streamed and ranked.
+	Scoring time.Duration
+	// Total is the whole call. Total − Scoring is attribution's own work:
+	// the checks, the query digests, credits, splits, the receipt and its
+	// Merkle trees.
+	Total time.Duration
+}
+
+// AttributeTimed is Attribute, also reporting where the time went, for
+// benchmarks ('goinfluence bench attribute'). Timings are not part of the
+// receipt, which must be the same bytes on every run.
+func (a *Attributor) AttributeTimed(ctx context.Context, infs []Inference, queries ...*gradients.Batch) (*Receipt, Timing, error) {
+	var t Timing
+	start := time.Now()
+	r, err := a.attribute(ctx, infs, queries, &t)
+	t.Total = time.Since(start)
+	if err != nil {
+		return nil, Timing{}, fmt.Errorf("attribution: Attribute: %w", err)
+	}
+	return r, t, nil
+}
+
+// attribute attributes a batch; t, when not nil, is told the scoring time.
+func (a *Attributor) attribute(ctx context.Context, infs []Inference, queries []*gradients.Batch, t *Timing) (*Receipt, error) {
 	if len(infs) == 0 {
 		return nil, errNoInferences
 	}
@@ -232,9 +259,13 @@ func (a *Attributor) attribute(ctx context.Context, infs []Inference, queries []
 			return nil, fmt.Errorf("queries for store %d hold %d examples for %d inferences", c, q.N, len(infs))
 		}
 	}
+	start := time.Now()
 	res, err := a.scorer.Score(ctx, queries...)
 	if err != nil {
 		return nil, err
+	}
+	if t != nil {
+		t.Scoring = time.Since(start)
 	}
 	ids := make([]string, len(infs))
 	for i, inf := range infs {

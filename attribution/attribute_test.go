@@ -346,3 +346,28 @@ func TestQuality(t *testing.T) {
 		t.Errorf("table %q, %v", b.String(), err)
 	}
 }
+
+// TestAttributeTimed checks that AttributeTimed returns Attribute's receipt
+// and timings that fit inside each other (no timing is asserted).
+func TestAttributeTimed(t *testing.T) {
+	w := newWorld(t, 60, 5)
+	ctx := context.Background()
+	a := w.attributor(t, filepath.Join(w.dir, "store"), linalg.CPU(), 0, testConfig)
+	want, err := a.Attribute(ctx, inferences(5, 7), w.queries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, tm, err := a.AttributeTimed(ctx, inferences(5, 7), w.queries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.PayoutRoot != want.PayoutRoot || got.RecordRoot != want.RecordRoot {
+		t.Errorf("AttributeTimed's receipt differs from Attribute's")
+	}
+	if tm.Scoring <= 0 || tm.Total < tm.Scoring {
+		t.Errorf("timing %+v: want 0 < scoring ≤ total", tm)
+	}
+	if _, tm, err := a.AttributeTimed(ctx, nil, w.queries); err == nil || tm != (Timing{}) {
+		t.Errorf("no inferences: timing %+v, error %v", tm, err)
+	}
+}

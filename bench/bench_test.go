@@ -288,3 +288,42 @@ func TestExact(t *testing.T) {
 		t.Errorf("%d stores in the directory (%v), want 4", len(entries), err)
 	}
 }
+
+func TestAttribute(t *testing.T) {
+	dir := t.TempDir()
+	opt := AttributeOptions{Backend: cpuBackend(t), Rows: 2000, Dim: 64, Batches: []int{1, 7}, Contributors: 30, DataNets: 3,
+		TopK: 4, Repeats: 2, Dir: dir}
+	for range 2 { // the second run reuses the store
+		res, err := Attribute(context.Background(), opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Batches) != 2 || res.Batches[1].Inferences != 7 || res.Kernel == "" || res.Rows != 2000 || res.TopK != 4 {
+			t.Fatalf("result %+v", res)
+		}
+		for _, b := range res.Batches {
+			if !positive(b.Secs) || !positive(b.ScoreSecs) || !positive(b.PerSec) || len(b.Runs) != 2 || len(b.ScoreRuns) != 2 ||
+				!(b.Outside >= 0 && b.Outside < 1) || b.ScoreSecs > b.Secs {
+				t.Errorf("batch %+v", b)
+			}
+		}
+		if want := []string{"date", "cpus", "backend", "kernel", "rows", "dim", "contributors", "datanets", "topk", "open_seconds", "batches"}; !slices.Equal(jsonKeys(t, res), want) {
+			t.Errorf("JSON keys %v, want %v", jsonKeys(t, res), want)
+		}
+		var b bytes.Buffer
+		if err := res.WriteTable(&b); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"inferences", "outside", "against 2000 × 64 i8"} {
+			if !strings.Contains(b.String(), want) {
+				t.Errorf("table lacks %q:\n%s", want, b.String())
+			}
+		}
+	}
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 1 || entries[0].Name() != "I8-2000x64" {
+		t.Errorf("directory holds %v (%v), want the one store I8-2000x64", entries, err)
+	}
+	if _, err := Attribute(context.Background(), AttributeOptions{Rows: -1}); err == nil {
+		t.Error("negative rows: no error")
+	}
+}

@@ -27,6 +27,10 @@
 //     all reading, widening and ranking behind the products. It also
 //     reports the cost of checking each shard's SHA-256 and the stream's
 //     peak resident memory.
+//   - Attribute times attribution's Attribute end to end on batches of
+//     inferences against an i8 store. The yardstick is the scoring inside
+//     the same calls (Attributor.AttributeTimed): the share of the time
+//     outside it is what credits, splits and the receipt add.
 //
 // Timings belong here, never in unit tests: the tests of this package run
 // each benchmark at tiny sizes and check only that the harness reports

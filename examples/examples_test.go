@@ -5,17 +5,23 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 )
 
 // cases lists, for each example, the arguments that keep its run small and
-// substrings its output must contain. Every example directory needs a case.
+// substrings its output must contain; "$TMP" in an argument stands for a
+// temporary directory of the test. Every example directory needs a case.
 var cases = map[string]struct {
 	args []string
 	want []string
 }{
+	"datanets": {
+		args: []string{"-batches", "2", "-batch", "10", "-plot", "$TMP/earnings.png"},
+		want: []string{"2 receipts written, checked and verified", "earnings per contributor", "copier earns", "label-flipper earns", "plot: "},
+	},
 	"quickstart": {
 		args: []string{"-queries", "2", "-k", "2"},
 		want: []string{"accurate on", "Score > 0: helpful", "test digit #", "helpful  train digit", "harmful  train digit", "label "},
@@ -70,7 +76,11 @@ func TestExamples(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, filepath.Join(bin, name), c.args...)
+			args := slices.Clone(c.args)
+			for i, a := range args {
+				args[i] = strings.ReplaceAll(a, "$TMP", t.TempDir())
+			}
+			cmd := exec.CommandContext(ctx, filepath.Join(bin, name), args...)
 			out, err := cmd.CombinedOutput()
 			if err != nil {
 				t.Fatalf("examples/%s %s: %v\n%s", name, strings.Join(c.args, " "), err, out)

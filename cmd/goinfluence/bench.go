@@ -12,7 +12,7 @@ import (
 	"github.com/goinfluence/goinfluence/bench"
 )
 
-// runBench dispatches 'goinfluence bench gemm|ekfac|stream|exact': flags become
+// runBench dispatches 'goinfluence bench gemm|ekfac|stream|exact|attribute': flags become
 // the bench package's Options, and its Result is printed as a table or JSON.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "ekfac" {
@@ -24,8 +24,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 && args[0] == "exact" {
 		return runBenchExact(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "attribute" {
+		return runBenchAttribute(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "gemm" {
-		return fmt.Errorf("%w: bench needs a benchmark: gemm, ekfac, stream or exact", errUsage)
+		return fmt.Errorf("%w: bench needs a benchmark: gemm, ekfac, stream, exact or attribute", errUsage)
 	}
 	fs := newFlags("bench gemm", stderr)
 	sizes := fs.String("sizes", "256,512,1024,2048", "comma-separated square sizes")

@@ -73,6 +73,8 @@ Commands:
   bench stream         time streamed top-k scoring of a store against Sgemm
   bench exact          time exact integer scoring of i8 stores against a pass over
                        the same bytes, the int8 kernel and the f16 stream
+  bench attribute      attributed inferences per second against an i8 store, and
+                       the share of the time outside scoring
   train                train an mlp, softmax or logistic model and save a checkpoint
   grads                write per-example gradients of a checkpoint on a data split
   project              randomly project a gradient file: goinfluence project --grads F

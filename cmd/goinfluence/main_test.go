@@ -67,6 +67,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"demo", "extra"}, `unexpected argument "extra"`},
 		{[]string{"demo", "--k", "0"}, "at least 1"},
 		{[]string{"bench", "gemm", "--sizes", "0"}, "bad size"},
+		{[]string{"bench", "attribute", "--batches", "1,x"}, `bad count "x"`},
+		{[]string{"bench", "attribute", "--rows", "0"}, "sizes must be positive"},
 		// A method that fails is reported in its row and in the exit status.
 		{[]string{"validate", "lds", "--dataset", "breast-cancer", "--method", "cg,identity", "--subsets", "4", "--no-cache",
 			"--cg-max-iter", "1", "--cg-tol", "1e-15"}, "method(s) failed: cg"},
@@ -97,6 +99,18 @@ func TestBenchGemm(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "cpu") || !strings.Contains(out.String(), "sgemm") {
+		t.Errorf("bench table:\n%s", out.String())
+	}
+}
+
+func TestBenchAttribute(t *testing.T) {
+	var out, errOut bytes.Buffer
+	args := []string{"bench", "attribute", "--rows", "500", "--dim", "32", "--batches", "1,3", "--contributors", "7",
+		"--datanets", "2", "--repeats", "1", "--dir", t.TempDir(), "--backend", "cpu"}
+	if err := run(context.Background(), args, &out, &errOut); err != nil {
+		t.Fatalf("%v\n%s", err, errOut.String())
+	}
+	if !strings.Contains(out.String(), "against 500 × 32 i8") || !strings.Contains(out.String(), "outside") {
 		t.Errorf("bench table:\n%s", out.String())
 	}
 }
