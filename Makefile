@@ -67,7 +67,7 @@ demo:
 .PHONY: test-oz
 test-oz:
 	cd scripts/oz-merkle && npm ci --no-audit --no-fund
-	GOINFLUENCE_OZ=1 $(GO) test -count=1 ./attribution/merkle -run OpenZeppelin -v
+	GOINFLUENCE_OZ=1 $(GO) test -count=1 ./attribution/... -run OpenZeppelin -v
 
 # GPU. `make ptx` compiles the CUDA kernels to the PTX that cuda embeds (needs
 # nvcc; commit the .ptx files). `make gpu-test` cross-compiles test binaries
