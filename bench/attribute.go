@@ -69,24 +69,15 @@ type AttributeBatch struct {
 }
 
 func (o AttributeOptions) withDefaults() (AttributeOptions, error) {
-	for _, f := range []struct {
-		name string
-		v    *int
-		def  int
-	}{
+	if err := setDefaults("bench attribute", []intOption{
 		{"Rows", &o.Rows, 1_000_000},
 		{"Dim", &o.Dim, 1024},
 		{"Contributors", &o.Contributors, 1000},
 		{"DataNets", &o.DataNets, 10},
 		{"TopK", &o.TopK, attribution.DefaultTopK},
 		{"Repeats", &o.Repeats, 3},
-	} {
-		if *f.v == 0 {
-			*f.v = f.def
-		}
-		if *f.v < 1 {
-			return o, fmt.Errorf("bench attribute: %s %d, want ≥ 1", f.name, *f.v)
-		}
+	}); err != nil {
+		return o, err
 	}
 	if o.Dim > quant.MaxDim {
 		return o, fmt.Errorf("bench attribute: dimension above %d", quant.MaxDim)

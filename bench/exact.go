@@ -98,11 +98,7 @@ type ExactThroughput struct {
 }
 
 func (o ExactOptions) withDefaults() (ExactOptions, error) {
-	for _, f := range []struct {
-		name string
-		v    *int
-		def  int
-	}{
+	if err := setDefaults("bench exact", []intOption{
 		{"SingleRows", &o.SingleRows, 1_000_000},
 		{"SingleDim", &o.SingleDim, 1024},
 		{"BatchRows", &o.BatchRows, 200_000},
@@ -110,13 +106,8 @@ func (o ExactOptions) withDefaults() (ExactOptions, error) {
 		{"BatchQueries", &o.BatchQueries, 512},
 		{"TopK", &o.TopK, 10},
 		{"Repeats", &o.Repeats, 3},
-	} {
-		if *f.v == 0 {
-			*f.v = f.def
-		}
-		if *f.v < 1 {
-			return o, fmt.Errorf("bench exact: %s %d, want ≥ 1", f.name, *f.v)
-		}
+	}); err != nil {
+		return o, err
 	}
 	if o.SingleDim > quant.MaxDim || o.BatchDim > quant.MaxDim {
 		return o, fmt.Errorf("bench exact: dimension above %d", quant.MaxDim)

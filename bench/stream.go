@@ -198,22 +198,13 @@ func Stream(ctx context.Context, opt StreamOptions) (*StreamResult, error) {
 // withDefaults returns o with its zero fields set, or an error naming the
 // first field out of range.
 func (o StreamOptions) withDefaults() (StreamOptions, error) {
-	for _, f := range []struct {
-		name string
-		v    *int
-		def  int
-	}{
+	if err := setDefaults("bench stream", []intOption{
 		{"Rows", &o.Rows, 200000},
 		{"Dim", &o.Dim, 4096},
 		{"Queries", &o.Queries, 512},
 		{"ChunkRows", &o.ChunkRows, influence.DefaultChunkRows},
-	} {
-		if *f.v == 0 {
-			*f.v = f.def
-		}
-		if *f.v < 1 {
-			return o, fmt.Errorf("bench stream: %s %d, want ≥ 1", f.name, *f.v)
-		}
+	}); err != nil {
+		return o, err
 	}
 	if o.TopK < 0 {
 		return o, fmt.Errorf("bench stream: TopK %d, want ≥ 0", o.TopK)
@@ -350,4 +341,26 @@ func dirBytes(dir string) int64 {
 		}
 	}
 	return n
+}
+
+// intOption is a size of a benchmark's options: its name, the field and
+// the default of a zero field.
+type intOption struct {
+	name string
+	v    *int
+	def  int
+}
+
+// setDefaults sets each zero option to its default and refuses one below 1,
+// naming it.
+func setDefaults(bench string, opts []intOption) error {
+	for _, f := range opts {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+		if *f.v < 1 {
+			return fmt.Errorf("%s: %s %d, want ≥ 1", bench, f.name, *f.v)
+		}
+	}
+	return nil
 }

@@ -5,11 +5,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io/fs"
-	"path/filepath"
 	"slices"
 	"sort"
 
 	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/internal/safetensors"
 )
 
 // Row is one stored row read by RowsAt: its values as the shard stores
@@ -60,37 +60,24 @@ func (s *Store) RowsAt(ctx context.Context, indices []int) ([]Row, error) {
 
 // readRows copies the rows of shard i, which starts at store row first,
 // for the positions ks of indices into out.
-func (s *Store) readRows(ctx context.Context, i, first, rowBytes int, indices, ks []int, out []Row) (err error) {
-	path := filepath.Join(s.dir, s.m.Shards[i].File)
-	defer panicOnFault()()
-	defer func() {
-		if r := recover(); r != nil {
-			err = faultError(r, path)
+func (s *Store) readRows(ctx context.Context, i, first, rowBytes int, indices, ks []int, out []Row) error {
+	return s.withShard(ctx, i, func(f *safetensors.File) error {
+		grads, ids := f.Bytes("grads"), f.Bytes("ids")
+		var scales []byte
+		if s.m.DType == gradients.I8 {
+			scales = f.Bytes("scales")
 		}
-	}()
-	f, err := openShard(s.dir, &s.m, i)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := s.checkShard(ctx, i, f); err != nil {
-		return err
-	}
-	grads, ids := f.Bytes("grads"), f.Bytes("ids")
-	var scales []byte
-	if s.m.DType == gradients.I8 {
-		scales = f.Bytes("scales")
-	}
-	for _, k := range ks {
-		local := indices[k] - first
-		r := Row{Index: indices[k], Raw: slices.Clone(grads[local*rowBytes : (local+1)*rowBytes])}
-		r.ID = int64(binary.LittleEndian.Uint64(ids[local*8:]))
-		if scales != nil {
-			var sc [1]float32
-			decodeScales(sc[:], scales[local*4:local*4+4])
-			r.Scale = sc[0]
+		for _, k := range ks {
+			local := indices[k] - first
+			r := Row{Index: indices[k], Raw: slices.Clone(grads[local*rowBytes : (local+1)*rowBytes])}
+			r.ID = int64(binary.LittleEndian.Uint64(ids[local*8:]))
+			if scales != nil {
+				var sc [1]float32
+				decodeScales(sc[:], scales[local*4:local*4+4])
+				r.Scale = sc[0]
+			}
+			out[k] = r
 		}
-		out[k] = r
-	}
-	return nil
+		return nil
+	})
 }

@@ -273,7 +273,19 @@ func (s *Store) IDs(ctx context.Context) ([]int64, error) {
 }
 
 // readIDs decodes the ids of shard i into dst, after checking the shard.
-func (s *Store) readIDs(ctx context.Context, i int, dst []int64) (err error) {
+func (s *Store) readIDs(ctx context.Context, i int, dst []int64) error {
+	return s.withShard(ctx, i, func(f *safetensors.File) error {
+		if err := safetensors.DecodeInt64s(dst, safetensors.I64, f.Bytes("ids")); err != nil {
+			return &Error{Path: filepath.Join(s.dir, s.m.Shards[i].File), Field: "ids", Err: fmt.Errorf("%w: %v", ErrFormat, err)}
+		}
+		return nil
+	})
+}
+
+// withShard maps shard i, checks it (Store.checkShard) and calls fn on it,
+// with a memory fault in the mapped bytes turned into an error naming the
+// shard.
+func (s *Store) withShard(ctx context.Context, i int, fn func(f *safetensors.File) error) (err error) {
 	path := filepath.Join(s.dir, s.m.Shards[i].File)
 	defer panicOnFault()()
 	defer func() {
@@ -289,10 +301,7 @@ func (s *Store) readIDs(ctx context.Context, i int, dst []int64) (err error) {
 	if err := s.checkShard(ctx, i, f); err != nil {
 		return err
 	}
-	if err := safetensors.DecodeInt64s(dst, safetensors.I64, f.Bytes("ids")); err != nil {
-		return &Error{Path: path, Field: "ids", Err: fmt.Errorf("%w: %v", ErrFormat, err)}
-	}
-	return nil
+	return fn(f)
 }
 
 // Close releases the store. Iterators return fs.ErrClosed afterwards.
