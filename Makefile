@@ -8,12 +8,12 @@ FUZZTIME ?= 30s
 # environment as it is, then under other OpenBLAS kernels (unset,
 # Haswell, Sandybridge, Prescott: scripts/test-coretypes.sh), and again on
 # the pure-Go path built without cgo, as users without OpenBLAS run it. The
-# store, the scorers and the service example (concurrent requests) run under
-# the race detector.
+# store, the scorers, attribution and the service example (concurrent
+# requests) run under the race detector.
 test: lint
 	CGO_ENABLED=0 $(GO) build ./...
 	$(GO) test -count=1 ./...
-	$(GO) test -race -count=1 ./gradients/store ./influence
+	$(GO) test -race -count=1 ./gradients/store ./influence ./attribution/...
 	$(GO) run -race ./examples/service -selftest 8 >/dev/null
 	GO=$(GO) bash scripts/test-coretypes.sh
 	CGO_ENABLED=0 GOINFLUENCE_BACKEND=cpu $(GO) test -count=1 ./...

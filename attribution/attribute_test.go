@@ -371,3 +371,30 @@ func TestAttributeTimed(t *testing.T) {
 		t.Errorf("no inferences: timing %+v, error %v", tm, err)
 	}
 }
+
+// TestAttributeConcurrent calls Attribute from several goroutines on one
+// Attributor: every call returns the receipt of a call made alone.
+func TestAttributeConcurrent(t *testing.T) {
+	w := newWorld(t, 60, 3)
+	ctx := context.Background()
+	a := w.attributor(t, filepath.Join(w.dir, "store"), linalg.CPU(), 0, testConfig)
+	want, err := a.Attribute(ctx, inferences(3, 5000), w.queries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			r, err := a.Attribute(ctx, inferences(3, 5000), w.queries)
+			if err == nil && (r.PayoutRoot != want.PayoutRoot || r.RecordRoot != want.RecordRoot) {
+				err = errors.New("a concurrent call gave other roots")
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -58,3 +58,11 @@ stores=${BENCH_STORES:-/tmp}
 	echo "]"
 } > "$out/stream-$day.json"
 echo "stream results: $out/stream-$day.json"
+
+# Exact integer scoring of i8 stores (bench/results/exact-*.md explains the
+# table) and attribution under load, on stores built once under
+# $stores/exact and reused by both.
+bench/out/goinfluence bench exact --dir "$stores/exact" --repeats 5 --json > "$out/exact-$day.json"
+bench/out/goinfluence bench exact --dir "$stores/exact" --repeats 5 > "$out/exact-$day.txt"
+bench/out/goinfluence bench attribute --dir "$stores/exact" --repeats 3 --json > "$out/attribute-$day.json"
+echo "exact and attribute results: $out/exact-$day.json, $out/attribute-$day.json"
