@@ -12,15 +12,18 @@ import (
 	"github.com/goinfluence/goinfluence/gradients"
 )
 
-// DefaultOutlierFactor is QualityOptions.OutlierFactor's default.
-const DefaultOutlierFactor = 10
+// DefaultOutlierShare is QualityOptions.OutlierShare's default.
+const DefaultOutlierShare = 0.01
 
 // QualityOptions configure Attributor.Quality.
 type QualityOptions struct {
-	// OutlierFactor marks an example an outlier when its self-influence
-	// exceeds this many times the median over the store (default
-	// DefaultOutlierFactor).
-	OutlierFactor float64
+	// OutlierShare marks as outliers the examples with the highest
+	// self-influence, this share of the store (default
+	// DefaultOutlierShare): the examples a model fits worst, where
+	// mislabelled and adversarial data rank first (the noisy-label
+	// protocol of package eval). Gradient norms are heavy-tailed, so a
+	// share says more than a multiple of the median.
+	OutlierShare float64
 }
 
 // ContributorQuality is what Quality reports of one contributor's data.
@@ -35,10 +38,13 @@ type ContributorQuality struct {
 
 // QualityReport describes the data of every contributor of a store.
 type QualityReport struct {
-	Queries       int                  `json:"queries"`
-	MedianSelf    float64              `json:"median_self_influence"`
-	OutlierFactor float64              `json:"outlier_factor"`
-	Contributors  []ContributorQuality `json:"contributors"` // ascending by contributor
+	Queries      int     `json:"queries"`
+	MedianSelf   float64 `json:"median_self_influence"`
+	OutlierShare float64 `json:"outlier_share"`
+	// OutlierSelf is the self-influence above which an example is an
+	// outlier.
+	OutlierSelf  float64              `json:"outlier_self_influence"`
+	Contributors []ContributorQuality `json:"contributors"` // ascending by contributor
 }
 
 // Quality reports, per contributor, the examples whose influence on the
@@ -58,12 +64,12 @@ func (a *Attributor) Quality(ctx context.Context, opt QualityOptions, queries ..
 }
 
 func (a *Attributor) quality(ctx context.Context, opt QualityOptions, queries []*gradients.Batch) (*QualityReport, error) {
-	factor := opt.OutlierFactor
-	if factor == 0 {
-		factor = DefaultOutlierFactor
+	share := opt.OutlierShare
+	if share == 0 {
+		share = DefaultOutlierShare
 	}
-	if !(factor > 0) || math.IsInf(factor, 0) {
-		return nil, fmt.Errorf("outlier factor %v: want a finite number > 0", factor)
+	if !(share > 0 && share < 1) {
+		return nil, fmt.Errorf("outlier share %v: want a number in (0, 1)", share)
 	}
 	res, err := a.scorer.Score(ctx, queries...)
 	if err != nil {
@@ -139,12 +145,15 @@ func (a *Attributor) quality(ctx context.Context, opt QualityOptions, queries []
 	}
 	sorted := slices.Clone(self)
 	sort.Float64s(sorted)
-	median := 0.0
+	median, cut := 0.0, math.Inf(1)
 	if n := len(sorted); n > 0 {
 		median = sorted[n/2]
 		if n%2 == 0 {
 			median = (sorted[n/2-1] + sorted[n/2]) / 2
 		}
+		// The ⌈share·n⌉ highest are outliers; ties at the cut are too.
+		k := int(math.Ceil(share * float64(n)))
+		cut = sorted[n-k]
 	}
 	sums := map[string]float64{}
 	for k, id := range ids {
@@ -154,11 +163,11 @@ func (a *Attributor) quality(ctx context.Context, opt QualityOptions, queries []
 		}
 		c.Examples++
 		sums[c.Contributor] += self[k]
-		if self[k] > factor*median {
+		if self[k] >= cut {
 			c.Outliers++
 		}
 	}
-	rep := &QualityReport{Queries: len(res.Rankings), MedianSelf: median, OutlierFactor: factor}
+	rep := &QualityReport{Queries: len(res.Rankings), MedianSelf: median, OutlierShare: share, OutlierSelf: cut}
 	for _, name := range slices.Sorted(maps.Keys(by)) {
 		c := by[name]
 		if c.Examples > 0 {
@@ -171,8 +180,8 @@ func (a *Attributor) quality(ctx context.Context, opt QualityOptions, queries []
 
 // WriteTable writes the report as a table.
 func (r *QualityReport) WriteTable(w io.Writer) error {
-	_, err := fmt.Fprintf(w, "data quality over %d queries (outlier: self-influence > %g × the median %.4g)\n%-20s %9s %9s %12s %9s %12s\n",
-		r.Queries, r.OutlierFactor, r.MedianSelf, "contributor", "examples", "negative", "neg. sum", "outliers", "mean self")
+	_, err := fmt.Fprintf(w, "data quality over %d queries (outliers: the %g%% most self-influential examples, self-influence ≥ %.4g; median %.4g)\n%-20s %9s %9s %12s %9s %12s\n",
+		r.Queries, 100*r.OutlierShare, r.OutlierSelf, r.MedianSelf, "contributor", "examples", "negative", "neg. sum", "outliers", "mean self")
 	for _, c := range r.Contributors {
 		if err != nil {
 			return err
