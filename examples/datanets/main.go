@@ -104,6 +104,9 @@ type worldResult struct {
 	Accuracy float64 // of the model on the test digits
 	Receipts int     // written, checked and verified
 	Earnings []earning
+	// Quality is the per-contributor data-quality report over all the
+	// inferences: negative-influence and self-influence outlier examples.
+	Quality *attribution.QualityReport
 }
 
 func (w *worldResult) paid(contributor string) float64 {
@@ -190,6 +193,10 @@ func run(ctx context.Context, o options) (*result, error) {
 	fmt.Fprintf(w, "  %-10s %8s %8s %14s %12s %14s\n", "contributor", "examples", "correct", "paid (B)", "per example", "paid (A)")
 	for _, e := range res.B.Earnings {
 		fmt.Fprintf(w, "  %-10s %8d %7.0f%% %14s %12.0f %14.0f\n", e.Contributor, e.Examples, 100*e.Correct, e.Paid, e.perExample(), res.A.paid(e.Contributor))
+	}
+	fmt.Fprintf(w, "\nworld B, ")
+	if err := res.B.Quality.WriteTable(w); err != nil {
+		return nil, err
 	}
 	fmt.Fprintf(w, "\ncopier earns %.3f× with %d copies of its data what it earns with one (claim: ≤ 1.1)\n", res.CopierRatio, o.Copies)
 	fmt.Fprintf(w, "label-flipper earns %.3f× (world A) and %.3f× (world B) what its honest twin earns on the same images (claim: < 1)\n", res.FlipperRatioA, res.FlipperRatioB)
@@ -357,6 +364,9 @@ func runWorld(ctx context.Context, o options, name string, copies int, train, te
 	}
 	fmt.Fprintf(o.Out, "world %s: %d training rows (copier ×%d), model %.1f%% accurate on the test digits; %d receipts written, checked and verified\n",
 		name, len(exs), copies, 100*w.Accuracy, w.Receipts)
+	if w.Quality, err = payer.Quality(ctx, attribution.QualityOptions{}, queries.Slice(0, o.Batches*o.BatchSize)); err != nil {
+		return nil, err
+	}
 
 	held := map[string][2]int{} // rows, rows with the true label
 	for _, e := range exs {
