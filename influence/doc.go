@@ -50,7 +50,8 @@
 // once; batches reuse each chunk of rows for all of their queries.
 //
 // Outputs: WriteScores and ReadScores hold the scores file format
-// (ScoresFile), WriteProbs and ReadProbs the probabilities TRAK weighs
+// (ScoresFile; float32 by default, float64 with DType ScoresF64, which
+// keeps the float64 scores of FactorScores to the bit), WriteProbs and ReadProbs the probabilities TRAK weighs
 // training examples by.
 //
 // # Concurrency

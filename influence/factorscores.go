@@ -13,9 +13,9 @@ import (
 // FactorScoresOptions configure FactorScores.
 type FactorScoresOptions struct {
 	// Damping, Rank and MemoryLimit are as for ekfac.ScoreOptions.
-	// MemoryLimit also bounds the summed scores, their float32 copy and
-	// the rankings: 0 means linalg.DefaultMemoryLimit(), a negative value
-	// no limit.
+	// MemoryLimit also bounds the summed scores, their float32 copy (for
+	// ScoresF32) and the rankings: 0 means linalg.DefaultMemoryLimit(), a
+	// negative value no limit.
 	ekfac.ScoreOptions
 	// TopK > 0 also ranks the TopK most helpful and most harmful training
 	// examples of each query.
@@ -24,6 +24,10 @@ type FactorScoresOptions struct {
 	PerLayer bool
 	// Self also computes the self-influence of the training examples.
 	Self bool
+	// DType is the file's DType. With ScoresF64 the scores are kept as
+	// computed, in ScoresFile.Scores64 and LayerScores.Scores64; with
+	// ScoresF32 they are narrowed into Scores.
+	DType ScoresDType
 }
 
 // FactorScores scores query against train with fitted factors and returns
@@ -46,9 +50,11 @@ func FactorScores(ctx context.Context, be linalg.Backend, f *ekfac.Factors, quer
 		return nil, errors.New("influence: FactorScores: no queries and no self-influence asked for")
 	case opt.TopK < 0:
 		return nil, fmt.Errorf("influence: FactorScores: top-k %d < 0", opt.TopK)
+	case opt.DType != ScoresF32 && opt.DType != ScoresF64:
+		return nil, fmt.Errorf("influence: FactorScores: unknown %v", opt.DType)
 	}
 	if query != nil {
-		if err := checkScoresMemory(query.N, train.N, len(train.Layers), opt.TopK, opt.MemoryLimit); err != nil {
+		if err := checkScoresMemory(query.N, train.N, len(train.Layers), opt.TopK, opt.DType, opt.MemoryLimit); err != nil {
 			return nil, err
 		}
 	}
@@ -56,7 +62,7 @@ func FactorScores(ctx context.Context, be linalg.Backend, f *ekfac.Factors, quer
 	if err != nil {
 		return nil, err
 	}
-	file := &ScoresFile{}
+	file := &ScoresFile{DType: opt.DType}
 	if query != nil {
 		total := linalg.NewDense64(query.N, train.N, nil)
 		for li, l := range layers {
@@ -64,18 +70,22 @@ func FactorScores(ctx context.Context, be linalg.Backend, f *ekfac.Factors, quer
 				total.Data[i] += v
 			}
 			if opt.PerLayer {
-				name := train.Layers[li].Name
-				m, err := ToF32("scores."+name, l)
-				if err != nil {
-					return nil, err
+				ls := LayerScores{Name: train.Layers[li].Name, Scores64: l}
+				if opt.DType == ScoresF32 {
+					if ls.Scores, err = ToF32("scores."+ls.Name, l); err != nil {
+						return nil, err
+					}
+					ls.Scores64 = nil
 				}
-				file.Layers = append(file.Layers, LayerScores{Name: name, Scores: m})
+				file.Layers = append(file.Layers, ls)
 			}
 		}
 		if err := CheckFinite(total, train.IDs); err != nil {
 			return nil, err
 		}
-		if file.Scores, err = ToF32("scores", total); err != nil {
+		if opt.DType == ScoresF64 {
+			file.Scores64 = total
+		} else if file.Scores, err = ToF32("scores", total); err != nil {
 			return nil, err
 		}
 		if opt.TopK > 0 {
@@ -94,10 +104,14 @@ func FactorScores(ctx context.Context, be linalg.Backend, f *ekfac.Factors, quer
 
 // checkScoresMemory refuses the outputs of FactorScores that would not fit
 // in limit, from the batches' sizes alone: the summed n_query × n_train
-// float64 scores and their float32 copy, the per-layer scores, and with
-// top-k the rankings (indices and scores, both sides).
-func checkScoresMemory(nq, nt, layers, topk int, limit int64) error {
-	need := linalg.AddBytes(linalg.Float64Bytes(nq, nt), linalg.Float64Bytes(nq, nt)/2,
+// float64 scores and, for ScoresF32, their float32 copy, the per-layer
+// scores, and with top-k the rankings (indices and scores, both sides).
+func checkScoresMemory(nq, nt, layers, topk int, dt ScoresDType, limit int64) error {
+	var narrowed int64
+	if dt == ScoresF32 {
+		narrowed = linalg.Float64Bytes(nq, nt) / 2
+	}
+	need := linalg.AddBytes(linalg.Float64Bytes(nq, nt), narrowed,
 		linalg.Float64Bytes(layers, nq, nt), linalg.Float64Bytes(4, nq, min(topk, nt)))
 	return linalg.CheckMemory("scores", fmt.Sprintf("%d queries × %d training examples, %d layers", nq, nt, layers), need, limit)
 }

@@ -1,6 +1,7 @@
 package influence
 
 import (
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"math"
@@ -24,19 +25,38 @@ const ProbsFormat = "goinfluence.probs/v1"
 //	scores          F32 [n_query, n_train]
 //	topk.indices    I64 [n_query, K]        most helpful first
 //	topk.ids        I64 [n_query, K]        with RankingIDs
+//	topk.isums      I64 [n_query, K]        with RankingISums
 //	topk.scores     F32 [n_query, K]
 //	bottomk.*       likewise                most harmful first
 //	self            F32 [n_train]           self-influence
 //	ids             I64 [n_train]           the training examples' ids
 //
+// The float tensors (scores, scores.<layer>, topk.scores, bottomk.scores,
+// self) are F32, or F64 with DType ScoresF64; an F64 file's metadata has
+// "dtype": "f64".
+//
 // The order is part of the format: equal contents give equal bytes.
 type ScoresFile struct {
 	// Metadata is written as the header's __metadata__; its "format" is
-	// always ScoresFormat.
+	// always ScoresFormat, its "dtype" "f64" for an F64 file and absent
+	// for an F32 one (the format's default; a reader also takes "f32").
 	Metadata map[string]string
 
-	Layers []LayerScores   // per-layer breakdown
-	Scores *linalg.Dense32 // n_query × n_train
+	// DType is the element type of the float tensors written: ScoresF32,
+	// the zero value, or ScoresF64. The values are converted as they are
+	// written, whichever fields hold them: float32 ones widen exactly,
+	// float64 ones narrow to the nearest float32 (a finite value beyond
+	// the float32 range is an error). ReadScores sets ScoresF64 when the
+	// file's metadata says "f64" or a float tensor is F64.
+	DType ScoresDType
+
+	Layers []LayerScores // per-layer breakdown
+	// Scores holds the summed scores, n_query × n_train, as float32;
+	// Scores64 holds them as float64. Set at most one: FactorScores and
+	// ReadScores fill Scores64 for ScoresF64 and Scores otherwise, and
+	// Float64Scores gives either as float64.
+	Scores   *linalg.Dense32
+	Scores64 *linalg.Dense64
 
 	// Rankings, one per query, each list of length K; written when not
 	// nil.
@@ -54,10 +74,79 @@ type ScoresFile struct {
 	IDs  []int64   // the training examples' ids, one per column
 }
 
-// LayerScores is one layer's part of the scores.
+// LayerScores is one layer's part of the scores: Scores (float32) or
+// Scores64 (float64), as for ScoresFile.
 type LayerScores struct {
-	Name   string
-	Scores *linalg.Dense32
+	Name     string
+	Scores   *linalg.Dense32
+	Scores64 *linalg.Dense64
+}
+
+// ScoresDType is the element type of the float tensors of a scores file.
+type ScoresDType uint8
+
+const (
+	// ScoresF32 is float32, the zero value and the format's default: half
+	// the bytes, scores to about 6e-8 relative.
+	ScoresF32 ScoresDType = iota
+	// ScoresF64 is float64: the scores exactly as computed in float64.
+	ScoresF64
+)
+
+// ParseScoresDType parses "f32" or "f64" (any case).
+func ParseScoresDType(s string) (ScoresDType, error) {
+	switch strings.ToLower(s) {
+	case "f32":
+		return ScoresF32, nil
+	case "f64":
+		return ScoresF64, nil
+	}
+	return 0, fmt.Errorf("scores dtype %q: want f32 or f64", s)
+}
+
+// String returns "f32" or "f64", as the metadata and the CLI spell it.
+func (d ScoresDType) String() string {
+	switch d {
+	case ScoresF32:
+		return "f32"
+	case ScoresF64:
+		return "f64"
+	}
+	return fmt.Sprintf("ScoresDType(%d)", uint8(d))
+}
+
+// tensorDType returns the safetensors dtype of d, or an error for an
+// unknown d.
+func (d ScoresDType) tensorDType() (safetensors.DType, error) {
+	switch d {
+	case ScoresF32:
+		return safetensors.F32, nil
+	case ScoresF64:
+		return safetensors.F64, nil
+	}
+	return "", fmt.Errorf("unknown %v", d)
+}
+
+// Float64Scores returns the summed scores as float64: Scores64, or Scores
+// widened (exactly) into a new matrix; nil when neither is set.
+func (f *ScoresFile) Float64Scores() *linalg.Dense64 { return widen(f.Scores, f.Scores64) }
+
+// Float64Scores returns the layer's scores as float64, as
+// ScoresFile.Float64Scores does.
+func (l LayerScores) Float64Scores() *linalg.Dense64 { return widen(l.Scores, l.Scores64) }
+
+func widen(m32 *linalg.Dense32, m64 *linalg.Dense64) *linalg.Dense64 {
+	if m64 != nil || m32 == nil {
+		return m64
+	}
+	out := linalg.NewDense64(m32.Rows, m32.Cols, nil)
+	for i := range m32.Rows {
+		dst := out.Row(i)
+		for j, v := range m32.Row(i) {
+			dst[j] = float64(v)
+		}
+	}
+	return out
 }
 
 // ToF32 narrows float64 scores to the float32 a scores file holds. A
@@ -89,31 +178,47 @@ func WriteScores(path string, f *ScoresFile) error {
 		meta = map[string]string{}
 	}
 	meta["format"] = ScoresFormat
+	delete(meta, "dtype")
+	if f.DType == ScoresF64 {
+		meta["dtype"] = f.DType.String()
+	}
 	return safetensors.WriteFile(path, ts, meta)
 }
 
 // tensors returns the tensors of f in the order of the format.
 func (f *ScoresFile) tensors() ([]safetensors.Tensor, error) {
+	dt, err := f.DType.tensorDType()
+	if err != nil {
+		return nil, err
+	}
 	var ts []safetensors.Tensor
 	for _, l := range f.Layers {
-		ts = append(ts, f32Tensor("scores."+l.Name, []int{l.Scores.Rows, l.Scores.Cols}, l.Scores))
+		t, err := matrixTensor("scores."+l.Name, dt, l.Scores, l.Scores64)
+		if err != nil {
+			return nil, err
+		}
+		ts = append(ts, t)
 	}
-	if f.Scores != nil {
-		ts = append(ts, f32Tensor("scores", []int{f.Scores.Rows, f.Scores.Cols}, f.Scores))
+	if f.Scores != nil || f.Scores64 != nil {
+		t, err := matrixTensor("scores", dt, f.Scores, f.Scores64)
+		if err != nil {
+			return nil, err
+		}
+		ts = append(ts, t)
 	}
 	if f.Rankings != nil {
-		rt, err := rankingTensors(f.Rankings, f.K, f.RankingIDs, f.RankingISums)
+		rt, err := rankingTensors(f.Rankings, f.K, f.RankingIDs, f.RankingISums, dt)
 		if err != nil {
 			return nil, err
 		}
 		ts = append(ts, rt...)
 	}
 	if f.Self != nil {
-		data, err := safetensors.EncodeFloat64s(safetensors.F32, f.Self)
+		data, err := safetensors.EncodeFloat64s(dt, f.Self)
 		if err != nil {
 			return nil, fmt.Errorf("encoding self: %w", err)
 		}
-		ts = append(ts, safetensors.Tensor{Name: "self", DType: safetensors.F32, Shape: []int{len(f.Self)}, Data: data})
+		ts = append(ts, safetensors.Tensor{Name: "self", DType: dt, Shape: []int{len(f.Self)}, Data: data})
 	}
 	if f.IDs != nil {
 		data, _ := safetensors.EncodeInt64s(safetensors.I64, f.IDs) // I64 holds any int64
@@ -122,13 +227,45 @@ func (f *ScoresFile) tensors() ([]safetensors.Tensor, error) {
 	return ts, nil
 }
 
-// f32Tensor returns m's values, row by row, as a little-endian F32 tensor.
-func f32Tensor(name string, shape []int, m *linalg.Dense32) safetensors.Tensor {
-	data := make([]byte, 0, 4*m.Rows*m.Cols)
-	for i := range m.Rows {
-		data = appendF32(data, m.Row(i))
+// matrixTensor returns the values of m32 or m64 (exactly one set), row by
+// row, as a little-endian tensor of dtype dt (F32 or F64).
+func matrixTensor(name string, dt safetensors.DType, m32 *linalg.Dense32, m64 *linalg.Dense64) (safetensors.Tensor, error) {
+	switch {
+	case m32 != nil && m64 != nil:
+		return safetensors.Tensor{}, fmt.Errorf("%s: both float32 and float64 scores set", name)
+	case m32 == nil && m64 == nil:
+		return safetensors.Tensor{}, fmt.Errorf("%s: no scores", name)
 	}
-	return safetensors.Tensor{Name: name, DType: safetensors.F32, Shape: shape, Data: data}
+	var rows, cols int
+	if m32 != nil {
+		rows, cols = m32.Rows, m32.Cols
+	} else {
+		rows, cols = m64.Rows, m64.Cols
+	}
+	data := make([]byte, 0, dt.Size()*rows*cols)
+	for i := range rows {
+		switch {
+		case m32 != nil && dt == safetensors.F32:
+			data = appendF32(data, m32.Row(i))
+		case m32 != nil:
+			for _, x := range m32.Row(i) {
+				data = binary.LittleEndian.AppendUint64(data, math.Float64bits(float64(x)))
+			}
+		case dt == safetensors.F64:
+			for _, x := range m64.Row(i) {
+				data = binary.LittleEndian.AppendUint64(data, math.Float64bits(x))
+			}
+		default:
+			for j, v := range m64.Row(i) {
+				x := float32(v)
+				if math.IsInf(float64(x), 0) && !math.IsInf(v, 0) {
+					return safetensors.Tensor{}, fmt.Errorf("encoding %s: row %d: %w", name, i, &safetensors.RangeError{Index: j, Value: v, DType: safetensors.F32})
+				}
+				data = binary.LittleEndian.AppendUint32(data, math.Float32bits(x))
+			}
+		}
+	}
+	return safetensors.Tensor{Name: name, DType: dt, Shape: []int{rows, cols}, Data: data}, nil
 }
 
 func appendF32(b []byte, v []float32) []byte {
@@ -141,8 +278,8 @@ func appendF32(b []byte, v []float32) []byte {
 
 // rankingTensors returns the tensors of per-query rankings, each
 // [n_query, K]: topk.indices, topk.ids (with ids), topk.isums (with
-// isums), topk.scores, then bottomk.* likewise.
-func rankingTensors(rankings []Ranking, k int, ids, isums bool) ([]safetensors.Tensor, error) {
+// isums), topk.scores (of dtype dt), then bottomk.* likewise.
+func rankingTensors(rankings []Ranking, k int, ids, isums bool, dt safetensors.DType) ([]safetensors.Tensor, error) {
 	nq := len(rankings)
 	var ts []safetensors.Tensor
 	for _, side := range []string{"topk", "bottomk"} {
@@ -176,18 +313,22 @@ func rankingTensors(rankings []Ranking, k int, ids, isums bool) ([]safetensors.T
 			data, _ := safetensors.EncodeInt64s(safetensors.I64, isum)
 			ts = append(ts, safetensors.Tensor{Name: side + ".isums", DType: safetensors.I64, Shape: shape, Data: data})
 		}
-		data, err := safetensors.EncodeFloat64s(safetensors.F32, val)
+		data, err := safetensors.EncodeFloat64s(dt, val)
 		if err != nil {
 			return nil, fmt.Errorf("encoding %s.scores: %w", side, err)
 		}
-		ts = append(ts, safetensors.Tensor{Name: side + ".scores", DType: safetensors.F32, Shape: shape, Data: data})
+		ts = append(ts, safetensors.Tensor{Name: side + ".scores", DType: dt, Shape: shape, Data: data})
 	}
 	return ts, nil
 }
 
 // ReadScores reads a scores file written by WriteScores (or by any writer
 // of the format). Tensors it does not know are an error, so that a file of
-// another kind is not taken for an empty one.
+// another kind is not taken for an empty one. Float tensors may be of any
+// float dtype; F64 score matrices are read into the float64 fields
+// (Scores64, LayerScores.Scores64), losslessly, and the others into the
+// float32 ones. A "dtype" in the metadata must be "f32" or "f64" and
+// match every float tensor.
 func ReadScores(path string) (*ScoresFile, error) {
 	sf, err := safetensors.Open(path)
 	if err != nil {
@@ -201,35 +342,42 @@ func ReadScores(path string) (*ScoresFile, error) {
 	if out.Metadata["format"] != ScoresFormat {
 		return nil, bad("format %q, want %q", out.Metadata["format"], ScoresFormat)
 	}
-	matrix := func(name string) (*linalg.Dense32, error) {
+	if err := out.readDType(sf); err != nil {
+		return nil, bad("%w", err)
+	}
+	// matrix returns tensor name as float32 or, when F64, float64.
+	matrix := func(name string) (*linalg.Dense32, *linalg.Dense64, error) {
 		info, _ := sf.Info(name)
 		if len(info.Shape) != 2 {
-			return nil, bad("%s has shape %v, want [n_query, n]", name, info.Shape)
+			return nil, nil, bad("%s has shape %v, want [n_query, n]", name, info.Shape)
 		}
 		v, err := sf.Float64s(name)
 		if err != nil {
-			return nil, bad("%s: %w", name, err)
+			return nil, nil, bad("%s: %w", name, err)
+		}
+		if info.DType == safetensors.F64 {
+			return nil, linalg.NewDense64(info.Shape[0], info.Shape[1], v), nil
 		}
 		m := linalg.NewDense32(info.Shape[0], info.Shape[1], nil)
 		for i, x := range v {
 			m.Data[i] = float32(x)
 		}
-		return m, nil
+		return m, nil, nil
 	}
 	var sides [2]rankingSide // topk, bottomk
 	var k int
 	for _, name := range sf.Names() {
 		switch side, part, _ := strings.Cut(name, "."); {
 		case name == "scores":
-			if out.Scores, err = matrix(name); err != nil {
+			if out.Scores, out.Scores64, err = matrix(name); err != nil {
 				return nil, err
 			}
 		case side == "scores":
-			m, err := matrix(name)
+			m32, m64, err := matrix(name)
 			if err != nil {
 				return nil, err
 			}
-			out.Layers = append(out.Layers, LayerScores{Name: part, Scores: m})
+			out.Layers = append(out.Layers, LayerScores{Name: part, Scores: m32, Scores64: m64})
 		case name == "self" || name == "ids":
 			info, _ := sf.Info(name)
 			if len(info.Shape) != 1 {
@@ -277,6 +425,33 @@ func ReadScores(path string) (*ScoresFile, error) {
 		}
 	}
 	return out, nil
+}
+
+// readDType sets f.DType from the metadata's "dtype", checking that the
+// float tensors of sf agree with it, or without one from the tensors: F64
+// when one is F64.
+func (f *ScoresFile) readDType(sf *safetensors.File) error {
+	meta, given := f.Metadata["dtype"]
+	var want safetensors.DType
+	if given {
+		d, err := ParseScoresDType(meta)
+		if err != nil {
+			return fmt.Errorf("metadata: %w", err)
+		}
+		f.DType = d
+		want, _ = d.tensorDType()
+	}
+	for _, name := range sf.Names() {
+		info, _ := sf.Info(name)
+		switch {
+		case !info.DType.IsFloat():
+		case given && info.DType != want:
+			return fmt.Errorf("%s is %s, the metadata says dtype %s", name, info.DType, meta)
+		case info.DType == safetensors.F64:
+			f.DType = ScoresF64
+		}
+	}
+	return nil
 }
 
 // rankingSide holds the decoded topk.* or bottomk.* tensors.

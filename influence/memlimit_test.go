@@ -58,11 +58,22 @@ func TestFactorScores(t *testing.T) {
 	if !slices.Equal(file.Self, self) {
 		t.Errorf("self-influence %v, want %v", file.Self, self)
 	}
+	// ScoresF64 keeps the float64 sums and layers as computed.
+	file64, err := FactorScores(ctx, be, f, query, train, FactorScoresOptions{ScoreOptions: so, PerLayer: true, DType: ScoresF64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if file64.DType != ScoresF64 || file64.Scores != nil || !slices.Equal(file64.Scores64.Data, total.Data) {
+		t.Errorf("F64 scores %v, want %v", file64.Scores64, total)
+	}
+	if file64.Layers[1].Scores != nil || !slices.Equal(file64.Layers[1].Scores64.Data, layers[1].Data) {
+		t.Errorf("F64 layer scores %v, want %v", file64.Layers[1].Scores64, layers[1])
+	}
 	selfOnly, err := FactorScores(ctx, be, f, nil, train, FactorScoresOptions{ScoreOptions: so, Self: true})
 	if err != nil || selfOnly.Scores != nil || !slices.Equal(selfOnly.Self, self) {
 		t.Errorf("self-influence alone: %v", err)
 	}
-	for _, bad := range []FactorScoresOptions{{}, {TopK: -1, Self: true}} {
+	for _, bad := range []FactorScoresOptions{{}, {TopK: -1, Self: true}, {Self: true, DType: 2}} {
 		q := query
 		if bad.TopK == 0 {
 			q = nil

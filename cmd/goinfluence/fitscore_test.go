@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -180,4 +182,126 @@ func rel(got, want []float64) float64 {
 		den += want[i] * want[i]
 	}
 	return math.Sqrt(num / den)
+}
+
+// TestScoreDType holds 'score --dtype f64' to the library's float64 scores
+// to the bit, where the default f32 file is off by float32 rounding, and
+// checks the dtype each records.
+func TestScoreDType(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	dir := t.TempDir()
+	p := func(name string) string { return filepath.Join(dir, name) }
+	fit, train, query := randomGrads(rng, 30), randomGrads(rng, 9), randomGrads(rng, 4)
+	for name, b := range map[string]*gradients.Batch{"fit": fit, "train": train, "query": query} {
+		if err := gradients.WriteFile(p(name), b, gradients.F32, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	be := linalg.CPU()
+	var out, errOut bytes.Buffer
+	if err := run(ctx, []string{"fit", "--grads", p("fit"), "--method", "ekfac", "--backend", "cpu", "--out", p("factors")}, &out, &errOut); err != nil {
+		t.Fatalf("fit: %v\n%s", err, errOut.String())
+	}
+	f, err := ekfac.Fit(ctx, ekfac.EKFAC, be, ekfac.BatchSource(fit), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	an := &influence.Analyzer{Method: influence.Factors(f, ekfac.ScoreOptions{Damping: hessian.Damping{Heuristic: true}}), Backend: be}
+	want, err := an.Scores(ctx, query, train)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSelf, err := an.SelfInfluence(ctx, train)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		dtype string // flag value; "" for the default
+		st    safetensors.DType
+		exact bool
+	}{{"", safetensors.F32, false}, {"f32", safetensors.F32, false}, {"f64", safetensors.F64, true}} {
+		t.Run("dtype="+tc.dtype, func(t *testing.T) {
+			path := p("scores-" + tc.dtype)
+			args := []string{"score", "--factors", p("factors"), "--train", p("train"), "--query", p("query"),
+				"--self", "--topk", "3", "--per-layer", "--backend", "cpu", "--out", path}
+			if tc.dtype != "" {
+				args = append(args, "--dtype", tc.dtype)
+			}
+			if err := run(ctx, args, &out, &errOut); err != nil {
+				t.Fatalf("score: %v\n%s", err, errOut.String())
+			}
+			sf, err := influence.ReadScores(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := sf.Metadata["dtype"]; (got == "f64") != tc.exact || (got != "" && got != "f64") {
+				t.Errorf("metadata dtype %q", got)
+			}
+			for _, name := range []string{"scores", "scores.head", "self", "topk.scores", "bottomk.scores"} {
+				if info := tensorInfo(t, path, name); info.DType != tc.st {
+					t.Errorf("%s is %s, want %s", name, info.DType, tc.st)
+				}
+			}
+			e, eSelf := rel(sf.Float64Scores().Data, want.Data), rel(sf.Self, wantSelf)
+			if tc.exact && (e != 0 || eSelf != 0) {
+				t.Errorf("f64 scores relative error %.3g, self %.3g: want 0", e, eSelf)
+			}
+			// The f32 file is rounded: the exact check above can fail.
+			if !tc.exact && !(e > 0 && e < 1e-7 && eSelf > 0 && eSelf < 1e-7) {
+				t.Errorf("f32 scores relative error %.3g, self %.3g: want float32 rounding", e, eSelf)
+			}
+			if tc.exact {
+				for q, r := range sf.Rankings {
+					for _, en := range append(r.Helpful, r.Harmful...) {
+						if en.Score != want.At(q, en.Index) {
+							t.Fatalf("query %d: ranked score %v of %d, want %v", q, en.Score, en.Index, want.At(q, en.Index))
+						}
+					}
+				}
+			}
+		})
+	}
+	// --dtype f32 is the default, byte for byte.
+	if a, b := readFile(t, p("scores-")), readFile(t, p("scores-f32")); !bytes.Equal(a, b) {
+		t.Error("--dtype f32 writes other bytes than the default")
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"score", "--factors", p("factors"), "--train", p("train"), "--query", p("query"), "--dtype", "f16", "--out", p("x")}, `score: --dtype: scores dtype "f16": want f32 or f64`},
+		{[]string{"score", "--factors", p("factors"), "--train", p("train"), "--query", p("query"), "--dtype", "", "--out", p("x")}, "--dtype"},
+	} {
+		err := run(ctx, tc.args, &out, &errOut)
+		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want a usage error containing %q", tc.args, err, tc.want)
+		}
+		if _, err := os.Stat(p("x")); !os.IsNotExist(err) {
+			t.Errorf("%q wrote its output", tc.args)
+		}
+	}
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func tensorInfo(t *testing.T, path, name string) safetensors.Info {
+	t.Helper()
+	f, err := safetensors.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	info, ok := f.Info(name)
+	if !ok {
+		t.Fatalf("%s has no tensor %s", path, name)
+	}
+	return info
 }

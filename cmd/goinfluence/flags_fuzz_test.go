@@ -38,6 +38,8 @@ var fuzzSeeds = []string{
 	"score --factors in/f --train in/g --query in/q --rank 1 --per-layer --out s2 --mem-limit 1KiB",
 	"score --factors in/f --train in/g --self --out in/f",
 	"score --factors in/f --train in/g --query in/q --topk 1 --out in/q",
+	"score --factors in/f --train in/g --query in/q --self --topk 2 --per-layer --dtype f64 --out s64",
+	"score --factors in/f --train in/g --self --dtype f16 --out s3",
 	"project --grads in/g --kind rademacher --k 4 --seed 1 --out p.safetensors",
 	"project --grads in/g --kind kronecker --k-in 2 --k-out 1 --seed 3 --out p2",
 	"project --grads in/g --kind sjlt --k 8 --out in/g",
@@ -50,6 +52,8 @@ var fuzzSeeds = []string{
 	"store score --store in/s,in/s --query in/q,in/q --hessian trak --trak-probs in/p,in/p --out trak.safetensors",
 	"store score --store in/s --query in/q --factors in/f --out in/q",
 	"store score --store in/s --query in/q --out top3 --scores-out top3",
+	"store score --store in/s --query in/q --dtype f32 --scores-out all2 --out top4",
+	"store score --store in/s --query in/q --dtype f64 --out top5",
 }
 
 // FuzzCLIFlags runs the commands that take files on argument vectors made

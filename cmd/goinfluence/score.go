@@ -26,6 +26,7 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rank := fs.Int("rank", 0, "replace each query's preconditioned gradient by its rank-R SVD per layer (0: exact)")
 	perLayer := fs.Bool("per-layer", false, "also write the per-layer breakdown (scores.<layer>)")
 	out := fs.String("out", "", "scores file to write (safetensors)")
+	dtypeFlag := fs.String("dtype", "f32", "element type of the scores written (scores, scores.<layer>, self, topk.scores, bottomk.scores): f32, or f64 for the float64 scores as computed, to the bit (twice the bytes)")
 	backend := fs.String("backend", "auto", "linear-algebra backend: auto, cpu, openblas or cuda")
 	mem := addMemLimit(fs)
 	if err := parse(fs, args); err != nil {
@@ -42,6 +43,10 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *topk > 0 && *queryPath == "" {
 		return fmt.Errorf("%w: score: --topk needs --query", errUsage)
+	}
+	dtype, err := influence.ParseScoresDType(*dtypeFlag)
+	if err != nil {
+		return fmt.Errorf("%w: score: --dtype: %v", errUsage, err)
 	}
 	inputs := append(paths("--factors", *factorsPath), append(paths("--train", *trainPath), paths("--query", *queryPath)...)...)
 	if err := checkOutputs("score", paths("--out", *out), inputs); err != nil {
@@ -95,7 +100,7 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	file, err := influence.FactorScores(ctx, be, factors, query, train, influence.FactorScoresOptions{
 		ScoreOptions: ekfac.ScoreOptions{Damping: damping, Rank: *rank, MemoryLimit: mem.bytes()},
-		TopK:         *topk, PerLayer: *perLayer, Self: *self})
+		TopK:         *topk, PerLayer: *perLayer, Self: *self, DType: dtype})
 	var nonFinite *influence.NonFiniteError
 	switch {
 	case errors.As(err, &nonFinite):

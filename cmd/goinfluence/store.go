@@ -183,6 +183,7 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	chunk := fs.Int("chunk", influence.DefaultChunkRows, "store rows scored at a time (bounds memory; results do not depend on it)")
 	scoresOut := fs.String("scores-out", "", "also write the full score matrix (scores F32 [n_query, count], ids I64 [count]) to this file; it is held in memory: 4 × n_query × count bytes")
 	out := fs.String("out", "", "scores file to write (safetensors; required)")
+	dtypeFlag := fs.String("dtype", "f32", "element type of the scores written: f32 (f64 is refused: a store's scores are computed in float32, so it would only widen them; 'goinfluence score --dtype f64' keeps float64 scores)")
 	backend := fs.String("backend", "auto", "linear-algebra backend: auto, cpu, openblas or cuda")
 	noVerify := fs.Bool("no-verify", false, "skip the check of every shard's sha256 against the manifest before its rows are first read (one extra sequential pass over each shard); a corrupt shard is then scored without complaint")
 	mem := addMemLimit(fs)
@@ -213,6 +214,12 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("%w: store score: --trak-probs needs --hessian trak", errUsage)
 	case len(probPaths) > 0 && len(probPaths) != nc:
 		return fmt.Errorf("%w: store score: %d --trak-probs files for %d stores: give one per store", errUsage, len(probPaths), nc)
+	}
+	switch dtype, err := influence.ParseScoresDType(*dtypeFlag); {
+	case err != nil:
+		return fmt.Errorf("%w: store score: --dtype: %v", errUsage, err)
+	case dtype != influence.ScoresF32:
+		return fmt.Errorf("%w: store score: --dtype %s: a store's scores are computed in float32, so float64 would only widen them; use 'goinfluence score --dtype f64' for float64 scores", errUsage, dtype)
 	}
 	inputs := append(paths("--query", queryPaths...), append(paths("--factors", *factorsPath), paths("--trak-probs", probPaths...)...)...)
 	for _, dir := range dirs {

@@ -386,6 +386,15 @@ func TestStoreScoreIdentity(t *testing.T) {
 	}
 	sf.run("store", "score", "--store", dir, "--query", sf.q, "--topk", "50", "--out", sf.p("scores3"), "--scores-out", sf.p("full3"))
 	checkScoresFile(t, sf.p("scores3"), sf.p("full3"), want, sf.trainIDs, 11, 1e-5)
+	// --dtype f32 is the default, byte for byte.
+	sf.run("store", "score", "--store", dir, "--query", sf.q, "--topk", "50", "--dtype", "f32", "--out", sf.p("scores4"), "--scores-out", sf.p("full4"))
+	for _, pair := range [][2]string{{"scores3", "scores4"}, {"full3", "full4"}} {
+		a, errA := os.ReadFile(sf.p(pair[0]))
+		b, errB := os.ReadFile(sf.p(pair[1]))
+		if errA != nil || errB != nil || !bytes.Equal(a, b) {
+			t.Errorf("%s differs with --dtype f32 (%v, %v)", pair[1], errA, errB)
+		}
+	}
 }
 
 // TestStoreScoreFactors fits factors on Kronecker-projected fit gradients
@@ -502,6 +511,8 @@ func TestStoreErrors(t *testing.T) {
 		{"score kronecker dense query", []string{"score", "--store", sf.p("kron"), "--query", sf.p("dense"), "--out", out}, false, "kronecker needs factored layers"},
 		{"score unprojected factors", []string{"score", "--store", sjlt, "--query", sf.q, "--factors", sf.p("factors"), "--out", out}, false, "factors"},
 		{"score missing factors", []string{"score", "--store", plain, "--query", sf.q, "--factors", missing, "--out", out}, false, missing},
+		{"score f64", []string{"score", "--store", plain, "--query", sf.q, "--dtype", "f64", "--out", out}, true, "--dtype f64: a store's scores are computed in float32"},
+		{"score bad dtype", []string{"score", "--store", plain, "--query", sf.q, "--dtype", "f16", "--out", out}, true, `--dtype: scores dtype "f16": want f32 or f64`},
 	}
 	sf.run("store", "build", "--grads", sf.train1, "--out", sf.p("kron"), "--kind", "kronecker", "--k", "2")
 	for _, tc := range tests {
