@@ -269,6 +269,16 @@ func TestF32Guards(t *testing.T) {
 	if _, err := f.LayerScores(context.Background(), be, q, tr, ScoreOptions{Damping: hessian.Damping{Value: -1e9}, Precision: F32}); !errors.Is(err, hessian.ErrDamping) {
 		t.Errorf("bad damping: %v", err)
 	}
+	// No queries or no training examples: empty scores of the right shape.
+	for _, n := range [][2]int{{0, 5}, {3, 0}} {
+		for _, alg := range []Algorithm{Bilinear, Materialise} {
+			q, tr := randomBatch(rng, n[0], true), randomBatch(rng, n[1], true)
+			g, err := IdentityFactors(q).LayerScores(context.Background(), be, q, tr, ScoreOptions{Precision: F32, algorithm: alg})
+			if err != nil || len(g) != 3 || g[0].Rows != n[0] || g[0].Cols != n[1] {
+				t.Errorf("%d queries, %d training examples, %s: %v", n[0], n[1], alg, err)
+			}
+		}
+	}
 	if p, err := ParsePrecision("f32"); err != nil || p != F32 || p.String() != "f32" {
 		t.Errorf("ParsePrecision(f32) = %v, %v", p, err)
 	}
