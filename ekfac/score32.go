@@ -20,6 +20,12 @@ const (
 	// back as float64. It applies to LayerScores (and LayerScoresAndSelf
 	// without self-influence); self-influence is always computed in
 	// float64, and asking for it makes the whole call use F64.
+	//
+	// Training examples are taken in chunks that bound each float32
+	// work buffer to 128 MiB. The backend may sum a GEMM in an order
+	// that depends on its shapes, so F32 scores are reproducible only to
+	// float32 rounding across chunk sizes, layer shapes and backends;
+	// F64 is not affected.
 	F32
 )
 
