@@ -26,7 +26,7 @@ type ScoreOptions struct {
 	MemoryLimit int64
 	// Precision is the floating-point type of pairwise scores: F64 (the
 	// zero value) or F32, which LayerScores honours and self-influence
-	// does not (see F32). The default may change; set it to pin it.
+	// does not (see F32).
 	Precision Precision
 
 	// algorithm, when set, overrides PairwisePlan's choice for every
