@@ -21,4 +21,10 @@
 // split), Covariance.Eigen, then Lambda.Add the same fit set again and
 // Lambda.Factors. Fit runs those stages over a Source. Factors are saved and
 // loaded as safetensors with the fit arguments in the metadata.
+//
+// Pairwise scores (LayerScores) are float64 by default. ScoreOptions.Precision
+// F32 keeps the queries' preconditioning in float64 and computes the
+// products with the training gradients in float32, choosing per layer by a
+// flop count (PairwisePlan) between forming each training gradient in the
+// eigenbasis and a bilinear form over its token rows that forms none.
 package ekfac

@@ -24,6 +24,16 @@ type ScoreOptions struct {
 	// n × Dim): 0 means linalg.DefaultMemoryLimit(), a negative value no
 	// limit.
 	MemoryLimit int64
+	// Precision is the floating-point type of pairwise scores: F64 (the
+	// zero value) or F32, which LayerScores honours and self-influence
+	// does not (see F32).
+	Precision Precision
+
+	// algorithm, when set, overrides PairwisePlan's choice for every
+	// factored layer, and chunkFloats > 0 the F32 work-buffer bound
+	// (tests).
+	algorithm   Algorithm
+	chunkFloats int
 }
 
 // LayerDamping returns the δ used for layer i: the absolute value, or

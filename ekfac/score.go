@@ -16,6 +16,9 @@ import (
 // so no gradient is rotated back: with T token rows per example a rotation
 // costs O(T·d²) from the factors instead of the O(d³) of rotating P(G) back.
 // Training examples are taken a chunk at a time, bounding memory.
+//
+// With opt.Precision F32 the products are float32 (see F32), and each layer
+// is scored by the algorithm PairwisePlan chooses.
 func (f *Factors) LayerScores(ctx context.Context, be linalg.Backend, q, t *gradients.Batch, opt ScoreOptions) ([]*linalg.Dense64, error) {
 	layers, _, err := f.LayerScoresAndSelf(ctx, be, q, t, opt, false)
 	return layers, err
@@ -32,7 +35,8 @@ func (f *Factors) SelfInfluence(ctx context.Context, be linalg.Backend, t *gradi
 // LayerScoresAndSelf returns LayerScores of q against t (nil when q is nil)
 // and, when withSelf is set, the SelfInfluence of t, rotating each chunk of
 // training examples into the eigenbasis once for both: that rotation is most
-// of the work.
+// of the work. opt.Precision F32 applies only without self-influence:
+// withSelf makes the whole call float64.
 func (f *Factors) LayerScoresAndSelf(ctx context.Context, be linalg.Backend, q, t *gradients.Batch, opt ScoreOptions, withSelf bool) ([]*linalg.Dense64, []float64, error) {
 	be, err := linalg.OrAuto(be)
 	if err != nil {
@@ -48,6 +52,16 @@ func (f *Factors) LayerScoresAndSelf(ctx context.Context, be linalg.Backend, q, 
 		if err := b.Validate(); err != nil {
 			return nil, nil, fmt.Errorf("ekfac: %w", err)
 		}
+	}
+	switch opt.Precision {
+	case F64:
+	case F32:
+		if q != nil && !withSelf {
+			out, err := f.layerScores32(ctx, be, q, t, opt)
+			return out, nil, err
+		}
+	default:
+		return nil, nil, fmt.Errorf("ekfac: unknown precision %v", opt.Precision)
 	}
 	var (
 		xq   []*linalg.Dense64

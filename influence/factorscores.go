@@ -12,7 +12,8 @@ import (
 
 // FactorScoresOptions configure FactorScores.
 type FactorScoresOptions struct {
-	// Damping, Rank and MemoryLimit are as for ekfac.ScoreOptions.
+	// Damping, Rank, MemoryLimit and Precision are as for
+	// ekfac.ScoreOptions; Precision F32 applies only without Self.
 	// MemoryLimit also bounds the summed scores, their float32 copy (for
 	// ScoresF32) and the rankings: 0 means linalg.DefaultMemoryLimit(), a
 	// negative value no limit.

@@ -16,7 +16,7 @@
 //	goinfluence train|grads …                         (a checkpoint and its gradient files)
 //	goinfluence project --grads F --kind rademacher|sjlt|gaussian|kronecker --k K [--k-in K --k-out K] --seed S --out F
 //	goinfluence fit --grads F --method ekfac|kfac|diagonal|identity [--mem-limit auto|SIZE|none] --out FACTORS
-//	goinfluence score --factors FACTORS --train F --query F [--damping X|heuristic] [--self] [--topk K] [--dtype f32|f64] --out SCORES
+//	goinfluence score --factors FACTORS --train F --query F [--damping X|heuristic] [--self] [--topk K] [--dtype f32|f64] [--precision f64|f32] --out SCORES
 //	goinfluence store build --grads F [--grads F2 …] --out DIR [--kind K --k K --seed S] [--dtype f16|bf16|f32] [--resume]
 //	goinfluence store info --store DIR [--verify] [--json]
 //	goinfluence store score --store DIR --query F [--factors FACTORS --damping X|heuristic] [--topk 50] [--scores-out F] [--no-verify] --out SCORES
@@ -68,7 +68,7 @@ Commands:
   score                score query against training gradients with fitted factors:
                        goinfluence score --factors FACTORS --train F --query F
                        [--damping X|heuristic] [--self] [--topk K]
-                       [--dtype f32|f64] --out SCORES
+                       [--dtype f32|f64] [--precision f64|f32] --out SCORES
   bench gemm           measure GEMM rates of the linear-algebra backends
   bench ekfac          time EK-FAC fit and score stages on a 2048×2048 layer
   bench stream         time streamed top-k scoring of a store against Sgemm

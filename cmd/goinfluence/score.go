@@ -28,6 +28,7 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	out := fs.String("out", "", "scores file to write (safetensors)")
 	dtypeFlag := fs.String("dtype", "f32", "element type of the scores written (scores, scores.<layer>, self, topk.scores, bottomk.scores): f32, or f64 for the float64 scores as computed, to the bit (twice the bytes)")
 	backend := fs.String("backend", "auto", "linear-algebra backend: auto, cpu, openblas or cuda")
+	precisionFlag := fs.String("precision", "f64", "pairwise products in f64 or f32 (queries are still preconditioned in f64; f32 prints each layer's algorithm and flops to stderr; --self keeps everything f64). The default is f64 for now and may change")
 	mem := addMemLimit(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -53,6 +54,10 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	damping, err := hessian.ParseDamping(*dampingFlag)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	precision, err := ekfac.ParsePrecision(*precisionFlag)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -95,11 +100,23 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		prog.Stage(fmt.Sprintf("score: %d queries × %d training examples, %s, δ = %s", query.N, train.N, factors.Method, damping))
 	}
+	opt := ekfac.ScoreOptions{Damping: damping, Rank: *rank, MemoryLimit: mem.bytes(), Precision: precision}
+	if precision == ekfac.F32 {
+		meta["precision"] = precision.String()
+		switch {
+		case query == nil:
+		case *self:
+			prog.Stage("score: --precision f32 does not apply with --self: scoring in f64")
+			meta["precision"] = ekfac.F64.String()
+		default:
+			printPlan(prog, factors.PairwisePlan(query, train, opt))
+		}
+	}
 	if *self {
 		prog.Stage(fmt.Sprintf("score: self-influence of %d training examples", train.N))
 	}
 	file, err := influence.FactorScores(ctx, be, factors, query, train, influence.FactorScoresOptions{
-		ScoreOptions: ekfac.ScoreOptions{Damping: damping, Rank: *rank, MemoryLimit: mem.bytes()},
+		ScoreOptions: opt,
 		TopK:         *topk, PerLayer: *perLayer, Self: *self, DType: dtype})
 	var nonFinite *influence.NonFiniteError
 	switch {
@@ -116,4 +133,17 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	prog.Stage(fmt.Sprintf("score: wrote %s in %.1f s on %s", *out, time.Since(start).Seconds(), be.Name()))
 	return nil
+}
+
+// printPlan reports the algorithm the f32 path uses for each layer, with
+// the estimated flops of both (GFLOP) and of the shared rotation.
+func printPlan(prog *progress.Reporter, plan []ekfac.LayerPlan) {
+	for _, p := range plan {
+		bil := "n/a"
+		if p.Bilinear > 0 {
+			bil = fmt.Sprintf("%.3g", p.Bilinear/1e9)
+		}
+		prog.Stage(fmt.Sprintf("score: f32 layer %s: %s (GFLOP: bilinear %s, materialise %.3g, rotation %.3g)",
+			p.Layer, p.Algorithm, bil, p.Materialise/1e9, p.Rotation/1e9))
+	}
 }

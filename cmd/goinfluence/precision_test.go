@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/internal/safetensors"
+)
+
+// TestScorePrecision runs score --precision f32 against f64 for every
+// method: the scores agree within 1e-4, stderr names each layer's
+// algorithm, the metadata records the precision, and --self falls back to
+// f64 saying so.
+func TestScorePrecision(t *testing.T) {
+	rng := rand.New(rand.NewPCG(32, 3))
+	dir := t.TempDir()
+	p := func(name string) string { return filepath.Join(dir, name) }
+	for name, b := range map[string]*gradients.Batch{"fit": randomGrads(rng, 30), "train": randomGrads(rng, 9), "query": randomGrads(rng, 4)} {
+		if err := gradients.WriteFile(p(name), b, gradients.F32, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	for _, method := range []string{"ekfac", "kfac", "diagonal", "identity"} {
+		t.Run(method, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			if err := run(ctx, []string{"fit", "--grads", p("fit"), "--method", method, "--out", p("factors-" + method)}, &out, &errOut); err != nil {
+				t.Fatalf("fit: %v\n%s", err, errOut.String())
+			}
+			score := func(out string, extra ...string) string {
+				t.Helper()
+				var stdout, stderr bytes.Buffer
+				args := append([]string{"score", "--factors", p("factors-" + method), "--train", p("train"), "--query", p("query"), "--out", p(out)}, extra...)
+				if err := run(ctx, args, &stdout, &stderr); err != nil {
+					t.Fatalf("score %v: %v\n%s", extra, err, stderr.String())
+				}
+				return stderr.String()
+			}
+			score("s64")
+			log := score("s32", "--precision", "f32")
+			for _, layer := range []string{"block.0.attn", "head"} {
+				if !strings.Contains(log, "f32 layer "+layer+": ") {
+					t.Errorf("stderr does not give the plan of layer %s:\n%s", layer, log)
+				}
+			}
+			want, got := readTensor(t, p("s64"), "scores"), readTensor(t, p("s32"), "scores")
+			if e := rel(got, want); !(e <= 1e-4) {
+				t.Errorf("f32 scores: relative error %.3g", e)
+			}
+			if m := readMeta(t, p("s32")); m["precision"] != "f32" {
+				t.Errorf("metadata precision %q, want f32", m["precision"])
+			}
+			if m := readMeta(t, p("s64")); m["precision"] != "" {
+				t.Errorf("f64 metadata has precision %q", m["precision"])
+			}
+			if log := score("self", "--precision", "f32", "--self"); !strings.Contains(log, "scoring in f64") {
+				t.Errorf("--self with f32 does not say it scores in f64:\n%s", log)
+			}
+		})
+	}
+	var out, errOut bytes.Buffer
+	err := run(ctx, []string{"score", "--factors", p("factors-ekfac"), "--train", p("train"), "--query", p("query"), "--precision", "f16", "--out", p("x")}, &out, &errOut)
+	if !errors.Is(err, errUsage) {
+		t.Errorf("--precision f16: %v, want a usage error", err)
+	}
+}
+
+func readMeta(t *testing.T, path string) map[string]string {
+	t.Helper()
+	f, err := safetensors.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return f.Metadata
+}

@@ -1,0 +1,332 @@
+package ekfac
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/linalg"
+)
+
+// Precision selects the floating-point type of pairwise scoring.
+type Precision int
+
+const (
+	// F64 scores in float64 throughout, the reference (the zero value).
+	F64 Precision = iota
+	// F32 preconditions and rotates the queries in float64 as F64 does,
+	// then narrows them to float32 and computes every product with the
+	// training gradients in float32 (Sgemm); each layer's scores come
+	// back as float64. It applies to LayerScores (and LayerScoresAndSelf
+	// without self-influence); self-influence is always computed in
+	// float64, and asking for it makes the whole call use F64.
+	//
+	// Training examples are taken in chunks that bound each float32
+	// work buffer to 128 MiB. The backend may sum a GEMM in an order
+	// that depends on its shapes, so F32 scores are reproducible only to
+	// float32 rounding across chunk sizes, layer shapes and backends;
+	// F64 is not affected.
+	F32
+)
+
+// ParsePrecision parses "f64" or "f32".
+func ParsePrecision(s string) (Precision, error) {
+	switch s {
+	case "f64":
+		return F64, nil
+	case "f32":
+		return F32, nil
+	}
+	return 0, fmt.Errorf("ekfac: unknown precision %q (have f64, f32)", s)
+}
+
+func (p Precision) String() string {
+	switch p {
+	case F64:
+		return "f64"
+	case F32:
+		return "f32"
+	}
+	return fmt.Sprintf("Precision(%d)", int(p))
+}
+
+// Algorithm is how the F32 path forms a layer's scores.
+type Algorithm string
+
+const (
+	// Bilinear scores a factored layer without forming any training
+	// gradient: in the eigenbasis score(q, t) = Σ_τ s̃_τᵀ M̃_q ã_τ, with M̃_q
+	// the query's transformed d_out × d_in matrix, computed as one GEMM
+	// of the rotated activations with all queries' M̃ stacked, then a
+	// reduction against the rotated output gradients.
+	Bilinear Algorithm = "bilinear"
+	// Materialise forms each training gradient in the eigenbasis (G̃_t,
+	// d_out·d_in values) and multiplies the queries with a chunk of them
+	// in one GEMM. Dense layers are always scored this way.
+	Materialise Algorithm = "materialise"
+)
+
+// LayerPlan is the F32 path's choice for one layer and the flop counts it
+// was made from.
+type LayerPlan struct {
+	Layer     string
+	Algorithm Algorithm
+	// Rotation is the flops of rotating the training activations and
+	// output gradients into the eigenbasis, 2·N·T·(d_in² + d_out²),
+	// shared by both algorithms (0 for Diagonal, Identity and dense
+	// layers).
+	Rotation float64
+	// Bilinear is 2·N·T·d_in·Q·d_out + 2·N·T·Q·d_out (0 for a dense
+	// layer, where it does not apply); Materialise is
+	// 2·N·T·d_out·d_in + 2·Q·N·d_out·d_in for a factored layer and
+	// 2·Q·N·D for a dense one. Neither includes Rotation.
+	Bilinear, Materialise float64
+}
+
+// PairwisePlan returns, for each layer, the algorithm the F32 path uses to
+// score the queries q against the training examples t and the estimated
+// flops of each: the cheaper of the two for a factored layer, Materialise
+// for a dense one. The choice depends on the shapes only.
+func (f *Factors) PairwisePlan(q, t *gradients.Batch, opt ScoreOptions) []LayerPlan {
+	nq, nt := float64(q.N), float64(t.N)
+	plan := make([]LayerPlan, len(t.Layers))
+	for li := range t.Layers {
+		l := &t.Layers[li]
+		p := LayerPlan{Layer: l.Name, Algorithm: Materialise}
+		if !l.Factored() {
+			p.Materialise = 2 * nq * nt * float64(l.D)
+			plan[li] = p
+			continue
+		}
+		tok, din, dout := float64(l.Tokens), float64(l.DIn), float64(l.DOut)
+		if li < len(f.Layers) && f.Layers[li].QA != nil {
+			p.Rotation = 2 * nt * tok * (din*din + dout*dout)
+		}
+		p.Bilinear = 2*nt*tok*din*nq*dout + 2*nt*tok*nq*dout
+		p.Materialise = 2*nt*tok*dout*din + 2*nq*nt*dout*din
+		switch {
+		case opt.algorithm != "":
+			p.Algorithm = opt.algorithm
+		case p.Bilinear < p.Materialise:
+			p.Algorithm = Bilinear
+		}
+		plan[li] = p
+	}
+	return plan
+}
+
+// chunkFloats32 bounds each float32 work buffer of the F32 path (the
+// bilinear products Y, or a chunk of materialised gradients): 128 MiB.
+const chunkFloats32 = 1 << 25
+
+// layerScores32 is LayerScores at F32. Training examples are taken a chunk
+// at a time per layer, so that a work buffer holds at most chunkFloats32
+// values; the chunk size changes only the shapes handed to Sgemm, whose
+// summation order may depend on them, so scores may differ between chunk
+// sizes by float32 rounding.
+func (f *Factors) layerScores32(ctx context.Context, be linalg.Backend, q, t *gradients.Batch, opt ScoreOptions) ([]*linalg.Dense64, error) {
+	scores := linalg.Float64Bytes(len(f.Layers), q.N, t.N)
+	if err := linalg.CheckMemory("per-layer scores", fmt.Sprintf("%d layers × %d queries × %d training examples, float64", len(f.Layers), q.N, t.N),
+		scores, opt.MemoryLimit); err != nil {
+		return nil, fmt.Errorf("ekfac: %w", err)
+	}
+	if err := linalg.CheckMemory("query transforms", fmt.Sprintf("%d × %d float64", q.N, q.Dim()),
+		linalg.AddBytes(scores, linalg.Float64Bytes(q.N, q.Dim())), opt.MemoryLimit); err != nil {
+		return nil, fmt.Errorf("ekfac: %w", err)
+	}
+	xq, err := f.queryTransform(ctx, be, q, opt)
+	if err != nil {
+		return nil, err
+	}
+	plan := f.PairwisePlan(q, t, opt)
+	limit := chunkFloats32
+	if opt.chunkFloats > 0 {
+		limit = opt.chunkFloats
+	}
+	out := make([]*linalg.Dense64, len(f.Layers))
+	for li := range f.Layers {
+		out[li] = linalg.NewDense64(q.N, t.N, nil)
+		m := xq[li].To32()
+		xq[li] = nil // the float64 copy is no longer needed
+		l, lf := &t.Layers[li], &f.Layers[li]
+		var qa, qs *linalg.Dense32
+		if lf.QA != nil {
+			qa, qs = lf.QA.To32(), lf.QS.To32()
+		}
+		switch {
+		case !l.Factored():
+			err = materialiseDense(ctx, be, l, m, out[li], limit, opt.MemoryLimit)
+		case plan[li].Algorithm == Bilinear:
+			err = bilinear(ctx, be, l, m, qa, qs, out[li], limit, opt.MemoryLimit)
+		default:
+			err = materialise(ctx, be, l, m, qa, qs, out[li], limit, opt.MemoryLimit)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// bilinear adds to out (Q × N) the scores of the queries m (Q × d_out·d_in,
+// that is Q·d_out × d_in) against the factored layer l: for a chunk of
+// training rows Y = Ã·M̃ᵀ ((nc·T) × (Q·d_out)), then
+// score[q, t] = Σ_τ Σ_i S̃[tτ, i]·Y[tτ, q·d_out + i].
+func bilinear(ctx context.Context, be linalg.Backend, l *gradients.Layer, m, qa, qs *linalg.Dense32, out *linalg.Dense64, limit int, memLimit int64) error {
+	nq, nt, tok, dout := out.Rows, out.Cols, l.Tokens, l.DOut
+	per := tok * nq * dout // values of Y an example
+	chunk := max(1, min(nt, limit/max(per, 1)))
+	if err := checkWork(l.Name, "bilinear products", chunk*tok, nq*dout, memLimit); err != nil {
+		return err
+	}
+	mt := linalg.NewDense32(nq*dout, l.DIn, m.Data)
+	y := linalg.NewDense32(chunk*tok, nq*dout, nil)
+	acc := make([]float64, nq)
+	for lo := 0; lo < nt; lo += chunk {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		hi := min(lo+chunk, nt)
+		rows := (hi - lo) * tok
+		ah, sh := rotated32(be, l, lo, hi, qa, qs)
+		yc := y.Slice(0, rows, 0, nq*dout)
+		be.Sgemm(linalg.NoTrans, linalg.Trans, 1, ah, mt, 0, yc)
+		for n := lo; n < hi; n++ {
+			clear(acc)
+			for r := (n - lo) * tok; r < (n-lo+1)*tok; r++ {
+				s, yr := sh.Row(r), yc.Row(r)
+				for qi := range acc {
+					acc[qi] += float64(dot32(s, yr[qi*dout:(qi+1)*dout]))
+				}
+			}
+			for qi, v := range acc {
+				out.Data[qi*out.Stride+n] = v
+			}
+		}
+	}
+	return nil
+}
+
+// materialise sets out (Q × N) to the scores of the queries m against the
+// factored layer l, forming G̃_t = S̃_tᵀÃ_t for a chunk of training examples
+// and multiplying m with the chunk in one Sgemm.
+func materialise(ctx context.Context, be linalg.Backend, l *gradients.Layer, m, qa, qs *linalg.Dense32, out *linalg.Dense64, limit int, memLimit int64) error {
+	nt, tok, din, dout := out.Cols, l.Tokens, l.DIn, l.DOut
+	d := din * dout
+	chunk := max(1, min(nt, limit/max(d, 1)))
+	if err := checkWork(l.Name, "materialised gradients", chunk, d, memLimit); err != nil {
+		return err
+	}
+	g := linalg.NewDense32(chunk, d, nil)
+	prod := linalg.NewDense32(out.Rows, chunk, nil)
+	for lo := 0; lo < nt; lo += chunk {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		hi := min(lo+chunk, nt)
+		ah, sh := rotated32(be, l, lo, hi, qa, qs)
+		for n := 0; n < hi-lo; n++ {
+			gt := g.Row(n)
+			if tok == 1 {
+				a := ah.Row(n)
+				for o, so := range sh.Row(n) {
+					row := gt[o*din : (o+1)*din]
+					for i, ai := range a {
+						row[i] = so * ai
+					}
+				}
+				continue
+			}
+			be.Sgemm(linalg.Trans, linalg.NoTrans, 1,
+				sh.Slice(n*tok, (n+1)*tok, 0, dout), ah.Slice(n*tok, (n+1)*tok, 0, din), 0, linalg.NewDense32(dout, din, gt))
+		}
+		scoreChunk(be, m, g.Slice(0, hi-lo, 0, d), prod.Slice(0, out.Rows, 0, hi-lo), out, lo)
+	}
+	return nil
+}
+
+// materialiseDense sets out to the scores of the queries m against the
+// dense layer l, narrowing a chunk of its gradients at a time.
+func materialiseDense(ctx context.Context, be linalg.Backend, l *gradients.Layer, m *linalg.Dense32, out *linalg.Dense64, limit int, memLimit int64) error {
+	nt, d := out.Cols, l.D
+	chunk := max(1, min(nt, limit/max(d, 1)))
+	if err := checkWork(l.Name, "float32 gradients", chunk, d, memLimit); err != nil {
+		return err
+	}
+	g := linalg.NewDense32(chunk, d, nil)
+	prod := linalg.NewDense32(out.Rows, chunk, nil)
+	for lo := 0; lo < nt; lo += chunk {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		hi := min(lo+chunk, nt)
+		for i, v := range l.Grad[lo*d : hi*d] {
+			g.Data[i] = float32(v)
+		}
+		scoreChunk(be, m, g.Slice(0, hi-lo, 0, d), prod.Slice(0, out.Rows, 0, hi-lo), out, lo)
+	}
+	return nil
+}
+
+// scoreChunk sets columns [lo, lo+nc) of out to m·gᵀ, computed in float32
+// in prod (Q × nc).
+func scoreChunk(be linalg.Backend, m, g, prod *linalg.Dense32, out *linalg.Dense64, lo int) {
+	be.Sgemm(linalg.NoTrans, linalg.Trans, 1, m, g, 0, prod)
+	for qi := 0; qi < prod.Rows; qi++ {
+		dst := out.Row(qi)[lo : lo+prod.Cols]
+		for j, v := range prod.Row(qi) {
+			dst[j] = float64(v)
+		}
+	}
+}
+
+// rotated32 returns the token rows of examples [lo, hi) of l narrowed to
+// float32 and rotated, Ã = A·Q_A and S̃ = S·Q_S, or only narrowed when qa is
+// nil (Diagonal, Identity).
+func rotated32(be linalg.Backend, l *gradients.Layer, lo, hi int, qa, qs *linalg.Dense32) (ah, sh *linalg.Dense32) {
+	rows := (hi - lo) * l.Tokens
+	a := narrow(rows, l.DIn, l.A[lo*l.Tokens*l.DIn:hi*l.Tokens*l.DIn])
+	s := narrow(rows, l.DOut, l.S[lo*l.Tokens*l.DOut:hi*l.Tokens*l.DOut])
+	if qa == nil {
+		return a, s
+	}
+	ah = linalg.NewDense32(rows, l.DIn, nil)
+	sh = linalg.NewDense32(rows, l.DOut, nil)
+	be.Sgemm(linalg.NoTrans, linalg.NoTrans, 1, a, qa, 0, ah)
+	be.Sgemm(linalg.NoTrans, linalg.NoTrans, 1, s, qs, 0, sh)
+	return ah, sh
+}
+
+func narrow(r, c int, v []float64) *linalg.Dense32 {
+	m := linalg.NewDense32(r, c, nil)
+	for i, x := range v {
+		m.Data[i] = float32(x)
+	}
+	return m
+}
+
+// dot32 returns Σ a_i·b_i in float32 with four partial sums.
+func dot32(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// checkWork refuses a float32 work buffer of r × c values over memLimit.
+func checkWork(layer, what string, r, c int, memLimit int64) error {
+	if err := linalg.CheckMemory(fmt.Sprintf("layer %s: %s", layer, what), fmt.Sprintf("%d × %d float32", r, c),
+		linalg.Float64Bytes(r, c)/2, memLimit); err != nil {
+		return fmt.Errorf("ekfac: %w", err)
+	}
+	return nil
+}
