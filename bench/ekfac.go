@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -35,6 +36,9 @@ type EKFACOptions struct {
 	// YardstickTime is the least time spent measuring each of Sgemm and
 	// Dgemm at n = Dim (default 1 s).
 	YardstickTime time.Duration
+	// CPUProfile, when not nil, receives a CPU profile of the timed stages
+	// alone (not the yardsticks or the making of the gradients).
+	CPUProfile io.Writer
 	// Progress, when not nil, receives a line per step.
 	Progress io.Writer
 }
@@ -137,7 +141,7 @@ func EKFAC(ctx context.Context, opt EKFACOptions) (*EKFACResult, error) {
 	steps := append(fitSteps(be, parts, &f),
 		step{"score", func() error { _, err := f.LayerScores(ctx, be, q, tr, sopt); return err }},
 		step{"self-influence", func() error { _, err := f.SelfInfluence(ctx, be, tr, sopt); return err }})
-	if res.Stages, err = runSteps(ctx, be, steps, res.Sgemm, res.Dgemm, progress); err != nil {
+	if res.Stages, err = runSteps(ctx, be, steps, res.Sgemm, res.Dgemm, o.CPUProfile, progress); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -191,8 +195,15 @@ func fitSteps(be linalg.Backend, parts []*gradients.Batch, f **ekfac.Factors) []
 
 // runSteps runs the steps in order, each timed with be's GEMM and Eigh
 // counters reset before it, and returns their timings with the GEMM rates
-// as ratios to the yardsticks sgemm and dgemm (GFLOP/s).
-func runSteps(ctx context.Context, be *countingBackend, steps []step, sgemm, dgemm float64, progress io.Writer) ([]EKFACStage, error) {
+// as ratios to the yardsticks sgemm and dgemm (GFLOP/s). A CPU profile of
+// the steps goes to prof when it is not nil.
+func runSteps(ctx context.Context, be *countingBackend, steps []step, sgemm, dgemm float64, prof, progress io.Writer) ([]EKFACStage, error) {
+	if prof != nil {
+		if err := pprof.StartCPUProfile(prof); err != nil {
+			return nil, fmt.Errorf("bench ekfac: CPU profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var out []EKFACStage
 	for _, s := range steps {
 		if err := ctx.Err(); err != nil {

@@ -121,7 +121,7 @@ func ekfacMLP(ctx context.Context, o EKFACOptions) (*EKFACResult, error) {
 	sopt := influence.FactorScoresOptions{ScoreOptions: ekfac.ScoreOptions{Damping: hessian.Damping{Heuristic: true}}}
 	steps := append(fitSteps(be, chunks(fit, o.Chunk), &f),
 		step{"pairwise scores", func() error { _, err := influence.FactorScores(ctx, be, f, q, tr, sopt); return err }})
-	if res.Stages, err = runSteps(ctx, be, steps, res.Sgemm, res.Dgemm, progress); err != nil {
+	if res.Stages, err = runSteps(ctx, be, steps, res.Sgemm, res.Dgemm, o.CPUProfile, progress); err != nil {
 		return nil, err
 	}
 	res.PeakRSS = kbField("/proc/self/status", "VmHWM")

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/goinfluence/goinfluence/bench"
+	"github.com/goinfluence/goinfluence/internal/atomicfile"
 )
 
 // runBenchEKFAC is 'goinfluence bench ekfac': see bench.EKFAC. A size left
@@ -24,6 +25,7 @@ func runBenchEKFAC(ctx context.Context, args []string, stdout, stderr io.Writer)
 	minTime := fs.Duration("time", time.Second, "least time measuring each yardstick (Sgemm, Dgemm)")
 	backend := fs.String("backend", "auto", "backend: auto, cpu or openblas")
 	asJSON := fs.Bool("json", false, "print JSON")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed stages (not the yardsticks or the gradients' making) to `file`")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -44,14 +46,30 @@ func runBenchEKFAC(ctx context.Context, args []string, stdout, stderr io.Writer)
 	default:
 		return fmt.Errorf("%w: bench ekfac: --model %q: want layer or mlp", errUsage, *model)
 	}
+	if err := checkOutputs("bench ekfac", paths("--cpuprofile", *cpuProfile), nil); err != nil {
+		return err
+	}
 	be, err := openBackend(*backend)
 	if err != nil {
 		return err
 	}
 	opt.Backend = be
+	var prof *atomicfile.File
+	if *cpuProfile != "" {
+		if prof, err = atomicfile.Create(*cpuProfile); err != nil {
+			return err
+		}
+		defer prof.Cleanup() // unless committed below
+		opt.CPUProfile = prof
+	}
 	res, err := bench.EKFAC(ctx, opt)
 	if err != nil {
 		return err
+	}
+	if prof != nil {
+		if err := prof.Commit(); err != nil {
+			return err
+		}
 	}
 	return printBench(stdout, *asJSON, res)
 }
