@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -196,6 +197,104 @@ func TestStream(t *testing.T) {
 	}
 }
 
+func TestEKFACMLP(t *testing.T) {
+	var progress bytes.Buffer
+	res, err := EKFAC(context.Background(), EKFACOptions{Backend: cpuBackend(t), Model: ModelMLP, Layers: []int{7, 5, 6, 3},
+		Dim: 16, Fit: 9, Queries: 3, Train: 8, Chunk: 4, YardstickTime: time.Millisecond, Progress: &progress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Model != ModelMLP || !slices.Equal(res.Layers, []int{7, 5, 6, 3}) || res.Fit != 9 || res.Train != 8 || res.Queries != 3 {
+		t.Errorf("result describes %q %v, fit %d, train %d, queries %d", res.Model, res.Layers, res.Fit, res.Train, res.Queries)
+	}
+	want := []string{"covariance", "eigendecomposition", "lambda (EK-FAC)", "pairwise scores"}
+	if len(res.Stages) != len(want) {
+		t.Fatalf("%d stages, want %d", len(res.Stages), len(want))
+	}
+	for i, s := range res.Stages {
+		if s.Stage != want[i] || !positive(s.Seconds) || s.GemmSecs > s.Seconds || s.EighSecs > s.Seconds ||
+			!positive(s.RatioFloorSgemm) || !positive(s.RatioFloorDgemm) {
+			t.Errorf("stage %d: %+v", i, s)
+		}
+		if i != 1 && (!positive(s.GemmGFLOP) || !positive(s.FloorSgemm) || !positive(s.FloorDgemm)) {
+			t.Errorf("stage %s counted no GEMM work: %+v", s.Stage, s)
+		}
+	}
+	// The floors from the shapes, d_in counting the bias: Σ d_out·d_in =
+	// 5·8 + 6·6 + 3·7 = 97, Σ (d_in² + d_out²) = 89 + 72 + 58 = 219.
+	fl := res.Floors
+	if want := 2 * 3 * 8 * 97 / 1e9; math.Abs(fl.PairwiseGFLOP-want) > 1e-15 {
+		t.Errorf("pairwise floor %g GFLOP, want %g", fl.PairwiseGFLOP, want)
+	}
+	if want := 2 * 9 * (2*219 + 97) / 1e9; math.Abs(fl.FitGFLOP-want) > 1e-15 {
+		t.Errorf("fit floor %g GFLOP, want %g", fl.FitGFLOP, want)
+	}
+	// The fit's counted GEMMs are the floor's: full covariance products,
+	// the two rotations and one outer product per example and layer.
+	if fit := res.Stages[0].GemmGFLOP + res.Stages[2].GemmGFLOP; math.Abs(fit-fl.FitGFLOP) > 1e-12 {
+		t.Errorf("fit stages counted %g GFLOP, the floor is %g", fit, fl.FitGFLOP)
+	}
+	// Scoring counts the pairwise products and the queries' and training
+	// examples' rotations on top.
+	if s := res.Stages[3]; s.GemmGFLOP <= fl.PairwiseGFLOP {
+		t.Errorf("scoring counted %g GFLOP, not above the pairwise floor %g", s.GemmGFLOP, fl.PairwiseGFLOP)
+	}
+	for name, v := range map[string]float64{"pairwise Sgemm": fl.PairwiseSgemmSecs, "pairwise Dgemm": fl.PairwiseDgemmSecs,
+		"pairwise time": fl.PairwiseSecs, "pairwise ratio": fl.PairwiseRatio, "fit Sgemm": fl.FitSgemmSecs,
+		"fit Dgemm": fl.FitDgemmSecs, "eigh": fl.EighSecs, "fit time": fl.FitSecs, "fit goal": fl.FitGoalSecs, "fit ratio": fl.FitRatio} {
+		if !positive(v) {
+			t.Errorf("%s %g", name, v)
+		}
+	}
+	var table bytes.Buffer
+	if err := res.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"MLP 7-5-6-3 with biases (97 parameters)", "pairwise scores", "goal ≤ 1.25"} {
+		if !strings.Contains(table.String(), s) {
+			t.Errorf("table lacks %q:\n%s", s, table.String())
+		}
+	}
+	wantKeys := []string{"date", "cpus", "backend", "dim", "tokens", "fit", "queries", "train", "sgemm_gflops", "dgemm_gflops", "stages",
+		"model", "layers", "floors"}
+	if got := jsonKeys(t, res); !slices.Equal(got[:len(wantKeys)], wantKeys) {
+		t.Errorf("JSON keys %v, want %v first", got, wantKeys)
+	}
+}
+
+// TestMLPGradients checks the synthetic MLP's gradients against one
+// example's gradient worked out by hand from the same draws: shapes, the
+// ones column, the ReLU mask and the softmax gradient summing to zero.
+func TestMLPGradients(t *testing.T) {
+	b := mlpGradients(cpuBackend(t), []int{4, 6, 3}, 5, rand.New(rand.NewPCG(3, 4)))
+	if err := b.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	fc1, fc2 := &b.Layers[0], &b.Layers[1]
+	if fc1.DIn != 5 || fc1.DOut != 6 || fc2.DIn != 7 || fc2.DOut != 3 || fc1.Tokens != 1 || fc1.TokenAxis {
+		t.Fatalf("layers %+v %+v", fc1, fc2)
+	}
+	for n := range b.N {
+		a1, a2, s1, s2 := fc1.Acts(n).Row(0), fc2.Acts(n).Row(0), fc1.Outs(n).Row(0), fc2.Outs(n).Row(0)
+		if a1[4] != 1 || a2[6] != 1 {
+			t.Errorf("example %d: bias columns %g, %g", n, a1[4], a2[6])
+		}
+		var sum float64
+		for _, v := range s2 {
+			sum += v
+		}
+		if math.Abs(sum) > 1e-12 || slices.Min(s2) >= -0 {
+			t.Errorf("example %d: output gradient %v is not softmax − one-hot", n, s2)
+		}
+		for j, v := range a2[:6] {
+			// ReLU: a dead unit has input 0 and passes no gradient.
+			if v < 0 || (v == 0 && s1[j] != 0) {
+				t.Errorf("example %d: unit %d: activation %g, gradient %g", n, j, v, s1[j])
+			}
+		}
+	}
+}
+
 // TestOptionErrors checks that options out of range are refused with the
 // field that is wrong, before anything is measured or built.
 func TestOptionErrors(t *testing.T) {
@@ -208,6 +307,16 @@ func TestOptionErrors(t *testing.T) {
 		{"gemm size", func() error { _, err := Gemm(ctx, GemmOptions{Sizes: []int{8, 0}}); return err }, "size 0"},
 		{"ekfac dim", func() error { _, err := EKFAC(ctx, EKFACOptions{Dim: 1}); return err }, "Dim 1, want ≥ 2"},
 		{"ekfac chunk", func() error { _, err := EKFAC(ctx, EKFACOptions{Chunk: -1}); return err }, "Chunk -1"},
+		{"ekfac model", func() error { _, err := EKFAC(ctx, EKFACOptions{Model: "cnn"}); return err }, `model "cnn"`},
+		{"ekfac mlp widths", func() error {
+			_, err := EKFAC(ctx, EKFACOptions{Model: ModelMLP, Layers: []int{784}})
+			return err
+		}, "mlp of 1 widths"},
+		{"ekfac mlp width", func() error {
+			_, err := EKFAC(ctx, EKFACOptions{Model: ModelMLP, Layers: []int{784, 0, 10}})
+			return err
+		}, "mlp width 1 is 0"},
+		{"ekfac mlp train", func() error { _, err := EKFAC(ctx, EKFACOptions{Model: ModelMLP, Train: -2}); return err }, "Train -2"},
 		{"stream rows", func() error { _, err := Stream(ctx, StreamOptions{Rows: -5}); return err }, "Rows -5"},
 		{"stream topk", func() error { _, err := Stream(ctx, StreamOptions{TopK: -1}); return err }, "TopK -1"},
 		{"stream dtype", func() error { _, err := Stream(ctx, StreamOptions{DType: "f8"}); return err }, `dtype "f8"`},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -14,19 +15,30 @@ import (
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
-// EKFACOptions sizes the synthetic layer and the example counts EKFAC
-// times. Zero fields take the defaults of 'goinfluence bench ekfac'.
+// EKFACOptions choose the model and size the example counts EKFAC times.
+// Zero fields take the defaults of 'goinfluence bench ekfac', which depend
+// on the model: those in parentheses are the one-layer case's, those after
+// "mlp:" the MLP's.
 type EKFACOptions struct {
 	Backend linalg.Backend // default linalg.Auto()
-	Dim     int            // layer size, d_in = d_out (default 2048; at least 2)
-	Tokens  int            // token rows per example (default 64)
-	Fit     int            // examples the factors are fitted on (default 32)
-	Queries int            // query examples (default 8)
-	Train   int            // training examples scored (default 32)
-	Chunk   int            // examples per fit batch (default 8)
+	// Model is ModelLayer (the default: one synthetic layer with tokens)
+	// or ModelMLP (an MLP with biases, no token axis).
+	Model string
+	// Layers are the MLP's widths, input first (mlp: 784, 512, 512, 10);
+	// ModelLayer ignores them.
+	Layers  []int
+	Dim     int // layer size, d_in = d_out (default 2048; at least 2); mlp: the yardsticks' n only
+	Tokens  int // token rows per example (default 64); mlp: ignored, no token axis
+	Fit     int // examples the factors are fitted on (default 32; mlp: Train)
+	Queries int // query examples (default 8; mlp: 500)
+	Train   int // training examples scored (default 32; mlp: 5000)
+	Chunk   int // examples per fit batch (default 8; mlp: 256, as 'goinfluence fit')
 	// YardstickTime is the least time spent measuring each of Sgemm and
 	// Dgemm at n = Dim (default 1 s).
 	YardstickTime time.Duration
+	// CPUProfile, when not nil, receives a CPU profile of the timed stages
+	// alone (not the yardsticks or the making of the gradients).
+	CPUProfile io.Writer
 	// Progress, when not nil, receives a line per step.
 	Progress io.Writer
 }
@@ -41,6 +53,13 @@ type EKFACStage struct {
 	RatioSgemm float64 `json:"ratio_to_sgemm"`
 	RatioDgemm float64 `json:"ratio_to_dgemm"`
 	EighSecs   float64 `json:"eigh_seconds"`
+
+	// The MLP case only: the stage's GEMM flops at the yardsticks' rates
+	// (its floor), and the stage's time over floor plus eigh time.
+	FloorSgemm      float64 `json:"floor_sgemm_seconds,omitempty"`
+	FloorDgemm      float64 `json:"floor_dgemm_seconds,omitempty"`
+	RatioFloorSgemm float64 `json:"ratio_to_floor_sgemm,omitempty"`
+	RatioFloorDgemm float64 `json:"ratio_to_floor_dgemm,omitempty"`
 }
 
 // EKFACResult is the outcome of EKFAC. Its JSON is that of
@@ -56,11 +75,26 @@ type EKFACResult struct {
 	Sgemm   float64      `json:"sgemm_gflops"` // the yardsticks, n = Dim, same run
 	Dgemm   float64      `json:"dgemm_gflops"`
 	Stages  []EKFACStage `json:"stages"`
+
+	// The MLP case only (empty for the one layer, whose JSON predates them).
+	Model   string       `json:"model,omitempty"`
+	Layers  []int        `json:"layers,omitempty"`
+	Floors  *EKFACFloors `json:"floors,omitempty"`
+	PeakRSS int64        `json:"peak_rss_bytes,omitempty"` // VmHWM of the whole run
 }
 
-// EKFAC times the stages of EK-FAC on one synthetic layer of seeded random
-// activations and output gradients: covariance, eigendecomposition, Λ,
-// scoring queries against training examples, and self-influence. Each
+// The models EKFAC times.
+const (
+	ModelLayer = "layer"
+	ModelMLP   = "mlp"
+)
+
+// EKFAC times the stages of EK-FAC. The one-layer case (ModelLayer) runs
+// one synthetic layer of seeded random activations and output gradients:
+// covariance, eigendecomposition, Λ, scoring queries against training
+// examples, and self-influence. The MLP case (ModelMLP) is described at
+// ekfacMLP: the fit and the pairwise scores of an MLP, each stage against
+// the floor of its GEMMs at the yardsticks' rates. Each
 // stage's GEMM-like calls (Dgemm, Sgemm, covariance XᵀX counted as a full
 // product) are timed and their flops counted, so that the rate inside them
 // can be compared with the yardstick: the same backend's Sgemm and Dgemm on
@@ -70,6 +104,9 @@ func EKFAC(ctx context.Context, opt EKFACOptions) (*EKFACResult, error) {
 	o, err := opt.withDefaults()
 	if err != nil {
 		return nil, err
+	}
+	if o.Model == ModelMLP {
+		return ekfacMLP(ctx, o)
 	}
 	progress := writerOrDiscard(o.Progress)
 	raw, err := linalg.OrAuto(o.Backend)
@@ -96,20 +133,41 @@ func EKFAC(ctx context.Context, opt EKFACOptions) (*EKFACResult, error) {
 	fmt.Fprintf(progress, "generating %d fit, %d query and %d training examples of a %d×%d layer with %d tokens\n",
 		o.Fit, o.Queries, o.Train, o.Dim, o.Dim, o.Tokens)
 	fit, q, tr := batch(o.Fit), batch(o.Queries), batch(o.Train)
-	var parts []*gradients.Batch
-	for lo := 0; lo < fit.N; lo += o.Chunk {
-		parts = append(parts, fit.Slice(lo, min(lo+o.Chunk, fit.N)))
-	}
+	parts := chunks(fit, o.Chunk)
 
 	be := &countingBackend{Backend: raw}
-	cov := ekfac.NewCovariance(be)
-	var eig *ekfac.Eigen
 	var f *ekfac.Factors
 	sopt := ekfac.ScoreOptions{Damping: hessian.Damping{Heuristic: true}}
-	steps := []struct {
-		name string
-		fn   func() error
-	}{
+	steps := append(fitSteps(be, parts, &f),
+		step{"score", func() error { _, err := f.LayerScores(ctx, be, q, tr, sopt); return err }},
+		step{"self-influence", func() error { _, err := f.SelfInfluence(ctx, be, tr, sopt); return err }})
+	if res.Stages, err = runSteps(ctx, be, steps, res.Sgemm, res.Dgemm, o.CPUProfile, progress); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// chunks splits b into batches of at most n examples, views of b.
+func chunks(b *gradients.Batch, n int) []*gradients.Batch {
+	var parts []*gradients.Batch
+	for lo := 0; lo < b.N; lo += n {
+		parts = append(parts, b.Slice(lo, min(lo+n, b.N)))
+	}
+	return parts
+}
+
+// step is one timed stage of EKFAC.
+type step struct {
+	name string
+	fn   func() error
+}
+
+// fitSteps returns the stages of an EK-FAC fit over parts on be:
+// covariance, eigendecomposition and Λ, the last setting *f.
+func fitSteps(be linalg.Backend, parts []*gradients.Batch, f **ekfac.Factors) []step {
+	cov := ekfac.NewCovariance(be)
+	var eig *ekfac.Eigen
+	return []step{
 		{"covariance", func() error {
 			for _, p := range parts {
 				if err := cov.Add(p); err != nil {
@@ -129,12 +187,24 @@ func EKFAC(ctx context.Context, opt EKFACOptions) (*EKFACResult, error) {
 					return err
 				}
 			}
-			f, err = lam.Factors()
+			*f, err = lam.Factors()
 			return err
 		}},
-		{"score", func() error { _, err := f.LayerScores(ctx, be, q, tr, sopt); return err }},
-		{"self-influence", func() error { _, err := f.SelfInfluence(ctx, be, tr, sopt); return err }},
 	}
+}
+
+// runSteps runs the steps in order, each timed with be's GEMM and Eigh
+// counters reset before it, and returns their timings with the GEMM rates
+// as ratios to the yardsticks sgemm and dgemm (GFLOP/s). A CPU profile of
+// the steps goes to prof when it is not nil.
+func runSteps(ctx context.Context, be *countingBackend, steps []step, sgemm, dgemm float64, prof, progress io.Writer) ([]EKFACStage, error) {
+	if prof != nil {
+		if err := pprof.StartCPUProfile(prof); err != nil {
+			return nil, fmt.Errorf("bench ekfac: CPU profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	var out []EKFACStage
 	for _, s := range steps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -148,17 +218,27 @@ func EKFAC(ctx context.Context, opt EKFACOptions) (*EKFACResult, error) {
 			GemmGFLOP: be.flops / 1e9, GemmSecs: be.gemm.Seconds(), EighSecs: be.eigh.Seconds()}
 		if st.GemmSecs > 0 {
 			st.GemmRate = st.GemmGFLOP / st.GemmSecs
-			st.RatioSgemm, st.RatioDgemm = st.GemmRate/res.Sgemm, st.GemmRate/res.Dgemm
+			st.RatioSgemm, st.RatioDgemm = st.GemmRate/sgemm, st.GemmRate/dgemm
 		}
-		res.Stages = append(res.Stages, st)
+		out = append(out, st)
 		fmt.Fprintf(progress, "%s: %.2f s\n", s.name, st.Seconds)
 	}
-	return res, nil
+	return out, nil
 }
 
 // withDefaults returns o with its zero fields set, or an error naming the
 // first field out of range.
 func (o EKFACOptions) withDefaults() (EKFACOptions, error) {
+	switch o.Model {
+	case "", ModelLayer:
+		o.Model = ModelLayer
+	case ModelMLP:
+		if err := o.mlpDefaults(); err != nil {
+			return o, err
+		}
+	default:
+		return o, fmt.Errorf("bench ekfac: model %q, want %s or %s", o.Model, ModelLayer, ModelMLP)
+	}
 	for _, f := range []struct {
 		name       string
 		v          *int
@@ -186,6 +266,9 @@ func (o EKFACOptions) withDefaults() (EKFACOptions, error) {
 
 // WriteTable writes r as the table 'goinfluence bench ekfac' prints.
 func (r *EKFACResult) WriteTable(w io.Writer) error {
+	if r.Model == ModelMLP {
+		return r.writeMLPTable(w)
+	}
 	ew := &errWriter{w: w}
 	ew.printf("EK-FAC on a %d×%d layer, %d tokens/example: fit %d, score %d queries × %d training examples; backend %s, %d CPUs\n",
 		r.Dim, r.Dim, r.Tokens, r.Fit, r.Queries, r.Train, r.Backend, r.CPUs)

@@ -4,35 +4,72 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/goinfluence/goinfluence/bench"
+	"github.com/goinfluence/goinfluence/internal/atomicfile"
 )
 
-// runBenchEKFAC is 'goinfluence bench ekfac': see bench.EKFAC.
+// runBenchEKFAC is 'goinfluence bench ekfac': see bench.EKFAC. A size left
+// at 0 takes the model's default.
 func runBenchEKFAC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench ekfac", stderr)
-	dim := fs.Int("dim", 2048, "layer size: d_in = d_out")
-	tokens := fs.Int("tokens", 64, "token rows per example")
-	nFit := fs.Int("fit", 32, "fit examples")
-	nQuery := fs.Int("queries", 8, "query examples")
-	nTrain := fs.Int("train", 32, "training examples scored")
-	chunk := fs.Int("chunk", 8, "examples per fit batch")
+	model := fs.String("model", bench.ModelLayer, "model: layer (one synthetic layer with tokens) or mlp (an MLP with biases, no token axis)")
+	layers := fs.String("layers", "784,512,512,10", "mlp: widths, input first")
+	dim := fs.Int("dim", 2048, "layer size: d_in = d_out (mlp: the yardsticks' n)")
+	tokens := fs.Int("tokens", 64, "token rows per example (layer only)")
+	nFit := fs.Int("fit", 0, "fit examples (0: 32 for layer; the training examples for mlp)")
+	nQuery := fs.Int("queries", 0, "query examples (0: 8 for layer, 500 for mlp)")
+	nTrain := fs.Int("train", 0, "training examples scored (0: 32 for layer, 5000 for mlp)")
+	chunk := fs.Int("chunk", 0, "examples per fit batch (0: 8 for layer, 256 for mlp)")
+	minTime := fs.Duration("time", time.Second, "least time measuring each yardstick (Sgemm, Dgemm)")
 	backend := fs.String("backend", "auto", "backend: auto, cpu or openblas")
 	asJSON := fs.Bool("json", false, "print JSON")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed stages (not the yardsticks or the gradients' making) to `file`")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *dim < 2 || *tokens < 1 || *nFit < 1 || *nQuery < 1 || *nTrain < 1 || *chunk < 1 {
+	if *dim < 2 || *tokens < 1 || *nFit < 0 || *nQuery < 0 || *nTrain < 0 || *chunk < 0 {
 		return fmt.Errorf("%w: bench ekfac: sizes must be positive", errUsage)
+	}
+	opt := bench.EKFACOptions{Model: *model, Dim: *dim, Tokens: *tokens,
+		Fit: *nFit, Queries: *nQuery, Train: *nTrain, Chunk: *chunk,
+		YardstickTime: *minTime, Progress: stderr}
+	switch *model {
+	case bench.ModelLayer:
+	case bench.ModelMLP:
+		w, err := parseWidths(*layers)
+		if err != nil || len(w) < 2 {
+			return fmt.Errorf("%w: bench ekfac: --layers %q: want at least two widths, input first", errUsage, *layers)
+		}
+		opt.Layers = w
+	default:
+		return fmt.Errorf("%w: bench ekfac: --model %q: want layer or mlp", errUsage, *model)
+	}
+	if err := checkOutputs("bench ekfac", paths("--cpuprofile", *cpuProfile), nil); err != nil {
+		return err
 	}
 	be, err := openBackend(*backend)
 	if err != nil {
 		return err
 	}
-	res, err := bench.EKFAC(ctx, bench.EKFACOptions{Backend: be, Dim: *dim, Tokens: *tokens,
-		Fit: *nFit, Queries: *nQuery, Train: *nTrain, Chunk: *chunk, Progress: stderr})
+	opt.Backend = be
+	var prof *atomicfile.File
+	if *cpuProfile != "" {
+		if prof, err = atomicfile.Create(*cpuProfile); err != nil {
+			return err
+		}
+		defer prof.Cleanup() // unless committed below
+		opt.CPUProfile = prof
+	}
+	res, err := bench.EKFAC(ctx, opt)
 	if err != nil {
 		return err
+	}
+	if prof != nil {
+		if err := prof.Commit(); err != nil {
+			return err
+		}
 	}
 	return printBench(stdout, *asJSON, res)
 }

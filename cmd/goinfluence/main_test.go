@@ -69,6 +69,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"bench", "gemm", "--sizes", "0"}, "bad size"},
 		{[]string{"bench", "attribute", "--batches", "1,x"}, `bad count "x"`},
 		{[]string{"bench", "attribute", "--rows", "0"}, "sizes must be positive"},
+		{[]string{"bench", "ekfac", "--model", "cnn"}, `--model "cnn": want layer or mlp`},
+		{[]string{"bench", "ekfac", "--model", "mlp", "--layers", "784"}, "want at least two widths"},
+		{[]string{"bench", "ekfac", "--train", "-1"}, "sizes must be positive"},
 		// A method that fails is reported in its row and in the exit status.
 		{[]string{"validate", "lds", "--dataset", "breast-cancer", "--method", "cg,identity", "--subsets", "4", "--no-cache",
 			"--cg-max-iter", "1", "--cg-tol", "1e-15"}, "method(s) failed: cg"},
@@ -100,6 +103,20 @@ func TestBenchGemm(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "cpu") || !strings.Contains(out.String(), "sgemm") {
 		t.Errorf("bench table:\n%s", out.String())
+	}
+}
+
+func TestBenchEKFACMLP(t *testing.T) {
+	var out, errOut bytes.Buffer
+	args := []string{"bench", "ekfac", "--model", "mlp", "--layers", "6,5,3", "--train", "7", "--queries", "2",
+		"--dim", "16", "--time", "1ms", "--backend", "cpu"}
+	if err := run(context.Background(), args, &out, &errOut); err != nil {
+		t.Fatalf("%v\n%s", err, errOut.String())
+	}
+	for _, s := range []string{"MLP 6-5-3 with biases", "fit 7, pairwise scores 2 queries × 7 training examples", "pairwise 2·Q·N"} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("bench table lacks %q:\n%s", s, out.String())
+		}
 	}
 }
 
