@@ -72,6 +72,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"bench", "ekfac", "--model", "cnn"}, `--model "cnn": want layer or mlp`},
 		{[]string{"bench", "ekfac", "--model", "mlp", "--layers", "784"}, "want at least two widths"},
 		{[]string{"bench", "ekfac", "--train", "-1"}, "sizes must be positive"},
+		{[]string{"bench", "ekfac", "--precision", "f16"}, `--precision "f16": want f64, f32 or both`},
 		// A method that fails is reported in its row and in the exit status.
 		{[]string{"validate", "lds", "--dataset", "breast-cancer", "--method", "cg,identity", "--subsets", "4", "--no-cache",
 			"--cg-max-iter", "1", "--cg-tol", "1e-15"}, "method(s) failed: cg"},
