@@ -108,7 +108,7 @@ func TestEKFAC(t *testing.T) {
 	if !positive(res.Sgemm) || !positive(res.Dgemm) {
 		t.Errorf("yardsticks Sgemm %g, Dgemm %g GFLOP/s", res.Sgemm, res.Dgemm)
 	}
-	want := []string{"covariance", "eigendecomposition", "lambda (EK-FAC)", "score", "self-influence"}
+	want := []string{"covariance", "eigendecomposition", "lambda (EK-FAC)", "score", "self-influence", "score (f32)"}
 	if len(res.Stages) != len(want) {
 		t.Fatalf("%d stages, want %d", len(res.Stages), len(want))
 	}
@@ -126,7 +126,19 @@ func TestEKFAC(t *testing.T) {
 	if res.Stages[1].EighSecs <= 0 {
 		t.Errorf("eigendecomposition timed no Eigh: %+v", res.Stages[1])
 	}
-	wantKeys := []string{"date", "cpus", "backend", "dim", "tokens", "fit", "queries", "train", "sgemm_gflops", "dgemm_gflops", "stages"}
+	// One factored layer of 12×12 with 3 tokens, 5 training examples and
+	// 2 queries: bilinear 2·5·3·12·2·12 + 2·5·3·2·12 = 9360 flops against
+	// materialise 2·5·3·12·12 + 2·2·5·12·12 = 7200.
+	wantPlan := []EKFACPlanStep{{Layer: "layer", Algorithm: "materialise",
+		Rotation: 2 * 5 * 3 * (144 + 144) / 1e9, Bilinear: 9360 / 1e9, Materialise: 7200 / 1e9}}
+	if !slices.Equal(res.PlanF32, wantPlan) {
+		t.Errorf("f32 plan %+v, want %+v", res.PlanF32, wantPlan)
+	}
+	if res.Precision != PrecisionBoth || res.FitPrecision != PrecisionF64 {
+		t.Errorf("precision %q, fit precision %q", res.Precision, res.FitPrecision)
+	}
+	wantKeys := []string{"date", "cpus", "backend", "dim", "tokens", "fit", "queries", "train", "sgemm_gflops", "dgemm_gflops", "stages",
+		"precision", "fit_precision", "plan_f32"}
 	if got := jsonKeys(t, res); !slices.Equal(got, wantKeys) {
 		t.Errorf("JSON keys %v, want %v", got, wantKeys)
 	}
@@ -134,8 +146,45 @@ func TestEKFAC(t *testing.T) {
 	if err := res.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(table.String(), "EK-FAC on a 12×12 layer") || !strings.Contains(table.String(), "self-influence") {
-		t.Errorf("table:\n%s", table.String())
+	for _, s := range []string{"EK-FAC on a 12×12 layer", "self-influence", "score (f32)", "f32 cost model per layer", "bilinear"} {
+		if !strings.Contains(table.String(), s) {
+			t.Errorf("table lacks %q:\n%s", s, table.String())
+		}
+	}
+}
+
+// TestEKFACPrecision checks that Precision f64 and f32 run only their own
+// scoring stages, and that the plan comes with the f32 stage alone.
+func TestEKFACPrecision(t *testing.T) {
+	for _, tc := range []struct {
+		model, precision string
+		want             []string
+	}{
+		{ModelLayer, PrecisionF64, []string{"covariance", "eigendecomposition", "lambda (EK-FAC)", "score", "self-influence"}},
+		{ModelLayer, PrecisionF32, []string{"covariance", "eigendecomposition", "lambda (EK-FAC)", "score (f32)"}},
+		{ModelMLP, PrecisionF64, []string{"covariance", "eigendecomposition", "lambda (EK-FAC)", "pairwise scores"}},
+		{ModelMLP, PrecisionF32, []string{"covariance", "eigendecomposition", "lambda (EK-FAC)", "pairwise scores (f32)"}},
+	} {
+		t.Run(tc.model+"/"+tc.precision, func(t *testing.T) {
+			res, err := EKFAC(context.Background(), EKFACOptions{Backend: cpuBackend(t), Model: tc.model, Layers: []int{6, 4, 3},
+				Dim: 8, Tokens: 2, Fit: 5, Queries: 2, Train: 4, Chunk: 3, Precision: tc.precision, YardstickTime: time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, s := range res.Stages {
+				got = append(got, s.Stage)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("stages %v, want %v", got, tc.want)
+			}
+			if (len(res.PlanF32) > 0) != (tc.precision == PrecisionF32) {
+				t.Errorf("f32 plan %+v with precision %s", res.PlanF32, tc.precision)
+			}
+			if fl := res.Floors; fl != nil && (fl.PairwiseF32Secs > 0) != (tc.precision == PrecisionF32) {
+				t.Errorf("floors %+v with precision %s", fl, tc.precision)
+			}
+		})
 	}
 }
 
@@ -207,7 +256,7 @@ func TestEKFACMLP(t *testing.T) {
 	if res.Model != ModelMLP || !slices.Equal(res.Layers, []int{7, 5, 6, 3}) || res.Fit != 9 || res.Train != 8 || res.Queries != 3 {
 		t.Errorf("result describes %q %v, fit %d, train %d, queries %d", res.Model, res.Layers, res.Fit, res.Train, res.Queries)
 	}
-	want := []string{"covariance", "eigendecomposition", "lambda (EK-FAC)", "pairwise scores"}
+	want := []string{"covariance", "eigendecomposition", "lambda (EK-FAC)", "pairwise scores", "pairwise scores (f32)"}
 	if len(res.Stages) != len(want) {
 		t.Fatalf("%d stages, want %d", len(res.Stages), len(want))
 	}
@@ -235,12 +284,24 @@ func TestEKFACMLP(t *testing.T) {
 		t.Errorf("fit stages counted %g GFLOP, the floor is %g", fit, fl.FitGFLOP)
 	}
 	// Scoring counts the pairwise products and the queries' and training
-	// examples' rotations on top.
-	if s := res.Stages[3]; s.GemmGFLOP <= fl.PairwiseGFLOP {
-		t.Errorf("scoring counted %g GFLOP, not above the pairwise floor %g", s.GemmGFLOP, fl.PairwiseGFLOP)
+	// examples' rotations on top, in either precision.
+	for _, s := range res.Stages[3:] {
+		if s.GemmGFLOP <= fl.PairwiseGFLOP {
+			t.Errorf("%s counted %g GFLOP, not above the pairwise floor %g", s.Stage, s.GemmGFLOP, fl.PairwiseGFLOP)
+		}
+	}
+	if len(res.PlanF32) != 3 || res.PlanF32[0].Layer != "fc1" || res.PlanF32[2].Layer != "fc3" {
+		t.Errorf("f32 plan %+v, want one step per layer", res.PlanF32)
+	}
+	for _, p := range res.PlanF32 {
+		if cheaper := map[bool]string{true: "bilinear", false: "materialise"}[p.Bilinear < p.Materialise]; p.Algorithm != cheaper ||
+			!positive(p.Rotation) || !positive(p.Bilinear) || !positive(p.Materialise) {
+			t.Errorf("f32 plan step %+v", p)
+		}
 	}
 	for name, v := range map[string]float64{"pairwise Sgemm": fl.PairwiseSgemmSecs, "pairwise Dgemm": fl.PairwiseDgemmSecs,
 		"pairwise time": fl.PairwiseSecs, "pairwise ratio": fl.PairwiseRatio, "fit Sgemm": fl.FitSgemmSecs,
+		"pairwise f32 time": fl.PairwiseF32Secs, "pairwise f32 ratio": fl.PairwiseF32Ratio,
 		"fit Dgemm": fl.FitDgemmSecs, "eigh": fl.EighSecs, "fit time": fl.FitSecs, "fit goal": fl.FitGoalSecs, "fit ratio": fl.FitRatio} {
 		if !positive(v) {
 			t.Errorf("%s %g", name, v)
@@ -250,13 +311,14 @@ func TestEKFACMLP(t *testing.T) {
 	if err := res.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"MLP 7-5-6-3 with biases (97 parameters)", "pairwise scores", "goal ≤ 1.25"} {
+	for _, s := range []string{"MLP 7-5-6-3 with biases (97 parameters)", "pairwise scores (f32)", "goal ≤ 1.25",
+		"f32 scoring took", "f32 cost model per layer"} {
 		if !strings.Contains(table.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, table.String())
 		}
 	}
 	wantKeys := []string{"date", "cpus", "backend", "dim", "tokens", "fit", "queries", "train", "sgemm_gflops", "dgemm_gflops", "stages",
-		"model", "layers", "floors"}
+		"precision", "fit_precision", "plan_f32", "model", "layers", "floors"}
 	if got := jsonKeys(t, res); !slices.Equal(got[:len(wantKeys)], wantKeys) {
 		t.Errorf("JSON keys %v, want %v first", got, wantKeys)
 	}
@@ -308,6 +370,7 @@ func TestOptionErrors(t *testing.T) {
 		{"ekfac dim", func() error { _, err := EKFAC(ctx, EKFACOptions{Dim: 1}); return err }, "Dim 1, want ≥ 2"},
 		{"ekfac chunk", func() error { _, err := EKFAC(ctx, EKFACOptions{Chunk: -1}); return err }, "Chunk -1"},
 		{"ekfac model", func() error { _, err := EKFAC(ctx, EKFACOptions{Model: "cnn"}); return err }, `model "cnn"`},
+		{"ekfac precision", func() error { _, err := EKFAC(ctx, EKFACOptions{Precision: "f16"}); return err }, `precision "f16"`},
 		{"ekfac mlp widths", func() error {
 			_, err := EKFAC(ctx, EKFACOptions{Model: ModelMLP, Layers: []int{784}})
 			return err

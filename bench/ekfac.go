@@ -33,6 +33,11 @@ type EKFACOptions struct {
 	Queries int // query examples (default 8; mlp: 500)
 	Train   int // training examples scored (default 32; mlp: 5000)
 	Chunk   int // examples per fit batch (default 8; mlp: 256, as 'goinfluence fit')
+	// Precision is the precision of the pairwise scoring stages:
+	// PrecisionF64, PrecisionF32 or PrecisionBoth (the default), which
+	// times the f64 stages under their usual names and then the f32
+	// scoring stage, named with " (f32)". The fit is always float64.
+	Precision string
 	// YardstickTime is the least time spent measuring each of Sgemm and
 	// Dgemm at n = Dim (default 1 s).
 	YardstickTime time.Duration
@@ -76,6 +81,14 @@ type EKFACResult struct {
 	Dgemm   float64      `json:"dgemm_gflops"`
 	Stages  []EKFACStage `json:"stages"`
 
+	// Precision is the scoring precision asked for (f64, f32 or both) and
+	// FitPrecision that of the fit stages (f64: the fit has no f32 path
+	// yet). PlanF32 is the F32 cost model's choice per layer
+	// (ekfac.Factors.PairwisePlan) when an f32 stage ran.
+	Precision    string          `json:"precision"`
+	FitPrecision string          `json:"fit_precision"`
+	PlanF32      []EKFACPlanStep `json:"plan_f32,omitempty"`
+
 	// The MLP case only (empty for the one layer, whose JSON predates them).
 	Model   string       `json:"model,omitempty"`
 	Layers  []int        `json:"layers,omitempty"`
@@ -83,10 +96,27 @@ type EKFACResult struct {
 	PeakRSS int64        `json:"peak_rss_bytes,omitempty"` // VmHWM of the whole run
 }
 
+// EKFACPlanStep is the F32 scoring path's choice for one layer, from
+// ekfac.LayerPlan, in GFLOP.
+type EKFACPlanStep struct {
+	Layer       string  `json:"layer"`
+	Algorithm   string  `json:"algorithm"` // "bilinear" or "materialise"
+	Rotation    float64 `json:"rotation_gflop"`
+	Bilinear    float64 `json:"bilinear_gflop"`
+	Materialise float64 `json:"materialise_gflop"`
+}
+
 // The models EKFAC times.
 const (
 	ModelLayer = "layer"
 	ModelMLP   = "mlp"
+)
+
+// The precisions of EKFAC's scoring stages.
+const (
+	PrecisionF64  = "f64"
+	PrecisionF32  = "f32"
+	PrecisionBoth = "both"
 )
 
 // EKFAC times the stages of EK-FAC. The one-layer case (ModelLayer) runs
@@ -114,7 +144,8 @@ func EKFAC(ctx context.Context, opt EKFACOptions) (*EKFACResult, error) {
 		return nil, fmt.Errorf("bench ekfac: %w", err)
 	}
 	res := &EKFACResult{Machine: ThisMachine(), Backend: raw.Name(),
-		Dim: o.Dim, Tokens: o.Tokens, Fit: o.Fit, Queries: o.Queries, Train: o.Train}
+		Dim: o.Dim, Tokens: o.Tokens, Fit: o.Fit, Queries: o.Queries, Train: o.Train,
+		Precision: o.Precision, FitPrecision: PrecisionF64}
 
 	fmt.Fprintf(progress, "measuring %s Sgemm and Dgemm at n=%d\n", raw.Name(), o.Dim)
 	res.Sgemm = linalg.MeasureGemm(raw, o.Dim, false, o.YardstickTime)
@@ -138,13 +169,53 @@ func EKFAC(ctx context.Context, opt EKFACOptions) (*EKFACResult, error) {
 	be := &countingBackend{Backend: raw}
 	var f *ekfac.Factors
 	sopt := ekfac.ScoreOptions{Damping: hessian.Damping{Heuristic: true}}
-	steps := append(fitSteps(be, parts, &f),
-		step{"score", func() error { _, err := f.LayerScores(ctx, be, q, tr, sopt); return err }},
-		step{"self-influence", func() error { _, err := f.SelfInfluence(ctx, be, tr, sopt); return err }})
+	steps := fitSteps(be, parts, &f)
+	if o.withF64() {
+		steps = append(steps,
+			step{"score", func() error { _, err := f.LayerScores(ctx, be, q, tr, sopt); return err }},
+			step{"self-influence", func() error { _, err := f.SelfInfluence(ctx, be, tr, sopt); return err }})
+	}
+	if o.withF32() {
+		s32 := sopt
+		s32.Precision = ekfac.F32
+		steps = append(steps, step{"score" + f32Suffix, func() error { _, err := f.LayerScores(ctx, be, q, tr, s32); return err }})
+	}
 	if res.Stages, err = runSteps(ctx, be, steps, res.Sgemm, res.Dgemm, o.CPUProfile, progress); err != nil {
 		return nil, err
 	}
+	if o.withF32() {
+		res.PlanF32 = planF32(f, q, tr, ekfac.ScoreOptions{Precision: ekfac.F32})
+	}
 	return res, nil
+}
+
+// f32Suffix names the f32 scoring stages: "pairwise scores (f32)".
+const f32Suffix = " (f32)"
+
+// withF64 and withF32 report whether the f64 and f32 scoring stages run.
+func (o EKFACOptions) withF64() bool { return o.Precision != PrecisionF32 }
+func (o EKFACOptions) withF32() bool { return o.Precision != PrecisionF64 }
+
+// planF32 converts f's F32 plan for scoring q against t.
+func planF32(f *ekfac.Factors, q, t *gradients.Batch, opt ekfac.ScoreOptions) []EKFACPlanStep {
+	var out []EKFACPlanStep
+	for _, p := range f.PairwisePlan(q, t, opt) {
+		out = append(out, EKFACPlanStep{Layer: p.Layer, Algorithm: string(p.Algorithm),
+			Rotation: p.Rotation / 1e9, Bilinear: p.Bilinear / 1e9, Materialise: p.Materialise / 1e9})
+	}
+	return out
+}
+
+// writePlan writes the F32 plan as a table, if there is one.
+func writePlan(ew *errWriter, plan []EKFACPlanStep) {
+	if len(plan) == 0 {
+		return
+	}
+	ew.printf("f32 cost model per layer (GFLOP; rotation shared by both):\n")
+	ew.printf("  %-10s %-12s %10s %10s %12s\n", "layer", "algorithm", "rotation", "bilinear", "materialise")
+	for _, p := range plan {
+		ew.printf("  %-10s %-12s %10.2f %10.2f %12.2f\n", p.Layer, p.Algorithm, p.Rotation, p.Bilinear, p.Materialise)
+	}
 }
 
 // chunks splits b into batches of at most n examples, views of b.
@@ -258,6 +329,13 @@ func (o EKFACOptions) withDefaults() (EKFACOptions, error) {
 			return o, fmt.Errorf("bench ekfac: %s %d, want ≥ %d", f.name, *f.v, f.least)
 		}
 	}
+	switch o.Precision {
+	case "":
+		o.Precision = PrecisionBoth
+	case PrecisionF64, PrecisionF32, PrecisionBoth:
+	default:
+		return o, fmt.Errorf("bench ekfac: precision %q, want %s, %s or %s", o.Precision, PrecisionF64, PrecisionF32, PrecisionBoth)
+	}
 	if o.YardstickTime <= 0 {
 		o.YardstickTime = time.Second
 	}
@@ -278,6 +356,8 @@ func (r *EKFACResult) WriteTable(w io.Writer) error {
 		ew.printf("%-20s %8.2f %10.1f %9.2f %10.1f %8.2f %8.2f %8.2f\n",
 			s.Stage, s.Seconds, s.GemmGFLOP, s.GemmSecs, s.GemmRate, s.RatioSgemm, s.RatioDgemm, s.EighSecs)
 	}
+	ew.printf("fit stages in %s; scoring precision %s\n", r.FitPrecision, r.Precision)
+	writePlan(ew, r.PlanF32)
 	return ew.err
 }
 

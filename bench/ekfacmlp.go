@@ -26,8 +26,12 @@ type EKFACFloors struct {
 	PairwiseGFLOP     float64 `json:"pairwise_gflop"`
 	PairwiseSgemmSecs float64 `json:"pairwise_sgemm_seconds"`
 	PairwiseDgemmSecs float64 `json:"pairwise_dgemm_seconds"`
-	PairwiseSecs      float64 `json:"pairwise_seconds"` // the scoring stage's time
+	PairwiseSecs      float64 `json:"pairwise_seconds"` // the f64 scoring stage's time (0 if not run)
 	PairwiseRatio     float64 `json:"pairwise_ratio"`   // PairwiseSecs / PairwiseSgemmSecs; goal ≤ 1.25
+	// The f32 scoring stage's time and its ratio to the Sgemm floor, the
+	// issue's goal (≤ 1.25); absent if it did not run.
+	PairwiseF32Secs  float64 `json:"pairwise_f32_seconds,omitempty"`
+	PairwiseF32Ratio float64 `json:"pairwise_f32_ratio,omitempty"`
 
 	// Fit: covariances 2·F·Σ(d_in² + d_out²) (full products), the Λ pass's
 	// rotations as much again, and its per-example outer products
@@ -40,6 +44,9 @@ type EKFACFloors struct {
 	FitGoalSecs  float64 `json:"fit_goal_seconds"`
 	FitRatio     float64 `json:"fit_ratio"` // FitSecs / (FitSgemmSecs + EighSecs)
 }
+
+// pairwiseStage names the MLP case's scoring stage.
+const pairwiseStage = "pairwise scores"
 
 // Defaults of the MLP case, issue 15's sizes.
 var mlpWidths = []int{784, 512, 512, 10}
@@ -94,7 +101,9 @@ func (o *EKFACOptions) mlpDefaults() error {
 // and the Λ pass over the fit set in chunks of Chunk examples, as 'goinfluence
 // fit' does; then pairwise scores of the queries against the training
 // examples through influence.FactorScores, the path of 'goinfluence score',
-// which takes training examples a chunk at a time so that memory is bounded.
+// which takes training examples a chunk at a time so that memory is bounded;
+// in float64, float32 (ekfac.F32, whose per-layer plan is recorded) or both,
+// as o.Precision asks.
 // Each stage's GEMM flops are counted around the backend and set against
 // the yardsticks (floor = flops / rate); Floors adds the floors issue 15
 // states from the shapes.
@@ -105,7 +114,8 @@ func ekfacMLP(ctx context.Context, o EKFACOptions) (*EKFACResult, error) {
 		return nil, fmt.Errorf("bench ekfac: %w", err)
 	}
 	res := &EKFACResult{Machine: ThisMachine(), Backend: raw.Name(), Model: ModelMLP, Layers: o.Layers,
-		Dim: o.Dim, Tokens: 1, Fit: o.Fit, Queries: o.Queries, Train: o.Train}
+		Dim: o.Dim, Tokens: 1, Fit: o.Fit, Queries: o.Queries, Train: o.Train,
+		Precision: o.Precision, FitPrecision: PrecisionF64}
 
 	fmt.Fprintf(progress, "measuring %s Sgemm and Dgemm at n=%d\n", raw.Name(), o.Dim)
 	res.Sgemm = linalg.MeasureGemm(raw, o.Dim, false, o.YardstickTime)
@@ -119,10 +129,20 @@ func ekfacMLP(ctx context.Context, o EKFACOptions) (*EKFACResult, error) {
 	be := &countingBackend{Backend: raw}
 	var f *ekfac.Factors
 	sopt := influence.FactorScoresOptions{ScoreOptions: ekfac.ScoreOptions{Damping: hessian.Damping{Heuristic: true}}}
-	steps := append(fitSteps(be, chunks(fit, o.Chunk), &f),
-		step{"pairwise scores", func() error { _, err := influence.FactorScores(ctx, be, f, q, tr, sopt); return err }})
+	steps := fitSteps(be, chunks(fit, o.Chunk), &f)
+	if o.withF64() {
+		steps = append(steps, step{pairwiseStage, func() error { _, err := influence.FactorScores(ctx, be, f, q, tr, sopt); return err }})
+	}
+	if o.withF32() {
+		s32 := sopt
+		s32.Precision = ekfac.F32
+		steps = append(steps, step{pairwiseStage + f32Suffix, func() error { _, err := influence.FactorScores(ctx, be, f, q, tr, s32); return err }})
+	}
 	if res.Stages, err = runSteps(ctx, be, steps, res.Sgemm, res.Dgemm, o.CPUProfile, progress); err != nil {
 		return nil, err
+	}
+	if o.withF32() {
+		res.PlanF32 = planF32(f, q, tr, ekfac.ScoreOptions{Precision: ekfac.F32})
 	}
 	res.PeakRSS = kbField("/proc/self/status", "VmHWM")
 
@@ -142,14 +162,18 @@ func ekfacMLP(ctx context.Context, o EKFACOptions) (*EKFACResult, error) {
 		s.FloorSgemm, s.FloorDgemm = s.GemmGFLOP/res.Sgemm, s.GemmGFLOP/res.Dgemm
 		s.RatioFloorSgemm = s.Seconds / (s.FloorSgemm + s.EighSecs)
 		s.RatioFloorDgemm = s.Seconds / (s.FloorDgemm + s.EighSecs)
-		if s.Stage == "pairwise scores" {
+		switch s.Stage {
+		case pairwiseStage:
 			fl.PairwiseSecs = s.Seconds
-		} else {
+		case pairwiseStage + f32Suffix:
+			fl.PairwiseF32Secs = s.Seconds
+		default:
 			fl.FitSecs += s.Seconds
 			fl.EighSecs += s.EighSecs
 		}
 	}
 	fl.PairwiseRatio = fl.PairwiseSecs / fl.PairwiseSgemmSecs
+	fl.PairwiseF32Ratio = fl.PairwiseF32Secs / fl.PairwiseSgemmSecs
 	fl.FitGoalSecs = 2*fl.FitSgemmSecs + fl.EighSecs
 	fl.FitRatio = fl.FitSecs / (fl.FitSgemmSecs + fl.EighSecs)
 	res.Floors = fl
@@ -267,20 +291,28 @@ func (r *EKFACResult) writeMLPTable(w io.Writer) error {
 	ew.printf("EK-FAC on an MLP %s with biases (%d parameters), no token axis: fit %d, pairwise scores %d queries × %d training examples; backend %s, %d CPUs\n",
 		widthsString(r.Layers), params, r.Fit, r.Queries, r.Train, r.Backend, r.CPUs)
 	ew.printf("yardstick (same run, n=%d): Sgemm %.1f GFLOP/s, Dgemm %.1f GFLOP/s; floor = the stage's GEMM flops at that rate (+ eigh time)\n", r.Dim, r.Sgemm, r.Dgemm)
-	ew.printf("%-18s %8s %10s %8s %9s %8s %8s %8s %8s %8s\n",
+	ew.printf("%-21s %8s %10s %8s %9s %8s %8s %8s %8s %8s\n",
 		"stage", "time s", "GEMM GFLOP", "GEMM s", "GEMM GF/s", "eigh s", "floor S", "×floor S", "floor D", "×floor D")
 	row := func(name string, secs, gflop, gemm, rate, eigh, fs, rs, fd, rd float64) {
-		ew.printf("%-18s %8.2f %10.1f %8.2f %9.1f %8.2f %8.2f %8.2f %8.2f %8.2f\n", name, secs, gflop, gemm, rate, eigh, fs, rs, fd, rd)
+		ew.printf("%-21s %8.2f %10.1f %8.2f %9.1f %8.2f %8.2f %8.2f %8.2f %8.2f\n", name, secs, gflop, gemm, rate, eigh, fs, rs, fd, rd)
 	}
 	for _, s := range r.Stages {
 		row(s.Stage, s.Seconds, s.GemmGFLOP, s.GemmSecs, s.GemmRate, s.EighSecs, s.FloorSgemm, s.RatioFloorSgemm, s.FloorDgemm, s.RatioFloorDgemm)
 	}
 	ew.printf("issue 15 floors, from the shapes (d_in counts the bias):\n")
-	ew.printf("  pairwise 2·Q·N·Σ d_out·d_in = %.1f GFLOP: %.2f s at Sgemm, %.2f s at Dgemm; scoring took %.2f s = %.2f × the Sgemm floor (goal ≤ 1.25)\n",
-		fl.PairwiseGFLOP, fl.PairwiseSgemmSecs, fl.PairwiseDgemmSecs, fl.PairwiseSecs, fl.PairwiseRatio)
+	ew.printf("  pairwise 2·Q·N·Σ d_out·d_in = %.1f GFLOP: %.2f s at Sgemm, %.2f s at Dgemm (goal ≤ 1.25 × the Sgemm floor)\n",
+		fl.PairwiseGFLOP, fl.PairwiseSgemmSecs, fl.PairwiseDgemmSecs)
+	if fl.PairwiseSecs > 0 {
+		ew.printf("    f64 scoring took %.2f s = %.2f × the Sgemm floor\n", fl.PairwiseSecs, fl.PairwiseRatio)
+	}
+	if fl.PairwiseF32Secs > 0 {
+		ew.printf("    f32 scoring took %.2f s = %.2f × the Sgemm floor\n", fl.PairwiseF32Secs, fl.PairwiseF32Ratio)
+	}
 	ew.printf("  fit GEMMs (covariances, rotations, outer products) = %.1f GFLOP: %.2f s at Sgemm, %.2f s at Dgemm; eigh %.2f s\n",
 		fl.FitGFLOP, fl.FitSgemmSecs, fl.FitDgemmSecs, fl.EighSecs)
 	ew.printf("  fit took %.2f s = %.2f × (Sgemm floor + eigh); goal ≤ 2 × floor + eigh = %.2f s\n", fl.FitSecs, fl.FitRatio, fl.FitGoalSecs)
+	ew.printf("  fit stages in %s (no f32 fit yet); scoring precision %s\n", r.FitPrecision, r.Precision)
+	writePlan(ew, r.PlanF32)
 	ew.printf("peak RSS %.2f GiB (VmHWM, whole run)\n", float64(r.PeakRSS)/(1<<30))
 	return ew.err
 }

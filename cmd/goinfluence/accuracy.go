@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/eval"
 	"github.com/goinfluence/goinfluence/internal/progress"
+	"github.com/goinfluence/goinfluence/models"
 )
 
 func runValidateCurvature(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -57,6 +59,60 @@ func runValidateProjection(ctx context.Context, args []string, stdout, stderr io
 	prog := progress.New(stderr)
 	res, err := eval.ProjectionAccuracy(ctx, eval.CurvatureOptions{TestPoints: *tests, Seed: *seed, Progress: prog.Stages},
 		nil, *projSeed)
+	prog.Done()
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(res)
+	}
+	return res.WriteText(stdout)
+}
+
+// runValidateRank is 'goinfluence validate rank': see eval.RankAccuracy.
+func runValidateRank(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("validate rank", stderr)
+	tf := addTaskFlags(fs, "digits")
+	if m := fs.Lookup("model"); m != nil { // an MLP: truncating an lr's one-layer gradient is not the question
+		m.DefValue = "mlp"
+		m.Usage = "model: mlp (the only one: query ranks of a ReLU MLP trained by Adam)"
+		*tf.model = "mlp"
+	}
+	ranks := fs.String("ranks", "8,16,32,64", "comma-separated query ranks r ≥ 1")
+	output := fs.String("output", string(models.Margin), "query output f: margin, logit-margin or loss (−loss)")
+	damping := fs.String("damping", eval.DefaultMethodConfig().Damping, "EK-FAC damping: l2 (the model's λ), heuristic (0.1 × mean Λ) or a number")
+	precision := fs.String("precision", "f64", "scoring precision: f64 or f32")
+	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *tf.model != "mlp" {
+		return fmt.Errorf("%w: validate rank: --model %q: want mlp", errUsage, *tf.model)
+	}
+	rs, err := parseWidths(*ranks)
+	if err != nil || len(rs) == 0 {
+		return fmt.Errorf("%w: validate rank: --ranks %q: want ranks ≥ 1, comma-separated", errUsage, *ranks)
+	}
+	out, err := models.ParseOutput(*output)
+	if err != nil {
+		return fmt.Errorf("%w: validate rank: %v", errUsage, err)
+	}
+	prec, err := ekfac.ParsePrecision(*precision)
+	if err != nil {
+		return fmt.Errorf("%w: validate rank: %v", errUsage, err)
+	}
+	prog := progress.New(stderr)
+	defer prog.Done()
+	spec, err := tf.spec(prog)
+	if err != nil {
+		return err
+	}
+	task, err := eval.OpenTask(ctx, spec)
+	if err != nil {
+		return err
+	}
+	res, err := eval.RankAccuracy(ctx, task, eval.RankOptions{Ranks: rs, Output: out, Precision: prec,
+		Config: eval.MethodConfig{Damping: *damping}})
 	prog.Done()
 	if err != nil {
 		return err

@@ -23,6 +23,7 @@ func runBenchEKFAC(ctx context.Context, args []string, stdout, stderr io.Writer)
 	nTrain := fs.Int("train", 0, "training examples scored (0: 32 for layer, 5000 for mlp)")
 	chunk := fs.Int("chunk", 0, "examples per fit batch (0: 8 for layer, 256 for mlp)")
 	minTime := fs.Duration("time", time.Second, "least time measuring each yardstick (Sgemm, Dgemm)")
+	precision := fs.String("precision", bench.PrecisionBoth, "precision of the scoring stages: f64, f32 or both (the fit is f64)")
 	backend := fs.String("backend", "auto", "backend: auto, cpu or openblas")
 	asJSON := fs.Bool("json", false, "print JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed stages (not the yardsticks or the gradients' making) to `file`")
@@ -34,7 +35,12 @@ func runBenchEKFAC(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	opt := bench.EKFACOptions{Model: *model, Dim: *dim, Tokens: *tokens,
 		Fit: *nFit, Queries: *nQuery, Train: *nTrain, Chunk: *chunk,
-		YardstickTime: *minTime, Progress: stderr}
+		Precision: *precision, YardstickTime: *minTime, Progress: stderr}
+	switch *precision {
+	case bench.PrecisionF64, bench.PrecisionF32, bench.PrecisionBoth:
+	default:
+		return fmt.Errorf("%w: bench ekfac: --precision %q: want f64, f32 or both", errUsage, *precision)
+	}
 	switch *model {
 	case bench.ModelLayer:
 	case bench.ModelMLP:

@@ -31,6 +31,7 @@ Protocols:
   quality     every method × LOO, LDS, AUC and wall time (default mnist; --model lr|mlp)
   curvature   EK-FAC, K-FAC, diagonal and identity against exact influence with the GGN
   projection  EK-FAC in Kronecker-projected spaces against full EK-FAC
+  rank        EK-FAC with rank-r query gradients against full rank (digits or mnist MLP)
 
 Data sets: breast-cancer, digits (embedded) and mnist (fetched through the Go
 module proxy the first time). Run 'goinfluence validate PROTOCOL -h' for its flags.

@@ -13,6 +13,7 @@
 //	goinfluence validate auc --dataset breast-cancer|digits|mnist [--model lr|mlp] [--method M,…] [--noise 0.1] [--json] [--plot FILE.png]
 //	goinfluence validate quality --dataset mnist [--model lr|mlp] [--method all] [--markdown] [--out-md F] [--out-json F] [--plot-dir DIR]
 //	goinfluence validate curvature [--test-points 20] [--json] [--markdown]
+//	goinfluence validate rank [--dataset digits|mnist] [--ranks 8,16,32,64] [--precision f64|f32] [--json]
 //	goinfluence train|grads …                         (a checkpoint and its gradient files)
 //	goinfluence project --grads F --kind rademacher|sjlt|gaussian|kronecker --k K [--k-in K --k-out K] --seed S --out F
 //	goinfluence fit --grads F --method ekfac|kfac|diagonal|identity [--mem-limit auto|SIZE|none] --out FACTORS
@@ -63,6 +64,8 @@ Commands:
   validate curvature   EK-FAC, K-FAC, diagonal and identity against exact
                        influence with the GGN of a digits MLP
   validate projection  EK-FAC in Kronecker-projected spaces against full EK-FAC
+  validate rank        EK-FAC with rank-r query gradients against full rank:
+                       correlations and scoring time (digits or mnist MLP)
   fit                  fit curvature (ekfac, kfac, diagonal, identity) on a
                        gradient file: goinfluence fit --grads F --method M --out FACTORS
   score                score query against training gradients with fitted factors:
@@ -140,7 +143,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDemo(ctx, args[1:], stdout, stderr)
 	case "validate":
 		if len(args) < 2 {
-			return fmt.Errorf("%w: validate needs a protocol: loo, lds, auc, quality, curvature or projection", errUsage)
+			return fmt.Errorf("%w: validate needs a protocol: loo, lds, auc, quality, curvature, projection or rank", errUsage)
 		}
 		switch args[1] {
 		case "help", "-h", "-help", "--help":
@@ -157,8 +160,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runValidateCurvature(ctx, args[2:], stdout, stderr)
 		case "projection":
 			return runValidateProjection(ctx, args[2:], stdout, stderr)
+		case "rank":
+			return runValidateRank(ctx, args[2:], stdout, stderr)
 		}
-		return fmt.Errorf("%w: unknown validation protocol %q (have loo, lds, auc, quality, curvature, projection)", errUsage, args[1])
+		return fmt.Errorf("%w: unknown validation protocol %q (have loo, lds, auc, quality, curvature, projection, rank)", errUsage, args[1])
 	case "project":
 		return runProject(ctx, args[1:], stdout, stderr)
 	case "store":

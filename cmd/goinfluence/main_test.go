@@ -57,7 +57,7 @@ func TestUsageErrors(t *testing.T) {
 		{nil, "no command"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
 		{[]string{"validate"}, "needs a protocol"},
-		{[]string{"validate", "ldx"}, `unknown validation protocol "ldx" (have loo, lds, auc, quality, curvature, projection)`},
+		{[]string{"validate", "ldx"}, `unknown validation protocol "ldx" (have loo, lds, auc, quality, curvature, projection, rank)`},
 		{[]string{"validate", "lds", "--method", "nope", "--no-cache"}, `unknown method "nope"`},
 		{[]string{"validate", "lds", "--output", "nope"}, `unknown output "nope"`},
 		{[]string{"validate", "auc", "--model", "cnn"}, `unknown model "cnn"`},
@@ -72,6 +72,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"bench", "ekfac", "--model", "cnn"}, `--model "cnn": want layer or mlp`},
 		{[]string{"bench", "ekfac", "--model", "mlp", "--layers", "784"}, "want at least two widths"},
 		{[]string{"bench", "ekfac", "--train", "-1"}, "sizes must be positive"},
+		{[]string{"validate", "rank", "--model", "lr"}, `--model "lr": want mlp`},
+		{[]string{"validate", "rank", "--ranks", "8,0"}, `--ranks "8,0"`},
+		{[]string{"validate", "rank", "--precision", "f16"}, `unknown precision "f16"`},
+		{[]string{"bench", "ekfac", "--precision", "f16"}, `--precision "f16": want f64, f32 or both`},
 		// A method that fails is reported in its row and in the exit status.
 		{[]string{"validate", "lds", "--dataset", "breast-cancer", "--method", "cg,identity", "--subsets", "4", "--no-cache",
 			"--cg-max-iter", "1", "--cg-tol", "1e-15"}, "method(s) failed: cg"},
@@ -200,5 +204,31 @@ func TestValidateProtocols(t *testing.T) {
 	var again struct{ Retrained int }
 	if err := json.Unmarshal(out.Bytes(), &again); err != nil || again.Retrained != 0 {
 		t.Errorf("second lds run retrained %d models (%v)", again.Retrained, err)
+	}
+}
+
+// TestValidateRank runs 'validate rank' on a few digits through the
+// command line, as JSON.
+func TestValidateRank(t *testing.T) {
+	var out, errOut bytes.Buffer
+	args := []string{"validate", "rank", "--n-train", "200", "--n-test", "10", "--ranks", "2,32", "--no-cache", "--json"}
+	if err := run(context.Background(), args, &out, &errOut); err != nil {
+		t.Fatalf("%v\n%s", err, errOut.String())
+	}
+	var res struct {
+		Dataset, Model string
+		Rows           []struct {
+			Rank    int
+			Pearson float64
+			Exact   bool
+		}
+	}
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	// 64-32-10: rank 32 keeps both layers whole.
+	if res.Dataset != "digits" || res.Model != "mlp 64-32-10 relu" || len(res.Rows) != 3 ||
+		res.Rows[1].Rank != 2 || res.Rows[1].Exact || !res.Rows[2].Exact || res.Rows[2].Pearson < 1-1e-6 {
+		t.Errorf("result %s", out.String())
 	}
 }
