@@ -331,7 +331,7 @@ func (l *Lambda) checkMemory(b *gradients.Batch) error {
 			}
 			if l.Precision == F32 {
 				if err := linalg.CheckMemory(fmt.Sprintf("layer %s: float32 Λ workspace", bl.Name),
-					fmt.Sprintf("%d × %d float64 + 2·%d × (%d + %d) + %d² + %d² + 2·%d × %d float32", bl.DOut, bl.DIn, rows, bl.DIn, bl.DOut, bl.DIn, bl.DOut, bl.DOut, bl.DIn),
+					fmt.Sprintf("%d × %d float64 and float32 rows, eigenvectors and products", bl.DOut, bl.DIn),
 					linalg.AddBytes(need, lamWork32(bl, rows)), l.MemoryLimit); err != nil {
 					return fmt.Errorf("ekfac: %w", err)
 				}

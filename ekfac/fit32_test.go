@@ -82,22 +82,25 @@ func fitErr(t *testing.T, got, want *Factors) (float64, string) {
 // gradients within 1e-4 relative Frobenius error in the covariances, their
 // eigenvalues and Λ, and the scores of F32-fitted factors to those of
 // F64-fitted ones within 1e-4: each method, several layers with one token
-// (Λ as one GEMM) and four tokens (per example), mixed, and dense layers
-// beside factored ones for Diagonal; fitted in one batch and in uneven
-// batches, which must agree with each other to float32 rounding.
+// (Λ as one GEMM), four tokens (token pairs) and nine (per example), mixed,
+// and dense layers beside factored ones for Diagonal; fitted in one batch,
+// in uneven batches, with token pairs in small GEMMs and with none, which
+// must all agree with each other to float32 rounding.
 func TestFitF32AgainstF64(t *testing.T) {
 	var (
 		t1a   = layerSpec{name: "fc1", din: 13, dout: 8, tokens: 1}
 		t1b   = layerSpec{name: "fc2", din: 9, dout: 5, tokens: 1}
 		t4a   = layerSpec{name: "attn.q", din: 11, dout: 6, tokens: 4}
 		t4b   = layerSpec{name: "attn.out", din: 7, dout: 10, tokens: 4}
+		t9    = layerSpec{name: "conv", din: 6, dout: 5, tokens: 9} // over pairMaxTokens
 		dense = layerSpec{name: "emb", d: 17}
 	)
 	all := []Method{EKFAC, KFAC, Diagonal}
 	shapes := []f32Shape{
 		{"T=1", []layerSpec{t1a, t1b}, all},
 		{"T=4", []layerSpec{t4a, t4b}, all},
-		{"mixed", []layerSpec{t4a, t1a, t4b, t1b}, all},
+		{"T=9", []layerSpec{t9}, all},
+		{"mixed", []layerSpec{t4a, t1a, t9, t4b, t1b}, all},
 		{"dense", []layerSpec{t1a, dense, t4b}, []Method{Diagonal}},
 	}
 	splits := [][]int{{5, 1, 17, 3}, {1}}
@@ -130,6 +133,18 @@ func TestFitF32AgainstF64(t *testing.T) {
 						}
 						if e, what := fitErr(t, chunked, got); !(e <= 1e-5) {
 							t.Errorf("F32 fit in batches %v: %s relative error %.3g against one batch", sizes, what, e)
+						}
+					}
+					// Token pairs in GEMMs of a few examples, and none.
+					for _, c := range []struct{ maxTokens, blockRows int }{{8, 25}, {1, 4096}} {
+						pairMaxTokens, pairBlockRows = c.maxTokens, c.blockRows
+						blocked, err := FitWithOptions(ctx, m, be, BatchSource(fit), FitOptions{Precision: F32})
+						pairMaxTokens, pairBlockRows = 8, 4096
+						if err != nil {
+							t.Fatal(err)
+						}
+						if e, what := fitErr(t, blocked, got); !(e <= 1e-5) {
+							t.Errorf("F32 fit, pairs up to %d tokens in %d rows: %s relative error %.3g", c.maxTokens, c.blockRows, what, e)
 						}
 					}
 					q, tr := shapedBatch(rng, 3, sh.layers), shapedBatch(rng, 8, sh.layers)
