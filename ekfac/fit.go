@@ -429,8 +429,10 @@ type FitOptions struct {
 	// Precision F32 computes the products of the covariance and Λ passes
 	// in float32 and adds each batch's products into float64 sums:
 	// Σ a aᵀ and Σ s sᵀ by a float32 syrk/GEMM; Λ without a token axis as
-	// (S̃∘S̃)ᵀ(Ã∘Ã), one GEMM a batch and layer, with tokens as
-	// G̃_n = S̃_nᵀÃ_n per example, squared. Eigendecompositions, the sums
+	// (S̃∘S̃)ᵀ(Ã∘Ã), one GEMM a batch and layer, with up to 8 tokens by
+	// the same identity over pairs of tokens, with more as G̃_n = S̃_nᵀÃ_n
+	// per example, squared. Dense layers (Diagonal) are summed in float64
+	// either way. Eigendecompositions, the sums
 	// and the factors are float64 as with F64 (the zero value, float64
 	// throughout), and the factors file format is the same. F32 factors
 	// agree with F64 ones to float32 rounding, and depend to float32
