@@ -21,6 +21,9 @@
 // split), Covariance.Eigen, then Lambda.Add the same fit set again and
 // Lambda.Factors. Fit runs those stages over a Source. Factors are saved and
 // loaded as safetensors with the fit arguments in the metadata.
+// FitOptions.Precision F32 forms the products of both passes with float32
+// GEMMs, each batch's added into the float64 sums; eigendecompositions and
+// factors stay float64.
 //
 // Pairwise scores (LayerScores) are float64 by default. ScoreOptions.Precision
 // F32 keeps the queries' preconditioning in float64 and computes the

@@ -18,6 +18,10 @@ type Covariance struct {
 	// come from untrusted file headers: 0 means linalg.DefaultMemoryLimit(),
 	// a negative value no limit (see linalg.CheckMemory).
 	MemoryLimit int64
+	// Precision F32 forms each batch's products Σ a aᵀ and Σ s sᵀ in
+	// float32 and adds them into the float64 sums; F64 (the zero value)
+	// computes in float64 throughout. Set it before the first Add.
+	Precision Precision
 
 	be     linalg.Backend
 	layers []covLayer
@@ -54,6 +58,9 @@ func (c *Covariance) Add(b *gradients.Batch) error {
 	if err := b.Validate(); err != nil {
 		return fmt.Errorf("ekfac: %w", err)
 	}
+	if err := checkPrecision(c.Precision); err != nil {
+		return err
+	}
 	if c.layers == nil {
 		if err := c.checkMemory(b); err != nil {
 			return err
@@ -73,8 +80,12 @@ func (c *Covariance) Add(b *gradients.Batch) error {
 	for i := range b.Layers {
 		l, cl := &b.Layers[i], &c.layers[i]
 		rows := b.N * l.Tokens
-		c.be.CovAccumulate(cl.a, linalg.NewDense64(rows, l.DIn, l.A))
-		c.be.CovAccumulate(cl.s, linalg.NewDense64(rows, l.DOut, l.S))
+		if c.Precision == F32 {
+			c.add32(l, cl, rows)
+		} else {
+			c.be.CovAccumulate(cl.a, linalg.NewDense64(rows, l.DIn, l.A))
+			c.be.CovAccumulate(cl.s, linalg.NewDense64(rows, l.DOut, l.S))
+		}
 		cl.m += rows
 	}
 	c.n += b.N
@@ -105,6 +116,13 @@ func (c *Covariance) checkMemory(b *gradients.Batch) error {
 			if err := linalg.CheckMemory(fmt.Sprintf("layer %s: eigendecomposition of %s", l.Name, side.what),
 				fmt.Sprintf("4 × %d² float64", side.n), linalg.AddBytes(need, need, need, need), c.MemoryLimit); err != nil {
 				return fmt.Errorf("ekfac: %w", err)
+			}
+			if c.Precision == F32 {
+				// CovAccumulate32's float32 product beside the sum.
+				if err := linalg.CheckMemory(fmt.Sprintf("layer %s: float32 product of %s", l.Name, side.what),
+					fmt.Sprintf("%d² float64 + %d² float32", side.n, side.n), linalg.AddBytes(need, need/2), c.MemoryLimit); err != nil {
+					return fmt.Errorf("ekfac: %w", err)
+				}
 			}
 			total = linalg.AddBytes(total, need)
 		}
@@ -183,6 +201,12 @@ type Lambda struct {
 	// allocated from the layer shapes of the batches; 0 means
 	// linalg.DefaultMemoryLimit(), a negative value no limit.
 	MemoryLimit int64
+	// Precision F32 forms the rotated gradients and their squares with
+	// float32 GEMMs and adds each batch's products into the float64 sums
+	// (see FitOptions.Precision); F64 (the zero value) computes in float64
+	// throughout. Dense layers are summed in float64 either way. Set it
+	// before the first Add.
+	Precision Precision
 
 	method Method
 	be     linalg.Backend
@@ -193,7 +217,8 @@ type Lambda struct {
 
 type lamLayer struct {
 	shape
-	sum *linalg.Dense64 // DOut × DIn, or 1 × D for dense layers
+	sum        *linalg.Dense64 // DOut × DIn, or 1 × D for dense layers
+	qa32, qs32 *linalg.Dense32 // F32: the eigenvectors, narrowed on first use
 }
 
 // NewLambda returns an empty Λ accumulator for EKFAC (eig from the same fit
@@ -221,6 +246,9 @@ func NewLambda(method Method, be linalg.Backend, eig *Eigen) (*Lambda, error) {
 func (l *Lambda) Add(b *gradients.Batch) error {
 	if err := b.Validate(); err != nil {
 		return fmt.Errorf("ekfac: %w", err)
+	}
+	if err := checkPrecision(l.Precision); err != nil {
+		return err
 	}
 	if err := l.checkMemory(b); err != nil {
 		return err
@@ -256,6 +284,8 @@ func (l *Lambda) Add(b *gradients.Batch) error {
 					ll.sum.Data[j] += v * v
 				}
 			}
+		case l.Precision == F32:
+			l.add32(bl, ll, i, b.N)
 		case l.method == Diagonal:
 			g := make([]float64, bl.DOut*bl.DIn)
 			for n := 0; n < b.N; n++ {
@@ -298,6 +328,13 @@ func (l *Lambda) checkMemory(b *gradients.Batch) error {
 			if err := linalg.CheckMemory(fmt.Sprintf("layer %s: Λ workspace", bl.Name),
 				fmt.Sprintf("%d × %d + %d × (%d + %d) float64", bl.DOut, bl.DIn, rows, bl.DIn, bl.DOut), work, l.MemoryLimit); err != nil {
 				return fmt.Errorf("ekfac: %w", err)
+			}
+			if l.Precision == F32 {
+				if err := linalg.CheckMemory(fmt.Sprintf("layer %s: float32 Λ workspace", bl.Name),
+					fmt.Sprintf("%d × %d float64 and float32 rows, eigenvectors and products", bl.DOut, bl.DIn),
+					linalg.AddBytes(need, lamWork32(bl, rows)), l.MemoryLimit); err != nil {
+					return fmt.Errorf("ekfac: %w", err)
+				}
 			}
 		}
 		total = linalg.AddBytes(total, need)
@@ -389,6 +426,19 @@ type FitOptions struct {
 	// linalg.ErrMemoryLimit and naming the layer, before anything is
 	// allocated.
 	MemoryLimit int64
+	// Precision F32 computes the products of the covariance and Λ passes
+	// in float32 and adds each batch's products into float64 sums:
+	// Σ a aᵀ and Σ s sᵀ by a float32 syrk/GEMM; Λ without a token axis as
+	// (S̃∘S̃)ᵀ(Ã∘Ã), one GEMM a batch and layer, with up to 8 tokens by
+	// the same identity over pairs of tokens, with more as G̃_n = S̃_nᵀÃ_n
+	// per example, squared. Dense layers (Diagonal) are summed in float64
+	// either way. Eigendecompositions, the sums
+	// and the factors are float64 as with F64 (the zero value, float64
+	// throughout), and the factors file format is the same. F32 factors
+	// agree with F64 ones to float32 rounding, and depend to float32
+	// rounding on the batch split and the backend (which may sum a GEMM
+	// in an order that depends on its shapes).
+	Precision Precision
 }
 
 // Fit fits factors of the given method over src: a covariance pass and
@@ -407,6 +457,9 @@ func FitWithOptions(ctx context.Context, method Method, be linalg.Backend, src S
 		return nil, fmt.Errorf("ekfac: %w", err)
 	}
 	if _, err := ParseMethod(string(method)); err != nil {
+		return nil, err
+	}
+	if err := checkPrecision(opt.Precision); err != nil {
 		return nil, err
 	}
 	report := func(stage string, n int) { opt.Progress.Report(stage, n, 0) }
@@ -441,6 +494,7 @@ func FitWithOptions(ctx context.Context, method Method, be linalg.Backend, src S
 	if method.needsCovariance() {
 		cov := NewCovariance(be)
 		cov.MemoryLimit = opt.MemoryLimit
+		cov.Precision = opt.Precision
 		if err := src(ctx, func(b *gradients.Batch) error {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -465,6 +519,7 @@ func FitWithOptions(ctx context.Context, method Method, be linalg.Backend, src S
 		return nil, err
 	}
 	lam.MemoryLimit = opt.MemoryLimit
+	lam.Precision = opt.Precision
 	if err := src(ctx, func(b *gradients.Batch) error {
 		if err := ctx.Err(); err != nil {
 			return err

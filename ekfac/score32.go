@@ -8,7 +8,8 @@ import (
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
-// Precision selects the floating-point type of pairwise scoring.
+// Precision selects the floating-point type of pairwise scoring
+// (ScoreOptions) and of the products of a fit (FitOptions).
 type Precision int
 
 const (

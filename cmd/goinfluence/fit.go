@@ -34,6 +34,7 @@ func runFit(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	out := fs.String("out", "", "factors file to write (safetensors)")
 	chunk := fs.Int("chunk", 256, "examples read at a time (bounds memory; results do not depend on it)")
 	backend := fs.String("backend", "auto", "linear-algebra backend: auto, cpu, openblas or cuda")
+	precisionFlag := fs.String("precision", "f64", "products of the covariance and Λ passes in f64 or f32 (f32: float32 GEMMs added into float64 sums; eigendecompositions and the factors file stay f64). The default is f64 for now and may change")
 	mem := addMemLimit(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -51,6 +52,10 @@ func runFit(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *chunk < 1 {
 		return fmt.Errorf("%w: fit: --chunk must be at least 1", errUsage)
 	}
+	precision, err := ekfac.ParsePrecision(*precisionFlag)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
 	be, err := openBackend(*backend)
 	if err != nil {
 		return err
@@ -60,6 +65,7 @@ func runFit(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	last := ""
 	f, err := ekfac.FitWithOptions(ctx, m, be, ekfac.FileSourceLimit(*chunk, mem.bytes(), grads...), ekfac.FitOptions{
 		MemoryLimit: mem.bytes(),
+		Precision:   precision,
 		Progress: func(stage string, _, _ int) {
 			if stage != last {
 				prog.Stage(fmt.Sprintf("fit %s: %s", m, stage))
@@ -74,6 +80,10 @@ func runFit(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		"grads":   grads.String(),
 		"backend": be.Name(),
 		"created": time.Now().UTC().Format(time.RFC3339),
+	}
+	if precision == ekfac.F32 {
+		// Only f32 is recorded, so that f64 files are what they were.
+		f.Meta["precision"] = precision.String()
 	}
 	if err := f.Save(*out); err != nil {
 		return err

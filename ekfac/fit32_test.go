@@ -1,0 +1,235 @@
+package ekfac
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/hessian"
+	"github.com/goinfluence/goinfluence/linalg"
+)
+
+// splitBatch returns b's examples as consecutive batches of the given
+// sizes (the last one takes the rest).
+func splitBatch(b *gradients.Batch, sizes ...int) []*gradients.Batch {
+	var out []*gradients.Batch
+	for lo, k := 0, 0; lo < b.N; k++ {
+		hi := b.N
+		if k < len(sizes) {
+			hi = min(lo+sizes[k], b.N)
+		}
+		p := &gradients.Batch{N: hi - lo}
+		for _, l := range b.Layers {
+			c := l
+			if l.Factored() {
+				ra, rs := l.Tokens*l.DIn, l.Tokens*l.DOut
+				c.A, c.S = l.A[lo*ra:hi*ra], l.S[lo*rs:hi*rs]
+			} else {
+				c.Grad = l.Grad[lo*l.D : hi*l.D]
+			}
+			p.Layers = append(p.Layers, c)
+		}
+		out = append(out, p)
+		lo = hi
+	}
+	return out
+}
+
+// fitErr returns the largest relative Frobenius error of got's covariances,
+// eigenvalues and Λ against want's, naming the worst.
+func fitErr(t *testing.T, got, want *Factors) (float64, string) {
+	t.Helper()
+	if got.Method != want.Method || got.N != want.N || len(got.Layers) != len(want.Layers) {
+		t.Fatalf("got %s, N %d, %d layers; want %s, N %d, %d layers",
+			got.Method, got.N, len(got.Layers), want.Method, want.N, len(want.Layers))
+	}
+	worst, what := 0.0, ""
+	check := func(layer, name string, g, w []float64) {
+		if len(g) != len(w) {
+			t.Fatalf("layer %s: %s has %d values, want %d", layer, name, len(g), len(w))
+		}
+		if len(w) == 0 {
+			return
+		}
+		if e := relErr(g, w); !(e <= worst) {
+			worst, what = e, layer+" "+name
+		}
+	}
+	data := func(m *linalg.Dense64) []float64 {
+		if m == nil {
+			return nil
+		}
+		return m.Data
+	}
+	for i := range want.Layers {
+		g, w := &got.Layers[i], &want.Layers[i]
+		if g.M != w.M {
+			t.Fatalf("layer %s: M %d, want %d", w.Name, g.M, w.M)
+		}
+		check(w.Name, "A", data(g.ACov), data(w.ACov))
+		check(w.Name, "S", data(g.SCov), data(w.SCov))
+		check(w.Name, "λ_A", g.LambdaA, w.LambdaA)
+		check(w.Name, "λ_S", g.LambdaS, w.LambdaS)
+		check(w.Name, "Λ", data(g.Lambda), data(w.Lambda))
+	}
+	return worst, what
+}
+
+// TestFitF32AgainstF64 holds F32 fits to F64 fits of the same fresh random
+// gradients within 1e-4 relative Frobenius error in the covariances, their
+// eigenvalues and Λ, and the scores of F32-fitted factors to those of
+// F64-fitted ones within 1e-4: each method, several layers with one token
+// (Λ as one GEMM), four tokens (token pairs) and nine (per example), mixed,
+// and dense layers beside factored ones for Diagonal; fitted in one batch,
+// in uneven batches, with token pairs in small GEMMs and with none, which
+// must all agree with each other to float32 rounding.
+func TestFitF32AgainstF64(t *testing.T) {
+	var (
+		t1a   = layerSpec{name: "fc1", din: 13, dout: 8, tokens: 1}
+		t1b   = layerSpec{name: "fc2", din: 9, dout: 5, tokens: 1}
+		t4a   = layerSpec{name: "attn.q", din: 11, dout: 6, tokens: 4}
+		t4b   = layerSpec{name: "attn.out", din: 7, dout: 10, tokens: 4}
+		t9    = layerSpec{name: "conv", din: 6, dout: 5, tokens: 9} // over pairMaxTokens
+		dense = layerSpec{name: "emb", d: 17}
+	)
+	all := []Method{EKFAC, KFAC, Diagonal}
+	shapes := []f32Shape{
+		{"T=1", []layerSpec{t1a, t1b}, all},
+		{"T=4", []layerSpec{t4a, t4b}, all},
+		{"T=9", []layerSpec{t9}, all},
+		{"mixed", []layerSpec{t4a, t1a, t9, t4b, t1b}, all},
+		{"dense", []layerSpec{t1a, dense, t4b}, []Method{Diagonal}},
+	}
+	splits := [][]int{{5, 1, 17, 3}, {1}}
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(15, 32))
+	for _, beName := range linalg.Backends() {
+		be, err := linalg.Open(beName)
+		if err != nil {
+			continue
+		}
+		for _, sh := range shapes {
+			for _, m := range sh.methods {
+				t.Run(fmt.Sprintf("%s/%s/%s", beName, sh.name, m), func(t *testing.T) {
+					fit := shapedBatch(rng, 60, sh.layers)
+					want, err := FitWithOptions(ctx, m, be, BatchSource(fit), FitOptions{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					got, err := FitWithOptions(ctx, m, be, BatchSource(fit), FitOptions{Precision: F32})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if e, what := fitErr(t, got, want); !(e <= 1e-4) {
+						t.Errorf("F32 fit: %s relative error %.3g", what, e)
+					}
+					for _, sizes := range splits {
+						chunked, err := FitWithOptions(ctx, m, be, BatchSource(splitBatch(fit, sizes...)...), FitOptions{Precision: F32})
+						if err != nil {
+							t.Fatal(err)
+						}
+						if e, what := fitErr(t, chunked, got); !(e <= 1e-5) {
+							t.Errorf("F32 fit in batches %v: %s relative error %.3g against one batch", sizes, what, e)
+						}
+					}
+					// Token pairs in GEMMs of a few examples, and none.
+					for _, c := range []struct{ maxTokens, blockRows int }{{8, 25}, {1, 4096}} {
+						pairMaxTokens, pairBlockRows = c.maxTokens, c.blockRows
+						blocked, err := FitWithOptions(ctx, m, be, BatchSource(fit), FitOptions{Precision: F32})
+						pairMaxTokens, pairBlockRows = 8, 4096
+						if err != nil {
+							t.Fatal(err)
+						}
+						if e, what := fitErr(t, blocked, got); !(e <= 1e-5) {
+							t.Errorf("F32 fit, pairs up to %d tokens in %d rows: %s relative error %.3g", c.maxTokens, c.blockRows, what, e)
+						}
+					}
+					q, tr := shapedBatch(rng, 3, sh.layers), shapedBatch(rng, 8, sh.layers)
+					opt := ScoreOptions{Damping: hessian.Damping{Heuristic: true}}
+					ws, err := want.LayerScores(ctx, be, q, tr, opt)
+					if err != nil {
+						t.Fatal(err)
+					}
+					gs, err := got.LayerScores(ctx, be, q, tr, opt)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for li := range ws {
+						if e := relErr(gs[li].Data, ws[li].Data); !(e <= 1e-4) {
+							t.Errorf("layer %s: scores of F32-fitted factors: relative error %.3g", tr.Layers[li].Name, e)
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestFitF64Unchanged checks that the zero FitOptions.Precision is F64 bit
+// for bit, whatever the method, and that unknown precisions are refused.
+func TestFitF64Unchanged(t *testing.T) {
+	ctx := context.Background()
+	be := linalg.CPU()
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, m := range []Method{EKFAC, KFAC, Diagonal, Identity} {
+		fit := randomBatch(rng, 25, m == Diagonal || m == Identity)
+		src := BatchSource(splitBatch(fit, 4, 9)...)
+		zero, err := FitWithOptions(ctx, m, be, src, FitOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f64, err := FitWithOptions(ctx, m, be, src, FitOptions{Precision: F64})
+		if err != nil {
+			t.Fatal(err)
+		}
+		same := func(name string, a, b []float64) {
+			if len(a) != len(b) {
+				t.Fatalf("%s: %s has %d values, want %d", m, name, len(b), len(a))
+			}
+			for i := range a {
+				if math.Float64bits(a[i]) != math.Float64bits(b[i]) {
+					t.Fatalf("%s: %s[%d] = %v with F64, %v with the zero value", m, name, i, b[i], a[i])
+				}
+			}
+		}
+		data := func(d *linalg.Dense64) []float64 {
+			if d == nil {
+				return nil
+			}
+			return d.Data
+		}
+		if zero.N != f64.N || len(zero.Layers) != len(f64.Layers) {
+			t.Fatalf("%s: N %d/%d, %d/%d layers", m, zero.N, f64.N, len(zero.Layers), len(f64.Layers))
+		}
+		for i := range zero.Layers {
+			z, f := &zero.Layers[i], &f64.Layers[i]
+			same(z.Name+" A", data(z.ACov), data(f.ACov))
+			same(z.Name+" S", data(z.SCov), data(f.SCov))
+			same(z.Name+" Q_A", data(z.QA), data(f.QA))
+			same(z.Name+" Q_S", data(z.QS), data(f.QS))
+			same(z.Name+" λ_A", z.LambdaA, f.LambdaA)
+			same(z.Name+" λ_S", z.LambdaS, f.LambdaS)
+			same(z.Name+" Λ", data(z.Lambda), data(f.Lambda))
+		}
+		if _, err := FitWithOptions(ctx, m, be, src, FitOptions{Precision: 9}); err == nil {
+			t.Errorf("%s: unknown precision accepted", m)
+		}
+	}
+	b := randomBatch(rng, 3, false)
+	cov := NewCovariance(be)
+	cov.Precision = -1
+	if err := cov.Add(b); err == nil {
+		t.Error("Covariance: unknown precision accepted")
+	}
+	lam, err := NewLambda(Diagonal, be, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lam.Precision = 2
+	if err := lam.Add(b); err == nil {
+		t.Error("Lambda: unknown precision accepted")
+	}
+}
