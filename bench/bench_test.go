@@ -108,7 +108,8 @@ func TestEKFAC(t *testing.T) {
 	if !positive(res.Sgemm) || !positive(res.Dgemm) {
 		t.Errorf("yardsticks Sgemm %g, Dgemm %g GFLOP/s", res.Sgemm, res.Dgemm)
 	}
-	want := []string{"covariance", "eigendecomposition", "lambda (EK-FAC)", "score", "self-influence", "score (f32)"}
+	want := []string{"covariance", "eigendecomposition", "lambda (EK-FAC)",
+		"covariance (f32)", "eigendecomposition (f32)", "lambda (EK-FAC) (f32)", "score", "self-influence", "score (f32)"}
 	if len(res.Stages) != len(want) {
 		t.Fatalf("%d stages, want %d", len(res.Stages), len(want))
 	}
@@ -134,7 +135,7 @@ func TestEKFAC(t *testing.T) {
 	if !slices.Equal(res.PlanF32, wantPlan) {
 		t.Errorf("f32 plan %+v, want %+v", res.PlanF32, wantPlan)
 	}
-	if res.Precision != PrecisionBoth || res.FitPrecision != PrecisionF64 {
+	if res.Precision != PrecisionBoth || res.FitPrecision != PrecisionBoth {
 		t.Errorf("precision %q, fit precision %q", res.Precision, res.FitPrecision)
 	}
 	wantKeys := []string{"date", "cpus", "backend", "dim", "tokens", "fit", "queries", "train", "sgemm_gflops", "dgemm_gflops", "stages",
@@ -161,9 +162,9 @@ func TestEKFACPrecision(t *testing.T) {
 		want             []string
 	}{
 		{ModelLayer, PrecisionF64, []string{"covariance", "eigendecomposition", "lambda (EK-FAC)", "score", "self-influence"}},
-		{ModelLayer, PrecisionF32, []string{"covariance", "eigendecomposition", "lambda (EK-FAC)", "score (f32)"}},
+		{ModelLayer, PrecisionF32, []string{"covariance (f32)", "eigendecomposition (f32)", "lambda (EK-FAC) (f32)", "score (f32)"}},
 		{ModelMLP, PrecisionF64, []string{"covariance", "eigendecomposition", "lambda (EK-FAC)", "pairwise scores"}},
-		{ModelMLP, PrecisionF32, []string{"covariance", "eigendecomposition", "lambda (EK-FAC)", "pairwise scores (f32)"}},
+		{ModelMLP, PrecisionF32, []string{"covariance (f32)", "eigendecomposition (f32)", "lambda (EK-FAC) (f32)", "pairwise scores (f32)"}},
 	} {
 		t.Run(tc.model+"/"+tc.precision, func(t *testing.T) {
 			res, err := EKFAC(context.Background(), EKFACOptions{Backend: cpuBackend(t), Model: tc.model, Layers: []int{6, 4, 3},
@@ -256,7 +257,8 @@ func TestEKFACMLP(t *testing.T) {
 	if res.Model != ModelMLP || !slices.Equal(res.Layers, []int{7, 5, 6, 3}) || res.Fit != 9 || res.Train != 8 || res.Queries != 3 {
 		t.Errorf("result describes %q %v, fit %d, train %d, queries %d", res.Model, res.Layers, res.Fit, res.Train, res.Queries)
 	}
-	want := []string{"covariance", "eigendecomposition", "lambda (EK-FAC)", "pairwise scores", "pairwise scores (f32)"}
+	want := []string{"covariance", "eigendecomposition", "lambda (EK-FAC)",
+		"covariance (f32)", "eigendecomposition (f32)", "lambda (EK-FAC) (f32)", "pairwise scores", "pairwise scores (f32)"}
 	if len(res.Stages) != len(want) {
 		t.Fatalf("%d stages, want %d", len(res.Stages), len(want))
 	}
@@ -265,7 +267,7 @@ func TestEKFACMLP(t *testing.T) {
 			!positive(s.RatioFloorSgemm) || !positive(s.RatioFloorDgemm) {
 			t.Errorf("stage %d: %+v", i, s)
 		}
-		if i != 1 && (!positive(s.GemmGFLOP) || !positive(s.FloorSgemm) || !positive(s.FloorDgemm)) {
+		if i != 1 && i != 4 && (!positive(s.GemmGFLOP) || !positive(s.FloorSgemm) || !positive(s.FloorDgemm)) {
 			t.Errorf("stage %s counted no GEMM work: %+v", s.Stage, s)
 		}
 	}
@@ -285,7 +287,10 @@ func TestEKFACMLP(t *testing.T) {
 	}
 	// Scoring counts the pairwise products and the queries' and training
 	// examples' rotations on top, in either precision.
-	for _, s := range res.Stages[3:] {
+	if !positive(fl.FitF32Secs) || !positive(fl.FitF32Ratio) {
+		t.Errorf("f32 fit: %g s, ratio %g", fl.FitF32Secs, fl.FitF32Ratio)
+	}
+	for _, s := range res.Stages[6:] {
 		if s.GemmGFLOP <= fl.PairwiseGFLOP {
 			t.Errorf("%s counted %g GFLOP, not above the pairwise floor %g", s.Stage, s.GemmGFLOP, fl.PairwiseGFLOP)
 		}

@@ -33,10 +33,11 @@ type EKFACOptions struct {
 	Queries int // query examples (default 8; mlp: 500)
 	Train   int // training examples scored (default 32; mlp: 5000)
 	Chunk   int // examples per fit batch (default 8; mlp: 256, as 'goinfluence fit')
-	// Precision is the precision of the pairwise scoring stages:
+	// Precision is the precision of the fit and scoring stages:
 	// PrecisionF64, PrecisionF32 or PrecisionBoth (the default), which
-	// times the f64 stages under their usual names and then the f32
-	// scoring stage, named with " (f32)". The fit is always float64.
+	// times the f64 fit under the stages' usual names, then the f32 fit
+	// (ekfac.FitOptions.Precision F32), whose stage names end in " (f32)",
+	// then the scoring of each precision on its own factors.
 	Precision string
 	// YardstickTime is the least time spent measuring each of Sgemm and
 	// Dgemm at n = Dim (default 1 s).
@@ -81,10 +82,11 @@ type EKFACResult struct {
 	Dgemm   float64      `json:"dgemm_gflops"`
 	Stages  []EKFACStage `json:"stages"`
 
-	// Precision is the scoring precision asked for (f64, f32 or both) and
-	// FitPrecision that of the fit stages (f64: the fit has no f32 path
-	// yet). PlanF32 is the F32 cost model's choice per layer
-	// (ekfac.Factors.PairwisePlan) when an f32 stage ran.
+	// Precision is the precision asked for (f64, f32 or both) and
+	// FitPrecision that of the fit stages, the same: each precision is
+	// timed end to end, its scoring on its own fit. PlanF32 is the F32 cost
+	// model's choice per layer (ekfac.Factors.PairwisePlan) when an f32
+	// stage ran.
 	Precision    string          `json:"precision"`
 	FitPrecision string          `json:"fit_precision"`
 	PlanF32      []EKFACPlanStep `json:"plan_f32,omitempty"`
@@ -145,7 +147,7 @@ func EKFAC(ctx context.Context, opt EKFACOptions) (*EKFACResult, error) {
 	}
 	res := &EKFACResult{Machine: ThisMachine(), Backend: raw.Name(),
 		Dim: o.Dim, Tokens: o.Tokens, Fit: o.Fit, Queries: o.Queries, Train: o.Train,
-		Precision: o.Precision, FitPrecision: PrecisionF64}
+		Precision: o.Precision, FitPrecision: o.Precision}
 
 	fmt.Fprintf(progress, "measuring %s Sgemm and Dgemm at n=%d\n", raw.Name(), o.Dim)
 	res.Sgemm = linalg.MeasureGemm(raw, o.Dim, false, o.YardstickTime)
@@ -167,9 +169,9 @@ func EKFAC(ctx context.Context, opt EKFACOptions) (*EKFACResult, error) {
 	parts := chunks(fit, o.Chunk)
 
 	be := &countingBackend{Backend: raw}
-	var f *ekfac.Factors
+	var f, f32 *ekfac.Factors
 	sopt := ekfac.ScoreOptions{Damping: hessian.Damping{Heuristic: true}}
-	steps := fitSteps(be, parts, &f)
+	steps := o.fits(be, parts, &f, &f32)
 	if o.withF64() {
 		steps = append(steps,
 			step{"score", func() error { _, err := f.LayerScores(ctx, be, q, tr, sopt); return err }},
@@ -178,15 +180,30 @@ func EKFAC(ctx context.Context, opt EKFACOptions) (*EKFACResult, error) {
 	if o.withF32() {
 		s32 := sopt
 		s32.Precision = ekfac.F32
-		steps = append(steps, step{"score" + f32Suffix, func() error { _, err := f.LayerScores(ctx, be, q, tr, s32); return err }})
+		steps = append(steps, step{"score" + f32Suffix, func() error { _, err := f32.LayerScores(ctx, be, q, tr, s32); return err }})
 	}
 	if res.Stages, err = runSteps(ctx, be, steps, res.Sgemm, res.Dgemm, o.CPUProfile, progress); err != nil {
 		return nil, err
 	}
 	if o.withF32() {
-		res.PlanF32 = planF32(f, q, tr, ekfac.ScoreOptions{Precision: ekfac.F32})
+		res.PlanF32 = planF32(f32, q, tr, ekfac.ScoreOptions{Precision: ekfac.F32})
 	}
 	return res, nil
+}
+
+// fits returns the fit stages o asks for: in float64 into *f, and in
+// float32 (FitOptions.Precision F32, stage names ending in f32Suffix) into
+// *f32, whose factors the f32 scoring stage uses, so that each precision
+// is timed end to end.
+func (o EKFACOptions) fits(be linalg.Backend, parts []*gradients.Batch, f, f32 **ekfac.Factors) []step {
+	var steps []step
+	if o.withF64() {
+		steps = append(steps, fitSteps(be, parts, f, ekfac.F64, "")...)
+	}
+	if o.withF32() {
+		steps = append(steps, fitSteps(be, parts, f32, ekfac.F32, f32Suffix)...)
+	}
+	return steps
 }
 
 // f32Suffix names the f32 scoring stages: "pairwise scores (f32)".
@@ -233,13 +250,15 @@ type step struct {
 	fn   func() error
 }
 
-// fitSteps returns the stages of an EK-FAC fit over parts on be:
-// covariance, eigendecomposition and Λ, the last setting *f.
-func fitSteps(be linalg.Backend, parts []*gradients.Batch, f **ekfac.Factors) []step {
+// fitSteps returns the stages of an EK-FAC fit over parts on be in
+// precision prec: covariance, eigendecomposition and Λ, the last setting
+// *f; their names end in suffix.
+func fitSteps(be linalg.Backend, parts []*gradients.Batch, f **ekfac.Factors, prec ekfac.Precision, suffix string) []step {
 	cov := ekfac.NewCovariance(be)
+	cov.Precision = prec
 	var eig *ekfac.Eigen
 	return []step{
-		{"covariance", func() error {
+		{"covariance" + suffix, func() error {
 			for _, p := range parts {
 				if err := cov.Add(p); err != nil {
 					return err
@@ -247,12 +266,13 @@ func fitSteps(be linalg.Backend, parts []*gradients.Batch, f **ekfac.Factors) []
 			}
 			return nil
 		}},
-		{"eigendecomposition", func() (err error) { eig, err = cov.Eigen(); return err }},
-		{"lambda (EK-FAC)", func() error {
+		{"eigendecomposition" + suffix, func() (err error) { eig, err = cov.Eigen(); return err }},
+		{"lambda (EK-FAC)" + suffix, func() error {
 			lam, err := ekfac.NewLambda(ekfac.EKFAC, be, eig)
 			if err != nil {
 				return err
 			}
+			lam.Precision = prec
 			for _, p := range parts {
 				if err := lam.Add(p); err != nil {
 					return err
@@ -406,6 +426,10 @@ func (c *countingBackend) Sgemm(tA, tB linalg.Transpose, alpha float32, a, b *li
 // CovAccumulate counts the full product XᵀX, the work a GEMM would do.
 func (c *countingBackend) CovAccumulate(cm *linalg.Dense64, x *linalg.Dense64) {
 	c.timeGemm(x.Cols, x.Cols, x.Rows, func() { c.Backend.CovAccumulate(cm, x) })
+}
+
+func (c *countingBackend) CovAccumulate32(cm *linalg.Dense64, x *linalg.Dense32) {
+	c.timeGemm(x.Cols, x.Cols, x.Rows, func() { c.Backend.CovAccumulate32(cm, x) })
 }
 
 func (c *countingBackend) Eigh(a *linalg.Dense64) ([]float64, *linalg.Dense64, error) {

@@ -43,6 +43,12 @@ type EKFACFloors struct {
 	FitSecs      float64 `json:"fit_seconds"`  // covariance + eigendecomposition + Λ
 	FitGoalSecs  float64 `json:"fit_goal_seconds"`
 	FitRatio     float64 `json:"fit_ratio"` // FitSecs / (FitSgemmSecs + EighSecs)
+	// The f32 fit's time (stages ending in " (f32)"), its eigendecompositions
+	// and its ratio to the same floor; absent if it did not run.
+	FitF32Secs     float64 `json:"fit_f32_seconds,omitempty"`
+	EighF32Secs    float64 `json:"eigh_f32_seconds,omitempty"`
+	FitF32Ratio    float64 `json:"fit_f32_ratio,omitempty"`
+	FitF32GoalSecs float64 `json:"fit_f32_goal_seconds,omitempty"`
 }
 
 // pairwiseStage names the MLP case's scoring stage.
@@ -115,7 +121,7 @@ func ekfacMLP(ctx context.Context, o EKFACOptions) (*EKFACResult, error) {
 	}
 	res := &EKFACResult{Machine: ThisMachine(), Backend: raw.Name(), Model: ModelMLP, Layers: o.Layers,
 		Dim: o.Dim, Tokens: 1, Fit: o.Fit, Queries: o.Queries, Train: o.Train,
-		Precision: o.Precision, FitPrecision: PrecisionF64}
+		Precision: o.Precision, FitPrecision: o.Precision}
 
 	fmt.Fprintf(progress, "measuring %s Sgemm and Dgemm at n=%d\n", raw.Name(), o.Dim)
 	res.Sgemm = linalg.MeasureGemm(raw, o.Dim, false, o.YardstickTime)
@@ -127,22 +133,22 @@ func ekfacMLP(ctx context.Context, o EKFACOptions) (*EKFACResult, error) {
 	fit, tr, q := all.Slice(0, o.Fit), all.Slice(0, o.Train), all.Slice(pool, pool+o.Queries)
 
 	be := &countingBackend{Backend: raw}
-	var f *ekfac.Factors
+	var f, f32 *ekfac.Factors
 	sopt := influence.FactorScoresOptions{ScoreOptions: ekfac.ScoreOptions{Damping: hessian.Damping{Heuristic: true}}}
-	steps := fitSteps(be, chunks(fit, o.Chunk), &f)
+	steps := o.fits(be, chunks(fit, o.Chunk), &f, &f32)
 	if o.withF64() {
 		steps = append(steps, step{pairwiseStage, func() error { _, err := influence.FactorScores(ctx, be, f, q, tr, sopt); return err }})
 	}
 	if o.withF32() {
 		s32 := sopt
 		s32.Precision = ekfac.F32
-		steps = append(steps, step{pairwiseStage + f32Suffix, func() error { _, err := influence.FactorScores(ctx, be, f, q, tr, s32); return err }})
+		steps = append(steps, step{pairwiseStage + f32Suffix, func() error { _, err := influence.FactorScores(ctx, be, f32, q, tr, s32); return err }})
 	}
 	if res.Stages, err = runSteps(ctx, be, steps, res.Sgemm, res.Dgemm, o.CPUProfile, progress); err != nil {
 		return nil, err
 	}
 	if o.withF32() {
-		res.PlanF32 = planF32(f, q, tr, ekfac.ScoreOptions{Precision: ekfac.F32})
+		res.PlanF32 = planF32(f32, q, tr, ekfac.ScoreOptions{Precision: ekfac.F32})
 	}
 	res.PeakRSS = kbField("/proc/self/status", "VmHWM")
 
@@ -168,9 +174,18 @@ func ekfacMLP(ctx context.Context, o EKFACOptions) (*EKFACResult, error) {
 		case pairwiseStage + f32Suffix:
 			fl.PairwiseF32Secs = s.Seconds
 		default:
-			fl.FitSecs += s.Seconds
-			fl.EighSecs += s.EighSecs
+			if strings.HasSuffix(s.Stage, f32Suffix) {
+				fl.FitF32Secs += s.Seconds
+				fl.EighF32Secs += s.EighSecs
+			} else {
+				fl.FitSecs += s.Seconds
+				fl.EighSecs += s.EighSecs
+			}
 		}
+	}
+	if fl.FitF32Secs > 0 {
+		fl.FitF32GoalSecs = 2*fl.FitSgemmSecs + fl.EighF32Secs
+		fl.FitF32Ratio = fl.FitF32Secs / (fl.FitSgemmSecs + fl.EighF32Secs)
 	}
 	fl.PairwiseRatio = fl.PairwiseSecs / fl.PairwiseSgemmSecs
 	fl.PairwiseF32Ratio = fl.PairwiseF32Secs / fl.PairwiseSgemmSecs
@@ -311,7 +326,10 @@ func (r *EKFACResult) writeMLPTable(w io.Writer) error {
 	ew.printf("  fit GEMMs (covariances, rotations, outer products) = %.1f GFLOP: %.2f s at Sgemm, %.2f s at Dgemm; eigh %.2f s\n",
 		fl.FitGFLOP, fl.FitSgemmSecs, fl.FitDgemmSecs, fl.EighSecs)
 	ew.printf("  fit took %.2f s = %.2f × (Sgemm floor + eigh); goal ≤ 2 × floor + eigh = %.2f s\n", fl.FitSecs, fl.FitRatio, fl.FitGoalSecs)
-	ew.printf("  fit stages in %s (no f32 fit yet); scoring precision %s\n", r.FitPrecision, r.Precision)
+	if fl.FitF32Secs > 0 {
+		ew.printf("  f32 fit took %.2f s = %.2f × (Sgemm floor + eigh); goal ≤ 2 × floor + eigh = %.2f s\n", fl.FitF32Secs, fl.FitF32Ratio, fl.FitF32GoalSecs)
+	}
+	ew.printf("  fit and scoring precision %s\n", r.Precision)
 	writePlan(ew, r.PlanF32)
 	ew.printf("peak RSS %.2f GiB (VmHWM, whole run)\n", float64(r.PeakRSS)/(1<<30))
 	return ew.err
