@@ -212,19 +212,8 @@ func bilinear(ctx context.Context, be linalg.Backend, l *gradients.Layer, m, qa,
 // factored layer l, forming G̃_t = S̃_tᵀÃ_t for a chunk of training examples
 // and multiplying m with the chunk in one Sgemm.
 func materialise(ctx context.Context, be linalg.Backend, l *gradients.Layer, m, qa, qs *linalg.Dense32, out *linalg.Dense64, limit int, memLimit int64) error {
-	nt, tok, din, dout := out.Cols, l.Tokens, l.DIn, l.DOut
-	d := din * dout
-	chunk := max(1, min(nt, limit/max(d, 1)))
-	if err := checkWork(l.Name, "materialised gradients", chunk, d, memLimit); err != nil {
-		return err
-	}
-	g := linalg.NewDense32(chunk, d, nil)
-	prod := linalg.NewDense32(out.Rows, chunk, nil)
-	for lo := 0; lo < nt; lo += chunk {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		hi := min(lo+chunk, nt)
+	tok, din, dout := l.Tokens, l.DIn, l.DOut
+	return chunkedScores(ctx, be, l.Name, "materialised gradients", m, out, din*dout, limit, memLimit, func(g *linalg.Dense32, lo, hi int) {
 		ah, sh := rotated32(be, l, lo, hi, qa, qs)
 		for n := 0; n < hi-lo; n++ {
 			gt := g.Row(n)
@@ -241,17 +230,28 @@ func materialise(ctx context.Context, be linalg.Backend, l *gradients.Layer, m, 
 			be.Sgemm(linalg.Trans, linalg.NoTrans, 1,
 				sh.Slice(n*tok, (n+1)*tok, 0, dout), ah.Slice(n*tok, (n+1)*tok, 0, din), 0, linalg.NewDense32(dout, din, gt))
 		}
-		scoreChunk(be, m, g.Slice(0, hi-lo, 0, d), prod.Slice(0, out.Rows, 0, hi-lo), out, lo)
-	}
-	return nil
+	})
 }
 
 // materialiseDense sets out to the scores of the queries m against the
 // dense layer l, narrowing a chunk of its gradients at a time.
 func materialiseDense(ctx context.Context, be linalg.Backend, l *gradients.Layer, m *linalg.Dense32, out *linalg.Dense64, limit int, memLimit int64) error {
-	nt, d := out.Cols, l.D
+	d := l.D
+	return chunkedScores(ctx, be, l.Name, "float32 gradients", m, out, d, limit, memLimit, func(g *linalg.Dense32, lo, hi int) {
+		for i, v := range l.Grad[lo*d : hi*d] {
+			g.Data[i] = float32(v)
+		}
+	})
+}
+
+// chunkedScores sets out (Q × N) to the products of the queries m with the
+// training gradients of dimension d, which fill writes into the rows of g
+// for training examples [lo, hi), a chunk of at most limit values at a time.
+func chunkedScores(ctx context.Context, be linalg.Backend, layer, what string, m *linalg.Dense32, out *linalg.Dense64, d, limit int, memLimit int64,
+	fill func(g *linalg.Dense32, lo, hi int)) error {
+	nt := out.Cols
 	chunk := max(1, min(nt, limit/max(d, 1)))
-	if err := checkWork(l.Name, "float32 gradients", chunk, d, memLimit); err != nil {
+	if err := checkWork(layer, what, chunk, d, memLimit); err != nil {
 		return err
 	}
 	g := linalg.NewDense32(chunk, d, nil)
@@ -261,9 +261,7 @@ func materialiseDense(ctx context.Context, be linalg.Backend, l *gradients.Layer
 			return err
 		}
 		hi := min(lo+chunk, nt)
-		for i, v := range l.Grad[lo*d : hi*d] {
-			g.Data[i] = float32(v)
-		}
+		fill(g, lo, hi)
 		scoreChunk(be, m, g.Slice(0, hi-lo, 0, d), prod.Slice(0, out.Rows, 0, hi-lo), out, lo)
 	}
 	return nil
