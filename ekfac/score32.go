@@ -182,7 +182,6 @@ func bilinear(ctx context.Context, be linalg.Backend, l *gradients.Layer, m, qa,
 	}
 	mt := linalg.NewDense32(nq*dout, l.DIn, m.Data)
 	y := linalg.NewDense32(chunk*tok, nq*dout, nil)
-	acc := make([]float64, nq)
 	for lo := 0; lo < nt; lo += chunk {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -192,18 +191,24 @@ func bilinear(ctx context.Context, be linalg.Backend, l *gradients.Layer, m, qa,
 		ah, sh := rotated32(be, l, lo, hi, qa, qs)
 		yc := y.Slice(0, rows, 0, nq*dout)
 		be.Sgemm(linalg.NoTrans, linalg.Trans, 1, ah, mt, 0, yc)
-		for n := lo; n < hi; n++ {
-			clear(acc)
-			for r := (n - lo) * tok; r < (n-lo+1)*tok; r++ {
-				s, yr := sh.Row(r), yc.Row(r)
-				for qi := range acc {
-					acc[qi] += float64(dot32(s, yr[qi*dout:(qi+1)*dout]))
+		// The reduction over d_out reads all of Y once: split between
+		// goroutines by training example, each score summed by one of
+		// them in a fixed order, so that the split changes no result.
+		linalg.ParallelChunks(hi-lo, 1, func(a, b int) {
+			acc := make([]float64, nq)
+			for n := lo + a; n < lo+b; n++ {
+				clear(acc)
+				for r := (n - lo) * tok; r < (n-lo+1)*tok; r++ {
+					s, yr := sh.Row(r), yc.Row(r)
+					for qi := range acc {
+						acc[qi] += float64(dot32(s, yr[qi*dout:(qi+1)*dout]))
+					}
+				}
+				for qi, v := range acc {
+					out.Data[qi*out.Stride+n] = v
 				}
 			}
-			for qi, v := range acc {
-				out.Data[qi*out.Stride+n] = v
-			}
-		}
+		})
 	}
 	return nil
 }
