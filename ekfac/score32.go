@@ -3,6 +3,7 @@ package ekfac
 import (
 	"context"
 	"fmt"
+	"math"
 
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/linalg"
@@ -120,11 +121,13 @@ func (f *Factors) PairwisePlan(q, t *gradients.Batch, opt ScoreOptions) []LayerP
 // bilinear products Y, or a chunk of materialised gradients): 128 MiB.
 const chunkFloats32 = 1 << 25
 
-// layerScores32 is LayerScores at F32. Training examples are taken a chunk
-// at a time per layer, so that a work buffer holds at most chunkFloats32
-// values; the chunk size changes only the shapes handed to Sgemm, whose
-// summation order may depend on them, so scores may differ between chunk
-// sizes by float32 rounding.
+// layerScores32 is LayerScores at F32. Each layer's queries are formed
+// in float64 one at a time and narrowed to float32 as they are needed
+// (queryRows32); training examples are taken a chunk at a time per layer,
+// so that a work buffer holds at most chunkFloats32 values. The chunk and
+// block sizes change only the shapes handed to Sgemm, whose summation
+// order may depend on them, so scores may differ between them by float32
+// rounding.
 func (f *Factors) layerScores32(ctx context.Context, be linalg.Backend, q, t *gradients.Batch, opt ScoreOptions) ([]*linalg.Dense64, error) {
 	scores := linalg.Float64Bytes(len(f.Layers), q.N, t.N)
 	if err := linalg.CheckMemory("per-layer scores", fmt.Sprintf("%d layers × %d queries × %d training examples, float64", len(f.Layers), q.N, t.N),
@@ -135,9 +138,15 @@ func (f *Factors) layerScores32(ctx context.Context, be linalg.Backend, q, t *gr
 		linalg.AddBytes(scores, linalg.Float64Bytes(q.N, q.Dim())), opt.MemoryLimit); err != nil {
 		return nil, fmt.Errorf("ekfac: %w", err)
 	}
-	xq, err := f.queryTransform(ctx, be, q, opt)
-	if err != nil {
-		return nil, err
+	if opt.Rank < 0 {
+		return nil, fmt.Errorf("ekfac: rank %d < 0", opt.Rank)
+	}
+	var xq []*linalg.Dense64
+	if opt.Rank > 0 {
+		var err error
+		if xq, err = f.queryTransform(ctx, be, q, opt); err != nil {
+			return nil, err
+		}
 	}
 	plan := f.PairwisePlan(q, t, opt)
 	limit := chunkFloats32
@@ -146,71 +155,193 @@ func (f *Factors) layerScores32(ctx context.Context, be linalg.Backend, q, t *gr
 	}
 	out := make([]*linalg.Dense64, len(f.Layers))
 	for li := range f.Layers {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var rows queryRows
+		if xq != nil {
+			x := xq[li]
+			rows = func(lo, hi int, dst *linalg.Dense32) {
+				for i, v := range x.Data[lo*x.Stride : hi*x.Stride] {
+					dst.Data[i] = float32(v)
+				}
+			}
+		} else {
+			inv, err := f.inverse(li, opt.Damping)
+			if err != nil {
+				return nil, err
+			}
+			rows = f.queryRows32(be, &q.Layers[li], li, inv)
+		}
 		out[li] = linalg.NewDense64(q.N, t.N, nil)
-		m := xq[li].To32()
-		xq[li] = nil // the float64 copy is no longer needed
 		l, lf := &t.Layers[li], &f.Layers[li]
 		var qa, qs *linalg.Dense32
 		if lf.QA != nil {
 			qa, qs = lf.QA.To32(), lf.QS.To32()
 		}
-		switch {
-		case !l.Factored():
-			err = materialiseDense(ctx, be, l, m, out[li], limit, opt.MemoryLimit)
-		case plan[li].Algorithm == Bilinear:
-			err = bilinear(ctx, be, l, m, qa, qs, out[li], limit, opt.MemoryLimit)
-		default:
-			err = materialise(ctx, be, l, m, qa, qs, out[li], limit, opt.MemoryLimit)
+		var err error
+		if l.Factored() && plan[li].Algorithm == Bilinear {
+			err = bilinear(ctx, be, l, rows, qa, qs, out[li], limit, opt.MemoryLimit)
+		} else {
+			if err := checkWork(l.Name, "query transforms", q.N, l.Dim(), opt.MemoryLimit); err != nil {
+				return nil, err
+			}
+			m := linalg.NewDense32(q.N, l.Dim(), nil)
+			rows(0, q.N, m)
+			if l.Factored() {
+				err = materialise(ctx, be, l, m, qa, qs, out[li], limit, opt.MemoryLimit)
+			} else {
+				err = materialiseDense(ctx, be, l, m, out[li], limit, opt.MemoryLimit)
+			}
 		}
 		if err != nil {
 			return nil, err
+		}
+		if xq != nil {
+			xq[li] = nil // the float64 transforms are no longer needed
 		}
 	}
 	return out, nil
 }
 
-// bilinear adds to out (Q × N) the scores of the queries m (Q × d_out·d_in,
-// that is Q·d_out × d_in) against the factored layer l: for a chunk of
-// training rows Y = Ã·M̃ᵀ ((nc·T) × (Q·d_out)), then
-// score[q, t] = Σ_τ Σ_i S̃[tτ, i]·Y[tτ, q·d_out + i].
-func bilinear(ctx context.Context, be linalg.Backend, l *gradients.Layer, m, qa, qs *linalg.Dense32, out *linalg.Dense64, limit int, memLimit int64) error {
-	nq, nt, tok, dout := out.Rows, out.Cols, l.Tokens, l.DOut
-	per := tok * nq * dout // values of Y an example
-	chunk := max(1, min(nt, limit/max(per, 1)))
-	if err := checkWork(l.Name, "bilinear products", chunk*tok, nq*dout, memLimit); err != nil {
-		return err
-	}
-	mt := linalg.NewDense32(nq*dout, l.DIn, m.Data)
-	y := linalg.NewDense32(chunk*tok, nq*dout, nil)
-	for lo := 0; lo < nt; lo += chunk {
-		if err := ctx.Err(); err != nil {
-			return err
+// queryRows writes the transformed queries [lo, hi) of a layer, narrowed
+// to float32, into the rows of dst ((hi-lo) × Dim).
+type queryRows func(lo, hi int, dst *linalg.Dense32)
+
+// queryRows32 returns the queryRows of layer li of the queries l without a
+// rank limit: the values queryTransform computes (Q_Sᵀ G Q_A ⊘ (Λ + δ), or
+// G ⊘ (Λ + δ), or G; inv is 1/(Λ + δ), nil for 1), each formed in float64
+// from the rotated activations and output gradients and narrowed at once,
+// so that no float64 copy of all queries is held.
+func (f *Factors) queryRows32(be linalg.Backend, l *gradients.Layer, li int, inv []float64) queryRows {
+	lf := &f.Layers[li]
+	d := l.Dim()
+	// narrowRow narrows g, the values from off of a query's transform.
+	narrowRow := func(dst []float32, g []float64, off int) {
+		if inv == nil {
+			for j, v := range g {
+				dst[j] = float32(v)
+			}
+			return
 		}
-		hi := min(lo+chunk, nt)
-		rows := (hi - lo) * tok
-		ah, sh := rotated32(be, l, lo, hi, qa, qs)
-		yc := y.Slice(0, rows, 0, nq*dout)
-		be.Sgemm(linalg.NoTrans, linalg.Trans, 1, ah, mt, 0, yc)
-		// The reduction over d_out reads all of Y once: split between
-		// goroutines by training example, each score summed by one of
-		// them in a fixed order, so that the split changes no result.
-		linalg.ParallelChunks(hi-lo, 1, func(a, b int) {
-			acc := make([]float64, nq)
-			for n := lo + a; n < lo+b; n++ {
-				clear(acc)
-				for r := (n - lo) * tok; r < (n-lo+1)*tok; r++ {
-					s, yr := sh.Row(r), yc.Row(r)
-					for qi := range acc {
-						acc[qi] += float64(dot32(s, yr[qi*dout:(qi+1)*dout]))
-					}
+		inv := inv[off : off+len(g)]
+		for j, v := range g {
+			dst[j] = float32(v * inv[j])
+		}
+	}
+	if lf.QA == nil {
+		return func(lo, hi int, dst *linalg.Dense32) {
+			linalg.ParallelChunks(hi-lo, 1, func(a, b int) {
+				g := make([]float64, d)
+				for n := a; n < b; n++ {
+					l.Gradient(lo+n, g)
+					narrowRow(dst.Row(n), g, 0)
 				}
-				for qi, v := range acc {
-					out.Data[qi*out.Stride+n] = v
+			})
+		}
+	}
+	rows := len(l.A) / l.DIn
+	ah := linalg.NewDense64(rows, l.DIn, nil)
+	sh := linalg.NewDense64(rows, l.DOut, nil)
+	be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, linalg.NewDense64(rows, l.DIn, l.A), lf.QA, 0, ah)
+	be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, linalg.NewDense64(rows, l.DOut, l.S), lf.QS, 0, sh)
+	if l.Tokens > 1 {
+		gt := linalg.NewDense64(l.DOut, l.DIn, nil)
+		return func(lo, hi int, dst *linalg.Dense32) {
+			for n := lo; n < hi; n++ {
+				be.Dgemm(linalg.Trans, linalg.NoTrans, 1,
+					sh.Slice(n*l.Tokens, (n+1)*l.Tokens, 0, l.DOut),
+					ah.Slice(n*l.Tokens, (n+1)*l.Tokens, 0, l.DIn), 0, gt)
+				narrowRow(dst.Row(n-lo), gt.Data, 0)
+			}
+		}
+	}
+	// One token: G̃ is the outer product s̃ ã ᵀ, formed a row at a time.
+	return func(lo, hi int, dst *linalg.Dense32) {
+		linalg.ParallelChunks(hi-lo, 1, func(a, b int) {
+			g := make([]float64, l.DIn)
+			for n := lo + a; n < lo+b; n++ {
+				at, row := ah.Row(n), dst.Row(n-lo)
+				for o, so := range sh.Row(n) {
+					for j, aj := range at {
+						g[j] = so * aj
+					}
+					narrowRow(row[o*l.DIn:(o+1)*l.DIn], g, o*l.DIn)
 				}
 			}
 		})
 	}
+}
+
+// bilinear sets out (Q × N) to the scores of the queries rows against the
+// factored layer l. For a block of queries, M̃ (their transforms stacked,
+// Q_b·d_out × d_in), and a chunk of training rows, Y = Ã·M̃ᵀ
+// ((n_c·T) × (Q_b·d_out)), then score[q, t] = Σ_τ Σ_i S̃[tτ, i]·Y[tτ, q·d_out + i].
+// The blocks are as square as the bound allows (bilinearBlocks), so that
+// each Sgemm packs its operands once for many flops.
+func bilinear(ctx context.Context, be linalg.Backend, l *gradients.Layer, rows queryRows, qa, qs *linalg.Dense32, out *linalg.Dense64, limit int, memLimit int64) error {
+	nq, nt, tok, din, dout := out.Rows, out.Cols, l.Tokens, l.DIn, l.DOut
+	qb, nc := bilinearBlocks(nq, nt, tok, din, dout, limit)
+	if err := checkWork(l.Name, "bilinear products", nc*tok, qb*dout, memLimit); err != nil {
+		return err
+	}
+	if err := checkWork(l.Name, "query transforms", qb*dout, din, memLimit); err != nil {
+		return err
+	}
+	m := make([]float32, qb*dout*din)
+	y := linalg.NewDense32(nc*tok, qb*dout, nil)
+	formed := -1 // the first query of the block in m
+	for lo := 0; lo < nt; lo += nc {
+		hi := min(lo+nc, nt)
+		ah, sh := rotated32(be, l, lo, hi, qa, qs)
+		for q0 := 0; q0 < nq; q0 += qb {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			q1 := min(q0+qb, nq)
+			if formed != q0 {
+				rows(q0, q1, linalg.NewDense32(q1-q0, dout*din, m[:(q1-q0)*dout*din]))
+				formed = q0
+			}
+			mt := linalg.NewDense32((q1-q0)*dout, din, m[:(q1-q0)*dout*din])
+			yc := y.Slice(0, (hi-lo)*tok, 0, (q1-q0)*dout)
+			be.Sgemm(linalg.NoTrans, linalg.Trans, 1, ah, mt, 0, yc)
+			// The reduction over d_out reads all of Y once: split between
+			// goroutines by training example, each score summed by one of
+			// them in a fixed order, so that the split changes no result.
+			linalg.ParallelChunks(hi-lo, 1, func(a, b int) {
+				acc := make([]float64, q1-q0)
+				for n := a; n < b; n++ {
+					clear(acc)
+					for r := n * tok; r < (n+1)*tok; r++ {
+						s, yr := sh.Row(r), yc.Row(r)
+						for qi := range acc {
+							acc[qi] += float64(dot32(s, yr[qi*dout:(qi+1)*dout]))
+						}
+					}
+					for qi, v := range acc {
+						out.Data[(q0+qi)*out.Stride+lo+n] = v
+					}
+				}
+			})
+		}
+	}
 	return nil
+}
+
+// bilinearBlocks returns the queries qb and training examples nc of one
+// bilinear block, Y being (nc·T) × (qb·d_out) values, at most limit (or
+// one query and one example): all training examples when the queries'
+// side can still be as long as √limit, else a side of about √limit for
+// each; the rotated rows of a chunk are bounded by limit too.
+func bilinearBlocks(nq, nt, tok, din, dout, limit int) (qb, nc int) {
+	side := int(math.Sqrt(float64(limit)))
+	qb = min(nq, max(1, limit/max(nt*tok*dout, 1)))
+	if qb*dout < side {
+		qb = min(nq, max(1, side/max(dout, 1)))
+	}
+	nc = min(nt, max(1, limit/max(qb*dout*tok, 1)), max(1, limit/max(tok*max(din, dout), 1)))
+	return max(qb, 1), max(nc, 1)
 }
 
 // materialise sets out (Q × N) to the scores of the queries m against the
