@@ -259,14 +259,22 @@ func (f *Factors) queryRows32(be linalg.Backend, l *gradients.Layer, li int, inv
 	// One token: G̃ is the outer product s̃ ã ᵀ, formed a row at a time.
 	return func(lo, hi int, dst *linalg.Dense32) {
 		linalg.ParallelChunks(hi-lo, 1, func(a, b int) {
-			g := make([]float64, l.DIn)
 			for n := lo + a; n < lo+b; n++ {
 				at, row := ah.Row(n), dst.Row(n-lo)
 				for o, so := range sh.Row(n) {
-					for j, aj := range at {
-						g[j] = so * aj
+					dst := row[o*l.DIn : (o+1)*l.DIn]
+					dst = dst[:len(at)]
+					if inv == nil {
+						for j, aj := range at {
+							dst[j] = float32(so * aj)
+						}
+						continue
 					}
-					narrowRow(row[o*l.DIn:(o+1)*l.DIn], g, o*l.DIn)
+					iv := inv[o*l.DIn : (o+1)*l.DIn]
+					iv = iv[:len(at)]
+					for j, aj := range at {
+						dst[j] = float32(so * aj * iv[j])
+					}
 				}
 			}
 		})
