@@ -317,7 +317,7 @@ func bilinear(ctx context.Context, be linalg.Backend, l *gradients.Layer, rows q
 				for r := n * tok; r < (n+1)*tok; r++ {
 					s, yr := sh.Row(r), yc.Row(r)
 					for qi := range acc {
-						acc[qi] += float64(dot32(s, yr[qi*dout:(qi+1)*dout]))
+						acc[qi] += float64(linalg.Dot32(s, yr[qi*dout:(qi+1)*dout]))
 					}
 				}
 				for qi, v := range acc {
@@ -477,23 +477,6 @@ func narrow(r, c int, v []float64) *linalg.Dense32 {
 		m.Data[i] = float32(x)
 	}
 	return m
-}
-
-// dot32 returns Σ a_i·b_i in float32 with four partial sums.
-func dot32(a, b []float32) float32 {
-	b = b[:len(a)]
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
-	}
-	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
-	}
-	return (s0 + s1) + (s2 + s3)
 }
 
 // checkWork refuses a float32 work buffer of r × c values over memLimit.
