@@ -3,7 +3,6 @@ package ekfac
 import (
 	"context"
 	"fmt"
-	"math"
 
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/linalg"
@@ -285,15 +284,14 @@ func (f *Factors) queryRows32(be linalg.Backend, l *gradients.Layer, li int, inv
 // factored layer l. For a block of queries, M̃ (their transforms stacked,
 // Q_b·d_out × d_in), and a chunk of training rows, Y = Ã·M̃ᵀ
 // ((n_c·T) × (Q_b·d_out)), then score[q, t] = Σ_τ Σ_i S̃[tτ, i]·Y[tτ, q·d_out + i].
-// The blocks are as square as the bound allows (bilinearBlocks), so that
-// each Sgemm packs its operands once for many flops, and Y is at most
-// bilinearFloats, so that the reduction finds much of it in cache. When
-// the rotated training rows fit in limit they are rotated once and each
-// query block formed once; otherwise each chunk is rotated once and the
-// query blocks are formed again for every chunk.
+// bilinearBlocks makes the blocks wide enough on both sides that each
+// Sgemm packs its operands once for many flops and runs at its full rate.
+// When the rotated training rows fit in limit they are rotated once and
+// each query block formed once; otherwise each chunk is rotated once and
+// the query blocks are formed again for every chunk.
 func bilinear(ctx context.Context, be linalg.Backend, l *gradients.Layer, rows queryRows, qa, qs *linalg.Dense32, out *linalg.Dense64, limit int, memLimit int64) error {
 	nq, nt, tok, din, dout := out.Rows, out.Cols, l.Tokens, l.DIn, l.DOut
-	qb, nc := bilinearBlocks(nq, nt, tok, din, dout, min(limit, bilinearFloats))
+	qb, nc := bilinearBlocks(nq, nt, tok, din, dout, limit)
 	if err := checkWork(l.Name, "bilinear products", nc*tok, qb*dout, memLimit); err != nil {
 		return err
 	}
@@ -362,25 +360,37 @@ func bilinear(ctx context.Context, be linalg.Backend, l *gradients.Layer, rows q
 	return nil
 }
 
-// bilinearFloats bounds Y, the bilinear products of a block, below the
-// work-buffer bound: 32 MiB, measured faster than 128 MiB (MLP 784-512-512-10,
-// 500 queries × 2000 training examples: 5.44 s against 5.62 s) and than
-// 8 MiB, where the Sgemms get too narrow.
-const bilinearFloats = 1 << 23
+// bilinearSide and bilinearFloats shape a bilinear block. Sgemm reaches
+// its full rate once Y is about 4,096 wide on each side (measured with
+// d_in = 785: 306 GFLOP/s at 2000 × 2048, 311 at 2000 × 4096, against 307
+// for n = 2048 square), so a block takes at least bilinearSide/d_out
+// queries; it takes more, when the training examples are few, up to Y of
+// bilinearFloats (32 MiB), which the reduction still finds largely in cache
+// (MLP 784-512-512-10, 500 queries × 2000 training examples: 5.44 s against
+// 5.62 s for 128 MiB).
+const (
+	bilinearSide   = 4096
+	bilinearFloats = 1 << 23
+)
 
 // bilinearBlocks returns the queries qb and training examples nc of one
-// bilinear block, Y being (nc·T) × (qb·d_out) values, at most limit (or
-// one query and one example): all training examples when the queries'
-// side can still be as long as √limit, else a side of about √limit for
-// each; the rotated rows of a chunk are bounded by limit too.
+// bilinear block, Y being (nc·T) × (qb·d_out) values: qb as bilinearSide
+// and bilinearFloats ask, nc all the examples Y of at most limit values can
+// hold, the rotated rows of a chunk bounded by limit too; at least one of
+// each, the blocks and chunks of even sizes.
 func bilinearBlocks(nq, nt, tok, din, dout, limit int) (qb, nc int) {
-	side := int(math.Sqrt(float64(limit)))
-	qb = min(nq, max(1, limit/max(nt*tok*dout, 1)))
-	if qb*dout < side {
-		qb = min(nq, max(1, side/max(dout, 1)))
+	ceilDiv := func(a, b int) int { return (a + b - 1) / b }
+	row := max(dout*tok, 1) // Y's values a query takes from an example
+	qb = max(ceilDiv(bilinearSide, max(dout, 1)), min(limit, bilinearFloats)/max(nt*row, 1))
+	qb = max(1, min(nq, qb, limit/row))
+	nc = max(1, min(nt, limit/(qb*row), limit/max(tok*max(din, dout), 1)))
+	if nq > 0 {
+		qb = ceilDiv(nq, ceilDiv(nq, qb))
 	}
-	nc = min(nt, max(1, limit/max(qb*dout*tok, 1)), max(1, limit/max(tok*max(din, dout), 1)))
-	return max(qb, 1), max(nc, 1)
+	if nt > 0 {
+		nc = ceilDiv(nt, ceilDiv(nt, nc))
+	}
+	return qb, nc
 }
 
 // materialise sets out (Q × N) to the scores of the queries m against the
