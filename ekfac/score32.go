@@ -16,11 +16,12 @@ const (
 	// F64 scores in float64 throughout, the reference (the zero value).
 	F64 Precision = iota
 	// F32 preconditions and rotates the queries in float64 as F64 does,
-	// then narrows them to float32 and computes every product with the
-	// training gradients in float32 (Sgemm); each layer's scores come
-	// back as float64. It applies to LayerScores (and LayerScoresAndSelf
-	// without self-influence); self-influence is always computed in
-	// float64, and asking for it makes the whole call use F64.
+	// narrowing each to float32 as soon as it is formed, and computes
+	// every product with the training gradients in float32 (Sgemm); each
+	// layer's scores come back as float64. It applies to LayerScores
+	// (and LayerScoresAndSelf without self-influence); self-influence is
+	// always computed in float64, and asking for it makes the whole call
+	// use F64.
 	//
 	// Training examples are taken in chunks that bound each float32
 	// work buffer to 128 MiB. The backend may sum a GEMM in an order
@@ -161,8 +162,11 @@ func (f *Factors) layerScores32(ctx context.Context, be linalg.Backend, q, t *gr
 		if xq != nil {
 			x := xq[li]
 			rows = func(lo, hi int, dst *linalg.Dense32) {
-				for i, v := range x.Data[lo*x.Stride : hi*x.Stride] {
-					dst.Data[i] = float32(v)
+				for n := lo; n < hi; n++ {
+					row := dst.Row(n - lo)
+					for j, v := range x.Row(n) {
+						row[j] = float32(v)
+					}
 				}
 			}
 		} else {
@@ -364,10 +368,12 @@ func bilinear(ctx context.Context, be linalg.Backend, l *gradients.Layer, rows q
 // its full rate once Y is about 4,096 wide on each side (measured with
 // d_in = 785: 306 GFLOP/s at 2000 × 2048, 311 at 2000 × 4096, against 307
 // for n = 2048 square), so a block takes at least bilinearSide/d_out
-// queries; it takes more, when the training examples are few, up to Y of
-// bilinearFloats (32 MiB), which the reduction still finds largely in cache
-// (MLP 784-512-512-10, 500 queries × 2000 training examples: 5.44 s against
-// 5.62 s for 128 MiB).
+// queries, more when the training examples are few, up to Y of
+// bilinearFloats (32 MiB), and all the training examples the work-buffer
+// bound allows: on the MLP 784-512-512-10 with 500 queries, 2000 examples
+// took 4.9–5.0 s with Y of 32 MiB against 5.1 s with 128 MiB, and 5000
+// examples 12.0–12.2 s with Y of 80 MiB against 12.3–12.4 s with three
+// chunks of 27 MiB, whose Sgemms are slower.
 const (
 	bilinearSide   = 4096
 	bilinearFloats = 1 << 23

@@ -286,3 +286,68 @@ func TestF32Guards(t *testing.T) {
 		t.Errorf("ParsePrecision(\"\") = %v", p)
 	}
 }
+
+// TestF32Rank holds F32 scores with a rank limit, whose queries are
+// truncated in float64 before they are narrowed, to the F64 ones.
+func TestF32Rank(t *testing.T) {
+	ctx := context.Background()
+	be := linalg.CPU()
+	rng := rand.New(rand.NewPCG(11, 12))
+	specs := []layerSpec{{name: "fc1", din: 9, dout: 5, tokens: 1}, {name: "attn.out", din: 7, dout: 6, tokens: 5}}
+	f, err := Fit(ctx, EKFAC, be, BatchSource(shapedBatch(rng, 30, specs)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, tr := shapedBatch(rng, 4, specs), shapedBatch(rng, 9, specs)
+	for _, alg := range []Algorithm{Bilinear, Materialise} {
+		opt := ScoreOptions{Damping: hessian.Damping{Heuristic: true}, Rank: 2}
+		want, err := f.LayerScores(ctx, be, q, tr, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opt.Precision, opt.algorithm = F32, alg
+		got, err := f.LayerScores(ctx, be, q, tr, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for li := range want {
+			if e := relErr(got[li].Data, want[li].Data); !(e <= 1e-4) {
+				t.Errorf("%s: layer %s: relative error %.3g", alg, tr.Layers[li].Name, e)
+			}
+		}
+	}
+}
+
+// TestBilinearBlocks holds the bilinear blocks within the bound (where
+// one query and one example fit in it) and to covering the queries and
+// examples in blocks of even size, at least as wide as asked.
+func TestBilinearBlocks(t *testing.T) {
+	tests := []struct {
+		name                        string
+		nq, nt, tok, din, dout, lim int
+		wantQB, wantNC              int
+	}{
+		{"MLP fc1 N=2000", 500, 2000, 1, 785, 512, chunkFloats32, 8, 2000},
+		{"MLP fc1 N=5000", 500, 5000, 1, 785, 512, chunkFloats32, 8, 5000},
+		{"MLP fc3", 500, 2000, 1, 513, 10, chunkFloats32, 250, 2000},
+		{"many examples", 500, 100000, 1, 785, 512, chunkFloats32, 8, 7693},
+		{"one float", 23, 9, 5, 7, 6, 1, 1, 1},
+		{"a few floats", 23, 9, 1, 9, 5, 700, 23, 5},
+		{"no queries", 0, 9, 1, 9, 5, 700, 1, 9},
+		{"no examples", 4, 0, 1, 9, 5, 700, 4, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			qb, nc := bilinearBlocks(tc.nq, tc.nt, tc.tok, tc.din, tc.dout, tc.lim)
+			if qb != tc.wantQB || nc != tc.wantNC {
+				t.Errorf("blocks of %d queries × %d examples, want %d × %d", qb, nc, tc.wantQB, tc.wantNC)
+			}
+			if y := nc * tc.tok * qb * tc.dout; y > tc.lim && (qb > 1 || nc > 1) {
+				t.Errorf("Y of %d values over the bound %d", y, tc.lim)
+			}
+			if r := nc * tc.tok * max(tc.din, tc.dout); r > tc.lim && nc > 1 {
+				t.Errorf("rotated rows of %d values over the bound %d", r, tc.lim)
+			}
+		})
+	}
+}
