@@ -71,7 +71,6 @@ type Attributor struct {
 	store    *store.Store
 	reg      *Registry
 	cfg      Config
-	fetch    int
 	manifest RunManifest
 	runID    [32]byte
 }
@@ -118,8 +117,9 @@ func newAttributor(ctx context.Context, be linalg.Backend, opt influence.StoreSc
 	if !exact && !cfg.AllowFloat {
 		return nil, fmt.Errorf("the store %s is %s, not i8: its float scores cannot be recomputed bit for bit by a verifier; build it with --dtype i8, or allow float scores for analysis", opt.Stores[0].Dir(), opt.Stores[0].DType())
 	}
-	// Every stored id is registered, and the fetch covers TopK distinct
-	// content groups.
+	// Every stored id is registered, and the rows fetched per inference
+	// cover TopK distinct content groups: the registry's largest group
+	// bounds the store's.
 	ids, err := opt.Stores[0].IDs(ctx)
 	if err != nil {
 		return nil, err
@@ -127,12 +127,7 @@ func newAttributor(ctx context.Context, be linalg.Backend, opt influence.StoreSc
 	if err := reg.CheckIDs(ids); err != nil {
 		return nil, fmt.Errorf("the store %s: %w", opt.Stores[0].Dir(), err)
 	}
-	group := 1
-	for _, id := range ids {
-		group = max(group, len(reg.SameContent(id)))
-	}
-	fetch := cfg.TopK * min(group, maxGroupFetch)
-	opt.TopK = fetch
+	opt.TopK = cfg.TopK * min(reg.largestContentGroup(), maxGroupFetch)
 	scorer, err := influence.OpenStoreScorer(ctx, be, opt)
 	if err != nil {
 		return nil, err
@@ -170,7 +165,7 @@ func newAttributor(ctx context.Context, be linalg.Backend, opt influence.StoreSc
 	if err != nil {
 		return nil, err
 	}
-	return &Attributor{scorer: scorer, store: opt.Stores[0], reg: reg, cfg: cfg, fetch: fetch, manifest: m, runID: id}, nil
+	return &Attributor{scorer: scorer, store: opt.Stores[0], reg: reg, cfg: cfg, manifest: m, runID: id}, nil
 }
 
 // json returns c as a run manifest records it.
@@ -267,36 +262,23 @@ func (a *Attributor) attribute(ctx context.Context, infs []Inference, queries []
 	if t != nil {
 		t.Scoring = time.Since(start)
 	}
-	ids := make([]string, len(infs))
-	for i, inf := range infs {
-		ids[i] = inf.ID
-	}
 	r := &Receipt{Format: ReceiptFormat, Manifest: a.manifest, RunID: hex.EncodeToString(a.runID[:])}
-	r.Batch = BatchHash(a.runID, ids)
-	totals := map[string]*big.Int{}
-	owner, stakers, platform := new(big.Int), new(big.Int), new(big.Int)
 	for i, inf := range infs {
 		rec, err := a.record(ctx, i, inf, queries, res)
 		if err != nil {
 			return nil, fmt.Errorf("inference %q: %w", inf.ID, err)
 		}
-		for _, p := range rec.Contributors {
-			v, _ := new(big.Int).SetString(p.Amount, 10)
-			if t := totals[p.Contributor]; t != nil {
-				t.Add(t, v)
-			} else {
-				totals[p.Contributor] = v
-			}
-		}
-		addDecimal(owner, rec.Owner)
-		addDecimal(stakers, rec.Stakers)
-		addDecimal(platform, rec.Platform)
 		r.Inferences = append(r.Inferences, *rec)
 	}
-	for _, c := range slices.Sorted(maps.Keys(totals)) {
-		r.Payouts = append(r.Payouts, PayoutJSON{Contributor: c, Amount: totals[c].String()})
+	r.Batch = BatchHash(a.runID, r.inferenceIDs())
+	tl, err := tallyRecords(r.Inferences)
+	if err != nil {
+		return nil, err
 	}
-	r.Owner, r.Stakers, r.Platform = owner.String(), stakers.String(), platform.String()
+	for _, c := range slices.Sorted(maps.Keys(tl.payouts)) {
+		r.Payouts = append(r.Payouts, PayoutJSON{Contributor: c, Amount: tl.payouts[c].String()})
+	}
+	r.Owner, r.Stakers, r.Platform = tl.owner.String(), tl.stakers.String(), tl.platform.String()
 	pt, rt, err := r.roots()
 	if err != nil {
 		return nil, err
@@ -370,13 +352,6 @@ func (a *Attributor) credit(ctx context.Context, helpful []influence.Entry) ([]C
 		return nil, nil, nil, err
 	}
 	byContrib, byNet := map[string]*big.Int{}, map[string]*big.Int{}
-	add := func(m map[string]*big.Int, k string, v *big.Int) {
-		if t := m[k]; t != nil {
-			t.Add(t, v)
-		} else {
-			m[k] = new(big.Int).Set(v)
-		}
-	}
 	top := []TopEntry{}
 	done := map[int]bool{}
 	for k, e := range cands {
@@ -418,8 +393,8 @@ func (a *Attributor) credit(ctx context.Context, helpful []influence.Entry) ([]C
 			if i < extra {
 				v = new(big.Int).Add(share, big.NewInt(1))
 			}
-			add(byContrib, m.Contributor, v)
-			add(byNet, m.DataNet, v)
+			addTo(byContrib, m.Contributor, v)
+			addTo(byNet, m.DataNet, v)
 		}
 	}
 	credits := make([]Credit, 0, len(byContrib))
@@ -510,11 +485,6 @@ func cosine(ab, aa, bb int64) float64 {
 		return 0
 	}
 	return float64(ab) / math.Sqrt(float64(aa)*float64(bb))
-}
-
-func addDecimal(t *big.Int, s string) {
-	v, _ := new(big.Int).SetString(s, 10)
-	t.Add(t, v)
 }
 
 func int8Bytes(v []int8) []byte {

@@ -184,6 +184,15 @@ func BatchHash(runID [32]byte, ids []string) merkle.Hash {
 	return merkle.Keccak256(parts...)
 }
 
+// inferenceIDs returns the ids of the receipt's inferences, in order.
+func (r *Receipt) inferenceIDs() []string {
+	ids := make([]string, len(r.Inferences))
+	for i, inf := range r.Inferences {
+		ids[i] = inf.ID
+	}
+	return ids
+}
+
 // RecordLeaf is the record tree's leaf of inference i of a batch: the
 // StandardMerkleTree leaf of the values [batch, i, keccak256(record)] with
 // the encoding ["bytes32", "uint256", "bytes32"], where record is the

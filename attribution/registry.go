@@ -191,6 +191,16 @@ func (r *Registry) SameContent(id int64) []int64 {
 	return slices.Clone(r.byContent[r.regs[i].ContentSHA256])
 }
 
+// largestContentGroup returns the most examples registered with one
+// content hash, at least 1.
+func (r *Registry) largestContentGroup() int {
+	n := 1
+	for _, ids := range r.byContent {
+		n = max(n, len(ids))
+	}
+	return n
+}
+
 // parser accumulates the registrations of one file, checking each.
 type parser struct {
 	name  string

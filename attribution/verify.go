@@ -42,48 +42,14 @@ func check(r *Receipt) error {
 	if got := hex.EncodeToString(id[:]); got != r.RunID {
 		return fmt.Errorf("run_id is %s, the manifest hashes to %s", r.RunID, got)
 	}
-	ids := make([]string, len(r.Inferences))
-	for i, inf := range r.Inferences {
-		ids[i] = inf.ID
-	}
-	if b := BatchHash(id, ids); b != r.Batch {
+	if b := BatchHash(id, r.inferenceIDs()); b != r.Batch {
 		return fmt.Errorf("batch is %s, the run id and inference ids hash to %s", r.Batch.Hex(), b.Hex())
 	}
-	totals := map[string]*big.Int{}
-	owner, stakers, platform := new(big.Int), new(big.Int), new(big.Int)
-	for i, inf := range r.Inferences {
-		sum := new(big.Int)
-		for _, f := range []struct {
-			name, v string
-			total   *big.Int
-		}{{"owner", inf.Owner, owner}, {"stakers", inf.Stakers, stakers}, {"platform", inf.Platform, platform}} {
-			v, err := decimal(f.v)
-			if err != nil {
-				return fmt.Errorf("inference %d (%s): %s: %w", i, inf.ID, f.name, err)
-			}
-			sum.Add(sum, v)
-			f.total.Add(f.total, v)
-		}
-		for _, p := range inf.Contributors {
-			v, err := decimal(p.Amount)
-			if err != nil {
-				return fmt.Errorf("inference %d (%s): contributor %q: %w", i, inf.ID, p.Contributor, err)
-			}
-			sum.Add(sum, v)
-			if t := totals[p.Contributor]; t != nil {
-				t.Add(t, v)
-			} else {
-				totals[p.Contributor] = v
-			}
-		}
-		fee, err := decimal(inf.Fee)
-		if err != nil {
-			return fmt.Errorf("inference %d (%s): fee: %w", i, inf.ID, err)
-		}
-		if sum.Cmp(fee) != 0 {
-			return fmt.Errorf("inference %d (%s): the split adds up to %s, the fee is %s", i, inf.ID, sum, fee)
-		}
+	t, err := tallyRecords(r.Inferences)
+	if err != nil {
+		return err
 	}
+	totals := t.payouts
 	if len(totals) != len(r.Payouts) {
 		return fmt.Errorf("%d payouts for the %d contributors paid by the inferences", len(r.Payouts), len(totals))
 	}
@@ -100,7 +66,7 @@ func check(r *Receipt) error {
 	for _, f := range []struct {
 		name, v string
 		total   *big.Int
-	}{{"owner", r.Owner, owner}, {"stakers", r.Stakers, stakers}, {"platform", r.Platform, platform}} {
+	}{{"owner", r.Owner, t.owner}, {"stakers", r.Stakers, t.stakers}, {"platform", r.Platform, t.platform}} {
 		if v, err := decimal(f.v); err != nil || v.Cmp(f.total) != 0 {
 			return fmt.Errorf("%s total is %q, the inferences add up to %s", f.name, f.v, f.total)
 		}
@@ -116,6 +82,59 @@ func check(r *Receipt) error {
 		return fmt.Errorf("record_root is %s, the records give %s", r.RecordRoot.Hex(), got.Hex())
 	}
 	return nil
+}
+
+// tally is what a batch's records add up to: each contributor's amount and
+// the owner's, stakers' and platform's totals.
+type tally struct {
+	payouts                  map[string]*big.Int
+	owner, stakers, platform *big.Int
+}
+
+// tallyRecords sums the records of a batch, checking that every amount is
+// a decimal integer and that every record's split adds up to its fee; the
+// error names the inference.
+func tallyRecords(recs []InferenceRecord) (*tally, error) {
+	t := &tally{payouts: map[string]*big.Int{}, owner: new(big.Int), stakers: new(big.Int), platform: new(big.Int)}
+	for i, inf := range recs {
+		sum := new(big.Int)
+		for _, f := range []struct {
+			name, v string
+			total   *big.Int
+		}{{"owner", inf.Owner, t.owner}, {"stakers", inf.Stakers, t.stakers}, {"platform", inf.Platform, t.platform}} {
+			v, err := decimal(f.v)
+			if err != nil {
+				return nil, fmt.Errorf("inference %d (%s): %s: %w", i, inf.ID, f.name, err)
+			}
+			sum.Add(sum, v)
+			f.total.Add(f.total, v)
+		}
+		for _, p := range inf.Contributors {
+			v, err := decimal(p.Amount)
+			if err != nil {
+				return nil, fmt.Errorf("inference %d (%s): contributor %q: %w", i, inf.ID, p.Contributor, err)
+			}
+			sum.Add(sum, v)
+			addTo(t.payouts, p.Contributor, v)
+		}
+		fee, err := decimal(inf.Fee)
+		if err != nil {
+			return nil, fmt.Errorf("inference %d (%s): fee: %w", i, inf.ID, err)
+		}
+		if sum.Cmp(fee) != 0 {
+			return nil, fmt.Errorf("inference %d (%s): the split adds up to %s, the fee is %s", i, inf.ID, sum, fee)
+		}
+	}
+	return t, nil
+}
+
+// addTo adds v to m[k].
+func addTo(m map[string]*big.Int, k string, v *big.Int) {
+	if t := m[k]; t != nil {
+		t.Add(t, v)
+	} else {
+		m[k] = new(big.Int).Set(v)
+	}
 }
 
 func decimal(s string) (*big.Int, error) {
