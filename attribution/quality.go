@@ -104,44 +104,37 @@ func (a *Attributor) quality(ctx context.Context, opt QualityOptions, queries []
 		c.Negative++
 		c.NegativeSum += worst[id]
 	}
-	// One pass over the store for the self-influences.
+	// One pass over the store for the self-influences: an i8 store's
+	// from its exact integer sums, a float store's from its rows widened.
 	var ids []int64
 	var self []float64
+	exact := a.store.DType() == gradients.I8
 	it := a.store.Chunks(4096)
 	defer it.Close()
-	for it.NextRaw(ctx) {
+	next := it.Next
+	if exact {
+		next = it.NextRaw
+	}
+	dim := a.store.Dim()
+	for next(ctx) {
 		ch := it.Chunk()
-		dim := a.store.Dim()
-		for r, id := range ch.IDs {
-			ids = append(ids, id)
-			if ch.Scales != nil {
+		ids = append(ids, ch.IDs...)
+		for r := range ch.IDs {
+			if exact {
 				row := ch.Raw[r*dim : (r+1)*dim]
 				s := float64(ch.Scales[r])
 				self = append(self, float64(dot8(row, row))*s*s)
+				continue
 			}
+			var s float64
+			for _, v := range ch.Rows.Row(r) {
+				s += float64(float64(v) * float64(v))
+			}
+			self = append(self, s)
 		}
 	}
 	if err := it.Err(); err != nil {
 		return nil, err
-	}
-	if self == nil {
-		// A float store: its rows, widened.
-		self = self[:0]
-		it := a.store.Chunks(4096)
-		defer it.Close()
-		for it.Next(ctx) {
-			rows := it.Chunk().Rows
-			for r := range rows.Rows {
-				var s float64
-				for _, v := range rows.Row(r) {
-					s += float64(float64(v) * float64(v))
-				}
-				self = append(self, s)
-			}
-		}
-		if err := it.Err(); err != nil {
-			return nil, err
-		}
 	}
 	sorted := slices.Clone(self)
 	sort.Float64s(sorted)
