@@ -3,14 +3,12 @@ package main
 import (
 	"bytes"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/goinfluence/goinfluence/ekfac"
-	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/influence"
 	"github.com/goinfluence/goinfluence/internal/safetensors"
@@ -24,25 +22,8 @@ import (
 // integer sums, and every int8 kernel writes the same bytes.
 func TestStoreScoreI8(t *testing.T) {
 	sf := newStoreFiles(t)
-	rng := rand.New(rand.NewPCG(23, 24))
-	fit := randomGrads(rng, 40)
-	if err := gradients.WriteFile(sf.p("fit"), fit, gradients.F32, nil); err != nil {
-		t.Fatal(err)
-	}
-	proj := []string{"--kind", "kronecker", "--k-in", "3", "--k-out", "2", "--seed", "17"}
-	p := gradients.Projection{Kind: gradients.Kronecker, KIn: 3, KOut: 2, Seed: 17}
-	sf.run(append([]string{"project", "--grads", sf.p("fit"), "--out", sf.p("fitproj"), "--dtype", "f64"}, proj...)...)
+	_, dir, ptrain, pquery := sf.kroneckerStore(23, "i8", "4")
 	sf.run("fit", "--grads", sf.p("fitproj"), "--method", "ekfac", "--out", sf.p("factors"))
-	dir := sf.p("store")
-	sf.run(append([]string{"store", "build", "--grads", sf.train1, "--grads", sf.train2, "--out", dir, "--dtype", "i8", "--shard-rows", "4"}, proj...)...)
-	ptrain, err := p.Apply(sf.ctx, sf.train)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pquery, err := p.Apply(sf.ctx, sf.query)
-	if err != nil {
-		t.Fatal(err)
-	}
 	f, err := ekfac.Load(sf.p("factors"))
 	if err != nil {
 		t.Fatal(err)

@@ -397,29 +397,38 @@ func TestStoreScoreIdentity(t *testing.T) {
 	}
 }
 
+// kroneckerStore writes the Kronecker projection of 40 random fit
+// gradients (seeded by seed) to fitproj, as 'goinfluence project' does,
+// builds the store of the training files with the same projection in the
+// given dtype and shard size, and returns the projection flags, the store
+// directory and the training and query batches projected in memory.
+func (sf *storeFiles) kroneckerStore(seed uint64, dtype, shardRows string) (proj []string, dir string, ptrain, pquery *gradients.Batch) {
+	sf.t.Helper()
+	fit := randomGrads(rand.New(rand.NewPCG(seed, seed+1)), 40)
+	if err := gradients.WriteFile(sf.p("fit"), fit, gradients.F32, nil); err != nil {
+		sf.t.Fatal(err)
+	}
+	proj = []string{"--kind", "kronecker", "--k-in", "3", "--k-out", "2", "--seed", "17"}
+	p := gradients.Projection{Kind: gradients.Kronecker, KIn: 3, KOut: 2, Seed: 17}
+	sf.run(append([]string{"project", "--grads", sf.p("fit"), "--out", sf.p("fitproj"), "--dtype", "f64"}, proj...)...)
+	dir = sf.p("store")
+	sf.run(append([]string{"store", "build", "--grads", sf.train1, "--grads", sf.train2, "--out", dir, "--dtype", dtype, "--shard-rows", shardRows}, proj...)...)
+	var err error
+	if ptrain, err = p.Apply(sf.ctx, sf.train); err != nil {
+		sf.t.Fatal(err)
+	}
+	if pquery, err = p.Apply(sf.ctx, sf.query); err != nil {
+		sf.t.Fatal(err)
+	}
+	return proj, dir, ptrain, pquery
+}
+
 // TestStoreScoreFactors fits factors on Kronecker-projected fit gradients
 // (goinfluence project, then fit), scores a store built with the same
 // projection, and compares with the Analyzer on the projected batches.
 func TestStoreScoreFactors(t *testing.T) {
 	sf := newStoreFiles(t)
-	rng := rand.New(rand.NewPCG(13, 14))
-	fit := randomGrads(rng, 40)
-	if err := gradients.WriteFile(sf.p("fit"), fit, gradients.F32, nil); err != nil {
-		t.Fatal(err)
-	}
-	proj := []string{"--kind", "kronecker", "--k-in", "3", "--k-out", "2", "--seed", "17"}
-	p := gradients.Projection{Kind: gradients.Kronecker, KIn: 3, KOut: 2, Seed: 17}
-	sf.run(append([]string{"project", "--grads", sf.p("fit"), "--out", sf.p("fitproj"), "--dtype", "f64"}, proj...)...)
-	dir := sf.p("store")
-	sf.run(append([]string{"store", "build", "--grads", sf.train1, "--grads", sf.train2, "--out", dir, "--dtype", "f32", "--shard-rows", "5"}, proj...)...)
-	ptrain, err := p.Apply(sf.ctx, sf.train)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pquery, err := p.Apply(sf.ctx, sf.query)
-	if err != nil {
-		t.Fatal(err)
-	}
+	proj, dir, ptrain, pquery := sf.kroneckerStore(13, "f32", "5")
 	for _, method := range []string{"ekfac", "kfac", "diagonal"} {
 		for _, damping := range []string{"0.01", "heuristic"} {
 			t.Run(method+"/"+damping, func(t *testing.T) {
