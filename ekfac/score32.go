@@ -163,10 +163,7 @@ func (f *Factors) layerScores32(ctx context.Context, be linalg.Backend, q, t *gr
 			x := xq[li]
 			rows = func(lo, hi int, dst *linalg.Dense32) {
 				for n := lo; n < hi; n++ {
-					row := dst.Row(n - lo)
-					for j, v := range x.Row(n) {
-						row[j] = float32(v)
-					}
+					narrowScaled(dst.Row(n-lo), x.Row(n), nil)
 				}
 			}
 		} else {
@@ -219,26 +216,13 @@ type queryRows func(lo, hi int, dst *linalg.Dense32)
 func (f *Factors) queryRows32(be linalg.Backend, l *gradients.Layer, li int, inv []float64) queryRows {
 	lf := &f.Layers[li]
 	d := l.Dim()
-	// narrowRow narrows g, the values from off of a query's transform.
-	narrowRow := func(dst []float32, g []float64, off int) {
-		if inv == nil {
-			for j, v := range g {
-				dst[j] = float32(v)
-			}
-			return
-		}
-		inv := inv[off : off+len(g)]
-		for j, v := range g {
-			dst[j] = float32(v * inv[j])
-		}
-	}
 	if lf.QA == nil {
 		return func(lo, hi int, dst *linalg.Dense32) {
 			linalg.ParallelChunks(hi-lo, 1, func(a, b int) {
 				g := make([]float64, d)
 				for n := a; n < b; n++ {
 					l.Gradient(lo+n, g)
-					narrowRow(dst.Row(n), g, 0)
+					narrowScaled(dst.Row(n), g, inv)
 				}
 			})
 		}
@@ -255,7 +239,7 @@ func (f *Factors) queryRows32(be linalg.Backend, l *gradients.Layer, li int, inv
 				be.Dgemm(linalg.Trans, linalg.NoTrans, 1,
 					sh.Slice(n*l.Tokens, (n+1)*l.Tokens, 0, l.DOut),
 					ah.Slice(n*l.Tokens, (n+1)*l.Tokens, 0, l.DIn), 0, gt)
-				narrowRow(dst.Row(n-lo), gt.Data, 0)
+				narrowScaled(dst.Row(n-lo), gt.Data, inv)
 			}
 		}
 	}
@@ -429,9 +413,7 @@ func materialise(ctx context.Context, be linalg.Backend, l *gradients.Layer, m, 
 func materialiseDense(ctx context.Context, be linalg.Backend, l *gradients.Layer, m *linalg.Dense32, out *linalg.Dense64, limit int, memLimit int64) error {
 	d := l.D
 	return chunkedScores(ctx, be, l.Name, "float32 gradients", m, out, d, limit, memLimit, func(g *linalg.Dense32, lo, hi int) {
-		for i, v := range l.Grad[lo*d : hi*d] {
-			g.Data[i] = float32(v)
-		}
+		narrowScaled(g.Data, l.Grad[lo*d:hi*d], nil)
 	})
 }
 
@@ -487,12 +469,23 @@ func rotated32(be linalg.Backend, l *gradients.Layer, lo, hi int, qa, qs *linalg
 	return ah, sh
 }
 
-func narrow(r, c int, v []float64) *linalg.Dense32 {
-	m := linalg.NewDense32(r, c, nil)
-	for i, x := range v {
-		m.Data[i] = float32(x)
+// narrow returns the r × c values v narrowed to float32.
+func narrow(r, c int, v []float64) *linalg.Dense32 { return linalg.NewDense64(r, c, v).To32() }
+
+// narrowScaled sets dst[j] to g[j]·inv[j] narrowed to float32 (inv nil: 1)
+// for every value of g.
+func narrowScaled(dst []float32, g, inv []float64) {
+	dst = dst[:len(g)]
+	if inv == nil {
+		for j, v := range g {
+			dst[j] = float32(v)
+		}
+		return
 	}
-	return m
+	inv = inv[:len(g)]
+	for j, v := range g {
+		dst[j] = float32(v * inv[j])
+	}
 }
 
 // checkWork refuses a float32 work buffer of r × c values over memLimit.
