@@ -227,11 +227,7 @@ func (f *Factors) queryRows32(be linalg.Backend, l *gradients.Layer, li int, inv
 			})
 		}
 	}
-	rows := len(l.A) / l.DIn
-	ah := linalg.NewDense64(rows, l.DIn, nil)
-	sh := linalg.NewDense64(rows, l.DOut, nil)
-	be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, linalg.NewDense64(rows, l.DIn, l.A), lf.QA, 0, ah)
-	be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, linalg.NewDense64(rows, l.DOut, l.S), lf.QS, 0, sh)
+	ah, sh := rotateRows(be, l, lf.QA, lf.QS)
 	if l.Tokens > 1 {
 		gt := linalg.NewDense64(l.DOut, l.DIn, nil)
 		return func(lo, hi int, dst *linalg.Dense32) {
