@@ -129,14 +129,8 @@ const chunkFloats32 = 1 << 25
 // order may depend on them, so scores may differ between them by float32
 // rounding.
 func (f *Factors) layerScores32(ctx context.Context, be linalg.Backend, q, t *gradients.Batch, opt ScoreOptions) ([]*linalg.Dense64, error) {
-	scores := linalg.Float64Bytes(len(f.Layers), q.N, t.N)
-	if err := linalg.CheckMemory("per-layer scores", fmt.Sprintf("%d layers × %d queries × %d training examples, float64", len(f.Layers), q.N, t.N),
-		scores, opt.MemoryLimit); err != nil {
-		return nil, fmt.Errorf("ekfac: %w", err)
-	}
-	if err := linalg.CheckMemory("query transforms", fmt.Sprintf("%d × %d float64", q.N, q.Dim()),
-		linalg.AddBytes(scores, linalg.Float64Bytes(q.N, q.Dim())), opt.MemoryLimit); err != nil {
-		return nil, fmt.Errorf("ekfac: %w", err)
+	if err := f.checkScores(q, t, opt.MemoryLimit); err != nil {
+		return nil, err
 	}
 	if opt.Rank < 0 {
 		return nil, fmt.Errorf("ekfac: rank %d < 0", opt.Rank)
