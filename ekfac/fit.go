@@ -386,11 +386,7 @@ func (l *Lambda) Factors() (*Factors, error) {
 // GEMMs over all token rows of the batch instead of two per example.
 func rotated(be linalg.Backend, l *gradients.Layer, qa, qs *linalg.Dense64, fn func(n int, gt *linalg.Dense64)) {
 	n := len(l.A) / (l.Tokens * l.DIn)
-	rows := n * l.Tokens
-	ah := linalg.NewDense64(rows, l.DIn, nil)
-	sh := linalg.NewDense64(rows, l.DOut, nil)
-	be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, linalg.NewDense64(rows, l.DIn, l.A), qa, 0, ah)
-	be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, linalg.NewDense64(rows, l.DOut, l.S), qs, 0, sh)
+	ah, sh := rotateRows(be, l, qa, qs)
 	gt := linalg.NewDense64(l.DOut, l.DIn, nil)
 	for i := 0; i < n; i++ {
 		be.Dgemm(linalg.Trans, linalg.NoTrans, 1,
@@ -398,6 +394,17 @@ func rotated(be linalg.Backend, l *gradients.Layer, qa, qs *linalg.Dense64, fn f
 			ah.Slice(i*l.Tokens, (i+1)*l.Tokens, 0, l.DIn), 0, gt)
 		fn(i, gt)
 	}
+}
+
+// rotateRows returns the token rows of l rotated into the eigenbasis,
+// Ã = A·Q_A and S̃ = S·Q_S.
+func rotateRows(be linalg.Backend, l *gradients.Layer, qa, qs *linalg.Dense64) (ah, sh *linalg.Dense64) {
+	rows := len(l.A) / l.DIn
+	ah = linalg.NewDense64(rows, l.DIn, nil)
+	sh = linalg.NewDense64(rows, l.DOut, nil)
+	be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, linalg.NewDense64(rows, l.DIn, l.A), qa, 0, ah)
+	be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, linalg.NewDense64(rows, l.DOut, l.S), qs, 0, sh)
+	return ah, sh
 }
 
 // IdentityFactors returns the factors of P = I for layers shaped like b.

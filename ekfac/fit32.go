@@ -44,18 +44,11 @@ func (c *Covariance) add32(l *gradients.Layer, cl *covLayer, rows int) {
 // holds over pairs of tokens (pairLambda); with more, G̃_n = S̃_nᵀ Ã_n is
 // formed per example (a GEMM with k = Tokens) and squared.
 func (l *Lambda) add32(bl *gradients.Layer, ll *lamLayer, i, n int) {
-	rows := n * bl.Tokens
-	a, s := narrow(rows, bl.DIn, bl.A), narrow(rows, bl.DOut, bl.S)
-	if l.eig != nil {
-		if ll.qa32 == nil {
-			lf := &l.eig.Layers[i]
-			ll.qa32, ll.qs32 = lf.QA.To32(), lf.QS.To32()
-		}
-		ar, sr := linalg.NewDense32(rows, bl.DIn, nil), linalg.NewDense32(rows, bl.DOut, nil)
-		l.be.Sgemm(linalg.NoTrans, linalg.NoTrans, 1, a, ll.qa32, 0, ar)
-		l.be.Sgemm(linalg.NoTrans, linalg.NoTrans, 1, s, ll.qs32, 0, sr)
-		a, s = ar, sr
+	if l.eig != nil && ll.qa32 == nil {
+		lf := &l.eig.Layers[i]
+		ll.qa32, ll.qs32 = lf.QA.To32(), lf.QS.To32()
 	}
+	a, s := rotated32(l.be, bl, 0, n, ll.qa32, ll.qs32)
 	g := linalg.NewDense32(bl.DOut, bl.DIn, nil)
 	if bl.Tokens == 1 {
 		square32(a.Data)

@@ -70,14 +70,8 @@ func (f *Factors) LayerScoresAndSelf(ctx context.Context, be linalg.Backend, q, 
 		invs = make([][]float64, len(f.Layers))
 	)
 	if q != nil {
-		scores := linalg.Float64Bytes(len(f.Layers), q.N, t.N)
-		if err := linalg.CheckMemory("per-layer scores", fmt.Sprintf("%d layers × %d queries × %d training examples, float64", len(f.Layers), q.N, t.N),
-			scores, opt.MemoryLimit); err != nil {
-			return nil, nil, fmt.Errorf("ekfac: %w", err)
-		}
-		if err := linalg.CheckMemory("query transforms", fmt.Sprintf("%d × %d float64", q.N, q.Dim()),
-			linalg.AddBytes(scores, linalg.Float64Bytes(q.N, q.Dim())), opt.MemoryLimit); err != nil {
-			return nil, nil, fmt.Errorf("ekfac: %w", err)
+		if err := f.checkScores(q, t, opt.MemoryLimit); err != nil {
+			return nil, nil, err
 		}
 		var err error
 		if xq, err = f.queryTransform(ctx, be, q, opt); err != nil {
@@ -115,6 +109,21 @@ func (f *Factors) LayerScoresAndSelf(ctx context.Context, be linalg.Backend, q, 
 		}
 	}
 	return out, self, nil
+}
+
+// checkScores refuses the per-layer scores of q against t, with the
+// float64 transforms of all queries beside them, over memLimit.
+func (f *Factors) checkScores(q, t *gradients.Batch, memLimit int64) error {
+	scores := linalg.Float64Bytes(len(f.Layers), q.N, t.N)
+	if err := linalg.CheckMemory("per-layer scores", fmt.Sprintf("%d layers × %d queries × %d training examples, float64", len(f.Layers), q.N, t.N),
+		scores, memLimit); err != nil {
+		return fmt.Errorf("ekfac: %w", err)
+	}
+	if err := linalg.CheckMemory("query transforms", fmt.Sprintf("%d × %d float64", q.N, q.Dim()),
+		linalg.AddBytes(scores, linalg.Float64Bytes(q.N, q.Dim())), memLimit); err != nil {
+		return fmt.Errorf("ekfac: %w", err)
+	}
+	return nil
 }
 
 // addSelf adds Σ_j x_j² · inv_j of every row of x to self (inv nil: 1).

@@ -129,14 +129,8 @@ const chunkFloats32 = 1 << 25
 // order may depend on them, so scores may differ between them by float32
 // rounding.
 func (f *Factors) layerScores32(ctx context.Context, be linalg.Backend, q, t *gradients.Batch, opt ScoreOptions) ([]*linalg.Dense64, error) {
-	scores := linalg.Float64Bytes(len(f.Layers), q.N, t.N)
-	if err := linalg.CheckMemory("per-layer scores", fmt.Sprintf("%d layers × %d queries × %d training examples, float64", len(f.Layers), q.N, t.N),
-		scores, opt.MemoryLimit); err != nil {
-		return nil, fmt.Errorf("ekfac: %w", err)
-	}
-	if err := linalg.CheckMemory("query transforms", fmt.Sprintf("%d × %d float64", q.N, q.Dim()),
-		linalg.AddBytes(scores, linalg.Float64Bytes(q.N, q.Dim())), opt.MemoryLimit); err != nil {
-		return nil, fmt.Errorf("ekfac: %w", err)
+	if err := f.checkScores(q, t, opt.MemoryLimit); err != nil {
+		return nil, err
 	}
 	if opt.Rank < 0 {
 		return nil, fmt.Errorf("ekfac: rank %d < 0", opt.Rank)
@@ -163,10 +157,7 @@ func (f *Factors) layerScores32(ctx context.Context, be linalg.Backend, q, t *gr
 			x := xq[li]
 			rows = func(lo, hi int, dst *linalg.Dense32) {
 				for n := lo; n < hi; n++ {
-					row := dst.Row(n - lo)
-					for j, v := range x.Row(n) {
-						row[j] = float32(v)
-					}
+					narrowScaled(dst.Row(n-lo), x.Row(n), nil)
 				}
 			}
 		} else {
@@ -219,35 +210,18 @@ type queryRows func(lo, hi int, dst *linalg.Dense32)
 func (f *Factors) queryRows32(be linalg.Backend, l *gradients.Layer, li int, inv []float64) queryRows {
 	lf := &f.Layers[li]
 	d := l.Dim()
-	// narrowRow narrows g, the values from off of a query's transform.
-	narrowRow := func(dst []float32, g []float64, off int) {
-		if inv == nil {
-			for j, v := range g {
-				dst[j] = float32(v)
-			}
-			return
-		}
-		inv := inv[off : off+len(g)]
-		for j, v := range g {
-			dst[j] = float32(v * inv[j])
-		}
-	}
 	if lf.QA == nil {
 		return func(lo, hi int, dst *linalg.Dense32) {
 			linalg.ParallelChunks(hi-lo, 1, func(a, b int) {
 				g := make([]float64, d)
 				for n := a; n < b; n++ {
 					l.Gradient(lo+n, g)
-					narrowRow(dst.Row(n), g, 0)
+					narrowScaled(dst.Row(n), g, inv)
 				}
 			})
 		}
 	}
-	rows := len(l.A) / l.DIn
-	ah := linalg.NewDense64(rows, l.DIn, nil)
-	sh := linalg.NewDense64(rows, l.DOut, nil)
-	be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, linalg.NewDense64(rows, l.DIn, l.A), lf.QA, 0, ah)
-	be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, linalg.NewDense64(rows, l.DOut, l.S), lf.QS, 0, sh)
+	ah, sh := rotateRows(be, l, lf.QA, lf.QS)
 	if l.Tokens > 1 {
 		gt := linalg.NewDense64(l.DOut, l.DIn, nil)
 		return func(lo, hi int, dst *linalg.Dense32) {
@@ -255,7 +229,7 @@ func (f *Factors) queryRows32(be linalg.Backend, l *gradients.Layer, li int, inv
 				be.Dgemm(linalg.Trans, linalg.NoTrans, 1,
 					sh.Slice(n*l.Tokens, (n+1)*l.Tokens, 0, l.DOut),
 					ah.Slice(n*l.Tokens, (n+1)*l.Tokens, 0, l.DIn), 0, gt)
-				narrowRow(dst.Row(n-lo), gt.Data, 0)
+				narrowScaled(dst.Row(n-lo), gt.Data, inv)
 			}
 		}
 	}
@@ -429,9 +403,7 @@ func materialise(ctx context.Context, be linalg.Backend, l *gradients.Layer, m, 
 func materialiseDense(ctx context.Context, be linalg.Backend, l *gradients.Layer, m *linalg.Dense32, out *linalg.Dense64, limit int, memLimit int64) error {
 	d := l.D
 	return chunkedScores(ctx, be, l.Name, "float32 gradients", m, out, d, limit, memLimit, func(g *linalg.Dense32, lo, hi int) {
-		for i, v := range l.Grad[lo*d : hi*d] {
-			g.Data[i] = float32(v)
-		}
+		narrowScaled(g.Data, l.Grad[lo*d:hi*d], nil)
 	})
 }
 
@@ -487,12 +459,23 @@ func rotated32(be linalg.Backend, l *gradients.Layer, lo, hi int, qa, qs *linalg
 	return ah, sh
 }
 
-func narrow(r, c int, v []float64) *linalg.Dense32 {
-	m := linalg.NewDense32(r, c, nil)
-	for i, x := range v {
-		m.Data[i] = float32(x)
+// narrow returns the r × c values v narrowed to float32.
+func narrow(r, c int, v []float64) *linalg.Dense32 { return linalg.NewDense64(r, c, v).To32() }
+
+// narrowScaled sets dst[j] to g[j]·inv[j] narrowed to float32 (inv nil: 1)
+// for every value of g.
+func narrowScaled(dst []float32, g, inv []float64) {
+	dst = dst[:len(g)]
+	if inv == nil {
+		for j, v := range g {
+			dst[j] = float32(v)
+		}
+		return
 	}
-	return m
+	inv = inv[:len(g)]
+	for j, v := range g {
+		dst[j] = float32(v * inv[j])
+	}
 }
 
 // checkWork refuses a float32 work buffer of r × c values over memLimit.
