@@ -124,11 +124,7 @@ func Attribute(ctx context.Context, opt AttributeOptions) (*AttributeResult, err
 	if dir == "" {
 		dir = tmp
 	}
-	path := filepath.Join(dir, fmt.Sprintf("%s-%dx%d", gradients.I8, o.Rows, o.Dim))
-	if _, _, err := benchStore(ctx, path, gradients.I8, o.Rows, o.Dim, progress); err != nil {
-		return nil, err
-	}
-	s, err := store.OpenWith(path, store.OpenOptions{NoVerify: true})
+	s, err := openBenchStore(ctx, dir, gradients.I8, o.Rows, o.Dim, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -169,26 +165,24 @@ func Attribute(ctx context.Context, opt AttributeOptions) (*AttributeResult, err
 		for i := range infs {
 			infs[i] = attribution.Inference{ID: "inference-" + strconv.Itoa(i), Fee: fee}
 		}
-		fmt.Fprintf(progress, "%d inferences: 1 untimed + %d timed runs\n", n, o.Repeats)
 		row := AttributeBatch{Inferences: n}
 		var shares []float64
-		for i := range o.Repeats + 1 {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
+		if err := repeatRuns(ctx, progress, fmt.Sprintf("%d inferences", n), o.Repeats, func(timed bool) error {
 			r, t, err := a.AttributeTimed(ctx, infs, q)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			if len(r.Inferences) != n {
-				return nil, fmt.Errorf("bench attribute: a receipt of %d inferences for %d", len(r.Inferences), n)
+				return fmt.Errorf("bench attribute: a receipt of %d inferences for %d", len(r.Inferences), n)
 			}
-			if i == 0 {
-				continue // warms the page cache and the allocator
+			if timed {
+				row.Runs = append(row.Runs, t.Total.Seconds())
+				row.ScoreRuns = append(row.ScoreRuns, t.Scoring.Seconds())
+				shares = append(shares, 1-t.Scoring.Seconds()/t.Total.Seconds())
 			}
-			row.Runs = append(row.Runs, t.Total.Seconds())
-			row.ScoreRuns = append(row.ScoreRuns, t.Scoring.Seconds())
-			shares = append(shares, 1-t.Scoring.Seconds()/t.Total.Seconds())
+			return nil
+		}); err != nil {
+			return nil, err
 		}
 		row.Secs, row.ScoreSecs, row.Outside = median(row.Runs), median(row.ScoreRuns), median(shares)
 		row.PerSec = float64(n) / row.Secs

@@ -155,27 +155,10 @@ func Exact(ctx context.Context, opt ExactOptions) (*ExactResult, error) {
 		dir = tmp
 	}
 	open := func(dt gradients.DType, rows, dim int) (*store.Store, error) {
-		path := filepath.Join(dir, fmt.Sprintf("%s-%dx%d", dt, rows, dim))
-		if _, _, err := benchStore(ctx, path, dt, rows, dim, progress); err != nil {
-			return nil, err
-		}
-		return store.OpenWith(path, store.OpenOptions{NoVerify: true})
+		return openBenchStore(ctx, dir, dt, rows, dim, progress)
 	}
 	repeat := func(what string, f func() (float64, error)) (float64, []float64, error) {
-		fmt.Fprintf(progress, "%s: 1 untimed + %d timed runs\n", what, o.Repeats)
-		if _, err := f(); err != nil {
-			return 0, nil, err
-		}
-		runs := make([]float64, o.Repeats)
-		for i := range runs {
-			if err := ctx.Err(); err != nil {
-				return 0, nil, err
-			}
-			if runs[i], err = f(); err != nil {
-				return 0, nil, err
-			}
-		}
-		return median(runs), runs, nil
+		return timeRuns(ctx, progress, what, o.Repeats, f)
 	}
 	stream := func(s *store.Store, nq int) func() (float64, error) {
 		q := linalg.NewDense32(nq, s.Dim(), nil)
@@ -346,6 +329,52 @@ func randomInt8s(n int, rng *rand.Rand) []int8 {
 		}
 	}
 	return v
+}
+
+// openBenchStore returns the store of dt rows × dim in dir, in the
+// subdirectory <DTYPE>-<rows>x<dim> (I8-1000000x1024), built there by
+// benchStore unless it is there already, opened without the checks of its
+// shards' checksums: the stores of 'bench exact' and 'bench attribute',
+// which share a --dir.
+func openBenchStore(ctx context.Context, dir string, dt gradients.DType, rows, dim int, progress io.Writer) (*store.Store, error) {
+	path := filepath.Join(dir, fmt.Sprintf("%s-%dx%d", dt, rows, dim))
+	if _, _, err := benchStore(ctx, path, dt, rows, dim, progress); err != nil {
+		return nil, err
+	}
+	return store.OpenWith(path, store.OpenOptions{NoVerify: true})
+}
+
+// repeatRuns calls run once untimed (timed false: it warms the page cache
+// and the allocator), then n times timed, stopping at the first error or
+// when ctx is done; it names the runs on progress as what.
+func repeatRuns(ctx context.Context, progress io.Writer, what string, n int, run func(timed bool) error) error {
+	fmt.Fprintf(progress, "%s: 1 untimed + %d timed runs\n", what, n)
+	for i := range n + 1 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := run(i > 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// timeRuns is repeatRuns of f, which returns the seconds of its run: it
+// returns the median of the n timed runs and the runs.
+func timeRuns(ctx context.Context, progress io.Writer, what string, n int, f func() (float64, error)) (float64, []float64, error) {
+	runs := make([]float64, 0, n)
+	err := repeatRuns(ctx, progress, what, n, func(timed bool) error {
+		secs, err := f()
+		if err == nil && timed {
+			runs = append(runs, secs)
+		}
+		return err
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return median(runs), runs, nil
 }
 
 // median returns the median of v.

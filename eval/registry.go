@@ -420,6 +420,20 @@ func runTracIn(ctx context.Context, in *Inputs, self bool) (*MethodResult, error
 	return res, nil
 }
 
+// trakEnsemble returns the k models of TRAK (Inputs.Ensemble) and its
+// damping, Config.TRAKDamping: what trakRun and storeTRAKRun share.
+func (in *Inputs) trakEnsemble(ctx context.Context, k int) ([]models.Model, hessian.Damping, error) {
+	ms, err := in.Ensemble(ctx, k)
+	if err != nil {
+		return nil, hessian.Damping{}, err
+	}
+	damping, err := hessian.ParseDamping(in.Config.TRAKDamping)
+	if err != nil {
+		return nil, hessian.Damping{}, fmt.Errorf("TRAK: %w", err)
+	}
+	return ms, damping, nil
+}
+
 // trakRun is TRAK over k independently trained models: SJLT projections of
 // dimension Config.TRAKDim per layer with a seed per model, query gradients
 // of −f and training gradients of the negative margin (TRAK's model output,
@@ -427,13 +441,9 @@ func runTracIn(ctx context.Context, in *Inputs, self bool) (*MethodResult, error
 // each training example's own loss gradient.
 func trakRun(k int) func(context.Context, *Inputs, bool) (*MethodResult, error) {
 	return func(ctx context.Context, in *Inputs, self bool) (*MethodResult, error) {
-		ms, err := in.Ensemble(ctx, k)
+		ms, damping, err := in.trakEnsemble(ctx, k)
 		if err != nil {
 			return nil, err
-		}
-		damping, err := hessian.ParseDamping(in.Config.TRAKDamping)
-		if err != nil {
-			return nil, fmt.Errorf("TRAK: %w", err)
 		}
 		opt := influence.TRAKOptions{
 			Damping:           damping,

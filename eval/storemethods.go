@@ -14,7 +14,6 @@ import (
 	"github.com/goinfluence/goinfluence/ekfac"
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/gradients/store"
-	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/influence"
 	"github.com/goinfluence/goinfluence/linalg"
 	"github.com/goinfluence/goinfluence/models"
@@ -49,13 +48,9 @@ func storeTRAKRun(k int, dtype gradients.DType) func(context.Context, *Inputs, b
 		if in.Queries == nil {
 			return nil, fmt.Errorf("TRAK through a store: no queries")
 		}
-		ms, err := in.Ensemble(ctx, k)
+		ms, damping, err := in.trakEnsemble(ctx, k)
 		if err != nil {
 			return nil, err
-		}
-		damping, err := hessian.ParseDamping(in.Config.TRAKDamping)
-		if err != nil {
-			return nil, fmt.Errorf("TRAK: %w", err)
 		}
 		dir, err := os.MkdirTemp("", "goinfluence-eval-store-")
 		if err != nil {

@@ -37,15 +37,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
-	opt := bench.GemmOptions{MinTime: *minTime, Progress: stderr}
-	for _, s := range strings.Split(*sizes, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 {
-			return fmt.Errorf("%w: bench gemm: bad size %q", errUsage, s)
-		}
-		opt.Sizes = append(opt.Sizes, n)
+	ns, err := parseCounts(*sizes, func(f string) error {
+		return fmt.Errorf("%w: bench gemm: bad size %q", errUsage, f)
+	})
+	if err != nil {
+		return err
 	}
-	res, err := bench.Gemm(ctx, opt)
+	res, err := bench.Gemm(ctx, bench.GemmOptions{Sizes: ns, MinTime: *minTime, Progress: stderr})
 	if err != nil {
 		return err
 	}
@@ -58,4 +56,26 @@ func printBench(stdout io.Writer, asJSON bool, res interface{ WriteTable(io.Writ
 		return json.NewEncoder(stdout).Encode(res)
 	}
 	return res.WriteTable(stdout)
+}
+
+// parseCounts parses comma-separated counts, each at least 1; a field that
+// is not one is the error bad(field).
+func parseCounts(s string, bad func(field string) error) ([]int, error) {
+	var v []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, bad(f)
+		}
+		v = append(v, n)
+	}
+	return v, nil
+}
+
+// parseBatches parses the --batches flag of 'goinfluence <cmd>' (bench
+// exact, bench attribute) with parseCounts.
+func parseBatches(cmd, s string) ([]int, error) {
+	return parseCounts(s, func(f string) error {
+		return fmt.Errorf("%w: %s: --batches: bad count %q", errUsage, cmd, f)
+	})
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strconv"
-	"strings"
 
 	"github.com/goinfluence/goinfluence/bench"
 )
@@ -29,13 +27,9 @@ func runBenchAttribute(ctx context.Context, args []string, stdout, stderr io.Wri
 	if *rows < 1 || *dim < 1 || *contributors < 1 || *datanets < 1 || *topk < 1 || *repeats < 1 {
 		return fmt.Errorf("%w: bench attribute: sizes must be positive", errUsage)
 	}
-	var bs []int
-	for _, f := range strings.Split(*batches, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			return fmt.Errorf("%w: bench attribute: --batches: bad count %q", errUsage, f)
-		}
-		bs = append(bs, n)
+	bs, err := parseBatches("bench attribute", *batches)
+	if err != nil {
+		return err
 	}
 	be, err := openBackend(*backend)
 	if err != nil {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strconv"
-	"strings"
 
 	"github.com/goinfluence/goinfluence/bench"
 )
@@ -30,13 +28,9 @@ func runBenchExact(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if *singleRows < 1 || *singleDim < 1 || *batchRows < 1 || *batchDim < 1 || *batchQueries < 1 || *topk < 1 || *repeats < 1 {
 		return fmt.Errorf("%w: bench exact: sizes must be positive", errUsage)
 	}
-	var bs []int
-	for _, f := range strings.Split(*batches, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			return fmt.Errorf("%w: bench exact: --batches: bad count %q", errUsage, f)
-		}
-		bs = append(bs, n)
+	bs, err := parseBatches("bench exact", *batches)
+	if err != nil {
+		return err
 	}
 	be, err := openBackend(*backend)
 	if err != nil {
