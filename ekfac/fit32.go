@@ -104,8 +104,8 @@ func addTo64(dst []float64, src []float32) {
 
 // pairMaxTokens is the most tokens an example for which Λ is summed by
 // pairs of tokens: T(T+1)/2 GEMM rows an example instead of a k = T GEMM
-// and a pass over d_out × d_in values. On OpenBLAS (two cores, a 785 →
-// 512 layer) pairs took 0.2×, 0.4× and 0.8× the time at T = 2, 4 and 8.
+// and a pass over d_out × d_in values, which pays while T is small
+// (bench/results/ekfac-mlp-2026-12-02.md, "Tuning").
 // pairBlockRows bounds the rows of one pair GEMM (tests lower it).
 var (
 	pairMaxTokens = 8

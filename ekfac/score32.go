@@ -339,15 +339,12 @@ func bilinear(ctx context.Context, be linalg.Backend, l *gradients.Layer, rows q
 }
 
 // bilinearSide and bilinearFloats shape a bilinear block. Sgemm reaches
-// its full rate once Y is about 4,096 wide on each side (measured with
-// d_in = 785: 306 GFLOP/s at 2000 × 2048, 311 at 2000 × 4096, against 307
-// for n = 2048 square), so a block takes at least bilinearSide/d_out
-// queries, more when the training examples are few, up to Y of
-// bilinearFloats (32 MiB), and all the training examples the work-buffer
-// bound allows: on the MLP 784-512-512-10 with 500 queries, 2000 examples
-// took 4.9–5.0 s with Y of 32 MiB against 5.1 s with 128 MiB, and 5000
-// examples 12.0–12.2 s with Y of 80 MiB against 12.3–12.4 s with three
-// chunks of 27 MiB, whose Sgemms are slower.
+// its full rate once Y is a few thousand wide on each side, so a block
+// takes at least bilinearSide/d_out queries, more when the training
+// examples are few, up to Y of bilinearFloats (32 MiB), and all the
+// training examples the work-buffer bound allows: fewer, smaller blocks
+// made the Sgemms slower than the reduction they saved
+// (bench/results/ekfac-mlp-2026-12-02.md, "Tuning").
 const (
 	bilinearSide   = 4096
 	bilinearFloats = 1 << 23
