@@ -1,9 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -71,7 +71,7 @@ func (in *attributeInputs) open(ctx context.Context, cmd string, cfg attribution
 			damping = ""
 		}
 		var err error
-		if d, err = hessian.ParseDamping(cmpOr(*in.damping, damping, "heuristic")); err != nil {
+		if d, err = hessian.ParseDamping(cmp.Or(*in.damping, damping, "heuristic")); err != nil {
 			return nil, nil, nil, fmt.Errorf("%w: %s: --damping: %v", errUsage, cmd, err)
 		}
 	} else if *in.damping != "" {
@@ -113,15 +113,6 @@ func (in *attributeInputs) open(ctx context.Context, cmd string, cfg attribution
 		return nil, nil, nil, fmt.Errorf("%s: %w", cmd, err)
 	}
 	return a, q, func() { s.Close() }, nil
-}
-
-func cmpOr(v ...string) string {
-	for _, s := range v {
-		if s != "" {
-			return s
-		}
-	}
-	return ""
 }
 
 // runAttribute is 'goinfluence attribute': see attribution.Attributor.
@@ -280,11 +271,10 @@ func runProof(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := newFlags("proof", stderr)
 	path := fs.String("receipt", "", "receipt (JSON; required)")
 	contributor := fs.String("contributor", "", "contributor id (required)")
-	asJSON := fs.Bool("json", false, "print JSON (the only output form; accepted for the DESIGN's command line)")
+	fs.Bool("json", false, "print JSON (the only output form; accepted for the DESIGN's command line)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	_ = asJSON
 	if *path == "" || *contributor == "" {
 		return fmt.Errorf("%w: proof needs --receipt and --contributor", errUsage)
 	}
@@ -296,9 +286,8 @@ func runProof(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("proof: %w", err)
 	}
-	e := json.NewEncoder(stdout)
-	if err := e.Encode(p); err != nil {
-		return errors.Join(errors.New("proof"), err)
+	if err := json.NewEncoder(stdout).Encode(p); err != nil {
+		return fmt.Errorf("proof: %w", err)
 	}
 	return nil
 }
