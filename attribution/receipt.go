@@ -314,24 +314,19 @@ func Version() string {
 	return "(devel)"
 }
 
-// fileSHA256 returns the hex SHA-256 of the file at path.
+// fileSHA256 returns the hex SHA-256 of the file at path, read as a
+// stream: a checkpoint may be larger than memory.
 func fileSHA256(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return "", err
 	}
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:]), nil
-}
-
-// FileSHA256 returns the hex SHA-256 of a file, for the run manifest's
-// inputs.
-func FileSHA256(path string) (string, error) {
-	s, err := fileSHA256(path)
-	if err != nil {
-		return "", fmt.Errorf("attribution: %w", err)
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
 	}
-	return s, nil
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // float64Bytes appends v as little-endian float64 values.
@@ -343,11 +338,6 @@ func float64Bytes(b []byte, v []float64) []byte {
 }
 
 var errNoInferences = errors.New("no inferences")
-
-// merklePayoutLeaf is the payout tree's leaf of a contributor's amount.
-func merklePayoutLeaf(batch merkle.Hash, contributor string, amount *big.Int) (merkle.Hash, error) {
-	return merkle.PayoutLeaf(batch, contributor, amount)
-}
 
 // keccakHex returns keccak256(utf8(s)) in 0x-hex.
 func keccakHex(s string) string { return merkle.Keccak256([]byte(s)).Hex() }

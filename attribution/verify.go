@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/goinfluence/goinfluence/attribution/merkle"
 	"github.com/goinfluence/goinfluence/gradients"
 )
 
@@ -295,7 +296,7 @@ func ProofOf(r *Receipt, contributor string) (*Proof, error) {
 	if err != nil {
 		return nil, err
 	}
-	leaf, err := merklePayoutLeaf(r.Batch, contributor, amount)
+	leaf, err := merkle.PayoutLeaf(r.Batch, contributor, amount)
 	if err != nil {
 		return nil, err
 	}
