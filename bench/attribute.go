@@ -82,15 +82,7 @@ func (o AttributeOptions) withDefaults() (AttributeOptions, error) {
 	if o.Dim > quant.MaxDim {
 		return o, fmt.Errorf("bench attribute: dimension above %d", quant.MaxDim)
 	}
-	if o.Batches == nil {
-		o.Batches = []int{1, 64, 512}
-	}
-	for _, b := range o.Batches {
-		if b < 1 {
-			return o, fmt.Errorf("bench attribute: batch of %d inferences", b)
-		}
-	}
-	return o, nil
+	return o, setBatches("bench attribute", "inferences", &o.Batches, []int{1, 64, 512})
 }
 
 // Attribute times attribution.Attributor.Attribute end to end (scoring,
@@ -107,13 +99,9 @@ func Attribute(ctx context.Context, opt AttributeOptions) (*AttributeResult, err
 		return nil, err
 	}
 	progress := writerOrDiscard(o.Progress)
-	be, err := linalg.OrAuto(o.Backend)
+	be, kern, err := exactSetup("bench attribute", o.Backend)
 	if err != nil {
-		return nil, fmt.Errorf("bench attribute: %w", err)
-	}
-	kern, err := quant.Default()
-	if err != nil {
-		return nil, fmt.Errorf("bench attribute: %w", err)
+		return nil, err
 	}
 	tmp, err := os.MkdirTemp("", "goinfluence-bench-attribute-")
 	if err != nil {

@@ -112,15 +112,35 @@ func (o ExactOptions) withDefaults() (ExactOptions, error) {
 	if o.SingleDim > quant.MaxDim || o.BatchDim > quant.MaxDim {
 		return o, fmt.Errorf("bench exact: dimension above %d", quant.MaxDim)
 	}
-	if o.Batches == nil {
-		o.Batches = []int{1, 8, 64, 512}
+	return o, setBatches("bench exact", "queries", &o.Batches, []int{1, 8, 64, 512})
+}
+
+// setBatches sets the batch sizes b to def when nil and refuses a size
+// below 1, naming what a batch holds.
+func setBatches(bench, what string, b *[]int, def []int) error {
+	if *b == nil {
+		*b = def
 	}
-	for _, b := range o.Batches {
-		if b < 1 {
-			return o, fmt.Errorf("bench exact: batch of %d queries", b)
+	for _, n := range *b {
+		if n < 1 {
+			return fmt.Errorf("%s: batch of %d %s", bench, n, what)
 		}
 	}
-	return o, nil
+	return nil
+}
+
+// exactSetup opens the backend (nil: linalg.Auto's choice) and the int8
+// kernel of quant.Default that the exact-scoring benchmarks run on.
+func exactSetup(bench string, b linalg.Backend) (linalg.Backend, quant.Kernel, error) {
+	be, err := linalg.OrAuto(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", bench, err)
+	}
+	kern, err := quant.Default()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", bench, err)
+	}
+	return be, kern, nil
 }
 
 // Exact times the exact integer scoring of i8 stores (DESIGN §11) against
@@ -135,13 +155,9 @@ func Exact(ctx context.Context, opt ExactOptions) (*ExactResult, error) {
 		return nil, err
 	}
 	progress := writerOrDiscard(o.Progress)
-	be, err := linalg.OrAuto(o.Backend)
+	be, kern, err := exactSetup("bench exact", o.Backend)
 	if err != nil {
-		return nil, fmt.Errorf("bench exact: %w", err)
-	}
-	kern, err := quant.Default()
-	if err != nil {
-		return nil, fmt.Errorf("bench exact: %w", err)
+		return nil, err
 	}
 	res := &ExactResult{Machine: ThisMachine(), Backend: be.Name(), Kernel: kern.Name(), TopK: o.TopK,
 		SingleRows: o.SingleRows, SingleDim: o.SingleDim, BatchRows: o.BatchRows, BatchDim: o.BatchDim, BatchQueries: o.BatchQueries}
