@@ -32,7 +32,7 @@ type EKFACOptions struct {
 	Fit     int // examples the factors are fitted on (default 32; mlp: Train)
 	Queries int // query examples (default 8; mlp: 500)
 	Train   int // training examples scored (default 32; mlp: 5000)
-	Chunk   int // examples per fit batch (default 8; mlp: 256, as 'goinfluence fit')
+	Chunk   int // examples per fit batch (default: as 'goinfluence fit', ekfac.ChunkBytes of values)
 	// Precision is the precision of the fit and scoring stages:
 	// PrecisionF64, PrecisionF32 or PrecisionBoth (the default), which
 	// times the f64 fit under the stages' usual names, then the f32 fit
@@ -235,8 +235,21 @@ func writePlan(ew *errWriter, plan []EKFACPlanStep) {
 	}
 }
 
-// chunks splits b into batches of at most n examples, views of b.
+// chunks splits b into batches of at most n examples, views of b; n ≤ 0
+// takes as many as ekfac.ChunkBytes of float64 values hold, as
+// ekfac.FileSource does for 'goinfluence fit'.
 func chunks(b *gradients.Batch, n int) []*gradients.Batch {
+	if n <= 0 {
+		per := 0
+		for _, l := range b.Layers {
+			if l.Factored() {
+				per += l.Tokens * (l.DIn + l.DOut)
+			} else {
+				per += l.D
+			}
+		}
+		n = max(1, int(ekfac.ChunkBytes/int64(8*max(per, 1))))
+	}
 	var parts []*gradients.Batch
 	for lo := 0; lo < b.N; lo += n {
 		parts = append(parts, b.Slice(lo, min(lo+n, b.N)))
@@ -340,7 +353,7 @@ func (o EKFACOptions) withDefaults() (EKFACOptions, error) {
 		{"Fit", &o.Fit, 32, 1},
 		{"Queries", &o.Queries, 8, 1},
 		{"Train", &o.Train, 32, 1},
-		{"Chunk", &o.Chunk, 8, 1},
+		{"Chunk", &o.Chunk, 0, 0},
 	} {
 		if *f.v == 0 {
 			*f.v = f.def

@@ -60,7 +60,6 @@ var mlpWidths = []int{784, 512, 512, 10}
 const (
 	mlpTrain   = 5000
 	mlpQueries = 500
-	mlpChunk   = 256
 )
 
 // mlpDefaults sets the MLP case's zero fields and checks the widths; the
@@ -85,9 +84,6 @@ func (o *EKFACOptions) mlpDefaults() error {
 	}
 	if o.Queries == 0 {
 		o.Queries = mlpQueries
-	}
-	if o.Chunk == 0 {
-		o.Chunk = mlpChunk
 	}
 	if o.Tokens == 0 {
 		o.Tokens = 1

@@ -560,7 +560,9 @@ func BatchSource(batches ...*gradients.Batch) Source {
 
 // FileSource delivers the examples of gradient files in chunks of at most
 // chunk examples, files in the order given, so memory is bounded by the
-// chunk and not by the files.
+// chunk and not by the files. A chunk ≤ 0 takes as many examples as
+// ChunkBytes of float64 values hold (at least one): the chunks' products
+// then have enough rows to run near the GEMM rate.
 func FileSource(chunk int, paths ...string) Source { return FileSourceLimit(chunk, 0, paths...) }
 
 // FileSourceLimit is FileSource refusing, before decoding, a chunk whose
@@ -577,12 +579,20 @@ func FileSourceLimit(chunk int, memLimit int64, paths ...string) Source {
 	}
 }
 
+// ChunkBytes is the float64 values of one chunk that FileSource takes when
+// asked for no particular size: 64 MiB, a few thousand examples of an MLP
+// without a token axis, a few dozen of a 2048-wide layer with 64 tokens.
+const ChunkBytes = 64 << 20
+
 func eachChunk(ctx context.Context, path string, chunk int, memLimit int64, fn func(*gradients.Batch) error) error {
 	f, err := gradients.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	if chunk <= 0 && f.N() > 0 {
+		chunk = int(ChunkBytes / max(f.ReadBytes(0, 1), 1))
+	}
 	chunk = max(chunk, 1)
 	if n := min(chunk, f.N()); n > 0 {
 		if err := linalg.CheckMemory(fmt.Sprintf("%s: a chunk of %d examples", path, n), "", f.ReadBytes(0, n), memLimit); err != nil {

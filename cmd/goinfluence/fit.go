@@ -32,7 +32,7 @@ func runFit(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Var(&grads, "grads", "gradient file(s) of the fit set (repeat the flag or separate with commas); sampled labels give the true Fisher")
 	method := fs.String("method", "ekfac", "curvature: ekfac, kfac, diagonal or identity")
 	out := fs.String("out", "", "factors file to write (safetensors)")
-	chunk := fs.Int("chunk", 256, "examples read at a time (bounds memory; results do not depend on it)")
+	chunk := fs.Int("chunk", 0, "examples read at a time (bounds memory; 0: as many as 64 MiB of float64 values hold); the factors differ between chunk sizes by rounding only")
 	backend := fs.String("backend", "auto", "linear-algebra backend: auto, cpu, openblas or cuda")
 	precisionFlag := fs.String("precision", "f64", "products of the covariance and Λ passes in f64 or f32 (f32: float32 GEMMs added into float64 sums; eigendecompositions and the factors file stay f64). The default is f64 for now and may change")
 	mem := addMemLimit(fs)
@@ -49,8 +49,8 @@ func runFit(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	if *chunk < 1 {
-		return fmt.Errorf("%w: fit: --chunk must be at least 1", errUsage)
+	if *chunk < 0 {
+		return fmt.Errorf("%w: fit: --chunk must be 0 (by size) or at least 1", errUsage)
 	}
 	precision, err := ekfac.ParsePrecision(*precisionFlag)
 	if err != nil {
