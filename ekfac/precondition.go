@@ -26,7 +26,8 @@ type ScoreOptions struct {
 	MemoryLimit int64
 	// Precision is the floating-point type of pairwise scores: F64 (the
 	// zero value) or F32, which LayerScores honours and self-influence
-	// does not (see F32).
+	// does not (see F32). Precondition takes it for its rotations (K-FAC,
+	// EK-FAC).
 	Precision Precision
 
 	// algorithm, when set, overrides PairwisePlan's choice for every
@@ -71,6 +72,9 @@ func (f *Factors) Precondition(ctx context.Context, be linalg.Backend, g *gradie
 	if opt.Rank < 0 {
 		return nil, fmt.Errorf("ekfac: rank %d < 0", opt.Rank)
 	}
+	if err := checkPrecision(opt.Precision); err != nil {
+		return nil, err
+	}
 	if err := linalg.CheckMemory("preconditioned gradients", fmt.Sprintf("%d × %d float64", g.N, g.Dim()),
 		linalg.Float64Bytes(g.N, g.Dim()), opt.MemoryLimit); err != nil {
 		return nil, fmt.Errorf("ekfac: %w", err)
@@ -101,6 +105,8 @@ func (f *Factors) Precondition(ctx context.Context, be linalg.Backend, g *gradie
 					v[j] *= inv[j]
 				}
 			}
+		case opt.Precision == F32:
+			precondition32(be, l, lf, inv, view)
 		default:
 			tmp := linalg.NewDense64(l.DOut, l.DIn, nil)
 			back := func(n int, gt *linalg.Dense64) {
@@ -130,6 +136,32 @@ func (f *Factors) Precondition(ctx context.Context, be linalg.Backend, g *gradie
 		off += d
 	}
 	return out, nil
+}
+
+// precondition32 writes P(G) of every example of the factored layer l into
+// view(n) with float32 products: the token rows rotated into the
+// eigenbasis, each example's G̃ = S̃ᵀÃ, scaled by inv in float64 and
+// rotated back, Q_S G̃' Q_Aᵀ, all Sgemm; the result widened to float64.
+func precondition32(be linalg.Backend, l *gradients.Layer, lf *LayerFactors, inv []float64, view func(n int) []float64) {
+	n := len(l.A) / (l.Tokens * l.DIn)
+	qa, qs := lf.QA.To32(), lf.QS.To32()
+	ah, sh := rotated32(be, l, 0, n, qa, qs)
+	gt := linalg.NewDense32(l.DOut, l.DIn, nil)
+	tmp := linalg.NewDense32(l.DOut, l.DIn, nil)
+	for i := 0; i < n; i++ {
+		be.Sgemm(linalg.Trans, linalg.NoTrans, 1,
+			sh.Slice(i*l.Tokens, (i+1)*l.Tokens, 0, l.DOut),
+			ah.Slice(i*l.Tokens, (i+1)*l.Tokens, 0, l.DIn), 0, gt)
+		for j, v := range gt.Data {
+			gt.Data[j] = float32(float64(v) * inv[j])
+		}
+		be.Sgemm(linalg.NoTrans, linalg.Trans, 1, gt, qa, 0, tmp)
+		be.Sgemm(linalg.NoTrans, linalg.NoTrans, 1, qs, tmp, 0, gt)
+		dst := view(i)
+		for j, v := range gt.Data {
+			dst[j] = float64(v)
+		}
+	}
 }
 
 // scaleOn is the scaling step of Precondition for the examples of layer l

@@ -340,3 +340,53 @@ func TestBilinearBlocks(t *testing.T) {
 		})
 	}
 }
+
+// TestPreconditionF32 holds Precondition with F32 rotations to the F64
+// result within 1e-4 relative error per layer, for every method, one and
+// five tokens, with and without a rank limit.
+func TestPreconditionF32(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(41, 42))
+	specs := []layerSpec{{name: "fc1", din: 9, dout: 5, tokens: 1}, {name: "attn.out", din: 7, dout: 6, tokens: 5}}
+	for _, beName := range linalg.Backends() {
+		be, err := linalg.Open(beName)
+		if err != nil {
+			continue
+		}
+		for _, m := range []Method{EKFAC, KFAC, Diagonal, Identity} {
+			f, err := Fit(ctx, m, be, BatchSource(shapedBatch(rng, 30, specs)), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			q := shapedBatch(rng, 6, specs)
+			for _, rank := range []int{0, 2} {
+				opt := ScoreOptions{Damping: hessian.Damping{Heuristic: true}, Rank: rank}
+				want, err := f.Precondition(ctx, be, q, opt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				opt.Precision = F32
+				got, err := f.Precondition(ctx, be, q, opt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				off := 0
+				for _, l := range q.Layers {
+					d := l.Dim()
+					var g, w []float64
+					for n := 0; n < q.N; n++ {
+						g = append(g, got.Row(n)[off:off+d]...)
+						w = append(w, want.Row(n)[off:off+d]...)
+					}
+					if e := relErr(g, w); !(e <= 1e-4) || (m != Diagonal && m != Identity && rank == 0 && e == 0) {
+						t.Errorf("%s/%s/rank %d: layer %s: relative error %.3g", beName, m, rank, l.Name, e)
+					}
+					off += d
+				}
+			}
+		}
+	}
+	if _, err := IdentityFactors(shapedBatch(rng, 1, specs)).Precondition(ctx, nil, shapedBatch(rng, 1, specs), ScoreOptions{Precision: 7}); err == nil {
+		t.Error("precision 7 accepted")
+	}
+}

@@ -41,6 +41,9 @@ type StoreFactors struct {
 	// MemoryLimit bounds the preconditioned queries, as
 	// ekfac.ScoreOptions.MemoryLimit.
 	MemoryLimit int64
+	// Precision of the queries' rotations (ekfac.ScoreOptions.Precision);
+	// the rows of the store are scored as their dtype asks either way.
+	Precision ekfac.Precision
 }
 
 // StoreRawHessian preconditions each store's queries with (H + δI)⁻¹,
@@ -481,7 +484,7 @@ func (s *StoreScorer) precondition(ctx context.Context, c int, q *gradients.Batc
 	}
 	switch meth := s.method.(type) {
 	case StoreFactors:
-		out, err := meth.Factors.Precondition(ctx, s.be, p, ekfac.ScoreOptions{Damping: meth.Damping, MemoryLimit: meth.MemoryLimit})
+		out, err := meth.Factors.Precondition(ctx, s.be, p, ekfac.ScoreOptions{Damping: meth.Damping, MemoryLimit: meth.MemoryLimit, Precision: meth.Precision})
 		if err != nil {
 			return nil, fmt.Errorf("queries (projected as %s) with the factors: %w", st.Dir(), err)
 		}

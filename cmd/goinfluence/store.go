@@ -184,6 +184,7 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	scoresOut := fs.String("scores-out", "", "also write the full score matrix (scores F32 [n_query, count], ids I64 [count]) to this file; it is held in memory: 4 × n_query × count bytes")
 	out := fs.String("out", "", "scores file to write (safetensors; required)")
 	dtypeFlag := fs.String("dtype", "f32", "element type of the scores written: f32 (f64 is refused: a store's scores are computed in float32, so it would only widen them; 'goinfluence score --dtype f64' keeps float64 scores)")
+	precisionFlag := fs.String("precision", "f64", "with --factors: the queries' rotations into and out of the eigenbasis in f64 or f32 (float32 GEMMs; the store's rows are scored as their dtype asks either way)")
 	backend := fs.String("backend", "auto", "linear-algebra backend: auto, cpu, openblas or cuda")
 	noVerify := fs.Bool("no-verify", false, "skip the check of every shard's sha256 against the manifest before its rows are first read (one extra sequential pass over each shard); a corrupt shard is then scored without complaint")
 	mem := addMemLimit(fs)
@@ -206,6 +207,8 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("%w: store score: --hessian %s and --factors are two preconditioners; choose one", errUsage, *hessianFlag)
 	case *factorsPath != "" && nc > 1:
 		return fmt.Errorf("%w: store score: --factors takes one store, not %d", errUsage, nc)
+	case *factorsPath == "" && isSet(fs, "precision"):
+		return fmt.Errorf("%w: store score: --precision applies to the queries' preconditioning with --factors", errUsage)
 	case *factorsPath == "" && *hessianFlag == "none" && isSet(fs, "damping"):
 		return fmt.Errorf("%w: store score: --damping needs --factors or --hessian raw|trak", errUsage)
 	case *lrFlag != "" && (*hessianFlag != "none" || *factorsPath != ""):
@@ -253,6 +256,10 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
+	precision, err := ekfac.ParsePrecision(*precisionFlag)
+	if err != nil {
+		return fmt.Errorf("%w: store score: %v", errUsage, err)
+	}
 	be, err := openBackend(*backend)
 	if err != nil {
 		return err
@@ -267,7 +274,7 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if factors, err = ekfac.Load(*factorsPath); err != nil {
 			return err
 		}
-		method = influence.StoreFactors{Factors: factors, Damping: damping, MemoryLimit: mem.bytes()}
+		method = influence.StoreFactors{Factors: factors, Damping: damping, MemoryLimit: mem.bytes(), Precision: precision}
 	case *hessianFlag == "raw":
 		method = influence.StoreRawHessian{Damping: damping}
 	case *hessianFlag == "trak":
@@ -340,6 +347,9 @@ func runStoreScore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	meta := scorer.Metadata()
 	meta["query"] = strings.Join(queryPaths, ",")
 	meta["factors"] = *factorsPath
+	if precision != ekfac.F64 {
+		meta["precision"] = precision.String()
+	}
 	if len(probPaths) > 0 {
 		meta["trak_probs"] = strings.Join(probPaths, ",")
 	}

@@ -431,29 +431,31 @@ func TestStoreScoreFactors(t *testing.T) {
 	proj, dir, ptrain, pquery := sf.kroneckerStore(13, "f32", "5")
 	for _, method := range []string{"ekfac", "kfac", "diagonal"} {
 		for _, damping := range []string{"0.01", "heuristic"} {
-			t.Run(method+"/"+damping, func(t *testing.T) {
-				sf.t = t
-				tmp := t.TempDir()
-				factors, full, scores := filepath.Join(tmp, "factors"), filepath.Join(tmp, "full"), filepath.Join(tmp, "scores")
-				sf.run("fit", "--grads", sf.p("fitproj"), "--method", method, "--out", factors)
-				args := []string{"store", "score", "--store", dir, "--query", sf.q, "--factors", factors, "--damping", damping,
-					"--topk", "3", "--chunk", "4", "--scores-out", full, "--out", scores}
-				if method == "ekfac" {
-					args = append(args, proj...) // matching flags are accepted
-				}
-				sf.run(args...)
-				f, err := ekfac.Load(factors)
-				if err != nil {
-					t.Fatal(err)
-				}
-				d, _ := hessian.ParseDamping(damping)
-				an := &influence.Analyzer{Method: influence.Factors(f, ekfac.ScoreOptions{Damping: d}), Backend: linalg.CPU()}
-				want, err := an.Scores(sf.ctx, pquery, ptrain)
-				if err != nil {
-					t.Fatal(err)
-				}
-				checkScoresFile(t, scores, full, want, sf.trainIDs, 3, 1e-5)
-			})
+			for _, precision := range []string{"f64", "f32"} {
+				t.Run(method+"/"+damping+"/"+precision, func(t *testing.T) {
+					sf.t = t
+					tmp := t.TempDir()
+					factors, full, scores := filepath.Join(tmp, "factors"), filepath.Join(tmp, "full"), filepath.Join(tmp, "scores")
+					sf.run("fit", "--grads", sf.p("fitproj"), "--method", method, "--out", factors)
+					args := []string{"store", "score", "--store", dir, "--query", sf.q, "--factors", factors, "--damping", damping,
+						"--topk", "3", "--chunk", "4", "--scores-out", full, "--out", scores, "--precision", precision}
+					if method == "ekfac" {
+						args = append(args, proj...) // matching flags are accepted
+					}
+					sf.run(args...)
+					f, err := ekfac.Load(factors)
+					if err != nil {
+						t.Fatal(err)
+					}
+					d, _ := hessian.ParseDamping(damping)
+					an := &influence.Analyzer{Method: influence.Factors(f, ekfac.ScoreOptions{Damping: d}), Backend: linalg.CPU()}
+					want, err := an.Scores(sf.ctx, pquery, ptrain)
+					if err != nil {
+						t.Fatal(err)
+					}
+					checkScoresFile(t, scores, full, want, sf.trainIDs, 3, 1e-5)
+				})
+			}
 		}
 	}
 }
@@ -511,6 +513,8 @@ func TestStoreErrors(t *testing.T) {
 		{"score missing store", []string{"score", "--store", missing, "--query", sf.q, "--out", out}, false, filepath.Join(missing, "manifest.json")},
 		{"score without query", []string{"score", "--store", plain, "--out", out}, true, "needs --store, --query and --out"},
 		{"score bad topk", []string{"score", "--store", plain, "--query", sf.q, "--out", out, "--topk", "0"}, true, "--topk must be at least 1"},
+		{"score precision without factors", []string{"score", "--store", plain, "--query", sf.q, "--out", out, "--precision", "f32"}, true, "--precision applies to the queries' preconditioning with --factors"},
+		{"score bad precision", []string{"score", "--store", plain, "--query", sf.q, "--out", out, "--factors", sf.q, "--precision", "f16"}, true, `unknown precision "f16"`},
 		{"score damping without factors", []string{"score", "--store", plain, "--query", sf.q, "--out", out, "--damping", "0.1"}, true, "--damping needs --factors"},
 		{"score same outputs", []string{"score", "--store", plain, "--query", sf.q, "--out", out, "--scores-out", out}, true, "--scores-out " + out + " is the same file as --out " + out},
 		{"score other layers", []string{"score", "--store", plain, "--query", sf.p("other"), "--out", out}, false, `layer 1 is "tail", the store's is "head"`},
