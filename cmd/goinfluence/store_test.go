@@ -454,6 +454,9 @@ func TestStoreScoreFactors(t *testing.T) {
 						t.Fatal(err)
 					}
 					checkScoresFile(t, scores, full, want, sf.trainIDs, 3, 1e-5)
+					if m := readMeta(t, scores); m["precision"] != map[string]string{"f64": "", "f32": "f32"}[precision] {
+						t.Errorf("metadata precision %q with --precision %s", m["precision"], precision)
+					}
 				})
 			}
 		}
