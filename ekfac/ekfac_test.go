@@ -439,15 +439,9 @@ func TestRank(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Layer enc.fc1 is 4×6: rank r keeps r singular values.
-		m := mat.NewDense(4, 6, append([]float64(nil), low.Row(0)[:24]...))
-		var svd mat.SVD
-		svd.Factorize(m, mat.SVDNone)
-		vals := svd.Values(nil)
-		for k := r; k < len(vals); k++ {
-			if vals[k] > 1e-10*vals[0] {
-				t.Errorf("rank %d: singular value %d is %g", r, k, vals[k])
-			}
+		want := svdTruncate(q, full, r)
+		if e := relErr(low.Data, want.Data); !(e <= 1e-9) {
+			t.Errorf("rank %d: truncated P(G) off the SVD's by %.3g", r, e)
 		}
 		if e := relErr(low.Row(0)[:24], full.Row(0)[:24]); r < 4 && e == 0 {
 			t.Errorf("rank %d changed nothing", r)
@@ -469,6 +463,102 @@ func TestRank(t *testing.T) {
 				got := layers[0].At(i, j) + layers[1].At(i, j)
 				if math.Abs(got-want) > 1e-9*(1+math.Abs(want)) {
 					t.Fatalf("rank %d: score(%d,%d) = %v, want %v", r, i, j, got, want)
+				}
+			}
+		}
+	}
+}
+
+// svdTruncate returns p (examples × Dim of b's layers) with every factored
+// layer of rank above r replaced by its rank-r truncated SVD (gonum), the
+// reference for the rank option.
+func svdTruncate(b *gradients.Batch, p *linalg.Dense64, r int) *linalg.Dense64 {
+	out := p.Clone()
+	off := 0
+	for _, l := range b.Layers {
+		d := l.Dim()
+		if l.Factored() && r < min(l.DIn, l.DOut) {
+			for n := 0; n < out.Rows; n++ {
+				v := out.Row(n)[off : off+d]
+				var svd mat.SVD
+				if !svd.Factorize(mat.NewDense(l.DOut, l.DIn, append([]float64(nil), v...)), mat.SVDThin) {
+					panic("SVD did not converge")
+				}
+				var u, vt mat.Dense
+				svd.UTo(&u)
+				svd.VTo(&vt)
+				s := svd.Values(nil)
+				for i := 0; i < l.DOut; i++ {
+					for j := 0; j < l.DIn; j++ {
+						var x float64
+						for k := 0; k < r; k++ {
+							x += u.At(i, k) * s[k] * vt.At(j, k)
+						}
+						v[i*l.DIn+j] = x
+					}
+				}
+			}
+		}
+		off += d
+	}
+	return out
+}
+
+// TestLowRank holds the rank-r scores of both precisions to the gonum SVD
+// truncation of each query's P(G) dotted with the flattened training
+// gradients: layers wider than tall and taller than wide, one and several
+// tokens, every method, several blocks of queries and chunks of examples.
+func TestLowRank(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(53, 54))
+	specs := []layerSpec{
+		{name: "fc1", din: 9, dout: 5, tokens: 1},
+		{name: "attn.out", din: 7, dout: 6, tokens: 5},
+		{name: "up", din: 4, dout: 11, tokens: 2},
+	}
+	for _, beName := range linalg.Backends() {
+		be, err := linalg.Open(beName)
+		if err != nil {
+			continue
+		}
+		for _, m := range []Method{EKFAC, KFAC, Diagonal, Identity} {
+			f, err := Fit(ctx, m, be, BatchSource(shapedBatch(rng, 40, specs)), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, tr := shapedBatch(rng, 7, specs), shapedBatch(rng, 13, specs)
+			full, err := f.Precondition(ctx, be, q, ScoreOptions{Damping: hessian.Damping{Heuristic: true}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			gt := tr.Flatten()
+			for _, r := range []int{1, 3} {
+				ref := svdTruncate(q, full, r)
+				for _, prec := range []Precision{F64, F32} {
+					for _, chunk := range []int{0, 40} {
+						opt := ScoreOptions{Damping: hessian.Damping{Heuristic: true}, Rank: r, Precision: prec, chunkFloats: chunk}
+						layers, err := f.LayerScores(ctx, be, q, tr, opt)
+						if err != nil {
+							t.Fatal(err)
+						}
+						tol := map[Precision]float64{F64: 1e-9, F32: 1e-4}[prec]
+						off := 0
+						for li, l := range tr.Layers {
+							d := l.Dim()
+							want := make([]float64, q.N*tr.N)
+							for i := 0; i < q.N; i++ {
+								for j := 0; j < tr.N; j++ {
+									for k, v := range ref.Row(i)[off : off+d] {
+										want[i*tr.N+j] += v * gt.At(j, off+k)
+									}
+								}
+							}
+							if e := relErr(layers[li].Data, want); !(e <= tol) {
+								t.Errorf("%s/%s/rank %d/%s/chunk %d: layer %s: relative error %.3g", beName, m, r, prec, chunk, l.Name, e)
+							}
+							off += d
+						}
+					}
 				}
 			}
 		}

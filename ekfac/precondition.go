@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math"
 
-	"gonum.org/v1/gonum/mat"
-
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/linalg"
@@ -85,57 +83,83 @@ func (f *Factors) Precondition(ctx context.Context, be linalg.Backend, g *gradie
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		l, lf := &g.Layers[li], &f.Layers[li]
+		l := &g.Layers[li]
 		d := l.Dim()
 		view := func(n int) []float64 { return out.Row(n)[off : off+d] }
-		inv, err := f.inverse(li, opt.Damping)
-		if err != nil {
+		if err := f.preconditionLayer(be, l, li, opt, view); err != nil {
 			return nil, err
 		}
-		switch {
-		case f.Method == Identity:
+		if truncates(l, opt.Rank) {
 			for n := 0; n < g.N; n++ {
-				l.Gradient(n, view(n))
-			}
-		case f.Method == Diagonal:
-			for n := 0; n < g.N; n++ {
-				v := view(n)
-				l.Gradient(n, v)
-				for j := range v {
-					v[j] *= inv[j]
-				}
-			}
-		case opt.Precision == F32:
-			precondition32(be, l, lf, inv, view)
-		default:
-			tmp := linalg.NewDense64(l.DOut, l.DIn, nil)
-			back := func(n int, gt *linalg.Dense64) {
-				be.Dgemm(linalg.NoTrans, linalg.Trans, 1, gt, lf.QA, 0, tmp)
-				be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, lf.QS, tmp, 0, linalg.NewDense64(l.DOut, l.DIn, view(n)))
-			}
-			if sc, ok := be.(accel.EKFACScaler); ok {
-				if err := scaleOn(sc, be, l, lf, f.LayerDamping(li, opt.Damping), inv, back, opt.MemoryLimit); err != nil {
-					return nil, err
-				}
-				break
-			}
-			rotated(be, l, lf.QA, lf.QS, func(n int, gt *linalg.Dense64) {
-				for j := range gt.Data {
-					gt.Data[j] *= inv[j]
-				}
-				back(n, gt)
-			})
-		}
-		if opt.Rank > 0 && l.Factored() && opt.Rank < min(l.DIn, l.DOut) {
-			for n := 0; n < g.N; n++ {
-				if err := truncate(view(n), l.DOut, l.DIn, opt.Rank); err != nil {
+				v := linalg.NewDense64(l.DOut, l.DIn, view(n))
+				u, w, err := lowRank(be, v, opt.Rank)
+				if err != nil {
 					return nil, fmt.Errorf("ekfac: layer %q: example %d: %w", l.Name, n, err)
 				}
+				be.Dgemm(linalg.NoTrans, linalg.Trans, 1, u, w, 0, v)
 			}
 		}
 		off += d
 	}
 	return out, nil
+}
+
+// examples returns the number of examples layer l holds.
+func examples(l *gradients.Layer) int {
+	if l.Factored() {
+		return len(l.A) / max(l.Tokens*l.DIn, 1)
+	}
+	return len(l.Grad) / max(l.D, 1)
+}
+
+// truncates reports whether a rank limit changes P(G) of layer l: it
+// applies to factored layers of rank above it.
+func truncates(l *gradients.Layer, rank int) bool {
+	return rank > 0 && l.Factored() && rank < min(l.DIn, l.DOut)
+}
+
+// preconditionLayer writes P(G) of every example of layer l (index li)
+// into view(n), without a rank limit; opt.Precision F32 makes the K-FAC
+// and EK-FAC rotations float32.
+func (f *Factors) preconditionLayer(be linalg.Backend, l *gradients.Layer, li int, opt ScoreOptions, view func(n int) []float64) error {
+	lf := &f.Layers[li]
+	n := examples(l)
+	inv, err := f.inverse(li, opt.Damping)
+	if err != nil {
+		return err
+	}
+	switch {
+	case f.Method == Identity:
+		for i := 0; i < n; i++ {
+			l.Gradient(i, view(i))
+		}
+	case f.Method == Diagonal:
+		for i := 0; i < n; i++ {
+			v := view(i)
+			l.Gradient(i, v)
+			for j := range v {
+				v[j] *= inv[j]
+			}
+		}
+	case opt.Precision == F32:
+		precondition32(be, l, lf, inv, view)
+	default:
+		tmp := linalg.NewDense64(l.DOut, l.DIn, nil)
+		back := func(i int, gt *linalg.Dense64) {
+			be.Dgemm(linalg.NoTrans, linalg.Trans, 1, gt, lf.QA, 0, tmp)
+			be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, lf.QS, tmp, 0, linalg.NewDense64(l.DOut, l.DIn, view(i)))
+		}
+		if sc, ok := be.(accel.EKFACScaler); ok {
+			return scaleOn(sc, be, l, lf, f.LayerDamping(li, opt.Damping), inv, back, opt.MemoryLimit)
+		}
+		rotated(be, l, lf.QA, lf.QS, func(i int, gt *linalg.Dense64) {
+			for j := range gt.Data {
+				gt.Data[j] *= inv[j]
+			}
+			back(i, gt)
+		})
+	}
+	return nil
 }
 
 // precondition32 writes P(G) of every example of the factored layer l into
@@ -205,29 +229,6 @@ func (f *Factors) inverse(i int, d hessian.Damping) ([]float64, error) {
 		inv[j] = 1 / x
 	}
 	return inv, nil
-}
-
-// truncate replaces the r×c matrix in v by its best rank-k approximation.
-func truncate(v []float64, r, c, k int) error {
-	var svd mat.SVD
-	if !svd.Factorize(mat.NewDense(r, c, v), mat.SVDThin) {
-		return fmt.Errorf("SVD did not converge")
-	}
-	var u, vt mat.Dense
-	svd.UTo(&u)
-	svd.VTo(&vt)
-	s := svd.Values(nil)
-	clear(v)
-	for t := 0; t < k; t++ {
-		for i := 0; i < r; i++ {
-			ui := u.At(i, t) * s[t]
-			row := v[i*c : (i+1)*c]
-			for j := range row {
-				row[j] += ui * vt.At(j, t)
-			}
-		}
-	}
-	return nil
 }
 
 // Compatible checks that the batch has the factors' layers, in order and

@@ -73,6 +73,9 @@ func (f *Factors) LayerScoresAndSelf(ctx context.Context, be linalg.Backend, q, 
 		if err := f.checkScores(q, t, opt.MemoryLimit); err != nil {
 			return nil, nil, err
 		}
+		if opt.Rank < 0 {
+			return nil, nil, fmt.Errorf("ekfac: rank %d < 0", opt.Rank)
+		}
 		var err error
 		if xq, err = f.queryTransform(ctx, be, q, opt); err != nil {
 			return nil, nil, err
@@ -80,6 +83,14 @@ func (f *Factors) LayerScoresAndSelf(ctx context.Context, be linalg.Backend, q, 
 		out = make([]*linalg.Dense64, len(f.Layers))
 		for li := range out {
 			out[li] = linalg.NewDense64(q.N, t.N, nil)
+			if xq[li] == nil {
+				if err := f.lowRankScores(ctx, be, li, q, t, opt, out[li]); err != nil {
+					return nil, nil, err
+				}
+			}
+		}
+		if !withSelf && allNil(xq) {
+			return out, nil, nil
 		}
 	}
 	if withSelf {
@@ -99,8 +110,12 @@ func (f *Factors) LayerScoresAndSelf(ctx context.Context, be linalg.Backend, q, 
 		hi := min(lo+chunk, t.N)
 		tc := t.Slice(lo, hi)
 		for li := range f.Layers {
+			pair := q != nil && xq[li] != nil
+			if !pair && !withSelf {
+				continue
+			}
 			xt := f.transform(be, &tc.Layers[li], li)
-			if q != nil {
+			if pair {
 				be.Dgemm(linalg.NoTrans, linalg.Trans, 1, xq[li], xt, 0, out[li].Slice(0, q.N, lo, hi))
 			}
 			if withSelf {
@@ -109,6 +124,15 @@ func (f *Factors) LayerScoresAndSelf(ctx context.Context, be linalg.Backend, q, 
 		}
 	}
 	return out, self, nil
+}
+
+func allNil[T any](s []*T) bool {
+	for _, v := range s {
+		if v != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // checkScores refuses the per-layer scores of q against t, with the
@@ -145,38 +169,16 @@ func addSelf(self []float64, x *linalg.Dense64, inv []float64) {
 const chunkFloats = 1 << 24
 
 // queryTransform returns per layer the queries in the eigenbasis, already
-// divided by Λ + δ. With a rank limit it truncates P(G_q) in the original
-// basis first, as Precondition does, then rotates it.
+// divided by Λ + δ; nil for a layer that opt.Rank truncates, which
+// lowRankScores scores.
 func (f *Factors) queryTransform(ctx context.Context, be linalg.Backend, q *gradients.Batch, opt ScoreOptions) ([]*linalg.Dense64, error) {
-	if opt.Rank < 0 {
-		return nil, fmt.Errorf("ekfac: rank %d < 0", opt.Rank)
-	}
 	out := make([]*linalg.Dense64, len(f.Layers))
-	if opt.Rank > 0 {
-		p, err := f.Precondition(ctx, be, q, opt)
-		if err != nil {
-			return nil, err
-		}
-		off := 0
-		for li := range f.Layers {
-			l, lf := &q.Layers[li], &f.Layers[li]
-			d := l.Dim()
-			out[li] = p.Slice(0, q.N, off, off+d).Clone()
-			if lf.QA != nil {
-				tmp := linalg.NewDense64(l.DOut, l.DIn, nil)
-				for n := 0; n < q.N; n++ {
-					g := linalg.NewDense64(l.DOut, l.DIn, out[li].Row(n))
-					be.Dgemm(linalg.Trans, linalg.NoTrans, 1, lf.QS, g, 0, tmp)
-					be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, tmp, lf.QA, 0, g)
-				}
-			}
-			off += d
-		}
-		return out, nil
-	}
 	for li := range f.Layers {
 		if err := ctx.Err(); err != nil {
 			return nil, err
+		}
+		if truncates(&q.Layers[li], opt.Rank) {
+			continue
 		}
 		inv, err := f.inverse(li, opt.Damping)
 		if err != nil {
@@ -200,12 +202,7 @@ func (f *Factors) queryTransform(ctx context.Context, be linalg.Backend, q *grad
 // factors' basis: Q_Sᵀ G Q_A for K-FAC and EK-FAC, G itself otherwise.
 func (f *Factors) transform(be linalg.Backend, l *gradients.Layer, li int) *linalg.Dense64 {
 	lf := &f.Layers[li]
-	n := 0
-	if l.Factored() {
-		n = len(l.A) / (l.Tokens * l.DIn)
-	} else {
-		n = len(l.Grad) / l.D
-	}
+	n := examples(l)
 	x := linalg.NewDense64(n, l.Dim(), nil)
 	if lf.QA == nil {
 		for i := 0; i < n; i++ {

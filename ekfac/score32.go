@@ -66,6 +66,11 @@ const (
 	// d_out·d_in values) and multiplies the queries with a chunk of them
 	// in one GEMM. Dense layers are always scored this way.
 	Materialise Algorithm = "materialise"
+	// LowRank scores a factored layer whose queries a rank limit
+	// truncates (ScoreOptions.Rank) from the factors U_q, V_q of each
+	// truncated P(G_q) = U_q·V_qᵀ and the raw training rows, in either
+	// precision (lowRankScores); no training row is rotated.
+	LowRank Algorithm = "lowrank"
 )
 
 // LayerPlan is the F32 path's choice for one layer and the flop counts it
@@ -83,6 +88,11 @@ type LayerPlan struct {
 	// 2·N·T·d_out·d_in + 2·Q·N·d_out·d_in for a factored layer and
 	// 2·Q·N·D for a dense one. Neither includes Rotation.
 	Bilinear, Materialise float64
+	// LowRank is 2·N·T·Q·r·(d_in + d_out) + 2·N·T·Q·r, the products and
+	// reduction of the rank-r factors with the raw training rows, for a
+	// layer the rank truncates (0 otherwise). The per-query truncation
+	// (a Gram matrix and its eigendecomposition) is not included.
+	LowRank float64
 }
 
 // PairwisePlan returns, for each layer, the algorithm the F32 path uses to
@@ -107,6 +117,10 @@ func (f *Factors) PairwisePlan(q, t *gradients.Batch, opt ScoreOptions) []LayerP
 		p.Bilinear = 2*nt*tok*din*nq*dout + 2*nt*tok*nq*dout
 		p.Materialise = 2*nt*tok*dout*din + 2*nq*nt*dout*din
 		switch {
+		case truncates(l, opt.Rank):
+			r := float64(opt.Rank)
+			p.LowRank = 2*nt*tok*nq*r*(din+dout) + 2*nt*tok*nq*r
+			p.Algorithm, p.Rotation = LowRank, 0
 		case opt.algorithm != "":
 			p.Algorithm = opt.algorithm
 		case p.Bilinear < p.Materialise:
@@ -135,13 +149,6 @@ func (f *Factors) layerScores32(ctx context.Context, be linalg.Backend, q, t *gr
 	if opt.Rank < 0 {
 		return nil, fmt.Errorf("ekfac: rank %d < 0", opt.Rank)
 	}
-	var xq []*linalg.Dense64
-	if opt.Rank > 0 {
-		var err error
-		if xq, err = f.queryTransform(ctx, be, q, opt); err != nil {
-			return nil, err
-		}
-	}
 	plan := f.PairwisePlan(q, t, opt)
 	limit := chunkFloats32
 	if opt.chunkFloats > 0 {
@@ -152,28 +159,23 @@ func (f *Factors) layerScores32(ctx context.Context, be linalg.Backend, q, t *gr
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		var rows queryRows
-		if xq != nil {
-			x := xq[li]
-			rows = func(lo, hi int, dst *linalg.Dense32) {
-				for n := lo; n < hi; n++ {
-					narrowScaled(dst.Row(n-lo), x.Row(n), nil)
-				}
-			}
-		} else {
-			inv, err := f.inverse(li, opt.Damping)
-			if err != nil {
+		out[li] = linalg.NewDense64(q.N, t.N, nil)
+		if plan[li].Algorithm == LowRank {
+			if err := f.lowRankScores(ctx, be, li, q, t, opt, out[li]); err != nil {
 				return nil, err
 			}
-			rows = f.queryRows32(be, &q.Layers[li], li, inv)
+			continue
 		}
-		out[li] = linalg.NewDense64(q.N, t.N, nil)
+		inv, err := f.inverse(li, opt.Damping)
+		if err != nil {
+			return nil, err
+		}
+		rows := f.queryRows32(be, &q.Layers[li], li, inv)
 		l, lf := &t.Layers[li], &f.Layers[li]
 		var qa, qs *linalg.Dense32
 		if lf.QA != nil {
 			qa, qs = lf.QA.To32(), lf.QS.To32()
 		}
-		var err error
 		if l.Factored() && plan[li].Algorithm == Bilinear {
 			err = bilinear(ctx, be, l, rows, qa, qs, out[li], limit, opt.MemoryLimit)
 		} else {
@@ -190,9 +192,6 @@ func (f *Factors) layerScores32(ctx context.Context, be linalg.Backend, q, t *gr
 		}
 		if err != nil {
 			return nil, err
-		}
-		if xq != nil {
-			xq[li] = nil // the float64 transforms are no longer needed
 		}
 	}
 	return out, nil
