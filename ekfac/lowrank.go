@@ -46,19 +46,27 @@ func lowRank(be linalg.Backend, m *linalg.Dense64, r int) (u, v *linalg.Dense64,
 // the GEMM rate.
 const lowRankSide = 4096
 
+// rotateTraining reports whether lowRankScores rotates the training rows
+// into the eigenbasis (2·N·T·(d_in² + d_out²) flops) rather than the
+// queries' rank-r factors out of it (2·Q·r·(d_in² + d_out²)).
+func rotateTraining(nq, nt, tok, r int) bool { return nt*tok <= nq*r }
+
 // lowRankScores sets out (Q × N) to the scores of the queries q against the
 // training examples t in layer li with each query's P(G_q) replaced by its
-// rank-r truncation U_q·V_qᵀ, r = opt.Rank, without forming it:
+// rank-r truncation, r = opt.Rank, without forming it. The truncation is
+// taken in the eigenbasis, where P(G_q) is M̃_q = (Q_Sᵀ G_q Q_A) ⊘ (Λ + δ)
+// and the rotations keep singular values: M̃_q ≈ U_q·V_qᵀ, and
 //
-//	score(q, t) = Σ_τ s_τᵀ U_q V_qᵀ a_τ = Σ_τ Σ_k (S_t U_q)[τ, k] · (A_t V_q)[τ, k]
+//	score(q, t) = Σ_τ s̃_τᵀ U_q V_qᵀ ã_τ = Σ_τ Σ_k (S̃_t U_q)[τ, k] · (Ã_t V_q)[τ, k]
 //
-// two GEMMs of the raw training rows with the stacked U and V of a block
-// of queries, then a reduction over k and the tokens: 2·N·T·Q·r·(d_in +
-// d_out) flops instead of 2·N·T·Q·d_out·d_in, and no training row is
-// rotated. opt.Precision F32 makes those products float32; P(G_q) and its
-// truncation are formed in float64 either way.
+// two GEMMs of the training rows with the stacked U and V of a block of
+// queries, then a reduction over k and the tokens: 2·N·T·Q·r·(d_in +
+// d_out) flops instead of 2·N·T·Q·d_out·d_in. Either the training rows are
+// rotated into the eigenbasis or the factors out of it (Q_S·U, Q_A·V),
+// whichever costs less (rotateTraining). opt.Precision F32 makes the
+// rotations and products float32; M̃_q and its truncation are float64.
 func (f *Factors) lowRankScores(ctx context.Context, be linalg.Backend, li int, q, t *gradients.Batch, opt ScoreOptions, out *linalg.Dense64) error {
-	l := &t.Layers[li]
+	l, lf := &t.Layers[li], &f.Layers[li]
 	r, tok, din, dout := opt.Rank, l.Tokens, l.DIn, l.DOut
 	nq, nt := q.N, t.N
 	limit := chunkFloats32
@@ -67,58 +75,93 @@ func (f *Factors) lowRankScores(ctx context.Context, be linalg.Backend, li int, 
 	}
 	qb := max(1, min(nq, lowRankSide/r, limit/(r*tok)))
 	nc := max(1, min(nt, limit/(tok*qb*r), limit/(tok*max(din, dout))))
+	if err := checkWork(l.Name, "low-rank factors", nq*r, din+dout, opt.MemoryLimit); err != nil {
+		return err
+	}
 	if err := checkWork(l.Name, "low-rank products", 2*nc*tok, qb*r, opt.MemoryLimit); err != nil {
 		return err
 	}
-	if err := linalg.CheckMemory(fmt.Sprintf("layer %s: preconditioned queries", l.Name), fmt.Sprintf("%d × %d float64", qb, l.Dim()),
-		linalg.Float64Bytes(qb, l.Dim()), opt.MemoryLimit); err != nil {
-		return fmt.Errorf("ekfac: %w", err)
+	inv, err := f.inverse(li, opt.Damping)
+	if err != nil {
+		return err
 	}
+	// The factors of every query, U (d_out × Q·r) and V (d_in × Q·r), in
+	// the eigenbasis or, when the training rows stay put, rotated out.
+	us, vs := linalg.NewDense64(dout, nq*r, nil), linalg.NewDense64(din, nq*r, nil)
 	for q0 := 0; q0 < nq; q0 += qb {
 		q1 := min(q0+qb, nq)
-		w := (q1 - q0) * r
-		p := linalg.NewDense64(q1-q0, l.Dim(), nil)
-		if err := f.preconditionLayer(be, &q.Slice(q0, q1).Layers[li], li, opt, p.Row); err != nil {
-			return err
-		}
-		us, vs := linalg.NewDense64(dout, w, nil), linalg.NewDense64(din, w, nil)
+		x := f.transform(be, &q.Slice(q0, q1).Layers[li], li)
 		for n := 0; n < q1-q0; n++ {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			u, v, err := lowRank(be, linalg.NewDense64(dout, din, p.Row(n)), r)
+			row := x.Row(n)
+			if inv != nil {
+				for j := range row {
+					row[j] *= inv[j]
+				}
+			}
+			u, v, err := lowRank(be, linalg.NewDense64(dout, din, row), r)
 			if err != nil {
 				return fmt.Errorf("ekfac: layer %q: query %d: %w", l.Name, q0+n, err)
 			}
+			c := (q0 + n) * r
 			for i := 0; i < dout; i++ {
-				copy(us.Row(i)[n*r:(n+1)*r], u.Row(i))
+				copy(us.Row(i)[c:c+r], u.Row(i))
 			}
 			for i := 0; i < din; i++ {
-				copy(vs.Row(i)[n*r:(n+1)*r], v.Row(i))
+				copy(vs.Row(i)[c:c+r], v.Row(i))
 			}
 		}
-		var reduce func(lo, hi int)
-		if opt.Precision == F32 {
-			us32, vs32 := us.To32(), vs.To32()
-			su, av := linalg.NewDense32(nc*tok, w, nil), linalg.NewDense32(nc*tok, w, nil)
-			reduce = func(lo, hi int) {
-				rows := (hi - lo) * tok
-				a := narrow(rows, din, l.A[lo*tok*din:hi*tok*din])
-				s := narrow(rows, dout, l.S[lo*tok*dout:hi*tok*dout])
+	}
+	var qa, qs *linalg.Dense64
+	if lf.QA != nil {
+		if rotateTraining(nq, nt, tok, r) {
+			qa, qs = lf.QA, lf.QS
+		} else {
+			uo, vo := linalg.NewDense64(dout, nq*r, nil), linalg.NewDense64(din, nq*r, nil)
+			be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, lf.QS, us, 0, uo)
+			be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, lf.QA, vs, 0, vo)
+			us, vs = uo, vo
+		}
+	}
+	var chunk func(lo, hi int)
+	if opt.Precision == F32 {
+		us32, vs32 := us.To32(), vs.To32()
+		var qa32, qs32 *linalg.Dense32
+		if qa != nil {
+			qa32, qs32 = qa.To32(), qs.To32()
+		}
+		su, av := linalg.NewDense32(nc*tok, qb*r, nil), linalg.NewDense32(nc*tok, qb*r, nil)
+		chunk = func(lo, hi int) {
+			rows := (hi - lo) * tok
+			a, s := rotated32(be, l, lo, hi, qa32, qs32)
+			for q0 := 0; q0 < nq; q0 += qb {
+				q1 := min(q0+qb, nq)
+				w := (q1 - q0) * r
 				suc, avc := su.Slice(0, rows, 0, w), av.Slice(0, rows, 0, w)
-				be.Sgemm(linalg.NoTrans, linalg.NoTrans, 1, s, us32, 0, suc)
-				be.Sgemm(linalg.NoTrans, linalg.NoTrans, 1, a, vs32, 0, avc)
+				be.Sgemm(linalg.NoTrans, linalg.NoTrans, 1, s, us32.Slice(0, dout, q0*r, q1*r), 0, suc)
+				be.Sgemm(linalg.NoTrans, linalg.NoTrans, 1, a, vs32.Slice(0, din, q0*r, q1*r), 0, avc)
 				sumRows(hi-lo, tok, q1-q0, r, func(row, qi int) float64 {
 					return float64(linalg.Dot32(suc.Row(row)[qi*r:(qi+1)*r], avc.Row(row)[qi*r:(qi+1)*r]))
 				}, out, q0, lo)
 			}
-		} else {
-			su, av := linalg.NewDense64(nc*tok, w, nil), linalg.NewDense64(nc*tok, w, nil)
-			reduce = func(lo, hi int) {
-				rows := (hi - lo) * tok
+		}
+	} else {
+		su, av := linalg.NewDense64(nc*tok, qb*r, nil), linalg.NewDense64(nc*tok, qb*r, nil)
+		chunk = func(lo, hi int) {
+			rows := (hi - lo) * tok
+			a := linalg.NewDense64(rows, din, l.A[lo*tok*din:hi*tok*din])
+			s := linalg.NewDense64(rows, dout, l.S[lo*tok*dout:hi*tok*dout])
+			if qa != nil {
+				a, s = rotateRows(be, &gradients.Layer{DIn: din, DOut: dout, A: a.Data, S: s.Data}, qa, qs)
+			}
+			for q0 := 0; q0 < nq; q0 += qb {
+				q1 := min(q0+qb, nq)
+				w := (q1 - q0) * r
 				suc, avc := su.Slice(0, rows, 0, w), av.Slice(0, rows, 0, w)
-				be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, linalg.NewDense64(rows, dout, l.S[lo*tok*dout:hi*tok*dout]), us, 0, suc)
-				be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, linalg.NewDense64(rows, din, l.A[lo*tok*din:hi*tok*din]), vs, 0, avc)
+				be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, s, us.Slice(0, dout, q0*r, q1*r), 0, suc)
+				be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, a, vs.Slice(0, din, q0*r, q1*r), 0, avc)
 				sumRows(hi-lo, tok, q1-q0, r, func(row, qi int) float64 {
 					var d float64
 					x, y := suc.Row(row)[qi*r:(qi+1)*r], avc.Row(row)[qi*r:(qi+1)*r]
@@ -129,12 +172,12 @@ func (f *Factors) lowRankScores(ctx context.Context, be linalg.Backend, li int, 
 				}, out, q0, lo)
 			}
 		}
-		for lo := 0; lo < nt; lo += nc {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			reduce(lo, min(lo+nc, nt))
+	}
+	for lo := 0; lo < nt; lo += nc {
+		if err := ctx.Err(); err != nil {
+			return err
 		}
+		chunk(lo, min(lo+nc, nt))
 	}
 	return nil
 }

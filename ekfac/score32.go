@@ -81,7 +81,8 @@ type LayerPlan struct {
 	// Rotation is the flops of rotating the training activations and
 	// output gradients into the eigenbasis, 2·N·T·(d_in² + d_out²),
 	// shared by both algorithms (0 for Diagonal, Identity and dense
-	// layers).
+	// layers); for LowRank, the lesser of that and rotating the queries'
+	// factors out of it, 2·Q·r·(d_in² + d_out²).
 	Rotation float64
 	// Bilinear is 2·N·T·d_in·Q·d_out + 2·N·T·Q·d_out (0 for a dense
 	// layer, where it does not apply); Materialise is
@@ -120,7 +121,10 @@ func (f *Factors) PairwisePlan(q, t *gradients.Batch, opt ScoreOptions) []LayerP
 		case truncates(l, opt.Rank):
 			r := float64(opt.Rank)
 			p.LowRank = 2*nt*tok*nq*r*(din+dout) + 2*nt*tok*nq*r
-			p.Algorithm, p.Rotation = LowRank, 0
+			p.Algorithm = LowRank
+			if p.Rotation > 0 && !rotateTraining(q.N, t.N, l.Tokens, opt.Rank) {
+				p.Rotation = 2 * nq * r * (din*din + dout*dout)
+			}
 		case opt.algorithm != "":
 			p.Algorithm = opt.algorithm
 		case p.Bilinear < p.Materialise:
