@@ -127,28 +127,29 @@ func (f *Factors) lowRankScores(ctx context.Context, be linalg.Backend, li int, 
 	}
 	var chunk func(lo, hi int)
 	if opt.Precision == F32 {
-		us32, vs32 := us.To32(), vs.To32()
+		f32 := lowRankBlocks[float32]{us: us.To32(), vs: vs.To32(), r: r, qb: qb, tok: tok, out: out,
+			su: linalg.NewDense32(nc*tok, qb*r, nil), av: linalg.NewDense32(nc*tok, qb*r, nil),
+			gemm: func(a, b, c *linalg.Dense32) { be.Sgemm(linalg.NoTrans, linalg.NoTrans, 1, a, b, 0, c) },
+			dot:  func(x, y []float32) float64 { return float64(linalg.Dot32(x, y)) }}
 		var qa32, qs32 *linalg.Dense32
 		if qa != nil {
 			qa32, qs32 = qa.To32(), qs.To32()
 		}
-		su, av := linalg.NewDense32(nc*tok, qb*r, nil), linalg.NewDense32(nc*tok, qb*r, nil)
 		chunk = func(lo, hi int) {
-			rows := (hi - lo) * tok
 			a, s := rotated32(be, l, lo, hi, qa32, qs32)
-			for q0 := 0; q0 < nq; q0 += qb {
-				q1 := min(q0+qb, nq)
-				w := (q1 - q0) * r
-				suc, avc := su.Slice(0, rows, 0, w), av.Slice(0, rows, 0, w)
-				be.Sgemm(linalg.NoTrans, linalg.NoTrans, 1, s, us32.Slice(0, dout, q0*r, q1*r), 0, suc)
-				be.Sgemm(linalg.NoTrans, linalg.NoTrans, 1, a, vs32.Slice(0, din, q0*r, q1*r), 0, avc)
-				sumRows(hi-lo, tok, q1-q0, r, func(row, qi int) float64 {
-					return float64(linalg.Dot32(suc.Row(row)[qi*r:(qi+1)*r], avc.Row(row)[qi*r:(qi+1)*r]))
-				}, out, q0, lo)
-			}
+			f32.score(a, s, lo)
 		}
 	} else {
-		su, av := linalg.NewDense64(nc*tok, qb*r, nil), linalg.NewDense64(nc*tok, qb*r, nil)
+		f64 := lowRankBlocks[float64]{us: us, vs: vs, r: r, qb: qb, tok: tok, out: out,
+			su: linalg.NewDense64(nc*tok, qb*r, nil), av: linalg.NewDense64(nc*tok, qb*r, nil),
+			gemm: func(a, b, c *linalg.Dense64) { be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, a, b, 0, c) },
+			dot: func(x, y []float64) float64 {
+				var d float64
+				for k, v := range x {
+					d += v * y[k]
+				}
+				return d
+			}}
 		chunk = func(lo, hi int) {
 			rows := (hi - lo) * tok
 			a := linalg.NewDense64(rows, din, l.A[lo*tok*din:hi*tok*din])
@@ -156,21 +157,7 @@ func (f *Factors) lowRankScores(ctx context.Context, be linalg.Backend, li int, 
 			if qa != nil {
 				a, s = rotateRows(be, &gradients.Layer{DIn: din, DOut: dout, A: a.Data, S: s.Data}, qa, qs)
 			}
-			for q0 := 0; q0 < nq; q0 += qb {
-				q1 := min(q0+qb, nq)
-				w := (q1 - q0) * r
-				suc, avc := su.Slice(0, rows, 0, w), av.Slice(0, rows, 0, w)
-				be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, s, us.Slice(0, dout, q0*r, q1*r), 0, suc)
-				be.Dgemm(linalg.NoTrans, linalg.NoTrans, 1, a, vs.Slice(0, din, q0*r, q1*r), 0, avc)
-				sumRows(hi-lo, tok, q1-q0, r, func(row, qi int) float64 {
-					var d float64
-					x, y := suc.Row(row)[qi*r:(qi+1)*r], avc.Row(row)[qi*r:(qi+1)*r]
-					for k, v := range x {
-						d += v * y[k]
-					}
-					return d
-				}, out, q0, lo)
-			}
+			f64.score(a, s, lo)
 		}
 	}
 	for lo := 0; lo < nt; lo += nc {
@@ -180,6 +167,33 @@ func (f *Factors) lowRankScores(ctx context.Context, be linalg.Backend, li int, 
 		chunk(lo, min(lo+nc, nt))
 	}
 	return nil
+}
+
+// lowRankBlocks holds the stacked factors of all queries (us, vs), the
+// product buffers of one chunk (su, av) and the products of one precision.
+type lowRankBlocks[T linalg.Float] struct {
+	us, vs, su, av *linalg.Dense[T]
+	r, qb, tok     int
+	out            *linalg.Dense64
+	gemm           func(a, b, c *linalg.Dense[T])
+	dot            func(x, y []T) float64
+}
+
+// score sets the scores of every query against the chunk of training
+// examples starting at lo, whose token rows are a and s: for each block of
+// queries, S·U and A·V, then the reduction.
+func (b *lowRankBlocks[T]) score(a, s *linalg.Dense[T], lo int) {
+	rows, nq, r := a.Rows, b.out.Rows, b.r
+	for q0 := 0; q0 < nq; q0 += b.qb {
+		q1 := min(q0+b.qb, nq)
+		w := (q1 - q0) * r
+		su, av := b.su.Slice(0, rows, 0, w), b.av.Slice(0, rows, 0, w)
+		b.gemm(s, b.us.Slice(0, b.us.Rows, q0*r, q1*r), su)
+		b.gemm(a, b.vs.Slice(0, b.vs.Rows, q0*r, q1*r), av)
+		sumRows(rows/b.tok, b.tok, q1-q0, r, func(row, qi int) float64 {
+			return b.dot(su.Row(row)[qi*r:(qi+1)*r], av.Row(row)[qi*r:(qi+1)*r])
+		}, b.out, q0, lo)
+	}
 }
 
 // sumRows sets out[q0+qi, lo+n] = Σ_τ dot(n·tok+τ, qi) for the n examples
