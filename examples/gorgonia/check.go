@@ -28,21 +28,25 @@ type options struct {
 // difference over the largest magnitude of the reference (the native model,
 // or gorgonia's own weight gradient).
 type report struct {
-	Train, Test         int
-	TrainAcc, TestAcc   float64 // gorgonia's predictions
-	NativeAcc           float64 // the native model's, on the training digits
-	LossErr             float64 // ℓ_n, gorgonia vs native
-	AErr, SErr          float64 // factors at the true labels, worst layer
-	FitAErr, FitSErr    float64 // factors at sampled labels (the fit set)
-	SumErr              float64 // Σ_n s_n a_nᵀ vs gorgonia's ∂(Σ_n ℓ_n)/∂W
-	SingleErr           float64 // s_n a_nᵀ vs gorgonia's ∂ℓ_n/∂W, one graph per example
-	EKFACErr, IdentErr  float64 // scores
-	EKFACSelfErr        float64 // self-influence under EK-FAC
-	Scores              *linalg.Dense64
-	TrainSet, QuerySet  *datasets.Dataset
-	MaxErr              float64 // the largest of the errors above
-	FactorsLayers       int
-	FitExamples, Params int
+	TrainSet, QuerySet *datasets.Dataset
+	Train, Test        int     // examples in the splits
+	Params             int     // parameters of the network
+	TrainAcc, TestAcc  float64 // gorgonia's predictions
+	NativeAcc          float64 // the native model's, on the training digits
+
+	LossErr          float64 // ℓ_n, gorgonia vs native
+	AErr, SErr       float64 // factors at the true labels, worst layer
+	FitAErr, FitSErr float64 // factors at sampled labels (the fit set)
+	SumErr           float64 // Σ_n s_n a_nᵀ vs gorgonia's ∂(Σ_n ℓ_n)/∂W
+	SingleErr        float64 // s_n a_nᵀ vs gorgonia's ∂ℓ_n/∂W, one graph per example
+	EKFACErr         float64 // EK-FAC scores
+	EKFACSelfErr     float64 // EK-FAC self-influence
+	IdentErr         float64 // identity scores
+	MaxErr           float64 // the largest of the errors above
+
+	Scores        *linalg.Dense64 // gorgonia's EK-FAC scores, queries × training digits
+	FactorsLayers int             // layers of the fitted factors
+	FitExamples   int             // examples EK-FAC was fitted on
 }
 
 // tolerance bounds every error of a run: float64 throughout, the two
