@@ -9,7 +9,8 @@ FUZZTIME ?= 30s
 # Haswell, Sandybridge, Prescott: scripts/test-coretypes.sh), and again on
 # the pure-Go path built without cgo, as users without OpenBLAS run it. The
 # store, the scorers, attribution and the service example (concurrent
-# requests) run under the race detector.
+# requests) run under the race detector. Last, the gorgonia example, a
+# module of its own (test-gorgonia).
 test: lint
 	CGO_ENABLED=0 $(GO) build ./...
 	$(GO) test -count=1 ./...
@@ -17,6 +18,7 @@ test: lint
 	$(GO) run -race ./examples/service -selftest 8 >/dev/null
 	GO=$(GO) bash scripts/test-coretypes.sh
 	CGO_ENABLED=0 GOINFLUENCE_BACKEND=cpu $(GO) test -count=1 ./...
+	$(MAKE) --no-print-directory test-gorgonia GO=$(GO)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -68,6 +70,14 @@ demo:
 test-oz:
 	cd scripts/oz-merkle && npm ci --no-audit --no-fund
 	GOINFLUENCE_OZ=1 $(GO) test -count=1 ./attribution/... -run OpenZeppelin -v
+
+# The gorgonia interop example (examples/gorgonia, a module of its own so
+# that goinfluence never depends on gorgonia): its agreement test, then the
+# program's report. The first run downloads gorgonia and its dependencies
+# through the module proxy.
+.PHONY: test-gorgonia
+test-gorgonia:
+	cd examples/gorgonia && $(GO) vet ./... && $(GO) test -count=1 ./... && $(GO) run .
 
 # GPU. `make ptx` compiles the CUDA kernels to the PTX that cuda embeds (needs
 # nvcc; commit the .ptx files). `make gpu-test` cross-compiles test binaries
