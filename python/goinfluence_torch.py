@@ -109,7 +109,9 @@ def export_gradients(model, loader, path, *, kind="train", layers=None, labels=N
         "logits") summed over the example's unmasked tokens; or a function
         measurement(model_output, batch) -> tensor [n] of per-example
         values whose sum is backpropagated (e.g. the log-probability of a
-        generated continuation for queries). labels is ignored then.
+        generated continuation for queries). labels is ignored then. As
+        padding rows are written as zeros, a measurement must not depend on
+        the outputs at padded positions.
     dtype: torch.float32 or torch.float64, the element type of a and s.
     generator: torch.Generator used to sample labels (None: torch's global
         one). Its device is where the labels are drawn.
