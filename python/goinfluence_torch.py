@@ -261,7 +261,7 @@ class _Taps:
     def __init__(self, chosen):
         self.chosen = chosen
         self.handles = []
-        self.anchor = torch.zeros((), requires_grad=True)
+        self.anchors = {}  # device -> leaf; one per device the layers' outputs are on
         self.reset()
 
     def reset(self):
@@ -290,7 +290,11 @@ class _Taps:
 
             def record(g):
                 self.grads[name] = g.detach()
-            return _Tap.apply(output, self.anchor, record)
+            anchor = self.anchors.get(output.device)
+            if anchor is None:
+                anchor = torch.zeros((), device=output.device, requires_grad=True)
+                self.anchors[output.device] = anchor
+            return _Tap.apply(output, anchor, record)
         return hook
 
 
@@ -353,7 +357,7 @@ def _batch_rows(model, batch, bi, ids, taps, labels, measurement, generator, dty
             total = value.sum()
             if not total.requires_grad:
                 raise ValueError("batch %d: the loss does not depend on any chosen layer" % bi)
-            torch.autograd.grad(total, [taps.anchor], allow_unused=True)
+            torch.autograd.grad(total, list(taps.anchors.values()), allow_unused=True)
 
         rows = []
         for name, module in taps.chosen:

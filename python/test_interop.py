@@ -362,13 +362,31 @@ def check_errors(tmp):
             print("  %-30s ValueError: %s" % (name, e))
     if os.path.exists(out):
         failures.append("a failed export left %s" % out)
+    good = os.path.join(tmp, "good.safetensors")
+    export_gradients(model, batches(data, 5), good)
+    with open(good, "rb") as f:
+        before = f.read()
+    try:
+        export_gradients(nan_model, batches(data, 5), good)
+        failures.append("NaN export over an existing file: no error")
+    except ValueError:
+        pass
+    with open(good, "rb") as f:
+        if f.read() != before:
+            failures.append("a failed export changed the existing file")
+    with open(good, "rb") as held:  # an input of this process is never replaced
+        try:
+            export_gradients(model, batches(data, 5), good)
+            failures.append("export over a file this process holds open: no error")
+        except ValueError as e:
+            print("  %-30s ValueError: %s" % ("overwrite an open input", e))
     with open(not_grads, "rb") as f:
         if f.read() != b"not a gradient file":
             failures.append("the refused file was changed")
     left = [f for f in os.listdir(tmp) if f.startswith(".")]
     if left:
         failures.append("temporary files left behind: %s" % left)
-    return len(cases)
+    return len(cases) + 2
 
 
 def main():
