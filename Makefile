@@ -79,6 +79,15 @@ test-oz:
 test-gorgonia:
 	cd examples/gorgonia && $(GO) vet ./... && $(GO) test -count=1 ./... && $(GO) run .
 
+# The PyTorch exporter (python/goinfluence_torch.py) against torch autograd
+# (per-example gradients, 1e-10) and the CLI (fit and F64 scores of every
+# method against DESIGN §3 in torch float64, 1e-8). Installs python3-torch
+# and python3-numpy with apt-get when /usr/bin/python3 lacks them. Not part
+# of `make test`, which must pass without torch.
+.PHONY: test-interop
+test-interop:
+	GO=$(GO) bash scripts/test-interop.sh
+
 # GPU. `make ptx` compiles the CUDA kernels to the PTX that cuda embeds (needs
 # nvcc; commit the .ptx files). `make gpu-test` cross-compiles test binaries
 # and the CLI into .gpu/ for a GPU machine without Go; run each test binary
