@@ -139,6 +139,7 @@ type result struct {
 	Receipt  map[string]float64 // per query set: top-1 DataNet of the receipts' credits
 	Chance   float64            // mean share of the training entries in the query's DataNet
 	Queries  int
+	TopK     int // credits per inference in the receipts
 	Stages   []stage
 	Receipts []string
 }
@@ -149,7 +150,7 @@ type stage struct {
 }
 
 func run(ctx context.Context, o options) (*result, error) {
-	res := &result{Receipt: map[string]float64{}}
+	res := &result{Receipt: map[string]float64{}, TopK: o.TopK}
 	w := o.Out
 	timed := func(name string, f func() error) error {
 		t := time.Now()
@@ -424,7 +425,7 @@ func writeTable(w io.Writer, res *result, man pyManifest) {
 		fmt.Fprintf(w, "| %s | %s | %.3f | %.3f | %.3f | %.2f s |\n", r.Queries, r.Method, r.Top1DataNet, r.Top1Example, r.Share, r.Seconds)
 	}
 	for _, q := range []string{"held-out entry", "generated continuation"} {
-		fmt.Fprintf(w, "| %s | receipt (EK-FAC, i8, top-%s credits) | %.3f | | | |\n", q, "k", res.Receipt[q])
+		fmt.Fprintf(w, "| %s | receipt (EK-FAC, i8, top-%d credits) | %.3f | | | |\n", q, res.TopK, res.Receipt[q])
 	}
 	fmt.Fprintf(w, "\nstages:\n")
 	for _, k := range []string{"pretrain_s", "finetune_s", "generate_s", "export_s"} {

@@ -262,15 +262,19 @@ def continuation_nll(logits, batch):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("workdir")
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("workdir", help="where the weights, gradients and lists go (cached there)")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the split, the contributors, training and sampling")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (on a busy 2-core machine 2 ran 6x slower than 1)")
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     W = lambda name: os.path.join(args.workdir, name)
     torch.set_num_threads(args.threads)
     log = lambda s: print(s, flush=True)
     timings = {}
+    try:
+        import goinfluence_torch as gt
+    except ImportError as e:
+        sys.exit("train.py: cannot import goinfluence_torch from python/ at the repository root: %s" % e)
 
     train, queries = split_datanets(args.seed)
     xt, yt, mt = encode([e["text"] for e in train])
@@ -343,10 +347,6 @@ def main():
     timings["generate_s"] = time.time() - t0
 
     # Gradients of the LoRA matrices, per token.
-    try:
-        import goinfluence_torch as gt
-    except ImportError as e:
-        sys.exit("train.py: cannot import goinfluence_torch from python/ at the repository root: %s" % e)
     layers = [n for n, _ in model.lora_modules()]
     for p in lora_params:
         p.requires_grad_(True)
@@ -359,13 +359,15 @@ def main():
         ("query-entries.safetensors", dict(kind="query", labels="empirical"), Loader(xq, yq, mq, qid, 32)),
         ("query-generated.safetensors", dict(kind="query", measurement=continuation_nll), Loader(gx, gy, gm, qid, 32, extra={"cont": gc})),
     ]
+    exported = 0
     for name, kw, ld in jobs:
         if os.path.exists(W(name)):
             continue
-        n = gt.export_gradients(model, ld, W(name) + ".tmp", layers=layers, **kw)
-        os.replace(W(name) + ".tmp", W(name))
+        n = gt.export_gradients(model, ld, W(name), layers=layers, **kw)  # written atomically
         log("  %s: %d examples" % (name, n))
-    timings["export_s"] = time.time() - t0
+        exported += 1
+    if exported:
+        timings["export_s"] = time.time() - t0
 
     dec = lambda b: b.decode("utf-8", "replace")
     with open(W("train.jsonl"), "w") as f:
