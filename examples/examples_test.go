@@ -23,6 +23,14 @@ var cases = map[string]struct {
 		args: []string{"-batches", "2", "-batch", "10", "-plot", "$TMP/earnings.png"},
 		want: []string{"2 receipts written, checked and verified", "earnings per contributor", "copier earns", "label-flipper earns", "plot: "},
 	},
+	// lora-lm trains a transformer in PyTorch for minutes: here only its
+	// skip path runs (no interpreter), fast and without torch; its Go side
+	// runs on planted gradients in lora-lm/main_test.go, and in full with
+	// `make lora-lm`.
+	"lora-lm": {
+		args: []string{"-python", "$TMP/no-python", "-work", "$TMP"},
+		want: []string{"lora-lm: skipped:", "cannot import torch"},
+	},
 	"quickstart": {
 		args: []string{"-queries", "2", "-k", "2"},
 		want: []string{"accurate on", "Score > 0: helpful", "test digit #", "helpful  train digit", "harmful  train digit", "label "},
