@@ -26,6 +26,7 @@ type Covariance struct {
 	be     linalg.Backend
 	layers []covLayer
 	n      int
+	work   work32 // F32: the narrowed rows, kept between batches
 }
 
 type covLayer struct {
@@ -55,10 +56,10 @@ func (c *Covariance) Add(b *gradients.Batch) error {
 		}
 		c.be = be
 	}
-	if err := b.Validate(); err != nil {
-		return fmt.Errorf("ekfac: %w", err)
-	}
 	if err := checkPrecision(c.Precision); err != nil {
+		return err
+	}
+	if err := validate(b, c.Precision); err != nil {
 		return err
 	}
 	if c.layers == nil {
@@ -77,11 +78,19 @@ func (c *Covariance) Add(b *gradients.Batch) error {
 	if err := checkShapes(shapesOf(c.layers), b); err != nil {
 		return err
 	}
+	var x32 [][2]*linalg.Dense32
+	if c.Precision == F32 {
+		var err error
+		if x32, err = c.work.narrowBatch(b); err != nil {
+			return err
+		}
+	}
 	for i := range b.Layers {
 		l, cl := &b.Layers[i], &c.layers[i]
 		rows := b.N * l.Tokens
 		if c.Precision == F32 {
-			c.add32(l, cl, rows)
+			c.be.CovAccumulate32(cl.a, x32[i][0])
+			c.be.CovAccumulate32(cl.s, x32[i][1])
 		} else {
 			c.be.CovAccumulate(cl.a, linalg.NewDense64(rows, l.DIn, l.A))
 			c.be.CovAccumulate(cl.s, linalg.NewDense64(rows, l.DOut, l.S))
@@ -89,6 +98,19 @@ func (c *Covariance) Add(b *gradients.Batch) error {
 		cl.m += rows
 	}
 	c.n += b.N
+	return nil
+}
+
+// validate checks b's shapes and values, as b.Validate does; at F32 only
+// the shapes, the values being checked as they are narrowed (narrowBatch).
+func validate(b *gradients.Batch, p Precision) error {
+	check := b.Validate
+	if p == F32 {
+		check = b.CheckShapes
+	}
+	if err := check(); err != nil {
+		return fmt.Errorf("ekfac: %w", err)
+	}
 	return nil
 }
 
@@ -212,6 +234,7 @@ type Lambda struct {
 	be     linalg.Backend
 	eig    *Eigen
 	layers []lamLayer
+	work   work32 // F32: the rotated rows and products, kept between batches
 	n      int
 }
 
@@ -244,10 +267,10 @@ func NewLambda(method Method, be linalg.Backend, eig *Eigen) (*Lambda, error) {
 
 // Add accumulates one batch.
 func (l *Lambda) Add(b *gradients.Batch) error {
-	if err := b.Validate(); err != nil {
-		return fmt.Errorf("ekfac: %w", err)
-	}
 	if err := checkPrecision(l.Precision); err != nil {
+		return err
+	}
+	if err := validate(b, l.Precision); err != nil {
 		return err
 	}
 	if err := l.checkMemory(b); err != nil {
@@ -275,6 +298,13 @@ func (l *Lambda) Add(b *gradients.Batch) error {
 	if err := checkShapes(shapesOf(l.layers), b); err != nil {
 		return err
 	}
+	var x32 [][2]*linalg.Dense32
+	if l.Precision == F32 {
+		var err error
+		if x32, err = l.work.narrowBatch(b); err != nil {
+			return err
+		}
+	}
 	for i := range b.Layers {
 		bl, ll := &b.Layers[i], &l.layers[i]
 		switch {
@@ -285,7 +315,7 @@ func (l *Lambda) Add(b *gradients.Batch) error {
 				}
 			}
 		case l.Precision == F32:
-			l.add32(bl, ll, i, b.N)
+			l.add32(bl, ll, i, b.N, x32[i][0], x32[i][1], 2*len(b.Layers))
 		case l.method == Diagonal:
 			g := make([]float64, bl.DOut*bl.DIn)
 			for n := 0; n < b.N; n++ {

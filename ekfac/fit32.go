@@ -26,13 +26,6 @@ func checkPrecision(p Precision) error {
 // axis: it bounds the float32 rounding of a sum of positive terms.
 const lamFlush = 64
 
-// add32 accumulates Σ a aᵀ and Σ s sᵀ of one layer's batch: the products in
-// float32 (CovAccumulate32), added into the float64 sums.
-func (c *Covariance) add32(l *gradients.Layer, cl *covLayer, rows int) {
-	c.be.CovAccumulate32(cl.a, narrow(rows, l.DIn, l.A))
-	c.be.CovAccumulate32(cl.s, narrow(rows, l.DOut, l.S))
-}
-
 // add32 accumulates Λ's sum of one factored layer's batch with float32
 // products. The rotated token rows are S̃ = S·Q_S and Ã = A·Q_A (Q = I for
 // Diagonal). Without a token axis (one token an example) each example's
@@ -42,14 +35,21 @@ func (c *Covariance) add32(l *gradients.Layer, cl *covLayer, rows int) {
 //
 // one GEMM for the whole batch. With up to pairMaxTokens tokens the same
 // holds over pairs of tokens (pairLambda); with more, G̃_n = S̃_nᵀ Ã_n is
-// formed per example (a GEMM with k = Tokens) and squared.
-func (l *Lambda) add32(bl *gradients.Layer, ll *lamLayer, i, n int) {
-	if l.eig != nil && ll.qa32 == nil {
-		lf := &l.eig.Layers[i]
-		ll.qa32, ll.qs32 = lf.QA.To32(), lf.QS.To32()
+// formed per example (a GEMM with k = Tokens) and squared. a and s are the
+// layer's narrowed token rows, scratch (squared in place for Diagonal);
+// the rotated rows and the product take work slots from slot on.
+func (l *Lambda) add32(bl *gradients.Layer, ll *lamLayer, i, n int, a, s *linalg.Dense32, slot int) {
+	if l.eig != nil {
+		if ll.qa32 == nil {
+			lf := &l.eig.Layers[i]
+			ll.qa32, ll.qs32 = lf.QA.To32(), lf.QS.To32()
+		}
+		ah, sh := l.work.get(slot, a.Rows, bl.DIn), l.work.get(slot+1, s.Rows, bl.DOut)
+		l.be.Sgemm(linalg.NoTrans, linalg.NoTrans, 1, a, ll.qa32, 0, ah)
+		l.be.Sgemm(linalg.NoTrans, linalg.NoTrans, 1, s, ll.qs32, 0, sh)
+		a, s = ah, sh
 	}
-	a, s := rotated32(l.be, bl, 0, n, ll.qa32, ll.qs32)
-	g := linalg.NewDense32(bl.DOut, bl.DIn, nil)
+	g := l.work.get(slot+2, bl.DOut, bl.DIn)
 	if bl.Tokens == 1 {
 		square32(a.Data)
 		square32(s.Data)

@@ -3,7 +3,9 @@ package ekfac
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/goinfluence/goinfluence/gradients"
@@ -194,5 +196,66 @@ func TestFitUnknownPrecision(t *testing.T) {
 	lam.Precision = 2
 	if err := lam.Add(b); err == nil {
 		t.Error("Lambda: unknown precision accepted")
+	}
+}
+
+// TestFitF32Values checks the F32 passes' own check of the values: a NaN
+// or ±Inf anywhere is refused naming the layer, the tensor and the
+// example, a finite value beyond float32's range naming the layer, and a
+// refused batch leaves the sums as they were.
+func TestFitF32Values(t *testing.T) {
+	be := linalg.CPU()
+	rng := rand.New(rand.NewPCG(9, 10))
+	fit := randomBatch(rng, 6, false)
+	cases := []struct {
+		name  string
+		layer int
+		field string
+		at    int // index into the tensor
+		v     float64
+		want  []string
+	}{
+		{"NaN in a", 0, "a", 3*18 + 5, math.NaN(), []string{`layer "enc.fc1"`, "a", "example 3"}},
+		{"+Inf in s", 1, "s", 4*3 + 2, math.Inf(1), []string{`layer "head"`, "s", "example 4"}},
+		{"-Inf in grad", 2, "grad", 2*7 + 1, math.Inf(-1), []string{`layer "emb"`, "grad", "example 2"}},
+		{"beyond float32", 1, "a", 7, 1e39, []string{`layer "head"`, "beyond float32's range"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dense := tc.field == "grad" // Covariance refuses dense layers by shape
+			b := randomBatch(rng, 6, dense)
+			l := &b.Layers[tc.layer]
+			map[string][]float64{"a": l.A, "s": l.S, "grad": l.Grad}[tc.field][tc.at] = tc.v
+			if !dense {
+				c := NewCovariance(be)
+				c.Precision = F32
+				if err := c.Add(fit); err != nil {
+					t.Fatal(err)
+				}
+				before := append([]float64(nil), c.layers[0].a.Data...)
+				err := c.Add(b)
+				if err == nil {
+					t.Fatal("Covariance accepted the batch")
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("Covariance: %v, want %q", err, w)
+					}
+				}
+				for i, v := range c.layers[0].a.Data {
+					if v != before[i] {
+						t.Fatalf("Covariance: a refused batch changed the sums at %d", i)
+					}
+				}
+			}
+			lam, err := NewLambda(Diagonal, be, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lam.Precision = F32
+			if err := lam.Add(b); err == nil || !strings.Contains(err.Error(), tc.want[0]) {
+				t.Errorf("Lambda (diagonal): %v, want %q", err, tc.want[0])
+			}
+		})
 	}
 }

@@ -136,7 +136,7 @@ func (f *Factors) lowRankScores(ctx context.Context, be linalg.Backend, li int, 
 			qa32, qs32 = qa.To32(), qs.To32()
 		}
 		chunk = func(lo, hi int) {
-			a, s := rotated32(be, l, lo, hi, qa32, qs32)
+			a, s := rotated32(be, nil, l, lo, hi, qa32, qs32)
 			f32.score(a, s, lo)
 		}
 	} else {

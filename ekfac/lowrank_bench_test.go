@@ -38,3 +38,23 @@ func BenchmarkRankScores(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFitF32 fits EK-FAC in F32 on 5,000 examples of an MLP
+// 784-512-512-10 without a token axis (bench ekfac --model mlp's fit) in
+// chunks of 64 MiB.
+func BenchmarkFitF32(b *testing.B) {
+	ctx := context.Background()
+	be, err := linalg.Auto()
+	if err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	specs := []layerSpec{{name: "fc1", din: 785, dout: 512, tokens: 1}, {name: "fc2", din: 513, dout: 512, tokens: 1}, {name: "fc3", din: 513, dout: 10, tokens: 1}}
+	fit := shapedBatch(rng, 5000, specs)
+	parts := splitBatch(fit, 2950)
+	for b.Loop() {
+		if _, err := FitWithOptions(ctx, EKFAC, be, BatchSource(parts...), FitOptions{Precision: F32}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -169,7 +169,7 @@ func (f *Factors) preconditionLayer(be linalg.Backend, l *gradients.Layer, li in
 func precondition32(be linalg.Backend, l *gradients.Layer, lf *LayerFactors, inv []float64, view func(n int) []float64) {
 	n := len(l.A) / (l.Tokens * l.DIn)
 	qa, qs := lf.QA.To32(), lf.QS.To32()
-	ah, sh := rotated32(be, l, 0, n, qa, qs)
+	ah, sh := rotated32(be, nil, l, 0, n, qa, qs)
 	gt := linalg.NewDense32(l.DOut, l.DIn, nil)
 	tmp := linalg.NewDense32(l.DOut, l.DIn, nil)
 	for i := 0; i < n; i++ {

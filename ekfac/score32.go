@@ -3,6 +3,7 @@ package ekfac
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/goinfluence/goinfluence/gradients"
 	"github.com/goinfluence/goinfluence/linalg"
@@ -310,7 +311,7 @@ func bilinear(ctx context.Context, be linalg.Backend, l *gradients.Layer, rows q
 		rows(q0, q1, linalg.NewDense32(q1-q0, dout*din, m[:(q1-q0)*dout*din]))
 	}
 	if nt*tok*(din+dout) <= limit {
-		ah, sh := rotated32(be, l, 0, nt, qa, qs)
+		ah, sh := rotated32(be, nil, l, 0, nt, qa, qs)
 		for q0 := 0; q0 < nq; q0 += qb {
 			form(q0)
 			for lo := 0; lo < nt; lo += nc {
@@ -326,7 +327,7 @@ func bilinear(ctx context.Context, be linalg.Backend, l *gradients.Layer, rows q
 	formed := -1 // the first query of the block in m
 	for lo := 0; lo < nt; lo += nc {
 		hi := min(lo+nc, nt)
-		ah, sh := rotated32(be, l, lo, hi, qa, qs)
+		ah, sh := rotated32(be, nil, l, lo, hi, qa, qs)
 		for q0 := 0; q0 < nq; q0 += qb {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -379,7 +380,7 @@ func bilinearBlocks(nq, nt, tok, din, dout, limit int) (qb, nc int) {
 func materialise(ctx context.Context, be linalg.Backend, l *gradients.Layer, m, qa, qs *linalg.Dense32, out *linalg.Dense64, limit int, memLimit int64) error {
 	tok, din, dout := l.Tokens, l.DIn, l.DOut
 	return chunkedScores(ctx, be, l.Name, "materialised gradients", m, out, din*dout, limit, memLimit, func(g *linalg.Dense32, lo, hi int) {
-		ah, sh := rotated32(be, l, lo, hi, qa, qs)
+		ah, sh := rotated32(be, nil, l, lo, hi, qa, qs)
 		for n := 0; n < hi-lo; n++ {
 			gt := g.Row(n)
 			if tok == 1 {
@@ -444,23 +445,112 @@ func scoreChunk(be linalg.Backend, m, g, prod *linalg.Dense32, out *linalg.Dense
 
 // rotated32 returns the token rows of examples [lo, hi) of l narrowed to
 // float32 and rotated, Ã = A·Q_A and S̃ = S·Q_S, or only narrowed when qa is
-// nil (Diagonal, Identity).
-func rotated32(be linalg.Backend, l *gradients.Layer, lo, hi int, qa, qs *linalg.Dense32) (ah, sh *linalg.Dense32) {
+// nil (Diagonal, Identity); the matrices come from w (nil: fresh ones).
+func rotated32(be linalg.Backend, w *work32, l *gradients.Layer, lo, hi int, qa, qs *linalg.Dense32) (ah, sh *linalg.Dense32) {
 	rows := (hi - lo) * l.Tokens
-	a := narrow(rows, l.DIn, l.A[lo*l.Tokens*l.DIn:hi*l.Tokens*l.DIn])
-	s := narrow(rows, l.DOut, l.S[lo*l.Tokens*l.DOut:hi*l.Tokens*l.DOut])
+	a := w.narrow(0, rows, l.DIn, l.A[lo*l.Tokens*l.DIn:hi*l.Tokens*l.DIn])
+	s := w.narrow(1, rows, l.DOut, l.S[lo*l.Tokens*l.DOut:hi*l.Tokens*l.DOut])
 	if qa == nil {
 		return a, s
 	}
-	ah = linalg.NewDense32(rows, l.DIn, nil)
-	sh = linalg.NewDense32(rows, l.DOut, nil)
+	ah, sh = w.get(2, rows, l.DIn), w.get(3, rows, l.DOut)
 	be.Sgemm(linalg.NoTrans, linalg.NoTrans, 1, a, qa, 0, ah)
 	be.Sgemm(linalg.NoTrans, linalg.NoTrans, 1, s, qs, 0, sh)
 	return ah, sh
 }
 
-// narrow returns the r × c values v narrowed to float32.
-func narrow(r, c int, v []float64) *linalg.Dense32 { return linalg.NewDense64(r, c, v).To32() }
+// work32 hands out float32 matrices backed by buffers kept between calls,
+// numbered by slot, so that a pass over many batches allocates and zeroes
+// them once; a matrix's values are left from earlier use, for callers that
+// overwrite them. A nil *work32 allocates fresh matrices.
+type work32 struct{ bufs [][]float32 }
+
+func (w *work32) get(slot, r, c int) *linalg.Dense32 {
+	if w == nil {
+		return linalg.NewDense32(r, c, nil)
+	}
+	for len(w.bufs) <= slot {
+		w.bufs = append(w.bufs, nil)
+	}
+	if cap(w.bufs[slot]) < r*c {
+		w.bufs[slot] = make([]float32, r*c)
+	}
+	return linalg.NewDense32(r, c, w.bufs[slot][:r*c])
+}
+
+// narrow returns the r × c values v narrowed to float32 in slot.
+func (w *work32) narrow(slot, r, c int, v []float64) *linalg.Dense32 {
+	d, _ := w.narrowChecked(slot, r, c, v)
+	return d
+}
+
+// narrowChecked is narrow also reporting whether every narrowed value is
+// finite: false for a NaN or ±Inf of v and for a finite value beyond
+// float32's range. The values are split between goroutines.
+func (w *work32) narrowChecked(slot, r, c int, v []float64) (*linalg.Dense32, bool) {
+	d := w.get(slot, r, c)
+	var bad atomic.Bool
+	linalg.ParallelChunks(len(v), 1<<16, func(lo, hi int) {
+		if !narrowFinite(d.Data[lo:hi], v[lo:hi]) {
+			bad.Store(true)
+		}
+	})
+	return d, !bad.Load()
+}
+
+// narrowFinite sets dst to src narrowed to float32 and reports whether
+// every value of dst is finite: f − f is 0 for a finite f and NaN
+// otherwise, and NaN survives the sums (four, so that the loop does not
+// wait on one addition chain).
+func narrowFinite(dst []float32, src []float64) bool {
+	dst = dst[:len(src)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(src); i += 4 {
+		v, d := src[i:i+4:i+4], dst[i:i+4:i+4]
+		f0, f1, f2, f3 := float32(v[0]), float32(v[1]), float32(v[2]), float32(v[3])
+		d[0], d[1], d[2], d[3] = f0, f1, f2, f3
+		s0 += f0 - f0
+		s1 += f1 - f1
+		s2 += f2 - f2
+		s3 += f3 - f3
+	}
+	for ; i < len(src); i++ {
+		f := float32(src[i])
+		dst[i] = f
+		s0 += f - f
+	}
+	return (s0+s1)+(s2+s3) == 0
+}
+
+// narrowBatch narrows the token rows of every factored layer of b into
+// slots 2i (activations) and 2i+1 (output gradients), returned per layer,
+// and checks every layer's values: a NaN or ±Inf is the error
+// Layer.CheckFinite names, a finite value beyond float32's range an error
+// naming the layer. Dense layers are checked and not narrowed.
+func (w *work32) narrowBatch(b *gradients.Batch) ([][2]*linalg.Dense32, error) {
+	out := make([][2]*linalg.Dense32, len(b.Layers))
+	for i := range b.Layers {
+		l := &b.Layers[i]
+		if !l.Factored() {
+			if err := l.CheckFinite(); err != nil {
+				return nil, fmt.Errorf("ekfac: %w", err)
+			}
+			continue
+		}
+		rows := b.N * l.Tokens
+		a, okA := w.narrowChecked(2*i, rows, l.DIn, l.A)
+		s, okS := w.narrowChecked(2*i+1, rows, l.DOut, l.S)
+		if !okA || !okS {
+			if err := l.CheckFinite(); err != nil {
+				return nil, fmt.Errorf("ekfac: %w", err)
+			}
+			return nil, fmt.Errorf("ekfac: layer %q: a value beyond float32's range (±3.4e38): use precision f64", l.Name)
+		}
+		out[i] = [2]*linalg.Dense32{a, s}
+	}
+	return out, nil
+}
 
 // narrowScaled sets dst[j] to g[j]·inv[j] narrowed to float32 (inv nil: 1)
 // for every value of g.

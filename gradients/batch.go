@@ -114,6 +114,20 @@ func (b *Batch) Flatten() *linalg.Dense64 {
 // Validate checks shapes and that every value is finite. Errors name the
 // layer, the tensor and the example.
 func (b *Batch) Validate() error {
+	if err := b.CheckShapes(); err != nil {
+		return err
+	}
+	for li := range b.Layers {
+		if err := b.Layers[li].CheckFinite(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CheckShapes is Validate without the check of the values, for callers
+// that check them in a pass of their own (Layer.CheckFinite).
+func (b *Batch) CheckShapes() error {
 	if b.IDs != nil && len(b.IDs) != b.N {
 		return &Error{Field: "ids", Example: -1, Err: fmt.Errorf("%w: %d ids for %d examples", ErrShape, len(b.IDs), b.N)}
 	}
@@ -134,22 +148,26 @@ func (b *Batch) Validate() error {
 			if len(l.S) != b.N*l.Tokens*l.DOut {
 				return &Error{Layer: l.Name, Field: "s", Example: -1, Err: fmt.Errorf("%w: %d values, want %d×%d×%d", ErrShape, len(l.S), b.N, l.Tokens, l.DOut)}
 			}
-			if err := checkFinite(l.Name, "a", l.A, l.Tokens*l.DIn); err != nil {
-				return err
-			}
-			if err := checkFinite(l.Name, "s", l.S, l.Tokens*l.DOut); err != nil {
-				return err
-			}
 			continue
 		}
 		if l.D < 1 || len(l.Grad) != b.N*l.D {
 			return &Error{Layer: l.Name, Field: "grad", Example: -1, Err: fmt.Errorf("%w: %d values for %d examples of dimension %d", ErrShape, len(l.Grad), b.N, l.D)}
 		}
-		if err := checkFinite(l.Name, "grad", l.Grad, l.D); err != nil {
-			return err
-		}
 	}
 	return nil
+}
+
+// CheckFinite returns an error naming the layer, the tensor and the example
+// of the first NaN or ±Inf among the layer's values, nil if there is none.
+// The layer's shape must be valid (Batch.CheckShapes).
+func (l *Layer) CheckFinite() error {
+	if !l.Factored() {
+		return checkFinite(l.Name, "grad", l.Grad, l.D)
+	}
+	if err := checkFinite(l.Name, "a", l.A, l.Tokens*l.DIn); err != nil {
+		return err
+	}
+	return checkFinite(l.Name, "s", l.S, l.Tokens*l.DOut)
 }
 
 func checkFinite(layer, field string, v []float64, per int) error {
