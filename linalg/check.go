@@ -134,22 +134,42 @@ func lowerCopy(op string, a *Dense64) (*Dense64, error) {
 }
 
 // mirrorUpper copies the strict upper triangle of the square c to its lower.
+// It goes tile by tile: a column of a wide matrix touches one page per
+// value, and walking whole columns made the copy cost more than the
+// covariance products it follows.
 func mirrorUpper(c *Dense64) {
-	for i := 1; i < c.Rows; i++ {
-		row := c.Data[i*c.Stride : i*c.Stride+i]
-		for j := range row {
-			row[j] = c.Data[j*c.Stride+i]
+	n := c.Rows
+	for i0 := 0; i0 < n; i0 += transposeTile {
+		i1 := min(i0+transposeTile, n)
+		for j0 := 0; j0 < i1; j0 += transposeTile {
+			j1 := min(j0+transposeTile, n)
+			for i := max(i0, 1); i < i1; i++ {
+				row := c.Data[i*c.Stride : i*c.Stride+min(j1, i)]
+				for j := j0; j < len(row); j++ {
+					row[j] = c.Data[j*c.Stride+i]
+				}
+			}
 		}
 	}
 }
 
+// transposeTile is the side of the tiles in which mirrorUpper and
+// transposeInto copy: 64 × 64 float64 values, 32 KiB.
+const transposeTile = 64
+
 // transposeInto writes the transpose of the row-major r×c src (leading
 // dimension lds) into dst (leading dimension ldd).
 func transposeInto(dst []float64, ldd int, src []float64, lds, r, c int) {
-	for i := 0; i < r; i++ {
-		row := src[i*lds : i*lds+c]
-		for j, v := range row {
-			dst[j*ldd+i] = v
+	for i0 := 0; i0 < r; i0 += transposeTile {
+		i1 := min(i0+transposeTile, r)
+		for j0 := 0; j0 < c; j0 += transposeTile {
+			j1 := min(j0+transposeTile, c)
+			for i := i0; i < i1; i++ {
+				row := src[i*lds+j0 : i*lds+j1]
+				for j, v := range row {
+					dst[(j0+j)*ldd+i] = v
+				}
+			}
 		}
 	}
 }
