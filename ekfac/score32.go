@@ -175,12 +175,12 @@ func (f *Factors) layerScores32(ctx context.Context, be linalg.Backend, q, t *gr
 		if err != nil {
 			return nil, err
 		}
-		rows := f.queryRows32(be, &q.Layers[li], li, inv)
 		l, lf := &t.Layers[li], &f.Layers[li]
 		var qa, qs *linalg.Dense32
 		if lf.QA != nil {
 			qa, qs = lf.QA.To32(), lf.QS.To32()
 		}
+		rows := f.queryRows32(be, &q.Layers[li], li, inv, qa, qs)
 		if l.Factored() && plan[li].Algorithm == Bilinear {
 			err = bilinear(ctx, be, l, rows, qa, qs, out[li], limit, opt.MemoryLimit)
 		} else {
@@ -211,7 +211,7 @@ type queryRows func(lo, hi int, dst *linalg.Dense32)
 // G ⊘ (Λ + δ), or G; inv is 1/(Λ + δ), nil for 1), each formed in float64
 // from the rotated activations and output gradients and narrowed at once,
 // so that no float64 copy of all queries is held.
-func (f *Factors) queryRows32(be linalg.Backend, l *gradients.Layer, li int, inv []float64) queryRows {
+func (f *Factors) queryRows32(be linalg.Backend, l *gradients.Layer, li int, inv []float64, qa, qs *linalg.Dense32) queryRows {
 	lf := &f.Layers[li]
 	d := l.Dim()
 	if lf.QA == nil {
@@ -225,18 +225,25 @@ func (f *Factors) queryRows32(be linalg.Backend, l *gradients.Layer, li int, inv
 			})
 		}
 	}
-	ah, sh := rotateRows(be, l, lf.QA, lf.QS)
 	if l.Tokens > 1 {
-		gt := linalg.NewDense64(l.DOut, l.DIn, nil)
+		// With a token axis each query's G̃ is a product over its tokens:
+		// rotated and formed in float32 like the training side, only the
+		// division by Λ + δ in float64.
+		ah, sh := rotated32(be, nil, l, 0, examples(l), qa, qs)
+		gt := linalg.NewDense32(l.DOut, l.DIn, nil)
 		return func(lo, hi int, dst *linalg.Dense32) {
 			for n := lo; n < hi; n++ {
-				be.Dgemm(linalg.Trans, linalg.NoTrans, 1,
+				be.Sgemm(linalg.Trans, linalg.NoTrans, 1,
 					sh.Slice(n*l.Tokens, (n+1)*l.Tokens, 0, l.DOut),
 					ah.Slice(n*l.Tokens, (n+1)*l.Tokens, 0, l.DIn), 0, gt)
-				narrowScaled(dst.Row(n-lo), gt.Data, inv)
+				row := dst.Row(n - lo)
+				for j, v := range gt.Data {
+					row[j] = float32(float64(v) * inv[j])
+				}
 			}
 		}
 	}
+	ah, sh := rotateRows(be, l, lf.QA, lf.QS)
 	// One token: G̃ is the outer product s̃ ã ᵀ, formed a row at a time.
 	return func(lo, hi int, dst *linalg.Dense32) {
 		linalg.ParallelChunks(hi-lo, 1, func(a, b int) {
