@@ -3,6 +3,7 @@ package ekfac
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -640,4 +641,23 @@ func drop(ts []safetensors.Tensor, name string) []safetensors.Tensor {
 		}
 	}
 	return out
+}
+
+// TestLowRankMemoryLimit holds the rank-r path to refusing, before
+// allocating, work buffers over the memory limit, naming the layer.
+func TestLowRankMemoryLimit(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(55, 56))
+	specs := []layerSpec{{name: "wide", din: 300, dout: 200, tokens: 1}}
+	f := IdentityFactors(shapedBatch(rng, 1, specs))
+	q, tr := shapedBatch(rng, 20, specs), shapedBatch(rng, 10, specs)
+	for _, prec := range []Precision{F64, F32} {
+		_, err := f.LayerScores(ctx, linalg.CPU(), q, tr, ScoreOptions{Rank: 8, Precision: prec, MemoryLimit: 256 << 10})
+		if !errors.Is(err, linalg.ErrMemoryLimit) || !strings.Contains(err.Error(), "query transforms") {
+			t.Errorf("%s: %v, want a memory-limit error naming the query transforms", prec, err)
+		}
+		if _, err := f.LayerScores(ctx, linalg.CPU(), q, tr, ScoreOptions{Rank: 8, Precision: prec, MemoryLimit: linalg.NoMemoryLimit}); err != nil {
+			t.Errorf("%s without a limit: %v", prec, err)
+		}
+	}
 }

@@ -69,17 +69,27 @@ func (f *Factors) lowRankScores(ctx context.Context, be linalg.Backend, li int, 
 	l, lf := &t.Layers[li], &f.Layers[li]
 	r, tok, din, dout := opt.Rank, l.Tokens, l.DIn, l.DOut
 	nq, nt := q.N, t.N
-	limit := chunkFloats32
+	limit, size := chunkFloats32, 1 // the values of a work buffer; their size in float32s
 	if opt.chunkFloats > 0 {
 		limit = opt.chunkFloats
 	}
+	if opt.Precision != F32 {
+		limit, size = max(1, limit/2), 2
+	}
 	qb := max(1, min(nq, lowRankSide/r, limit/(r*tok)))
 	nc := max(1, min(nt, limit/(tok*qb*r), limit/(tok*max(din, dout))))
-	if err := checkWork(l.Name, "low-rank factors", nq*r, din+dout, opt.MemoryLimit); err != nil {
+	if err := checkWork(l.Name, "low-rank factors (float64, and float32 copies)", 3*nq*r, din+dout, opt.MemoryLimit); err != nil {
 		return err
 	}
-	if err := checkWork(l.Name, "low-rank products", 2*nc*tok, qb*r, opt.MemoryLimit); err != nil {
+	if err := checkWork(l.Name, "low-rank products", size*2*nc*tok, qb*r, opt.MemoryLimit); err != nil {
 		return err
+	}
+	// The queries' M̃ are formed in float64 a block of tb at a time, at
+	// most limit values.
+	tb := max(1, min(nq, limit/max(l.Dim(), 1)))
+	if err := linalg.CheckMemory(fmt.Sprintf("layer %s: query transforms", l.Name), fmt.Sprintf("%d × %d float64", tb, l.Dim()),
+		linalg.Float64Bytes(tb, l.Dim()), opt.MemoryLimit); err != nil {
+		return fmt.Errorf("ekfac: %w", err)
 	}
 	inv, err := f.inverse(li, opt.Damping)
 	if err != nil {
@@ -88,8 +98,8 @@ func (f *Factors) lowRankScores(ctx context.Context, be linalg.Backend, li int, 
 	// The factors of every query, U (d_out × Q·r) and V (d_in × Q·r), in
 	// the eigenbasis or, when the training rows stay put, rotated out.
 	us, vs := linalg.NewDense64(dout, nq*r, nil), linalg.NewDense64(din, nq*r, nil)
-	for q0 := 0; q0 < nq; q0 += qb {
-		q1 := min(q0+qb, nq)
+	for q0 := 0; q0 < nq; q0 += tb {
+		q1 := min(q0+tb, nq)
 		x := f.transform(be, &q.Slice(q0, q1).Layers[li], li)
 		for n := 0; n < q1-q0; n++ {
 			if err := ctx.Err(); err != nil {
