@@ -35,6 +35,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -57,6 +58,7 @@ import (
 	"github.com/goinfluence/goinfluence/gradients/store"
 	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/influence"
+	"github.com/goinfluence/goinfluence/internal/atomicfile"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -206,8 +208,7 @@ func run(ctx context.Context, o options) (*result, error) {
 		if err != nil {
 			return err
 		}
-		os.Remove(factorsPath)
-		return factors.Save(factorsPath)
+		return factors.Save(factorsPath) // atomic: a failed save keeps the old file
 	}); err != nil {
 		return nil, err
 	}
@@ -223,7 +224,11 @@ func run(ctx context.Context, o options) (*result, error) {
 		dtype     gradients.DType
 	}{{"i8 store build", i8Dir, gradients.Projection{}, gradients.I8}, {"TRAK store build (rademacher)", trakDir, trakSpec, gradients.F32}} {
 		if err := timed(b.name, func() error {
-			os.RemoveAll(b.dir)
+			// Build refuses an existing store; the stores are rebuilt on
+			// every run, since the fit and the gradients may have changed.
+			if err := os.RemoveAll(b.dir); err != nil {
+				return err
+			}
 			src, err := store.OpenSource(trainFile)
 			if err != nil {
 				return err
@@ -323,8 +328,7 @@ func run(ctx context.Context, o options) (*result, error) {
 			if err != nil {
 				return err
 			}
-			os.Remove(path)
-			return attribution.WriteReceipt(path, r)
+			return attribution.WriteReceipt(path, r) // atomic
 		}); err != nil {
 			return nil, err
 		}
@@ -481,14 +485,19 @@ func findScript(flagValue string) (string, error) {
 }
 
 // writeRegistry writes the registry CSV: id, contributor, DataNet and the
-// SHA-256 of the entry's text (identical entries share one credit).
+// SHA-256 of the entry's text (identical entries share one credit). The
+// registry is read with encoding/csv, so names holding commas or quotes are
+// quoted; the file is replaced atomically, since receipts hash it.
 func writeRegistry(path string, train []entry) error {
-	var b strings.Builder
-	b.WriteString("id,contributor,datanet,content_sha256\n")
-	for _, e := range train {
-		fmt.Fprintf(&b, "%d,%s,%s,%x\n", e.ID, e.Contributor, e.DataNet, sha256.Sum256([]byte(e.Text)))
-	}
-	return os.WriteFile(path, []byte(b.String()), 0o644)
+	return atomicfile.WriteFile(path, func(w io.Writer) error {
+		cw := csv.NewWriter(w) // a failed Write shows in cw.Error
+		cw.Write([]string{"id", "contributor", "datanet", "content_sha256"})
+		for _, e := range train {
+			cw.Write([]string{strconv.FormatInt(e.ID, 10), e.Contributor, e.DataNet, fmt.Sprintf("%x", sha256.Sum256([]byte(e.Text)))})
+		}
+		cw.Flush()
+		return cw.Error()
+	})
 }
 
 // topCredit returns the DataNet with the largest credit ("" for none).
