@@ -19,20 +19,23 @@
 //     more likely), measures whether the influence lands on the entry's
 //     DataNet, for EK-FAC, identity (gradient dot products) and TRAK
 //     (dense JL projection, (ΦᵀΦ + δI)⁻¹);
-//   - attributes every generated continuation into a receipt (EK-FAC on the
-//     i8 store), checked and recomputed by a second Attributor, and prints a
-//     few with their most helpful training entries.
+//   - attributes each query set (held-out entries, generated continuations)
+//     into a receipt (EK-FAC on the i8 store), checked and recomputed by a
+//     second Attributor, and prints a few generated continuations with their
+//     most helpful training entries.
 //
 // A DataNet's influence on a query is the sum of the positive scores of its
 // entries. Top-1 DataNet accuracy: the DataNet with the largest influence is
-// the query's. Top-1 example: the most helpful entry is from the query's
-// DataNet. Share: the query DataNet's influence over all DataNets'.
+// the query's. Top-1 example: the most helpful entry (the highest positive
+// score) is from the query's DataNet. Share: the query DataNet's influence
+// over all DataNets'.
 //
 //	go run ./examples/lora-lm -work /tmp/goinfluence-lora-lm
 package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/csv"
@@ -47,7 +50,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -152,7 +154,7 @@ type stage struct {
 }
 
 func run(ctx context.Context, o options) (*result, error) {
-	res := &result{Receipt: map[string]float64{}, TopK: o.TopK}
+	res := &result{Receipt: map[string]float64{}, TopK: cmp.Or(o.TopK, attribution.DefaultTopK)}
 	w := o.Out
 	timed := func(name string, f func() error) error {
 		t := time.Now()
@@ -169,6 +171,9 @@ func run(ctx context.Context, o options) (*result, error) {
 	var man pyManifest
 	if err := readJSON(filepath.Join(o.Work, "manifest.json"), &man); err != nil {
 		return nil, err
+	}
+	if len(man.DataNets) == 0 || len(man.Layers) == 0 {
+		return nil, fmt.Errorf("%s: %d DataNets and %d layers, want at least one of each", filepath.Join(o.Work, "manifest.json"), len(man.DataNets), len(man.Layers))
 	}
 	train, err := readEntries(filepath.Join(o.Work, "train.jsonl"))
 	if err != nil {
@@ -260,6 +265,13 @@ func run(ctx context.Context, o options) (*result, error) {
 		if qs.Grads.N != len(queries) {
 			return nil, fmt.Errorf("%s holds %d queries, queries.jsonl %d", qs.File, qs.Grads.N, len(queries))
 		}
+		// Row i of every score matrix and receipt is read as queries[i]:
+		// a gradient file left from another split must not pass for it.
+		for i, id := range qs.Grads.IDs {
+			if id != queries[i].ID {
+				return nil, fmt.Errorf("%s: query %d has id %d, queries.jsonl line %d id %d", qs.File, i, id, i+1, queries[i].ID)
+			}
+		}
 	}
 
 	// The measures, from every score.
@@ -284,8 +296,12 @@ func run(ctx context.Context, o options) (*result, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", m.name, err)
 			}
-			ms := measure(r.Scores, r.IDs, byID, queries)
-			ms.Method, ms.Queries, ms.Seconds = m.name, qs.Name, time.Since(t).Seconds()
+			secs := time.Since(t).Seconds()
+			ms, err := measure(r.Scores, r.IDs, byID, queries)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", m.name, err)
+			}
+			ms.Method, ms.Queries, ms.Seconds = m.name, qs.Name, secs
 			res.Rows = append(res.Rows, ms)
 		}
 	}
@@ -359,10 +375,16 @@ func run(ctx context.Context, o options) (*result, error) {
 
 	// A few generations, one per DataNet in turn, with what they owe.
 	fmt.Fprintf(w, "\ngenerated continuations (prompt | continuation), most helpful training entries (EK-FAC, exact i8 scores):\n")
+	perNetQueries := map[string][]int{} // a DataNet's queries, by index
+	for i, q := range queries {
+		perNetQueries[q.DataNet] = append(perNetQueries[q.DataNet], i)
+	}
 	for s := range min(o.Show, len(queries)) {
-		net := man.DataNets[s%len(man.DataNets)]
-		i := slices.IndexFunc(queries, func(q entry) bool { return q.DataNet == net })
-		i += s / len(man.DataNets)
+		qs := perNetQueries[man.DataNets[s%len(man.DataNets)]]
+		if s/len(man.DataNets) >= len(qs) {
+			continue
+		}
+		i := qs[s/len(man.DataNets)]
 		q, rec := queries[i], generated.Inferences[i]
 		fmt.Fprintf(w, "\n[%s] %s | %s\n", q.DataNet, oneLine(q.Prompt, 0), oneLine(q.Continuation, 0))
 		for j, e := range rec.TopK[:min(3, len(rec.TopK))] {
@@ -384,22 +406,29 @@ func run(ctx context.Context, o options) (*result, error) {
 }
 
 // measure computes the DataNet measures of one method over a query set
-// from its full score matrix.
-func measure(scores *linalg.Dense32, ids []int64, byID map[int64]entry, queries []entry) methodScores {
+// from its full score matrix (row i: queries[i]; column j: training entry
+// ids[j]).
+func measure(scores *linalg.Dense32, ids []int64, byID map[int64]entry, queries []entry) (methodScores, error) {
 	var m methodScores
+	for _, id := range ids {
+		if _, ok := byID[id]; !ok {
+			return m, fmt.Errorf("store row id %d is not in train.jsonl", id)
+		}
+	}
 	for qi, q := range queries {
 		row := scores.Row(qi)
 		pos := map[string]float64{}
 		var total float64
-		best := 0
+		best := -1 // the most helpful entry; none when no score is positive
 		for j, s := range row {
-			if s > row[best] {
+			if s <= 0 {
+				continue
+			}
+			if best < 0 || s > row[best] {
 				best = j
 			}
-			if s > 0 {
-				pos[byID[ids[j]].DataNet] += float64(s)
-				total += float64(s)
-			}
+			pos[byID[ids[j]].DataNet] += float64(s)
+			total += float64(s)
 		}
 		top, topV := "", 0.0
 		for n, v := range pos {
@@ -411,14 +440,14 @@ func measure(scores *linalg.Dense32, ids []int64, byID map[int64]entry, queries 
 		if top == q.DataNet {
 			m.Top1DataNet += 1 / n
 		}
-		if byID[ids[best]].DataNet == q.DataNet {
+		if best >= 0 && byID[ids[best]].DataNet == q.DataNet {
 			m.Top1Example += 1 / n
 		}
 		if total > 0 {
 			m.Share += pos[q.DataNet] / total / n
 		}
 	}
-	return m
+	return m, nil
 }
 
 // writeTable prints the measures and the stages' timings.
