@@ -162,6 +162,11 @@ func run(ctx context.Context, o options) (*result, error) {
 		res.Stages = append(res.Stages, stage{name, time.Since(t).Seconds()})
 		return err
 	}
+	if o.TRAKK < 1 {
+		// Found only after the i8 store is built otherwise, as a malformed
+		// store manifest.
+		return nil, fmt.Errorf("TRAK projection dimension %d per layer, want ≥ 1", o.TRAKK)
+	}
 	if err := os.MkdirAll(o.Work, 0o755); err != nil {
 		return nil, err
 	}

@@ -63,7 +63,7 @@ func TestRunOnPlantedGradients(t *testing.T) {
 // failure, when train.py's outputs are absent.
 func TestSkipWithoutTorch(t *testing.T) {
 	var out bytes.Buffer
-	_, err := run(context.Background(), options{Work: t.TempDir(), Python: filepath.Join(t.TempDir(), "no-python"), Out: &out})
+	_, err := run(context.Background(), options{Work: t.TempDir(), Python: filepath.Join(t.TempDir(), "no-python"), TRAKK: 4, Out: &out})
 	if !errors.Is(err, errSkip) {
 		t.Fatalf("got %v, want errSkip", err)
 	}
