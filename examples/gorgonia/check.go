@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"math"
 
 	"github.com/goinfluence/goinfluence/datasets"
@@ -53,16 +54,34 @@ type report struct {
 // implementations differ only in the order of their sums.
 const tolerance = 1e-9
 
-// loadTrain returns the training split of the digits.
-func loadTrain() (*datasets.Dataset, error) {
-	train, _, err := datasets.LoadSplit(context.Background(), "digits", datasets.SplitOptions{})
-	return train, err
+// check reports an option out of range. A graph of no rows or no hidden
+// units makes gorgonia panic rather than return an error, and a learning
+// rate ≤ 0 showed only later as a failed damping.
+func (o options) check() error {
+	switch {
+	case o.Hidden < 1:
+		return fmt.Errorf("hidden units %d, want ≥ 1", o.Hidden)
+	case o.Steps < 0:
+		return fmt.Errorf("steps %d, want ≥ 0", o.Steps)
+	case !(o.LR > 0) || math.IsInf(o.LR, 0):
+		return fmt.Errorf("learning rate %v, want a finite number > 0", o.LR)
+	case !(o.L2 >= 0) || math.IsInf(o.L2, 0):
+		return fmt.Errorf("l2 %v, want a finite number ≥ 0", o.L2)
+	case o.Queries < 1:
+		return fmt.Errorf("queries %d, want ≥ 1", o.Queries)
+	case o.Singles < 0:
+		return fmt.Errorf("singles %d, want ≥ 0", o.Singles)
+	}
+	return nil
 }
 
 // run trains the gorgonia MLP on the embedded digits, takes its per-example
 // gradients from the graph, loads the same weights into the native
 // models.MLP and compares factors, gradients and influence scores.
 func run(ctx context.Context, opt options) (*report, error) {
+	if err := opt.check(); err != nil {
+		return nil, err
+	}
 	train, test, err := datasets.LoadSplit(ctx, "digits", datasets.SplitOptions{})
 	if err != nil {
 		return nil, err

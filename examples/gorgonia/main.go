@@ -58,6 +58,9 @@ func main() {
 	flag.IntVar(&opt.Singles, "singles", 4, "training digits whose gradient is also taken from a graph of their own")
 	k := flag.Int("k", 3, "most helpful training digits to show per test digit")
 	flag.Parse()
+	if *k < 0 {
+		log.Fatalf("-k %d, want ≥ 0", *k)
+	}
 
 	r, err := run(context.Background(), opt)
 	if err != nil {

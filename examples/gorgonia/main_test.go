@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"testing"
+
+	"github.com/goinfluence/goinfluence/datasets"
 )
 
 // TestAgreement trains the gorgonia MLP and requires its factors, gradients
@@ -43,7 +45,7 @@ func TestAgreement(t *testing.T) {
 // batch whose output gradients are off by 1e-6 in one entry fails the
 // factor and weight-gradient checks.
 func TestChecksSeeDifferences(t *testing.T) {
-	train, err := loadTrain()
+	train, _, err := datasets.LoadSplit(context.Background(), "digits", datasets.SplitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,5 +65,32 @@ func TestChecksSeeDifferences(t *testing.T) {
 	}
 	if e := relErr(g.Batch.Layers[0].S, want); e <= tolerance {
 		t.Errorf("perturbed S: factor error %.3g, want > %.0e", e, tolerance)
+	}
+}
+
+// TestBadOptions checks that options gorgonia would panic on are errors.
+func TestBadOptions(t *testing.T) {
+	good := options{Hidden: 4, Steps: 1, LR: 0.02, L2: 1e-4, Queries: 1, Singles: 1, Seed: 1}
+	for _, c := range []struct {
+		name string
+		edit func(*options)
+	}{
+		{"no hidden units", func(o *options) { o.Hidden = 0 }},
+		{"no queries", func(o *options) { o.Queries = 0 }},
+		{"negative steps", func(o *options) { o.Steps = -1 }},
+		{"zero learning rate", func(o *options) { o.LR = 0 }},
+		{"negative l2", func(o *options) { o.L2 = -1 }},
+		{"negative singles", func(o *options) { o.Singles = -1 }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := good
+			c.edit(&o)
+			if _, err := run(context.Background(), o); err == nil {
+				t.Errorf("%+v: no error", o)
+			}
+		})
+	}
+	if err := good.check(); err != nil {
+		t.Errorf("%+v: %v", good, err)
 	}
 }

@@ -19,22 +19,26 @@
 //     more likely), measures whether the influence lands on the entry's
 //     DataNet, for EK-FAC, identity (gradient dot products) and TRAK
 //     (dense JL projection, (ΦᵀΦ + δI)⁻¹);
-//   - attributes every generated continuation into a receipt (EK-FAC on the
-//     i8 store), checked and recomputed by a second Attributor, and prints a
-//     few with their most helpful training entries.
+//   - attributes each query set (held-out entries, generated continuations)
+//     into a receipt (EK-FAC on the i8 store), checked and recomputed by a
+//     second Attributor, and prints a few generated continuations with their
+//     most helpful training entries.
 //
 // A DataNet's influence on a query is the sum of the positive scores of its
 // entries. Top-1 DataNet accuracy: the DataNet with the largest influence is
-// the query's. Top-1 example: the most helpful entry is from the query's
-// DataNet. Share: the query DataNet's influence over all DataNets'.
+// the query's. Top-1 example: the most helpful entry (the highest positive
+// score) is from the query's DataNet. Share: the query DataNet's influence
+// over all DataNets'.
 //
 //	go run ./examples/lora-lm -work /tmp/goinfluence-lora-lm
 package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/sha256"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -46,7 +50,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +60,7 @@ import (
 	"github.com/goinfluence/goinfluence/gradients/store"
 	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/influence"
+	"github.com/goinfluence/goinfluence/internal/atomicfile"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -150,13 +154,18 @@ type stage struct {
 }
 
 func run(ctx context.Context, o options) (*result, error) {
-	res := &result{Receipt: map[string]float64{}, TopK: o.TopK}
+	res := &result{Receipt: map[string]float64{}, TopK: cmp.Or(o.TopK, attribution.DefaultTopK)}
 	w := o.Out
 	timed := func(name string, f func() error) error {
 		t := time.Now()
 		err := f()
 		res.Stages = append(res.Stages, stage{name, time.Since(t).Seconds()})
 		return err
+	}
+	if o.TRAKK < 1 {
+		// Found only after the i8 store is built otherwise, as a malformed
+		// store manifest.
+		return nil, fmt.Errorf("TRAK projection dimension %d per layer, want ≥ 1", o.TRAKK)
 	}
 	if err := os.MkdirAll(o.Work, 0o755); err != nil {
 		return nil, err
@@ -167,6 +176,9 @@ func run(ctx context.Context, o options) (*result, error) {
 	var man pyManifest
 	if err := readJSON(filepath.Join(o.Work, "manifest.json"), &man); err != nil {
 		return nil, err
+	}
+	if len(man.DataNets) == 0 || len(man.Layers) == 0 {
+		return nil, fmt.Errorf("%s: %d DataNets and %d layers, want at least one of each", filepath.Join(o.Work, "manifest.json"), len(man.DataNets), len(man.Layers))
 	}
 	train, err := readEntries(filepath.Join(o.Work, "train.jsonl"))
 	if err != nil {
@@ -206,8 +218,7 @@ func run(ctx context.Context, o options) (*result, error) {
 		if err != nil {
 			return err
 		}
-		os.Remove(factorsPath)
-		return factors.Save(factorsPath)
+		return factors.Save(factorsPath) // atomic: a failed save keeps the old file
 	}); err != nil {
 		return nil, err
 	}
@@ -223,7 +234,11 @@ func run(ctx context.Context, o options) (*result, error) {
 		dtype     gradients.DType
 	}{{"i8 store build", i8Dir, gradients.Projection{}, gradients.I8}, {"TRAK store build (rademacher)", trakDir, trakSpec, gradients.F32}} {
 		if err := timed(b.name, func() error {
-			os.RemoveAll(b.dir)
+			// Build refuses an existing store; the stores are rebuilt on
+			// every run, since the fit and the gradients may have changed.
+			if err := os.RemoveAll(b.dir); err != nil {
+				return err
+			}
 			src, err := store.OpenSource(trainFile)
 			if err != nil {
 				return err
@@ -255,6 +270,13 @@ func run(ctx context.Context, o options) (*result, error) {
 		if qs.Grads.N != len(queries) {
 			return nil, fmt.Errorf("%s holds %d queries, queries.jsonl %d", qs.File, qs.Grads.N, len(queries))
 		}
+		// Row i of every score matrix and receipt is read as queries[i]:
+		// a gradient file left from another split must not pass for it.
+		for i, id := range qs.Grads.IDs {
+			if id != queries[i].ID {
+				return nil, fmt.Errorf("%s: query %d has id %d, queries.jsonl line %d id %d", qs.File, i, id, i+1, queries[i].ID)
+			}
+		}
 	}
 
 	// The measures, from every score.
@@ -279,8 +301,12 @@ func run(ctx context.Context, o options) (*result, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", m.name, err)
 			}
-			ms := measure(r.Scores, r.IDs, byID, queries)
-			ms.Method, ms.Queries, ms.Seconds = m.name, qs.Name, time.Since(t).Seconds()
+			secs := time.Since(t).Seconds()
+			ms, err := measure(r.Scores, r.IDs, byID, queries)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", m.name, err)
+			}
+			ms.Method, ms.Queries, ms.Seconds = m.name, qs.Name, secs
 			res.Rows = append(res.Rows, ms)
 		}
 	}
@@ -323,8 +349,7 @@ func run(ctx context.Context, o options) (*result, error) {
 			if err != nil {
 				return err
 			}
-			os.Remove(path)
-			return attribution.WriteReceipt(path, r)
+			return attribution.WriteReceipt(path, r) // atomic
 		}); err != nil {
 			return nil, err
 		}
@@ -355,10 +380,16 @@ func run(ctx context.Context, o options) (*result, error) {
 
 	// A few generations, one per DataNet in turn, with what they owe.
 	fmt.Fprintf(w, "\ngenerated continuations (prompt | continuation), most helpful training entries (EK-FAC, exact i8 scores):\n")
+	perNetQueries := map[string][]int{} // a DataNet's queries, by index
+	for i, q := range queries {
+		perNetQueries[q.DataNet] = append(perNetQueries[q.DataNet], i)
+	}
 	for s := range min(o.Show, len(queries)) {
-		net := man.DataNets[s%len(man.DataNets)]
-		i := slices.IndexFunc(queries, func(q entry) bool { return q.DataNet == net })
-		i += s / len(man.DataNets)
+		qs := perNetQueries[man.DataNets[s%len(man.DataNets)]]
+		if s/len(man.DataNets) >= len(qs) {
+			continue
+		}
+		i := qs[s/len(man.DataNets)]
 		q, rec := queries[i], generated.Inferences[i]
 		fmt.Fprintf(w, "\n[%s] %s | %s\n", q.DataNet, oneLine(q.Prompt, 0), oneLine(q.Continuation, 0))
 		for j, e := range rec.TopK[:min(3, len(rec.TopK))] {
@@ -380,22 +411,29 @@ func run(ctx context.Context, o options) (*result, error) {
 }
 
 // measure computes the DataNet measures of one method over a query set
-// from its full score matrix.
-func measure(scores *linalg.Dense32, ids []int64, byID map[int64]entry, queries []entry) methodScores {
+// from its full score matrix (row i: queries[i]; column j: training entry
+// ids[j]).
+func measure(scores *linalg.Dense32, ids []int64, byID map[int64]entry, queries []entry) (methodScores, error) {
 	var m methodScores
+	for _, id := range ids {
+		if _, ok := byID[id]; !ok {
+			return m, fmt.Errorf("store row id %d is not in train.jsonl", id)
+		}
+	}
 	for qi, q := range queries {
 		row := scores.Row(qi)
 		pos := map[string]float64{}
 		var total float64
-		best := 0
+		best := -1 // the most helpful entry; none when no score is positive
 		for j, s := range row {
-			if s > row[best] {
+			if s <= 0 {
+				continue
+			}
+			if best < 0 || s > row[best] {
 				best = j
 			}
-			if s > 0 {
-				pos[byID[ids[j]].DataNet] += float64(s)
-				total += float64(s)
-			}
+			pos[byID[ids[j]].DataNet] += float64(s)
+			total += float64(s)
 		}
 		top, topV := "", 0.0
 		for n, v := range pos {
@@ -407,14 +445,14 @@ func measure(scores *linalg.Dense32, ids []int64, byID map[int64]entry, queries 
 		if top == q.DataNet {
 			m.Top1DataNet += 1 / n
 		}
-		if byID[ids[best]].DataNet == q.DataNet {
+		if best >= 0 && byID[ids[best]].DataNet == q.DataNet {
 			m.Top1Example += 1 / n
 		}
 		if total > 0 {
 			m.Share += pos[q.DataNet] / total / n
 		}
 	}
-	return m
+	return m, nil
 }
 
 // writeTable prints the measures and the stages' timings.
@@ -481,14 +519,19 @@ func findScript(flagValue string) (string, error) {
 }
 
 // writeRegistry writes the registry CSV: id, contributor, DataNet and the
-// SHA-256 of the entry's text (identical entries share one credit).
+// SHA-256 of the entry's text (identical entries share one credit). The
+// registry is read with encoding/csv, so names holding commas or quotes are
+// quoted; the file is replaced atomically, since receipts hash it.
 func writeRegistry(path string, train []entry) error {
-	var b strings.Builder
-	b.WriteString("id,contributor,datanet,content_sha256\n")
-	for _, e := range train {
-		fmt.Fprintf(&b, "%d,%s,%s,%x\n", e.ID, e.Contributor, e.DataNet, sha256.Sum256([]byte(e.Text)))
-	}
-	return os.WriteFile(path, []byte(b.String()), 0o644)
+	return atomicfile.WriteFile(path, func(w io.Writer) error {
+		cw := csv.NewWriter(w) // a failed Write shows in cw.Error
+		cw.Write([]string{"id", "contributor", "datanet", "content_sha256"})
+		for _, e := range train {
+			cw.Write([]string{strconv.FormatInt(e.ID, 10), e.Contributor, e.DataNet, fmt.Sprintf("%x", sha256.Sum256([]byte(e.Text)))})
+		}
+		cw.Flush()
+		return cw.Error()
+	})
 }
 
 // topCredit returns the DataNet with the largest credit ("" for none).
