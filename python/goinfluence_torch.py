@@ -425,6 +425,10 @@ def _cross_entropy(out, batch, bi, n, mask, labels, generator):
         with torch.no_grad():
             p = torch.softmax(logits.detach().double(), -1).reshape(-1, logits.shape[-1])
             dev = generator.device if generator is not None else p.device
+            # A row with NaN or infinite logits draws from the uniform
+            # distribution: its loss stays non-finite, and the check on s
+            # reports the layer and the example id.
+            p = torch.where(torch.isfinite(p).all(-1, keepdim=True), p, torch.full_like(p, 1.0 / p.shape[-1]))
             y = torch.multinomial(p.to(dev), 1, generator=generator).reshape(shape).to(logits.device)
         if target is not None:  # keep what the targets leave out of the loss
             y = torch.where(target < 0, target, y)

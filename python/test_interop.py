@@ -349,6 +349,8 @@ def check_errors(tmp):
         ("missing batch key", lambda: export_gradients(model, batches(no_target, 5), out), "'target'"),
         ("duplicate ids", lambda: export_gradients(model, batches(dup, 5), out), "duplicate example id 2 (also in batch 0)"),
         ("NaN gradients", lambda: export_gradients(nan_model, batches(data, 5), out), "layer 'l1'"),
+        ("NaN logits, sampled labels", lambda: export_gradients(nan_model, batches(data, 5), out, kind="fit"),
+         "layer 'l1'"),
         ("token length differs", lambda: export_gradients(seq, [next(batches(sdata, 4)), short], out), "batch 1"),
         ("overwrite a non-gradient file", lambda: export_gradients(model, batches(data, 5), not_grads), "refusing"),
     ]
