@@ -79,8 +79,9 @@ def export_gradients(model, loader, path, *, kind="train", layers=None, labels=N
     loader: an iterable of batches, each a dict with
         "input"   passed as model(input);
         "target"  LongTensor [n] or [n, T] (needed for empirical labels;
-                  negative targets such as -100 are left out of the loss,
-                  as torch's cross-entropy does);
+                  negative targets, -100 as in torch's cross-entropy or -1,
+                  are left out of the loss, and so are the targets of
+                  padding tokens, whatever their value);
         "id"      LongTensor [n] of example ids, unique over the whole loader;
         "mask"    optional, bool or 0/1 [n, T], True for real tokens: padding
                   rows are written as zeros in a and s of every layer with a
@@ -430,16 +431,21 @@ def _cross_entropy(out, batch, bi, n, mask, labels, generator):
             # reports the layer and the example id.
             p = torch.where(torch.isfinite(p).all(-1, keepdim=True), p, torch.full_like(p, 1.0 / p.shape[-1]))
             y = torch.multinomial(p.to(dev), 1, generator=generator).reshape(shape).to(logits.device)
-        if target is not None:  # keep what the targets leave out of the loss
-            y = torch.where(target < 0, target, y)
+    # Rows left out of the loss: negative targets and padding, whatever their
+    # target (-1 or a pad id past the classes included), through torch's
+    # ignore_index, so that their loss and its gradient are zeros.
+    left_out = target < 0 if target is not None else None
+    if logits.dim() == 3 and mask is not None:
+        if tuple(mask.shape) != shape:
+            raise ValueError("batch %d: field 'mask' of shape %s, logits have %s"
+                             % (bi, list(mask.shape), list(shape)))
+        pad = ~mask.to(logits.device)
+        left_out = pad if left_out is None else left_out | pad
+    if left_out is not None:
+        y = y.masked_fill(left_out, -100)
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
-                           reduction="none").reshape(shape)
+                           reduction="none", ignore_index=-100).reshape(shape)
     if logits.dim() == 3:
-        if mask is not None:
-            if tuple(mask.shape) != shape:
-                raise ValueError("batch %d: field 'mask' of shape %s, logits have %s"
-                                 % (bi, list(mask.shape), list(shape)))
-            loss = loss.masked_fill(~mask.to(loss.device), 0)
         loss = loss.sum(1)
     return loss
 

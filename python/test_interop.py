@@ -217,6 +217,24 @@ def check_gradients(tmp):
             record("grads %s, %s" % (mname, "custom measurement" if how == "measurement" else how + " labels"),
                    torch.cat(diffs).numpy(), torch.cat(refs).numpy(), GRAD_TOL)
 
+    # Targets left out of the loss: negative ones (-1 as well as -100) and,
+    # at padded positions, any value, even one past the classes.
+    model, data = Seq().eval(), seq_data(11, 6)
+    odd = data["target"].masked_fill(~data["mask"], 99)
+    odd[:, 0] = -1
+    data = dict(data, target=odd)
+    y = odd.masked_fill((odd < 0) | ~data["mask"], -100)
+    path = os.path.join(tmp, "g-seq-left-out.safetensors")
+    export_gradients(model, batches(data, 4), path, dtype=torch.float64)
+    tensors, _ = read_safetensors(path)
+    ref = autograd_grads(model, data, lambda i, out, b: cross_entropy_with(y[i:i + 1])(out, b))
+    record("grads seq, targets -1 and 99 left out",
+           np.concatenate([(file_grads(tensors, k) - ref[k]).flatten().numpy() for k in ref]),
+           np.concatenate([ref[k].flatten().numpy() for k in ref]), GRAD_TOL)
+    export_gradients(model, batches(data, 4), path, kind="fit", generator=torch.Generator().manual_seed(7))
+    if np.any(read_safetensors(path)[0]["head.s"][:, 0] != 0):
+        failures.append("sampled labels: a token with target -1 has a nonzero head.s")
+
     # The same generator seed draws the same labels: the same bytes.
     model, data = MLP().eval(), mlp_data(12, 4)
     again = [os.path.join(tmp, "again-%d.safetensors" % i) for i in range(2)]
