@@ -119,9 +119,11 @@ def export_gradients(model, loader, path, *, kind="train", layers=None, labels=N
     progress: print a line per batch to stderr.
 
     Raises ValueError naming the layer, batch, field or example id for an
-    unknown layer name, a layer that is not nn.Linear, a missing batch key,
-    duplicate ids, a token length that differs from the first batch's, and
-    NaN or infinite activations or gradients.
+    unknown layer name, a layer that is not nn.Linear, a layer called more
+    than once or with gradients disabled in a forward pass (torch.no_grad,
+    reentrant checkpointing), a missing batch key, duplicate ids, a token
+    length that differs from the first batch's, and NaN or infinite
+    activations or gradients.
     """
     if kind not in _KINDS:
         raise ValueError("kind %r: want one of %s" % (kind, ", ".join(_KINDS)))
@@ -267,6 +269,7 @@ class _Taps:
 
     def reset(self):
         self.inputs, self.versions, self.grads, self.calls = {}, {}, {}, {}
+        self.no_grad = set()  # layers whose first call ran with gradients disabled
 
     def __enter__(self):
         for name, module in self.chosen:
@@ -286,6 +289,9 @@ class _Taps:
             if self.calls[name] > 1 or not inputs or not torch.is_tensor(inputs[0]) \
                     or not torch.is_tensor(output):
                 return None  # reported by _batch_rows
+            if not torch.is_grad_enabled():  # the tap would not be in the graph
+                self.no_grad.add(name)
+                return None
             x = inputs[0].detach()
             self.inputs[name], self.versions[name] = x, x._version
 
@@ -353,6 +359,11 @@ def _batch_rows(model, batch, bi, ids, taps, labels, measurement, generator, dty
                 if calls > 1:
                     raise ValueError("batch %d: layer %r was called %d times in one forward pass; "
                                      "shared layers are not supported" % (bi, name, calls))
+                if name in taps.no_grad:
+                    raise ValueError("batch %d: layer %r ran with gradients disabled (torch.no_grad, or "
+                                     "torch.utils.checkpoint with use_reentrant=True, which runs it again "
+                                     "in the backward pass): its output gradient cannot be taken; use "
+                                     "use_reentrant=False or leave the layer out with layers=" % (bi, name))
                 if name not in taps.inputs:
                     raise ValueError("batch %d: layer %r did not take and return a tensor" % (bi, name))
             total = value.sum()

@@ -29,6 +29,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -82,6 +83,21 @@ class Seq(torch.nn.Module):
 
     def forward(self, tokens):
         h = torch.tanh(self.blocks["proj"](self.emb(tokens)))
+        steps = torch.arange(1, h.shape[1] + 1, dtype=h.dtype).view(1, -1, 1)
+        h = torch.cumsum(h, 1) / steps
+        return self.head(torch.tanh(self.blocks["mix"](h)))
+
+
+class CheckpointedSeq(Seq):
+    """Seq with blocks.proj under torch.utils.checkpoint."""
+
+    def __init__(self, use_reentrant):
+        super().__init__()
+        self.use_reentrant = use_reentrant
+
+    def forward(self, tokens):
+        h = torch.utils.checkpoint.checkpoint(lambda e: torch.tanh(self.blocks["proj"](e)), self.emb(tokens),
+                                              use_reentrant=self.use_reentrant)
         steps = torch.arange(1, h.shape[1] + 1, dtype=h.dtype).view(1, -1, 1)
         h = torch.cumsum(h, 1) / steps
         return self.head(torch.tanh(self.blocks["mix"](h)))
@@ -235,6 +251,18 @@ def check_gradients(tmp):
     if np.any(read_safetensors(path)[0]["head.s"][:, 0] != 0):
         failures.append("sampled labels: a token with target -1 has a nonzero head.s")
 
+    # Checkpointing without reentrance gives the same file; with it, the
+    # layer runs under no_grad (check_errors).
+    model, data = Seq().eval(), seq_data(7, 7)
+    ck = CheckpointedSeq(use_reentrant=False).eval()
+    ck.load_state_dict(model.state_dict())
+    paths = [os.path.join(tmp, "g-seq-%s.safetensors" % k) for k in ("plain", "checkpointed")]
+    for m, p in zip((model, ck), paths):
+        export_gradients(m, batches(data, 4), p, dtype=torch.float64)
+    plain, checkpointed = (read_safetensors(p)[0] for p in paths)
+    if any(not np.array_equal(plain[k], checkpointed[k]) for k in plain):
+        failures.append("checkpoint(use_reentrant=False): the file differs from the model without it")
+
     # The same generator seed draws the same labels: the same bytes.
     model, data = MLP().eval(), mlp_data(12, 4)
     again = [os.path.join(tmp, "again-%d.safetensors" % i) for i in range(2)]
@@ -369,6 +397,9 @@ def check_errors(tmp):
         ("NaN gradients", lambda: export_gradients(nan_model, batches(data, 5), out), "layer 'l1'"),
         ("NaN logits, sampled labels", lambda: export_gradients(nan_model, batches(data, 5), out, kind="fit"),
          "layer 'l1'"),
+        ("reentrant checkpoint", lambda: export_gradients(CheckpointedSeq(use_reentrant=True).eval(),
+                                                          batches(sdata, 4), out),
+         "layer 'blocks.proj' ran with gradients disabled"),
         ("token length differs", lambda: export_gradients(seq, [next(batches(sdata, 4)), short], out), "batch 1"),
         ("overwrite a non-gradient file", lambda: export_gradients(model, batches(data, 5), not_grads), "refusing"),
     ]
