@@ -413,6 +413,11 @@ def check_errors(tmp):
             print("  %-30s ValueError: %s" % (name, e))
     if os.path.exists(out):
         failures.append("a failed export left %s" % out)
+    for m in (model, seq, nan_model):  # a failed export leaves the model as it was
+        if any(sub._forward_hooks for sub in m.modules()):
+            failures.append("a failed export left forward hooks on %s" % type(m).__name__)
+        if any(q.grad is not None or not q.requires_grad for q in m.parameters()):
+            failures.append("a failed export changed .grad or requires_grad of %s" % type(m).__name__)
     good = os.path.join(tmp, "good.safetensors")
     export_gradients(model, batches(data, 5), good)
     with open(good, "rb") as f:
