@@ -79,8 +79,9 @@ def export_gradients(model, loader, path, *, kind="train", layers=None, labels=N
     loader: an iterable of batches, each a dict with
         "input"   passed as model(input);
         "target"  LongTensor [n] or [n, T] (needed for empirical labels;
-                  negative targets such as -100 are left out of the loss,
-                  as torch's cross-entropy does);
+                  negative targets, -100 as in torch's cross-entropy or -1,
+                  are left out of the loss, and so are the targets of
+                  padding tokens, whatever their value);
         "id"      LongTensor [n] of example ids, unique over the whole loader;
         "mask"    optional, bool or 0/1 [n, T], True for real tokens: padding
                   rows are written as zeros in a and s of every layer with a
@@ -118,9 +119,11 @@ def export_gradients(model, loader, path, *, kind="train", layers=None, labels=N
     progress: print a line per batch to stderr.
 
     Raises ValueError naming the layer, batch, field or example id for an
-    unknown layer name, a layer that is not nn.Linear, a missing batch key,
-    duplicate ids, a token length that differs from the first batch's, and
-    NaN or infinite activations or gradients.
+    unknown layer name, a layer that is not nn.Linear, a layer called more
+    than once or with gradients disabled in a forward pass (torch.no_grad,
+    reentrant checkpointing), a missing batch key, duplicate ids, a token
+    length that differs from the first batch's, and NaN or infinite
+    activations or gradients.
     """
     if kind not in _KINDS:
         raise ValueError("kind %r: want one of %s" % (kind, ", ".join(_KINDS)))
@@ -266,6 +269,7 @@ class _Taps:
 
     def reset(self):
         self.inputs, self.versions, self.grads, self.calls = {}, {}, {}, {}
+        self.no_grad = set()  # layers whose first call ran with gradients disabled
 
     def __enter__(self):
         for name, module in self.chosen:
@@ -285,6 +289,9 @@ class _Taps:
             if self.calls[name] > 1 or not inputs or not torch.is_tensor(inputs[0]) \
                     or not torch.is_tensor(output):
                 return None  # reported by _batch_rows
+            if not torch.is_grad_enabled():  # the tap would not be in the graph
+                self.no_grad.add(name)
+                return None
             x = inputs[0].detach()
             self.inputs[name], self.versions[name] = x, x._version
 
@@ -352,6 +359,11 @@ def _batch_rows(model, batch, bi, ids, taps, labels, measurement, generator, dty
                 if calls > 1:
                     raise ValueError("batch %d: layer %r was called %d times in one forward pass; "
                                      "shared layers are not supported" % (bi, name, calls))
+                if name in taps.no_grad:
+                    raise ValueError("batch %d: layer %r ran with gradients disabled (torch.no_grad, or "
+                                     "torch.utils.checkpoint with use_reentrant=True, which runs it again "
+                                     "in the backward pass): its output gradient cannot be taken; use "
+                                     "use_reentrant=False or leave the layer out with layers=" % (bi, name))
                 if name not in taps.inputs:
                     raise ValueError("batch %d: layer %r did not take and return a tensor" % (bi, name))
             total = value.sum()
@@ -425,17 +437,26 @@ def _cross_entropy(out, batch, bi, n, mask, labels, generator):
         with torch.no_grad():
             p = torch.softmax(logits.detach().double(), -1).reshape(-1, logits.shape[-1])
             dev = generator.device if generator is not None else p.device
+            # A row with NaN or infinite logits draws from the uniform
+            # distribution: its loss stays non-finite, and the check on s
+            # reports the layer and the example id.
+            p = torch.where(torch.isfinite(p).all(-1, keepdim=True), p, torch.full_like(p, 1.0 / p.shape[-1]))
             y = torch.multinomial(p.to(dev), 1, generator=generator).reshape(shape).to(logits.device)
-        if target is not None:  # keep what the targets leave out of the loss
-            y = torch.where(target < 0, target, y)
+    # Rows left out of the loss: negative targets and padding, whatever their
+    # target (-1 or a pad id past the classes included), through torch's
+    # ignore_index, so that their loss and its gradient are zeros.
+    left_out = target < 0 if target is not None else None
+    if logits.dim() == 3 and mask is not None:
+        if tuple(mask.shape) != shape:
+            raise ValueError("batch %d: field 'mask' of shape %s, logits have %s"
+                             % (bi, list(mask.shape), list(shape)))
+        pad = ~mask.to(logits.device)
+        left_out = pad if left_out is None else left_out | pad
+    if left_out is not None:
+        y = y.masked_fill(left_out, -100)
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
-                           reduction="none").reshape(shape)
+                           reduction="none", ignore_index=-100).reshape(shape)
     if logits.dim() == 3:
-        if mask is not None:
-            if tuple(mask.shape) != shape:
-                raise ValueError("batch %d: field 'mask' of shape %s, logits have %s"
-                                 % (bi, list(mask.shape), list(shape)))
-            loss = loss.masked_fill(~mask.to(loss.device), 0)
         loss = loss.sum(1)
     return loss
 

@@ -29,6 +29,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -82,6 +83,21 @@ class Seq(torch.nn.Module):
 
     def forward(self, tokens):
         h = torch.tanh(self.blocks["proj"](self.emb(tokens)))
+        steps = torch.arange(1, h.shape[1] + 1, dtype=h.dtype).view(1, -1, 1)
+        h = torch.cumsum(h, 1) / steps
+        return self.head(torch.tanh(self.blocks["mix"](h)))
+
+
+class CheckpointedSeq(Seq):
+    """Seq with blocks.proj under torch.utils.checkpoint."""
+
+    def __init__(self, use_reentrant):
+        super().__init__()
+        self.use_reentrant = use_reentrant
+
+    def forward(self, tokens):
+        h = torch.utils.checkpoint.checkpoint(lambda e: torch.tanh(self.blocks["proj"](e)), self.emb(tokens),
+                                              use_reentrant=self.use_reentrant)
         steps = torch.arange(1, h.shape[1] + 1, dtype=h.dtype).view(1, -1, 1)
         h = torch.cumsum(h, 1) / steps
         return self.head(torch.tanh(self.blocks["mix"](h)))
@@ -217,6 +233,36 @@ def check_gradients(tmp):
             record("grads %s, %s" % (mname, "custom measurement" if how == "measurement" else how + " labels"),
                    torch.cat(diffs).numpy(), torch.cat(refs).numpy(), GRAD_TOL)
 
+    # Targets left out of the loss: negative ones (-1 as well as -100) and,
+    # at padded positions, any value, even one past the classes.
+    model, data = Seq().eval(), seq_data(11, 6)
+    odd = data["target"].masked_fill(~data["mask"], 99)
+    odd[:, 0] = -1
+    data = dict(data, target=odd)
+    y = odd.masked_fill((odd < 0) | ~data["mask"], -100)
+    path = os.path.join(tmp, "g-seq-left-out.safetensors")
+    export_gradients(model, batches(data, 4), path, dtype=torch.float64)
+    tensors, _ = read_safetensors(path)
+    ref = autograd_grads(model, data, lambda i, out, b: cross_entropy_with(y[i:i + 1])(out, b))
+    record("grads seq, targets -1 and 99 left out",
+           np.concatenate([(file_grads(tensors, k) - ref[k]).flatten().numpy() for k in ref]),
+           np.concatenate([ref[k].flatten().numpy() for k in ref]), GRAD_TOL)
+    export_gradients(model, batches(data, 4), path, kind="fit", generator=torch.Generator().manual_seed(7))
+    if np.any(read_safetensors(path)[0]["head.s"][:, 0] != 0):
+        failures.append("sampled labels: a token with target -1 has a nonzero head.s")
+
+    # Checkpointing without reentrance gives the same file; with it, the
+    # layer runs under no_grad (check_errors).
+    model, data = Seq().eval(), seq_data(7, 7)
+    ck = CheckpointedSeq(use_reentrant=False).eval()
+    ck.load_state_dict(model.state_dict())
+    paths = [os.path.join(tmp, "g-seq-%s.safetensors" % k) for k in ("plain", "checkpointed")]
+    for m, p in zip((model, ck), paths):
+        export_gradients(m, batches(data, 4), p, dtype=torch.float64)
+    plain, checkpointed = (read_safetensors(p)[0] for p in paths)
+    if any(not np.array_equal(plain[k], checkpointed[k]) for k in plain):
+        failures.append("checkpoint(use_reentrant=False): the file differs from the model without it")
+
     # The same generator seed draws the same labels: the same bytes.
     model, data = MLP().eval(), mlp_data(12, 4)
     again = [os.path.join(tmp, "again-%d.safetensors" % i) for i in range(2)]
@@ -349,6 +395,11 @@ def check_errors(tmp):
         ("missing batch key", lambda: export_gradients(model, batches(no_target, 5), out), "'target'"),
         ("duplicate ids", lambda: export_gradients(model, batches(dup, 5), out), "duplicate example id 2 (also in batch 0)"),
         ("NaN gradients", lambda: export_gradients(nan_model, batches(data, 5), out), "layer 'l1'"),
+        ("NaN logits, sampled labels", lambda: export_gradients(nan_model, batches(data, 5), out, kind="fit"),
+         "layer 'l1'"),
+        ("reentrant checkpoint", lambda: export_gradients(CheckpointedSeq(use_reentrant=True).eval(),
+                                                          batches(sdata, 4), out),
+         "layer 'blocks.proj' ran with gradients disabled"),
         ("token length differs", lambda: export_gradients(seq, [next(batches(sdata, 4)), short], out), "batch 1"),
         ("overwrite a non-gradient file", lambda: export_gradients(model, batches(data, 5), not_grads), "refusing"),
     ]
@@ -362,6 +413,11 @@ def check_errors(tmp):
             print("  %-30s ValueError: %s" % (name, e))
     if os.path.exists(out):
         failures.append("a failed export left %s" % out)
+    for m in (model, seq, nan_model):  # a failed export leaves the model as it was
+        if any(sub._forward_hooks for sub in m.modules()):
+            failures.append("a failed export left forward hooks on %s" % type(m).__name__)
+        if any(q.grad is not None or not q.requires_grad for q in m.parameters()):
+            failures.append("a failed export changed .grad or requires_grad of %s" % type(m).__name__)
     good = os.path.join(tmp, "good.safetensors")
     export_gradients(model, batches(data, 5), good)
     with open(good, "rb") as f:
