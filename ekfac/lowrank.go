@@ -145,8 +145,9 @@ func (f *Factors) lowRankScores(ctx context.Context, be linalg.Backend, li int, 
 		if qa != nil {
 			qa32, qs32 = qa.To32(), qs.To32()
 		}
+		var w work32 // the chunks' rotated rows, in the same buffers
 		chunk = func(lo, hi int) {
-			a, s := rotated32(be, nil, l, lo, hi, qa32, qs32)
+			a, s := rotated32(be, &w, l, lo, hi, qa32, qs32)
 			f32.score(a, s, lo)
 		}
 	} else {

@@ -142,7 +142,7 @@ func (f *Factors) preconditionLayer(be linalg.Backend, l *gradients.Layer, li in
 			}
 		}
 	case opt.Precision == F32:
-		precondition32(be, l, lf, inv, view)
+		f.precondition32(be, l, li, inv, view)
 	default:
 		tmp := linalg.NewDense64(l.DOut, l.DIn, nil)
 		back := func(i int, gt *linalg.Dense64) {
@@ -163,22 +163,17 @@ func (f *Factors) preconditionLayer(be linalg.Backend, l *gradients.Layer, li in
 }
 
 // precondition32 writes P(G) of every example of the factored layer l into
-// view(n) with float32 products: the token rows rotated into the
-// eigenbasis, each example's G̃ = S̃ᵀÃ, scaled by inv in float64 and
-// rotated back, Q_S G̃' Q_Aᵀ, all Sgemm; the result widened to float64.
-func precondition32(be linalg.Backend, l *gradients.Layer, lf *LayerFactors, inv []float64, view func(n int) []float64) {
-	n := len(l.A) / (l.Tokens * l.DIn)
+// view(n) with float32 products: each example's G̃ ⊘ (Λ + δ) as the F32
+// scoring forms it (queryRows32), rotated back, Q_S G̃' Q_Aᵀ, by Sgemm and
+// widened to float64.
+func (f *Factors) precondition32(be linalg.Backend, l *gradients.Layer, li int, inv []float64, view func(n int) []float64) {
+	lf := &f.Layers[li]
 	qa, qs := lf.QA.To32(), lf.QS.To32()
-	ah, sh := rotated32(be, nil, l, 0, n, qa, qs)
+	rows := f.queryRows32(be, l, li, inv, qa, qs)
 	gt := linalg.NewDense32(l.DOut, l.DIn, nil)
 	tmp := linalg.NewDense32(l.DOut, l.DIn, nil)
-	for i := 0; i < n; i++ {
-		be.Sgemm(linalg.Trans, linalg.NoTrans, 1,
-			sh.Slice(i*l.Tokens, (i+1)*l.Tokens, 0, l.DOut),
-			ah.Slice(i*l.Tokens, (i+1)*l.Tokens, 0, l.DIn), 0, gt)
-		for j, v := range gt.Data {
-			gt.Data[j] = float32(float64(v) * inv[j])
-		}
+	for i := range examples(l) {
+		rows(i, i+1, linalg.NewDense32(1, len(gt.Data), gt.Data))
 		be.Sgemm(linalg.NoTrans, linalg.Trans, 1, gt, qa, 0, tmp)
 		be.Sgemm(linalg.NoTrans, linalg.NoTrans, 1, qs, tmp, 0, gt)
 		dst := view(i)

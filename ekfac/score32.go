@@ -141,8 +141,8 @@ func (f *Factors) PairwisePlan(q, t *gradients.Batch, opt ScoreOptions) []LayerP
 const chunkFloats32 = 1 << 25
 
 // layerScores32 is LayerScores at F32. Each layer's queries are formed
-// in float64 one at a time and narrowed to float32 as they are needed
-// (queryRows32); training examples are taken a chunk at a time per layer,
+// as they are needed and held in float32 (queryRows32); layers a rank
+// limit truncates are scored by lowRankScores; training examples are taken a chunk at a time per layer,
 // so that a work buffer holds at most chunkFloats32 values. The chunk and
 // block sizes change only the shapes handed to Sgemm, whose summation
 // order may depend on them, so scores may differ between them by float32
@@ -208,9 +208,11 @@ type queryRows func(lo, hi int, dst *linalg.Dense32)
 
 // queryRows32 returns the queryRows of layer li of the queries l without a
 // rank limit: the values queryTransform computes (Q_Sᵀ G Q_A ⊘ (Λ + δ), or
-// G ⊘ (Λ + δ), or G; inv is 1/(Λ + δ), nil for 1), each formed in float64
-// from the rotated activations and output gradients and narrowed at once,
-// so that no float64 copy of all queries is held.
+// G ⊘ (Λ + δ), or G; inv is 1/(Λ + δ), nil for 1; qa and qs the narrowed
+// eigenvectors), narrowed as soon as they are formed, so that no float64
+// copy of all queries is held. Without a token axis they are formed in
+// float64 (an outer product a value at a time); with one, by float32
+// products as the training side's.
 func (f *Factors) queryRows32(be linalg.Backend, l *gradients.Layer, li int, inv []float64, qa, qs *linalg.Dense32) queryRows {
 	lf := &f.Layers[li]
 	d := l.Dim()
@@ -332,9 +334,10 @@ func bilinear(ctx context.Context, be linalg.Backend, l *gradients.Layer, rows q
 		return nil
 	}
 	formed := -1 // the first query of the block in m
+	var w work32 // the chunks' rotated rows, in the same buffers
 	for lo := 0; lo < nt; lo += nc {
 		hi := min(lo+nc, nt)
-		ah, sh := rotated32(be, nil, l, lo, hi, qa, qs)
+		ah, sh := rotated32(be, &w, l, lo, hi, qa, qs)
 		for q0 := 0; q0 < nq; q0 += qb {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -386,8 +389,9 @@ func bilinearBlocks(nq, nt, tok, din, dout, limit int) (qb, nc int) {
 // and multiplying m with the chunk in one Sgemm.
 func materialise(ctx context.Context, be linalg.Backend, l *gradients.Layer, m, qa, qs *linalg.Dense32, out *linalg.Dense64, limit int, memLimit int64) error {
 	tok, din, dout := l.Tokens, l.DIn, l.DOut
+	var w work32 // the chunks' rotated rows, in the same buffers
 	return chunkedScores(ctx, be, l.Name, "materialised gradients", m, out, din*dout, limit, memLimit, func(g *linalg.Dense32, lo, hi int) {
-		ah, sh := rotated32(be, nil, l, lo, hi, qa, qs)
+		ah, sh := rotated32(be, &w, l, lo, hi, qa, qs)
 		for n := 0; n < hi-lo; n++ {
 			gt := g.Row(n)
 			if tok == 1 {
