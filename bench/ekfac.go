@@ -240,15 +240,7 @@ func writePlan(ew *errWriter, plan []EKFACPlanStep) {
 // ekfac.FileSource does for 'goinfluence fit'.
 func chunks(b *gradients.Batch, n int) []*gradients.Batch {
 	if n <= 0 {
-		per := 0
-		for _, l := range b.Layers {
-			if l.Factored() {
-				per += l.Tokens * (l.DIn + l.DOut)
-			} else {
-				per += l.D
-			}
-		}
-		n = max(1, int(ekfac.ChunkBytes/int64(8*max(per, 1))))
+		n = ekfac.ChunkExamples(gradients.ExampleBytes(b.LayerInfos()))
 	}
 	var parts []*gradients.Batch
 	for lo := 0; lo < b.N; lo += n {

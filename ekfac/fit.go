@@ -614,14 +614,20 @@ func FileSourceLimit(chunk int, memLimit int64, paths ...string) Source {
 // without a token axis, a few dozen of a 2048-wide layer with 64 tokens.
 const ChunkBytes = 64 << 20
 
+// ChunkExamples returns how many examples of exampleBytes each (as
+// gradients.ExampleBytes counts them) ChunkBytes holds, at least one.
+func ChunkExamples(exampleBytes int64) int {
+	return int(max(1, ChunkBytes/max(exampleBytes, 1)))
+}
+
 func eachChunk(ctx context.Context, path string, chunk int, memLimit int64, fn func(*gradients.Batch) error) error {
 	f, err := gradients.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if chunk <= 0 && f.N() > 0 {
-		chunk = int(ChunkBytes / max(f.ReadBytes(0, 1), 1))
+	if chunk <= 0 {
+		chunk = ChunkExamples(gradients.ExampleBytes(f.Layers()))
 	}
 	chunk = max(chunk, 1)
 	if n := min(chunk, f.N()); n > 0 {

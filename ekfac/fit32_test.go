@@ -259,3 +259,16 @@ func TestFitF32Values(t *testing.T) {
 		})
 	}
 }
+
+func TestChunkExamples(t *testing.T) {
+	for _, tc := range []struct {
+		bytes int64
+		want  int
+	}{
+		{0, ChunkBytes}, {1, ChunkBytes}, {8 * (785 + 512), ChunkBytes / (8 * 1297)}, {ChunkBytes + 1, 1}, {math.MaxInt64, 1},
+	} {
+		if got := ChunkExamples(tc.bytes); got != tc.want {
+			t.Errorf("ChunkExamples(%d) = %d, want %d", tc.bytes, got, tc.want)
+		}
+	}
+}

@@ -30,3 +30,20 @@ func TestAllFinite(t *testing.T) {
 		t.Fatal("no values reported non-finite")
 	}
 }
+
+func TestExampleBytes(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		layers []LayerInfo
+		want   int64
+	}{
+		{"none", nil, 0},
+		{"factored with tokens", []LayerInfo{{Factored: true, Tokens: 3, DIn: 5, DOut: 2}}, 8 * 3 * (5 + 2)},
+		{"factored and dense", []LayerInfo{{Factored: true, Tokens: 1, DIn: 785, DOut: 512}, {D: 10}}, 8 * (785 + 512 + 10)},
+		{"overflow", []LayerInfo{{D: math.MaxInt64 / 4}}, math.MaxInt64},
+	} {
+		if got := ExampleBytes(tc.layers); got != tc.want {
+			t.Errorf("%s: %d bytes, want %d", tc.name, got, tc.want)
+		}
+	}
+}

@@ -374,19 +374,27 @@ func (f *File) decode(li LayerInfo, field string, lo, hi, per int) ([]float64, e
 // allocate, computed from the header alone (saturating at math.MaxInt64), so
 // that callers can check it against a memory limit before reading.
 func (f *File) ReadBytes(lo, hi int) int64 {
+	per := ExampleBytes(f.layers)
+	n := int64(max(hi-lo, 0))
+	if n > 0 && per > math.MaxInt64/n {
+		return math.MaxInt64
+	}
+	return per * n
+}
+
+// ExampleBytes returns the bytes of one example's values over layers as
+// float64 (math.MaxInt64 if that overflows): token rows of activations and
+// output gradients, or the dense gradient.
+func ExampleBytes(layers []LayerInfo) int64 {
 	var per int64
-	for _, li := range f.layers {
+	for _, li := range layers {
 		if li.Factored {
 			per = linalg.AddBytes(per, linalg.Float64Bytes(li.Tokens, li.DIn), linalg.Float64Bytes(li.Tokens, li.DOut))
 		} else {
 			per = linalg.AddBytes(per, linalg.Float64Bytes(li.D))
 		}
 	}
-	n := int64(max(hi-lo, 0))
-	if n > 0 && per > math.MaxInt64/n {
-		return math.MaxInt64
-	}
-	return per * n
+	return per
 }
 
 // ReadLimit is Read refusing, before decoding, examples [lo, hi) whose
