@@ -135,11 +135,11 @@ func TestEKFAC(t *testing.T) {
 	if !slices.Equal(res.PlanF32, wantPlan) {
 		t.Errorf("f32 plan %+v, want %+v", res.PlanF32, wantPlan)
 	}
-	if res.Precision != PrecisionBoth || res.FitPrecision != PrecisionBoth {
-		t.Errorf("precision %q, fit precision %q", res.Precision, res.FitPrecision)
+	if res.Precision != PrecisionBoth {
+		t.Errorf("precision %q", res.Precision)
 	}
 	wantKeys := []string{"date", "cpus", "backend", "dim", "tokens", "fit", "queries", "train", "sgemm_gflops", "dgemm_gflops", "stages",
-		"precision", "fit_precision", "plan_f32"}
+		"precision", "plan_f32"}
 	if got := jsonKeys(t, res); !slices.Equal(got, wantKeys) {
 		t.Errorf("JSON keys %v, want %v", got, wantKeys)
 	}
@@ -323,7 +323,7 @@ func TestEKFACMLP(t *testing.T) {
 		}
 	}
 	wantKeys := []string{"date", "cpus", "backend", "dim", "tokens", "fit", "queries", "train", "sgemm_gflops", "dgemm_gflops", "stages",
-		"precision", "fit_precision", "plan_f32", "model", "layers", "floors"}
+		"precision", "plan_f32", "model", "layers", "floors"}
 	if got := jsonKeys(t, res); !slices.Equal(got[:len(wantKeys)], wantKeys) {
 		t.Errorf("JSON keys %v, want %v first", got, wantKeys)
 	}

@@ -82,14 +82,12 @@ type EKFACResult struct {
 	Dgemm   float64      `json:"dgemm_gflops"`
 	Stages  []EKFACStage `json:"stages"`
 
-	// Precision is the precision asked for (f64, f32 or both) and
-	// FitPrecision that of the fit stages, the same: each precision is
-	// timed end to end, its scoring on its own fit. PlanF32 is the F32 cost
-	// model's choice per layer (ekfac.Factors.PairwisePlan) when an f32
-	// stage ran.
-	Precision    string          `json:"precision"`
-	FitPrecision string          `json:"fit_precision"`
-	PlanF32      []EKFACPlanStep `json:"plan_f32,omitempty"`
+	// Precision is the precision asked for (f64, f32 or both), of the fit
+	// and the scoring stages alike: each precision is timed end to end,
+	// its scoring on its own fit. PlanF32 is the F32 cost model's choice
+	// per layer (ekfac.Factors.PairwisePlan) when an f32 stage ran.
+	Precision string          `json:"precision"`
+	PlanF32   []EKFACPlanStep `json:"plan_f32,omitempty"`
 
 	// The MLP case only (empty for the one layer, whose JSON predates them).
 	Model   string       `json:"model,omitempty"`
@@ -147,7 +145,7 @@ func EKFAC(ctx context.Context, opt EKFACOptions) (*EKFACResult, error) {
 	}
 	res := &EKFACResult{Machine: ThisMachine(), Backend: raw.Name(),
 		Dim: o.Dim, Tokens: o.Tokens, Fit: o.Fit, Queries: o.Queries, Train: o.Train,
-		Precision: o.Precision, FitPrecision: o.Precision}
+		Precision: o.Precision}
 
 	fmt.Fprintf(progress, "measuring %s Sgemm and Dgemm at n=%d\n", raw.Name(), o.Dim)
 	res.Sgemm = linalg.MeasureGemm(raw, o.Dim, false, o.YardstickTime)
@@ -381,7 +379,7 @@ func (r *EKFACResult) WriteTable(w io.Writer) error {
 		ew.printf("%-20s %8.2f %10.1f %9.2f %10.1f %8.2f %8.2f %8.2f\n",
 			s.Stage, s.Seconds, s.GemmGFLOP, s.GemmSecs, s.GemmRate, s.RatioSgemm, s.RatioDgemm, s.EighSecs)
 	}
-	ew.printf("fit stages in %s; scoring precision %s\n", r.FitPrecision, r.Precision)
+	ew.printf("fit and scoring precision %s\n", r.Precision)
 	writePlan(ew, r.PlanF32)
 	return ew.err
 }

@@ -117,7 +117,7 @@ func ekfacMLP(ctx context.Context, o EKFACOptions) (*EKFACResult, error) {
 	}
 	res := &EKFACResult{Machine: ThisMachine(), Backend: raw.Name(), Model: ModelMLP, Layers: o.Layers,
 		Dim: o.Dim, Tokens: 1, Fit: o.Fit, Queries: o.Queries, Train: o.Train,
-		Precision: o.Precision, FitPrecision: o.Precision}
+		Precision: o.Precision}
 
 	fmt.Fprintf(progress, "measuring %s Sgemm and Dgemm at n=%d\n", raw.Name(), o.Dim)
 	res.Sgemm = linalg.MeasureGemm(raw, o.Dim, false, o.YardstickTime)
