@@ -60,6 +60,9 @@ func TestScorePrecision(t *testing.T) {
 			if m := readMeta(t, p("s64")); m["precision"] != "" {
 				t.Errorf("f64 metadata has precision %q", m["precision"])
 			}
+			if log := score("r32", "--precision", "f32", "--rank", "1"); !strings.Contains(log, "f32 layer head: lowrank (GFLOP: low-rank ") {
+				t.Errorf("stderr does not give the low-rank plan of layer head:\n%s", log)
+			}
 			if log := score("self", "--precision", "f32", "--self"); !strings.Contains(log, "scoring in f64") {
 				t.Errorf("--self with f32 does not say it scores in f64:\n%s", log)
 			}

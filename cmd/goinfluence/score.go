@@ -28,7 +28,7 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	out := fs.String("out", "", "scores file to write (safetensors)")
 	dtypeFlag := fs.String("dtype", "f32", "element type of the scores written (scores, scores.<layer>, self, topk.scores, bottomk.scores): f32, or f64 for the float64 scores as computed, to the bit (twice the bytes)")
 	backend := fs.String("backend", "auto", "linear-algebra backend: auto, cpu, openblas or cuda")
-	precisionFlag := fs.String("precision", "f64", "pairwise products in f64 or f32 (queries are still preconditioned in f64; f32 prints each layer's algorithm and flops to stderr; --self keeps everything f64). f64 is the default: its scores differ between backends, kernels and thread counts by float64 rounding only, far below the float32 step of the scores written, and equal the float64 reference to that step; f32 is several times faster and within 1e-4 relative")
+	precisionFlag := fs.String("precision", "f64", "pairwise products in f64 or f32 (the division by Λ + δ stays f64; f32 prints each layer's algorithm and flops to stderr; --self keeps everything f64). f64 is the default: its scores differ between backends, kernels and thread counts by float64 rounding only, far below the float32 step of the scores written, and equal the float64 reference to that step; f32 is several times faster and within 1e-4 relative")
 	mem := addMemLimit(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -143,7 +143,11 @@ func printPlan(prog *progress.Reporter, plan []ekfac.LayerPlan) {
 		if p.Bilinear > 0 {
 			bil = fmt.Sprintf("%.3g", p.Bilinear/1e9)
 		}
-		prog.Stage(fmt.Sprintf("score: f32 layer %s: %s (GFLOP: bilinear %s, materialise %.3g, rotation %.3g)",
-			p.Layer, p.Algorithm, bil, p.Materialise/1e9, p.Rotation/1e9))
+		low := ""
+		if p.Algorithm == ekfac.LowRank {
+			low = fmt.Sprintf("low-rank %.3g, ", p.LowRank/1e9)
+		}
+		prog.Stage(fmt.Sprintf("score: f32 layer %s: %s (GFLOP: %sbilinear %s, materialise %.3g, rotation %.3g)",
+			p.Layer, p.Algorithm, low, bil, p.Materialise/1e9, p.Rotation/1e9))
 	}
 }
