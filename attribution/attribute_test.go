@@ -47,18 +47,17 @@ func newWorld(t testing.TB, n, nq int) *world {
 	// Rows 5 and 6 are copies of row 4 (the same content).
 	copy(w.rows[5*w.dim:6*w.dim], w.rows[4*w.dim:5*w.dim])
 	copy(w.rows[6*w.dim:7*w.dim], w.rows[4*w.dim:5*w.dim])
-	var reg strings.Builder
-	reg.WriteString("id,contributor,datanet,content_sha256\n")
+	regs := make([]Registration, n)
 	for i, id := range w.ids {
 		content := fmt.Sprintf("%064x", i)
 		if i == 5 || i == 6 {
 			content = fmt.Sprintf("%064x", 4)
 		}
-		fmt.Fprintf(&reg, "%d,contributor-%d,net-%d,%s\n", id, i%5, i%2, content)
+		regs[i] = Registration{ID: id, Contributor: fmt.Sprintf("contributor-%d", i%5), DataNet: fmt.Sprintf("net-%d", i%2), ContentSHA256: content}
 	}
 	w.registry = filepath.Join(w.dir, "registry.csv")
 	w.checkpoint = filepath.Join(w.dir, "model.ckpt")
-	if err := os.WriteFile(w.registry, []byte(reg.String()), 0o644); err != nil {
+	if err := WriteRegistry(w.registry, regs); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(w.checkpoint, []byte("weights"), 0o644); err != nil {

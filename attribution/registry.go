@@ -15,6 +15,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/goinfluence/goinfluence/internal/atomicfile"
 )
 
 // Registration is one training example's entry in a registry.
@@ -142,6 +144,31 @@ func ParseRegistry(r io.Reader, name string) (*Registry, error) {
 		return nil, err
 	}
 	return p.registry(), nil
+}
+
+// WriteRegistry writes regs, in the order given, to path as a registry CSV
+// with the header id,contributor,datanet,content_sha256 (an empty
+// content_sha256 where none is given), quoting a field only where
+// encoding/csv must, and replaces path atomically: run manifests hash the
+// file. It writes nothing for registrations that ReadRegistry would refuse;
+// the error is then an *Error naming path and the line the registration
+// would be on, with ErrRegistry as its cause.
+func WriteRegistry(path string, regs []Registration) error {
+	p := &parser{name: path, index: make(map[int64]int, len(regs))}
+	for i, g := range regs {
+		if err := p.check(g, i+2); err != nil {
+			return err
+		}
+	}
+	return atomicfile.WriteFile(path, func(w io.Writer) error {
+		cw := csv.NewWriter(w) // a failed Write shows in cw.Error
+		cw.Write(csvHeader)
+		for _, g := range regs {
+			cw.Write([]string{strconv.FormatInt(g.ID, 10), g.Contributor, g.DataNet, g.ContentSHA256})
+		}
+		cw.Flush()
+		return cw.Error()
+	})
 }
 
 // Lookup returns the registration of example id, and whether there is one.
@@ -416,6 +443,15 @@ func parseID(s string) (int64, error) {
 
 // add checks g, found on line, and keeps it.
 func (p *parser) add(g Registration, line int) error {
+	if err := p.check(g, line); err != nil {
+		return err
+	}
+	p.regs = append(p.regs, g)
+	return nil
+}
+
+// check checks g, found on line, and notes its id.
+func (p *parser) check(g Registration, line int) error {
 	if err := checkName(g.Contributor); err != nil {
 		return p.errorf(line, "contributor", "%v", err)
 	}
@@ -429,7 +465,6 @@ func (p *parser) add(g Registration, line int) error {
 		return p.errorf(line, "id", "duplicate id %d (first on line %d)", g.ID, first)
 	}
 	p.index[g.ID] = line
-	p.regs = append(p.regs, g)
 	return nil
 }
 

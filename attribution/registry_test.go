@@ -275,3 +275,70 @@ func TestRegistryCopies(t *testing.T) {
 		t.Error("changing a returned slice changed the registry")
 	}
 }
+
+func TestWriteRegistry(t *testing.T) {
+	dir := t.TempDir()
+	regs := []Registration{
+		{ID: 12, Contributor: "Zoë, MD", DataNet: "medical", ContentSHA256: hashA},
+		{ID: 3, Contributor: "alice", DataNet: "medical"},
+		{ID: -4, Contributor: `bob "b"`, DataNet: "legal", ContentSHA256: hashB},
+	}
+	path := filepath.Join(dir, "reg.csv")
+	if err := WriteRegistry(path, regs); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "id,contributor,datanet,content_sha256\n" +
+		"12,\"Zoë, MD\",medical," + hashA + "\n" +
+		"3,alice,medical,\n" +
+		"-4,\"bob \"\"b\"\"\",legal," + hashB + "\n"
+	if string(b) != want {
+		t.Errorf("wrote\n%s\nwant\n%s", b, want)
+	}
+	r, err := ReadRegistry(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Len() != len(regs) {
+		t.Fatalf("read back %d registrations, want %d", r.Len(), len(regs))
+	}
+	for _, g := range regs {
+		if got, ok := r.Lookup(g.ID); !ok || got != g {
+			t.Errorf("read back Lookup(%d) = %+v, %v; want %+v", g.ID, got, ok, g)
+		}
+	}
+
+	empty := filepath.Join(dir, "empty.csv")
+	if err := WriteRegistry(empty, nil); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := ReadRegistry(empty); err != nil || r.Len() != 0 {
+		t.Errorf("empty registry read back: %v, %v", r, err)
+	}
+
+	// What ReadRegistry would refuse is not written, and the error names
+	// the line it would be on.
+	for _, tc := range []struct {
+		name  string
+		regs  []Registration
+		line  int
+		field string
+	}{
+		{"duplicate id", []Registration{{ID: 1, Contributor: "a", DataNet: "n"}, {ID: 1, Contributor: "b", DataNet: "n"}}, 3, "id"},
+		{"empty contributor", []Registration{{ID: 1, DataNet: "n"}}, 2, "contributor"},
+		{"bad hash", []Registration{{ID: 1, Contributor: "a", DataNet: "n", ContentSHA256: "abc"}}, 2, "content_sha256"},
+	} {
+		bad := filepath.Join(dir, "bad.csv")
+		err := WriteRegistry(bad, tc.regs)
+		var e *Error
+		if !errors.As(err, &e) || !errors.Is(err, ErrRegistry) || e.File != bad || e.Line != tc.line || e.Field != tc.field {
+			t.Errorf("%s: error %v, want an *Error naming %s, line %d, field %s", tc.name, err, bad, tc.line, tc.field)
+		}
+		if _, err := os.Stat(bad); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: a refused registry was written (%v)", tc.name, err)
+		}
+	}
+}

@@ -26,42 +26,44 @@ var ErrMismatch = errors.New("receipt does not verify")
 // owner, stakers and platform theirs, and both Merkle roots are those of the
 // payouts and records. The error names the first thing that differs.
 func Check(r *Receipt) error {
-	if err := check(r); err != nil {
+	if _, err := check(r); err != nil {
 		return fmt.Errorf("attribution: %w: %w", ErrMismatch, err)
 	}
 	return nil
 }
 
-func check(r *Receipt) error {
+// check is Check without the wrapping; it also returns the payout tree it
+// built (nil when the receipt pays no contributor), for ProofOf.
+func check(r *Receipt) (*merkle.Tree, error) {
 	if r.Format != ReceiptFormat {
-		return fmt.Errorf("format %q, want %q", r.Format, ReceiptFormat)
+		return nil, fmt.Errorf("format %q, want %q", r.Format, ReceiptFormat)
 	}
 	id, err := r.Manifest.ID()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if got := hex.EncodeToString(id[:]); got != r.RunID {
-		return fmt.Errorf("run_id is %s, the manifest hashes to %s", r.RunID, got)
+		return nil, fmt.Errorf("run_id is %s, the manifest hashes to %s", r.RunID, got)
 	}
 	if b := BatchHash(id, r.inferenceIDs()); b != r.Batch {
-		return fmt.Errorf("batch is %s, the run id and inference ids hash to %s", r.Batch.Hex(), b.Hex())
+		return nil, fmt.Errorf("batch is %s, the run id and inference ids hash to %s", r.Batch.Hex(), b.Hex())
 	}
 	t, err := tallyRecords(r.Inferences)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	totals := t.payouts
 	if len(totals) != len(r.Payouts) {
-		return fmt.Errorf("%d payouts for the %d contributors paid by the inferences", len(r.Payouts), len(totals))
+		return nil, fmt.Errorf("%d payouts for the %d contributors paid by the inferences", len(r.Payouts), len(totals))
 	}
 	for _, p := range r.Payouts {
 		t := totals[p.Contributor]
 		v, err := decimal(p.Amount)
 		if err != nil {
-			return fmt.Errorf("payout of %q: %w", p.Contributor, err)
+			return nil, fmt.Errorf("payout of %q: %w", p.Contributor, err)
 		}
 		if t == nil || t.Cmp(v) != 0 {
-			return fmt.Errorf("payout of %q is %s, the inferences pay it %v", p.Contributor, v, t)
+			return nil, fmt.Errorf("payout of %q is %s, the inferences pay it %v", p.Contributor, v, t)
 		}
 	}
 	for _, f := range []struct {
@@ -69,20 +71,20 @@ func check(r *Receipt) error {
 		total   *big.Int
 	}{{"owner", r.Owner, t.owner}, {"stakers", r.Stakers, t.stakers}, {"platform", r.Platform, t.platform}} {
 		if v, err := decimal(f.v); err != nil || v.Cmp(f.total) != 0 {
-			return fmt.Errorf("%s total is %q, the inferences add up to %s", f.name, f.v, f.total)
+			return nil, fmt.Errorf("%s total is %q, the inferences add up to %s", f.name, f.v, f.total)
 		}
 	}
 	pt, rt, err := r.roots()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if got := rootOf(pt); got != r.PayoutRoot {
-		return fmt.Errorf("payout_root is %s, the payouts give %s", r.PayoutRoot.Hex(), got.Hex())
+		return nil, fmt.Errorf("payout_root is %s, the payouts give %s", r.PayoutRoot.Hex(), got.Hex())
 	}
 	if got := rootOf(rt); got != r.RecordRoot {
-		return fmt.Errorf("record_root is %s, the records give %s", r.RecordRoot.Hex(), got.Hex())
+		return nil, fmt.Errorf("record_root is %s, the records give %s", r.RecordRoot.Hex(), got.Hex())
 	}
-	return nil
+	return pt, nil
 }
 
 // tally is what a batch's records add up to: each contributor's amount and
@@ -154,7 +156,7 @@ func decimal(s string) (*big.Int, error) {
 // that differs (which input changed) and the first inference, and field,
 // whose record differs, then the payouts and roots.
 func (a *Attributor) Verify(ctx context.Context, r *Receipt, queries ...*gradients.Batch) error {
-	if err := check(r); err != nil {
+	if _, err := check(r); err != nil {
 		return fmt.Errorf("attribution: %w: %w", ErrMismatch, err)
 	}
 	if !r.Manifest.Verifiable() {
@@ -280,8 +282,9 @@ type Proof struct {
 // ProofOf returns the payout proof of a contributor of the receipt, after
 // checking the receipt (Check).
 func ProofOf(r *Receipt, contributor string) (*Proof, error) {
-	if err := Check(r); err != nil {
-		return nil, err
+	pt, err := check(r)
+	if err != nil {
+		return nil, fmt.Errorf("attribution: %w: %w", ErrMismatch, err)
 	}
 	var amount *big.Int
 	for _, p := range r.Payouts {
@@ -291,10 +294,6 @@ func ProofOf(r *Receipt, contributor string) (*Proof, error) {
 	}
 	if amount == nil {
 		return nil, fmt.Errorf("attribution: the receipt pays no contributor %q", contributor)
-	}
-	pt, _, err := r.roots()
-	if err != nil {
-		return nil, err
 	}
 	leaf, err := merkle.PayoutLeaf(r.Batch, contributor, amount)
 	if err != nil {

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -181,23 +180,31 @@ func Attribute(ctx context.Context, opt AttributeOptions) (*AttributeResult, err
 
 // benchRegistry writes the registry CSV of ids 0 … rows−1 into dir, row i
 // registered to contributor i mod contributors and DataNet i mod datanets
-// with a content hash of its own, and parses it.
+// with a content hash of its own, and reads it back.
 func benchRegistry(dir string, rows, contributors, datanets int) (*attribution.Registry, string, error) {
-	var b bytes.Buffer
-	b.Grow(rows * 100)
-	b.WriteString("id,contributor,datanet,content_sha256\n")
-	for i := range rows {
-		fmt.Fprintf(&b, "%d,contributor-%d,datanet-%d,%064x\n", i, i%contributors, i%datanets, i)
+	cs, ds := names("contributor-", contributors), names("datanet-", datanets)
+	regs := make([]attribution.Registration, rows)
+	for i := range regs {
+		regs[i] = attribution.Registration{ID: int64(i), Contributor: cs[i%contributors], DataNet: ds[i%datanets], ContentSHA256: fmt.Sprintf("%064x", i)}
 	}
 	path := filepath.Join(dir, "registry.csv")
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+	if err := attribution.WriteRegistry(path, regs); err != nil {
 		return nil, "", err
 	}
-	reg, err := attribution.ParseRegistry(bytes.NewReader(b.Bytes()), path)
+	reg, err := attribution.ReadRegistry(path)
 	if err != nil {
 		return nil, "", err
 	}
 	return reg, path, nil
+}
+
+// names returns prefix0 … prefix(n−1).
+func names(prefix string, n int) []string {
+	s := make([]string, n)
+	for i := range s {
+		s[i] = prefix + strconv.Itoa(i)
+	}
+	return s
 }
 
 // WriteTable writes r as 'goinfluence bench attribute' prints it.

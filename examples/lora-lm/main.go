@@ -38,7 +38,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -60,7 +59,6 @@ import (
 	"github.com/goinfluence/goinfluence/gradients/store"
 	"github.com/goinfluence/goinfluence/hessian"
 	"github.com/goinfluence/goinfluence/influence"
-	"github.com/goinfluence/goinfluence/internal/atomicfile"
 	"github.com/goinfluence/goinfluence/linalg"
 )
 
@@ -519,19 +517,13 @@ func findScript(flagValue string) (string, error) {
 }
 
 // writeRegistry writes the registry CSV: id, contributor, DataNet and the
-// SHA-256 of the entry's text (identical entries share one credit). The
-// registry is read with encoding/csv, so names holding commas or quotes are
-// quoted; the file is replaced atomically, since receipts hash it.
+// SHA-256 of the entry's text (identical entries share one credit).
 func writeRegistry(path string, train []entry) error {
-	return atomicfile.WriteFile(path, func(w io.Writer) error {
-		cw := csv.NewWriter(w) // a failed Write shows in cw.Error
-		cw.Write([]string{"id", "contributor", "datanet", "content_sha256"})
-		for _, e := range train {
-			cw.Write([]string{strconv.FormatInt(e.ID, 10), e.Contributor, e.DataNet, fmt.Sprintf("%x", sha256.Sum256([]byte(e.Text)))})
-		}
-		cw.Flush()
-		return cw.Error()
-	})
+	regs := make([]attribution.Registration, len(train))
+	for i, e := range train {
+		regs[i] = attribution.Registration{ID: e.ID, Contributor: e.Contributor, DataNet: e.DataNet, ContentSHA256: fmt.Sprintf("%x", sha256.Sum256([]byte(e.Text)))}
+	}
+	return attribution.WriteRegistry(path, regs)
 }
 
 // topCredit returns the DataNet with the largest credit ("" for none).
