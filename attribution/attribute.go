@@ -199,11 +199,30 @@ type Inference struct {
 // gradients at store c's checkpoint, example i for infs[i]. It returns the
 // receipt, with both Merkle roots.
 func (a *Attributor) Attribute(ctx context.Context, infs []Inference, queries ...*gradients.Batch) (*Receipt, error) {
-	r, err := a.attribute(ctx, infs, queries, nil)
+	r, _, err := a.attribute(ctx, infs, queries, nil)
 	if err != nil {
 		return nil, fmt.Errorf("attribution: Attribute: %w", err)
 	}
 	return r, nil
+}
+
+// AttributeWithQuality is Attribute and then Quality of the same queries,
+// scoring them once: Quality's harmful rankings are those of the scoring
+// the receipt was made from.
+func (a *Attributor) AttributeWithQuality(ctx context.Context, infs []Inference, opt QualityOptions, queries ...*gradients.Batch) (*Receipt, *QualityReport, error) {
+	share, err := opt.share()
+	if err != nil {
+		return nil, nil, fmt.Errorf("attribution: Quality: %w", err)
+	}
+	r, res, err := a.attribute(ctx, infs, queries, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("attribution: Attribute: %w", err)
+	}
+	rep, err := a.report(ctx, share, res)
+	if err != nil {
+		return nil, nil, fmt.Errorf("attribution: Quality: %w", err)
+	}
+	return r, rep, nil
 }
 
 // Timing is where the wall time of one AttributeTimed call went.
@@ -223,7 +242,7 @@ type Timing struct {
 func (a *Attributor) AttributeTimed(ctx context.Context, infs []Inference, queries ...*gradients.Batch) (*Receipt, Timing, error) {
 	var t Timing
 	start := time.Now()
-	r, err := a.attribute(ctx, infs, queries, &t)
+	r, _, err := a.attribute(ctx, infs, queries, &t)
 	t.Total = time.Since(start)
 	if err != nil {
 		return nil, Timing{}, fmt.Errorf("attribution: Attribute: %w", err)
@@ -231,33 +250,34 @@ func (a *Attributor) AttributeTimed(ctx context.Context, infs []Inference, queri
 	return r, t, nil
 }
 
-// attribute attributes a batch; t, when not nil, is told the scoring time.
-func (a *Attributor) attribute(ctx context.Context, infs []Inference, queries []*gradients.Batch, t *Timing) (*Receipt, error) {
+// attribute attributes a batch and returns the scoring it was made from; t,
+// when not nil, is told the scoring time.
+func (a *Attributor) attribute(ctx context.Context, infs []Inference, queries []*gradients.Batch, t *Timing) (*Receipt, *influence.StoreResult, error) {
 	if len(infs) == 0 {
-		return nil, errNoInferences
+		return nil, nil, errNoInferences
 	}
 	seen := make(map[string]int, len(infs))
 	for i, inf := range infs {
 		if j, ok := seen[inf.ID]; ok {
-			return nil, fmt.Errorf("inference id %q repeated (inferences %d and %d)", inf.ID, j, i)
+			return nil, nil, fmt.Errorf("inference id %q repeated (inferences %d and %d)", inf.ID, j, i)
 		}
 		seen[inf.ID] = i
 		if inf.Fee == nil || inf.Fee.Sign() < 0 || inf.Fee.BitLen() > 256 {
-			return nil, fmt.Errorf("inference %q: fee %v: want an integer in [0, 2²⁵⁶)", inf.ID, inf.Fee)
+			return nil, nil, fmt.Errorf("inference %q: fee %v: want an integer in [0, 2²⁵⁶)", inf.ID, inf.Fee)
 		}
 	}
 	for c, q := range queries {
 		switch {
 		case q == nil:
-			return nil, fmt.Errorf("no queries for store %d", c)
+			return nil, nil, fmt.Errorf("no queries for store %d", c)
 		case q.N != len(infs):
-			return nil, fmt.Errorf("queries for store %d hold %d examples for %d inferences", c, q.N, len(infs))
+			return nil, nil, fmt.Errorf("queries for store %d hold %d examples for %d inferences", c, q.N, len(infs))
 		}
 	}
 	start := time.Now()
 	res, err := a.scorer.Score(ctx, queries...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if t != nil {
 		t.Scoring = time.Since(start)
@@ -266,14 +286,14 @@ func (a *Attributor) attribute(ctx context.Context, infs []Inference, queries []
 	for i, inf := range infs {
 		rec, err := a.record(ctx, i, inf, queries, res)
 		if err != nil {
-			return nil, fmt.Errorf("inference %q: %w", inf.ID, err)
+			return nil, nil, fmt.Errorf("inference %q: %w", inf.ID, err)
 		}
 		r.Inferences = append(r.Inferences, *rec)
 	}
 	r.Batch = BatchHash(a.runID, r.inferenceIDs())
 	tl, err := tallyRecords(r.Inferences)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, c := range slices.Sorted(maps.Keys(tl.payouts)) {
 		r.Payouts = append(r.Payouts, PayoutJSON{Contributor: c, Amount: tl.payouts[c].String()})
@@ -281,10 +301,10 @@ func (a *Attributor) attribute(ctx context.Context, infs []Inference, queries []
 	r.Owner, r.Stakers, r.Platform = tl.owner.String(), tl.stakers.String(), tl.platform.String()
 	pt, rt, err := r.roots()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	r.PayoutRoot, r.RecordRoot = rootOf(pt), rootOf(rt)
-	return r, nil
+	return r, res, nil
 }
 
 // record attributes inference i.

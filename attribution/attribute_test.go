@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -343,6 +344,27 @@ func TestQuality(t *testing.T) {
 	var b strings.Builder
 	if err := rep.WriteTable(&b); err != nil || !strings.Contains(b.String(), "contributor-0") {
 		t.Errorf("table %q, %v", b.String(), err)
+	}
+
+	// AttributeWithQuality scores once and gives Attribute's receipt and
+	// Quality's report.
+	a := w.attributor(t, dir, linalg.CPU(), 0, testConfig)
+	want, err := a.Attribute(context.Background(), inferences(6, 7), w.queries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, both, err := a.AttributeWithQuality(context.Background(), inferences(6, 7), QualityOptions{}, w.queries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.PayoutRoot != want.PayoutRoot || got.RecordRoot != want.RecordRoot {
+		t.Error("AttributeWithQuality's receipt differs from Attribute's")
+	}
+	if !reflect.DeepEqual(both, rep) {
+		t.Errorf("AttributeWithQuality's report %+v, Quality's %+v", both, rep)
+	}
+	if _, _, err := a.AttributeWithQuality(context.Background(), inferences(6, 7), QualityOptions{OutlierShare: 2}, w.queries); err == nil {
+		t.Error("outlier share 2 accepted")
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"sort"
 
 	"github.com/goinfluence/goinfluence/gradients"
+	"github.com/goinfluence/goinfluence/influence"
 )
 
 // DefaultOutlierShare is QualityOptions.OutlierShare's default.
@@ -64,17 +65,32 @@ func (a *Attributor) Quality(ctx context.Context, opt QualityOptions, queries ..
 }
 
 func (a *Attributor) quality(ctx context.Context, opt QualityOptions, queries []*gradients.Batch) (*QualityReport, error) {
-	share := opt.OutlierShare
-	if share == 0 {
-		share = DefaultOutlierShare
-	}
-	if !(share > 0 && share < 1) {
-		return nil, fmt.Errorf("outlier share %v: want a number in (0, 1)", share)
+	share, err := opt.share()
+	if err != nil {
+		return nil, err
 	}
 	res, err := a.scorer.Score(ctx, queries...)
 	if err != nil {
 		return nil, err
 	}
+	return a.report(ctx, share, res)
+}
+
+// share returns the outlier share asked for, or the default.
+func (opt QualityOptions) share() (float64, error) {
+	share := opt.OutlierShare
+	if share == 0 {
+		share = DefaultOutlierShare
+	}
+	if !(share > 0 && share < 1) {
+		return 0, fmt.Errorf("outlier share %v: want a number in (0, 1)", share)
+	}
+	return share, nil
+}
+
+// report is Quality from the queries' scoring res: its harmful rankings,
+// then one pass over the store for the self-influences.
+func (a *Attributor) report(ctx context.Context, share float64, res *influence.StoreResult) (*QualityReport, error) {
 	by := map[string]*ContributorQuality{}
 	get := func(id int64) (*ContributorQuality, error) {
 		reg, ok := a.reg.Lookup(id)

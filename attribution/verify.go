@@ -167,7 +167,7 @@ func (a *Attributor) Verify(ctx context.Context, r *Receipt, queries ...*gradien
 		fee, _ := decimal(inf.Fee) // checked
 		infs[i] = Inference{ID: inf.ID, Fee: fee}
 	}
-	got, err := a.attribute(ctx, infs, queries, nil)
+	got, _, err := a.attribute(ctx, infs, queries, nil)
 	if err != nil {
 		return fmt.Errorf("attribution: Verify: %w", err)
 	}

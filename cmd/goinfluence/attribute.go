@@ -173,7 +173,13 @@ func runAttribute(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		infs[i].Fee = f
 	}
-	r, err := a.Attribute(ctx, infs, q)
+	var r *attribution.Receipt
+	var rep *attribution.QualityReport
+	if *qualityOut == "" {
+		r, err = a.Attribute(ctx, infs, q)
+	} else {
+		r, rep, err = a.AttributeWithQuality(ctx, infs, attribution.QualityOptions{}, q)
+	}
 	if err != nil {
 		return fmt.Errorf("attribute: %w", err)
 	}
@@ -182,12 +188,8 @@ func runAttribute(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	fmt.Fprintf(stdout, "attribute: %d inferences, %d contributors paid; payout_root %s, record_root %s; wrote %s\n",
 		len(r.Inferences), len(r.Payouts), r.PayoutRoot.Hex(), r.RecordRoot.Hex(), *out)
-	if *qualityOut == "" {
+	if rep == nil {
 		return nil
-	}
-	rep, err := a.Quality(ctx, attribution.QualityOptions{}, q)
-	if err != nil {
-		return fmt.Errorf("attribute: %w", err)
 	}
 	if err := atomicfile.WriteFile(*qualityOut, func(w io.Writer) error {
 		e := json.NewEncoder(w)
