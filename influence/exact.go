@@ -346,9 +346,9 @@ func (rk *ranker) rank(a, b int) *NonFiniteError {
 	// every score of a large batch goes through.
 	sums := x.isums[0][rk.base+a : rk.base+b]
 	st := rk.scales[0][a:b]
-	sq := float64(x.qs[0].Scales[rk.i])
+	sq := x.qs[0].Scales[rk.i]
 	for j, v := range sums {
-		score := float32(float64(v) * sq * float64(st[j]))
+		score := quant.Score(v, sq, st[j])
 		if f := float64(score); f < rk.hiT && f > rk.loT {
 			continue // also false for NaN, which keep reports
 		}
@@ -364,7 +364,7 @@ func (rk *ranker) score(r int) (float32, int64) {
 	x := rk.x
 	if len(x.stores) == 1 && rk.w == nil {
 		v := x.isums[0][rk.base+r]
-		return float32(float64(v) * float64(x.qs[0].Scales[rk.i]) * float64(rk.scales[0][r])), int64(v)
+		return quant.Score(v, x.qs[0].Scales[rk.i], rk.scales[0][r]), int64(v)
 	}
 	var s float64
 	var isum int64

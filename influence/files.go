@@ -228,7 +228,8 @@ func (f *ScoresFile) tensors() ([]safetensors.Tensor, error) {
 }
 
 // matrixTensor returns the values of m32 or m64 (exactly one set), row by
-// row, as a little-endian tensor of dtype dt (F32 or F64).
+// row, as a little-endian tensor of dtype dt (F32 or F64): float64 values
+// narrowed as ToF32 narrows them, float32 ones widened exactly.
 func matrixTensor(name string, dt safetensors.DType, m32 *linalg.Dense32, m64 *linalg.Dense64) (safetensors.Tensor, error) {
 	switch {
 	case m32 != nil && m64 != nil:
@@ -236,36 +237,34 @@ func matrixTensor(name string, dt safetensors.DType, m32 *linalg.Dense32, m64 *l
 	case m32 == nil && m64 == nil:
 		return safetensors.Tensor{}, fmt.Errorf("%s: no scores", name)
 	}
-	var rows, cols int
-	if m32 != nil {
-		rows, cols = m32.Rows, m32.Cols
-	} else {
-		rows, cols = m64.Rows, m64.Cols
-	}
-	data := make([]byte, 0, dt.Size()*rows*cols)
-	for i := range rows {
-		switch {
-		case m32 != nil && dt == safetensors.F32:
-			data = appendF32(data, m32.Row(i))
-		case m32 != nil:
-			for _, x := range m32.Row(i) {
-				data = binary.LittleEndian.AppendUint64(data, math.Float64bits(float64(x)))
-			}
-		case dt == safetensors.F64:
-			for _, x := range m64.Row(i) {
-				data = binary.LittleEndian.AppendUint64(data, math.Float64bits(x))
-			}
-		default:
-			for j, v := range m64.Row(i) {
-				x := float32(v)
-				if math.IsInf(float64(x), 0) && !math.IsInf(v, 0) {
-					return safetensors.Tensor{}, fmt.Errorf("encoding %s: row %d: %w", name, i, &safetensors.RangeError{Index: j, Value: v, DType: safetensors.F32})
-				}
-				data = binary.LittleEndian.AppendUint32(data, math.Float32bits(x))
+	if dt == safetensors.F32 {
+		if m32 == nil {
+			var err error
+			if m32, err = ToF32(name, m64); err != nil {
+				return safetensors.Tensor{}, err
 			}
 		}
+		data := make([]byte, 0, 4*m32.Rows*m32.Cols)
+		for i := range m32.Rows {
+			data = appendF32(data, m32.Row(i))
+		}
+		return safetensors.Tensor{Name: name, DType: dt, Shape: []int{m32.Rows, m32.Cols}, Data: data}, nil
 	}
-	return safetensors.Tensor{Name: name, DType: dt, Shape: []int{rows, cols}, Data: data}, nil
+	if m64 != nil {
+		return f64Tensor(name, m64), nil
+	}
+	return f64Tensor(name, m32), nil
+}
+
+// f64Tensor returns m's values, row by row, as a little-endian F64 tensor.
+func f64Tensor[T linalg.Float](name string, m *linalg.Dense[T]) safetensors.Tensor {
+	data := make([]byte, 0, 8*m.Rows*m.Cols)
+	for i := range m.Rows {
+		for _, x := range m.Row(i) {
+			data = binary.LittleEndian.AppendUint64(data, math.Float64bits(float64(x)))
+		}
+	}
+	return safetensors.Tensor{Name: name, DType: safetensors.F64, Shape: []int{m.Rows, m.Cols}, Data: data}
 }
 
 func appendF32(b []byte, v []float32) []byte {

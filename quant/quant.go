@@ -9,6 +9,9 @@ import (
 // 127²·MaxDim < 2³¹.
 const MaxDim = 133000
 
+// The build fails if the largest exact sum, 127²·MaxDim, overflows int32.
+const _ int32 = 127 * 127 * MaxDim
+
 // Version names the quantisation and scoring rule of this package, as run
 // manifests record it.
 const Version = "i8/v1"

@@ -39,17 +39,17 @@ func TestStoreScoreI8(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			sf.t = t
 			tmp := t.TempDir()
+			an := &influence.Analyzer{Method: tc.method, Backend: linalg.CPU()}
+			want, err := an.Scores(sf.ctx, pquery, ptrain)
+			if err != nil {
+				t.Fatal(err)
+			}
 			var outs [][]byte
 			for _, kern := range quant.Kernels() {
 				t.Setenv(quant.EnvKernel, kern.Name())
 				out, full := filepath.Join(tmp, kern.Name()), filepath.Join(tmp, kern.Name()+".full")
 				sf.run(append([]string{"store", "score", "--store", dir, "--query", sf.q, "--topk", "3", "--chunk", "5",
 					"--scores-out", full, "--out", out}, tc.args...)...)
-				an := &influence.Analyzer{Method: tc.method, Backend: linalg.CPU()}
-				want, err := an.Scores(sf.ctx, pquery, ptrain)
-				if err != nil {
-					t.Fatal(err)
-				}
 				// Quantising both sides to 8 bits moves a score by about 1%
 				// of the largest; the rankings must agree with the full
 				// scores exactly.
