@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/goinfluence/goinfluence/bench"
-	"github.com/goinfluence/goinfluence/internal/atomicfile"
 )
 
 // runBenchEKFAC is 'goinfluence bench ekfac': see bench.EKFAC. A size left
@@ -60,22 +59,13 @@ func runBenchEKFAC(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	opt.Backend = be
-	var prof *atomicfile.File
-	if *cpuProfile != "" {
-		if prof, err = atomicfile.Create(*cpuProfile); err != nil {
-			return err
-		}
-		defer prof.Cleanup() // unless committed below
+	var res *bench.EKFACResult
+	if err := withProfile(*cpuProfile, func(prof io.Writer) (err error) {
 		opt.CPUProfile = prof
-	}
-	res, err := bench.EKFAC(ctx, opt)
-	if err != nil {
+		res, err = bench.EKFAC(ctx, opt)
 		return err
-	}
-	if prof != nil {
-		if err := prof.Commit(); err != nil {
-			return err
-		}
+	}); err != nil {
+		return err
 	}
 	return printBench(stdout, *asJSON, res)
 }

@@ -48,22 +48,30 @@ func runBenchStream(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	opt := bench.StreamOptions{Backend: be, Rows: *rows, Dim: *dim, Queries: *nq, TopK: *topk,
 		DType: dt, ChunkRows: *chunk, Dir: *dir, Progress: stderr}
-	var prof *atomicfile.File
-	if *cpuProfile != "" {
-		if prof, err = atomicfile.Create(*cpuProfile); err != nil {
-			return err
-		}
-		defer prof.Cleanup() // unless committed below
+	var res *bench.StreamResult
+	if err := withProfile(*cpuProfile, func(prof io.Writer) (err error) {
 		opt.CPUProfile = prof
+		res, err = bench.Stream(ctx, opt)
+		return err
+	}); err != nil {
+		return err
 	}
-	res, err := bench.Stream(ctx, opt)
+	return printBench(stdout, *asJSON, res)
+}
+
+// withProfile runs run with a writer for a CPU profile to path, created
+// atomically and kept only when run succeeds; with no path, a nil writer.
+func withProfile(path string, run func(prof io.Writer) error) error {
+	if path == "" {
+		return run(nil)
+	}
+	f, err := atomicfile.Create(path)
 	if err != nil {
 		return err
 	}
-	if prof != nil {
-		if err := prof.Commit(); err != nil {
-			return err
-		}
+	defer f.Cleanup() // unless committed below
+	if err := run(f); err != nil {
+		return err
 	}
-	return printBench(stdout, *asJSON, res)
+	return f.Commit()
 }
